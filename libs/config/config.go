@@ -1,0 +1,198 @@
+// Package config loads a service's settings into a typed struct from the
+// environment and command-line flags (github.com/ardanlabs/conf/v3: one
+// documented default and help line per setting, masked output) and
+// resolves secrets.
+//
+// A Secret setting holds either its value, accepted as a development
+// fallback and logged as such, or a reference to a secret store:
+//
+//	vault:<mount>/<path>#<key>    a key of a Vault KV v2 secret
+//
+// References are resolved once at start-up, through a Vault client built
+// from VAULT_ADDR and VAULT_TOKEN unless the caller supplies a Source. A
+// reference that cannot be read fails start-up with a message naming the
+// setting and the reference.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+
+	"github.com/ardanlabs/conf/v3"
+)
+
+// ErrHelp is returned by Load when --help or --version was asked for; the
+// error's text is the help to print.
+var ErrHelp = errors.New("help requested")
+
+type helpError struct{ text string }
+
+func (e helpError) Error() string { return e.text }
+func (e helpError) Unwrap() error { return ErrHelp }
+
+// Source reads secrets by reference.
+type Source interface {
+	// Scheme is the reference prefix the source serves, e.g. "vault".
+	Scheme() string
+	// Read returns the secret named by ref (the part after "scheme:").
+	Read(ctx context.Context, ref string) (string, error)
+}
+
+// Option changes how Load works.
+type Option func(*options)
+
+type options struct {
+	sources []Source
+	logger  *slog.Logger
+}
+
+// WithSource resolves references of src's scheme through src.
+func WithSource(src Source) Option { return func(o *options) { o.sources = append(o.sources, src) } }
+
+// WithLogger reports where every secret came from to logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Load fills cfg, a pointer to a struct with ardanlabs/conf tags, from
+// defaults, the environment and flags, then resolves its Secret fields.
+// Settings name their environment variable explicitly (conf:"env:NAME"),
+// so Load uses no prefix.
+func Load(ctx context.Context, cfg any, opts ...Option) error {
+	o := options{logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	help, err := conf.Parse("", cfg)
+	if err != nil {
+		if errors.Is(err, conf.ErrHelpWanted) || errors.Is(err, conf.ErrVersionWanted) {
+			return helpError{text: help}
+		}
+		return fmt.Errorf("reading configuration: %w", err)
+	}
+	return resolveSecrets(ctx, cfg, o)
+}
+
+// String renders cfg for a start-up log line, with secrets masked.
+func String(cfg any) string {
+	s, err := conf.String(cfg)
+	if err != nil {
+		return fmt.Sprintf("<unprintable config: %v>", err)
+	}
+	return s
+}
+
+func resolveSecrets(ctx context.Context, cfg any, o options) error {
+	var errs []error
+	walkSecrets(reflect.ValueOf(cfg), "", func(name string, s *Secret) {
+		if s.raw == "" {
+			return
+		}
+		scheme, ref, isRef := strings.Cut(s.raw, ":")
+		if !isRef || !isScheme(scheme) {
+			s.value, s.source = s.raw, "environment"
+			o.logger.Info("secret from environment (development fallback)", "setting", name)
+			return
+		}
+		src, err := sourceFor(scheme, o)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("setting %s: %w", name, err))
+			return
+		}
+		v, err := src.Read(ctx, ref)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("setting %s: reading %s: %w", name, s.raw, err))
+			return
+		}
+		s.value, s.source = v, s.raw
+		o.logger.Info("secret resolved", "setting", name, "source", s.raw)
+	})
+	return errors.Join(errs...)
+}
+
+// isScheme tells a reference ("vault:...") from a value that merely
+// contains a colon, such as a URL ("postgres://...").
+func isScheme(s string) bool { return s == "vault" }
+
+func sourceFor(scheme string, o options) (Source, error) {
+	for _, src := range o.sources {
+		if src.Scheme() == scheme {
+			return src, nil
+		}
+	}
+	if scheme == "vault" {
+		addr, token := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN")
+		if addr == "" {
+			return nil, errors.New("a vault: reference needs VAULT_ADDR (and VAULT_TOKEN)")
+		}
+		return NewVaultKV(addr, token)
+	}
+	return nil, fmt.Errorf("no secret source for %q", scheme)
+}
+
+var secretType = reflect.TypeOf(Secret{})
+
+func walkSecrets(v reflect.Value, path string, fn func(string, *Secret)) {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	if v.Type() == secretType {
+		fn(path, v.Addr().Interface().(*Secret))
+		return
+	}
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := f.Name
+		if path != "" {
+			name = path + "." + name
+		}
+		walkSecrets(v.Field(i), name, fn)
+	}
+}
+
+// Secret is a setting whose value must never be printed: database URLs
+// with passwords, keys, tokens.
+type Secret struct {
+	raw    string
+	value  string
+	source string
+}
+
+// NewSecret returns a Secret holding value, for tests and callers that
+// build configuration in code.
+func NewSecret(value string) Secret { return Secret{raw: value, value: value, source: "code"} }
+
+// Set implements conf's Setter: it stores the raw setting for Load to
+// resolve.
+func (s *Secret) Set(raw string) error {
+	s.raw, s.value, s.source = raw, raw, ""
+	return nil
+}
+
+// Value returns the secret itself.
+func (s Secret) Value() string { return s.value }
+
+// Source says where the value came from: "environment", "code" or the
+// reference it was read through.
+func (s Secret) Source() string { return s.source }
+
+// String masks the value, so that a Secret printed by accident leaks
+// nothing.
+func (s Secret) String() string {
+	if s.raw == "" {
+		return ""
+	}
+	return "xxxxxx"
+}

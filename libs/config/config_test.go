@@ -1,0 +1,103 @@
+package config_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+
+	vault "github.com/hashicorp/vault/api"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/config"
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+type settings struct {
+	Addr     string        `conf:"default::8080,env:CONFIG_TEST_ADDR"`
+	Password config.Secret `conf:"mask,env:CONFIG_TEST_PASSWORD"`
+	Nested   struct {
+		Token config.Secret `conf:"mask,env:CONFIG_TEST_TOKEN"`
+	}
+}
+
+// These tests set environment variables, so they do not run in parallel.
+
+func TestEnvironmentFallback(t *testing.T) {
+	t.Setenv("CONFIG_TEST_PASSWORD", "hunter2")
+	var logs bytes.Buffer
+	var s settings
+	require.NoError(t, config.Load(context.Background(), &s, config.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))))
+	require.Equal(t, ":8080", s.Addr)
+	require.Equal(t, "hunter2", s.Password.Value())
+	require.Equal(t, "environment", s.Password.Source())
+	require.Contains(t, logs.String(), "development fallback")
+	require.Contains(t, logs.String(), "setting=Password")
+	require.NotContains(t, logs.String(), "hunter2")
+	require.NotContains(t, config.String(&s), "hunter2", "printed configuration masks secrets")
+	require.Empty(t, s.Nested.Token.Value())
+}
+
+func TestVaultReference(t *testing.T) {
+	addr, token := stacktest.Vault(t)
+	ctx := context.Background()
+	cfg := vault.DefaultConfig()
+	cfg.Address = addr
+	client, err := vault.NewClient(cfg)
+	require.NoError(t, err)
+	client.SetToken(token)
+	path := "switchyard/config-test-" + stacktest.RandomSuffix(t, 4)
+	_, err = client.KVv2("secret").Put(ctx, path, map[string]any{"password": "from-vault", "n": 7})
+	require.NoError(t, err)
+
+	t.Setenv("VAULT_ADDR", addr)
+	t.Setenv("VAULT_TOKEN", token)
+	t.Setenv("CONFIG_TEST_PASSWORD", "vault:secret/"+path+"#password")
+	var s settings
+	require.NoError(t, config.Load(ctx, &s))
+	require.Equal(t, "from-vault", s.Password.Value())
+	require.Equal(t, "vault:secret/"+path+"#password", s.Password.Source())
+
+	for ref, want := range map[string]string{
+		"vault:secret/" + path + "#missing": `no key "missing"`,
+		"vault:secret/" + path + "#n":       "not a string",
+		"vault:secret/no/such/secret#k":     "reading KV secret",
+		"vault:nonsense":                    "must look like",
+	} {
+		t.Setenv("CONFIG_TEST_TOKEN", ref)
+		var s settings
+		err := config.Load(ctx, &s)
+		require.ErrorContains(t, err, want, ref)
+		require.ErrorContains(t, err, "setting Nested.Token", "the error names the setting")
+	}
+}
+
+func TestVaultReferenceWithoutVault(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "")
+	t.Setenv("CONFIG_TEST_PASSWORD", "vault:secret/x#y")
+	var s settings
+	err := config.Load(context.Background(), &s)
+	require.ErrorContains(t, err, "needs VAULT_ADDR")
+}
+
+func TestURLIsNotAReference(t *testing.T) {
+	t.Setenv("CONFIG_TEST_PASSWORD", "postgres://u:p@h/db")
+	var s settings
+	require.NoError(t, config.Load(context.Background(), &s))
+	require.Equal(t, "postgres://u:p@h/db", s.Password.Value())
+}
+
+func TestHelp(t *testing.T) {
+	old := os.Args
+	os.Args = []string{"svc", "--help"}
+	defer func() { os.Args = old }()
+	var s settings
+	err := config.Load(context.Background(), &s)
+	require.True(t, errors.Is(err, config.ErrHelp))
+	require.True(t, strings.Contains(err.Error(), "CONFIG_TEST_ADDR"), err.Error())
+}

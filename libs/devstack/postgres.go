@@ -1,0 +1,108 @@
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SharedPostgresURL is the Postgres server devstack uses, when it answers,
+// before starting one of its own (the project's machines run one there).
+const SharedPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+func (s *Stack) startPostgres(ctx context.Context, dir string) error {
+	if url := os.Getenv(EnvDatabaseURL); url != "" {
+		s.DatabaseURL = url
+		s.logger.Info("postgres from environment", "env", EnvDatabaseURL)
+		return nil
+	}
+	if pingPostgres(ctx, SharedPostgresURL) == nil {
+		s.DatabaseURL = SharedPostgresURL
+		s.logger.Info("postgres already running", "addr", "127.0.0.1:5432")
+		return nil
+	}
+	if err := needDir(dir, Postgres); err != nil {
+		return err
+	}
+	return s.startThrowawayPostgres(ctx, filepath.Join(dir, "postgres"))
+}
+
+// startThrowawayPostgres initialises a cluster under dir (once) and runs
+// postgres on a free port. initdb refuses to run as root, so as root the
+// server runs as the "postgres" user.
+func (s *Stack) startThrowawayPostgres(ctx context.Context, dir string) error {
+	cred, err := postgresCredential()
+	if err != nil {
+		return err
+	}
+	dataDir := filepath.Join(dir, "data")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return fmt.Errorf("handing %s to the postgres user: %w", dir, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "PG_VERSION")); err != nil {
+		initdb := exec.CommandContext(ctx, "initdb", "-D", dataDir, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync")
+		initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		if out, err := initdb.CombinedOutput(); err != nil {
+			return fmt.Errorf("initdb: %w: %s", err, out)
+		}
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("postgres", "-D", dataDir, "-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+dir,
+		"-c", "fsync=off", "-c", "max_connections=300")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	// SIGINT is Postgres's "fast" shutdown: roll back and exit cleanly.
+	p, err := s.startServer("postgres", cmd, filepath.Join(dir, "postgres.log"), syscall.SIGINT)
+	if err != nil {
+		return err
+	}
+	url := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", hostPort(port))
+	if err := p.WaitReady(ctx, 30*time.Second, func(ctx context.Context) error { return pingPostgres(ctx, url) }); err != nil {
+		return err
+	}
+	s.DatabaseURL = url
+	s.logger.Info("postgres started", "addr", hostPort(port), "dir", dir)
+	return nil
+}
+
+// postgresCredential returns the credential to run Postgres tools with:
+// nil (the current user) unless running as root.
+func postgresCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root and no postgres user to run the server as: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+func pingPostgres(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return conn.Ping(ctx)
+}

@@ -1,0 +1,187 @@
+// Package httpserver builds the Echo instances of Switchyard's HTTP APIs
+// with the behaviour every API shares: panics become 500 problems (logged
+// with their stack, never sent), every error is an RFC 9457 problem with
+// the request id, every response carries X-Request-ID, one access-log line
+// per request, and graceful shutdown with a deadline.
+package httpserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/switchyard/switchyard/libs/problem"
+)
+
+// HeaderRequestID carries the request id both ways.
+const HeaderRequestID = "X-Request-ID"
+
+type requestIDKey struct{}
+
+// RequestID returns the request id stored in ctx by the middleware.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// saneRequestID is what a client-sent request id must look like to be
+// echoed: short, and nothing that could smuggle into logs or headers.
+var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:+=/-]{1,128}$`)
+
+// NewEcho returns an Echo with the shared middleware and error handling.
+func NewEcho(logger *slog.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(logger)
+	e.Use(requestIDMiddleware)
+	e.Use(accessLog(logger))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			logger.ErrorContext(c.Request().Context(), "panic in handler",
+				"error", err, "stack", string(stack), "request_id", RequestID(c.Request().Context()))
+			return err
+		},
+	}))
+	return e
+}
+
+func requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		id := req.Header.Get(HeaderRequestID)
+		if !saneRequestID.MatchString(id) {
+			id = newRequestID()
+		}
+		c.Response().Header().Set(HeaderRequestID, id)
+		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestIDKey{}, id)))
+		return next(c)
+	}
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// LogAttrs lets later middleware (authentication) add attributes to the
+// request's access-log line.
+type LogAttrs struct{ attrs []slog.Attr }
+
+type logAttrsKey struct{}
+
+// AddLogAttrs adds attributes to the access-log line of the request in c.
+func AddLogAttrs(c echo.Context, attrs ...slog.Attr) {
+	if la, ok := c.Request().Context().Value(logAttrsKey{}).(*LogAttrs); ok {
+		la.attrs = append(la.attrs, attrs...)
+	}
+}
+
+func accessLog(logger *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			la := &LogAttrs{}
+			req := c.Request()
+			c.SetRequest(req.WithContext(context.WithValue(req.Context(), logAttrsKey{}, la)))
+			err := next(c)
+			if err != nil {
+				// Let the error handler write the problem now so that the
+				// logged status is the one sent.
+				c.Error(err)
+			}
+			status := c.Response().Status
+			level := slog.LevelInfo
+			if status >= 500 {
+				level = slog.LevelError
+			}
+			attrs := append([]slog.Attr{
+				slog.String("method", req.Method),
+				slog.String("route", c.Path()),
+				slog.String("path", req.URL.Path),
+				slog.Int("status", status),
+				slog.Int64("bytes", c.Response().Size),
+				slog.Duration("duration", time.Since(start)),
+				slog.String("request_id", RequestID(c.Request().Context())),
+			}, la.attrs...)
+			logger.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+			return nil
+		}
+	}
+}
+
+// echoStatus adapts *echo.HTTPError to problem.StatusCoder.
+type echoStatus struct{ *echo.HTTPError }
+
+func (e echoStatus) StatusCode() int { return e.Code }
+
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			err = echoStatus{he}
+		}
+		p := problem.From(err)
+		ctx := c.Request().Context()
+		if p.Status >= 500 {
+			logger.ErrorContext(ctx, "request failed", "error", err, "request_id", RequestID(ctx))
+		}
+		out := *p
+		out.RequestID = RequestID(ctx)
+		out.Instance = c.Request().URL.Path
+		if werr := problem.Write(c.Response(), &out); werr != nil {
+			logger.WarnContext(ctx, "writing problem response", "error", werr)
+		}
+	}
+}
+
+// Serve runs srv on l until ctx ends, then shuts it down, giving in-flight
+// requests up to grace to finish.
+func Serve(ctx context.Context, srv *http.Server, l net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving %s: %w", l.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("shutting down %s: %w", l.Addr(), err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+// NewServer returns an http.Server for h with timeouts that keep slow or
+// idle clients from holding connections forever.
+func NewServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}

@@ -1,0 +1,311 @@
+// Package jobcatalog loads the declared job types from a YAML file: what
+// the gateway accepts on POST /v1/jobs/{type} (body limit, JSON Schema) and
+// how the worker runs each type (a Go handler by name or an HTTP target,
+// concurrency, timeout).
+//
+// The file may refer to environment variables as ${NAME} or
+// ${NAME:-default}; unknown fields, unknown handlers and invalid schemas
+// are errors that name the file and the job type.
+package jobcatalog
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"gopkg.in/yaml.v3"
+
+	"github.com/switchyard/switchyard/libs/jobs"
+)
+
+// Limits on a job payload. SQS carries at most 256 KiB per message,
+// attributes included; the rest is headroom for them.
+const (
+	DefaultMaxBodyBytes = 64 << 10
+	MaxBodyBytesLimit   = 240 << 10
+	DefaultConsumers    = 4
+	DefaultTimeout      = 25 * time.Second
+)
+
+// Catalog is the set of declared job types.
+type Catalog struct {
+	types map[string]*JobType
+}
+
+// JobType is one declared job type.
+type JobType struct {
+	Name        string
+	Description string
+	// MaxBodyBytes caps the request body.
+	MaxBodyBytes int64
+	// Handler names a Go handler registered in the worker; exclusive with HTTP.
+	Handler string
+	// HTTP is an HTTP target the worker POSTs the payload to.
+	HTTP *HTTPTarget
+	// Consumers is how many messages of this type a worker processes at once.
+	Consumers int
+	// Timeout bounds one attempt of the handler.
+	Timeout time.Duration
+
+	schema *jsonschema.Schema
+}
+
+// HTTPTarget is where an HTTP job type delivers its payload.
+type HTTPTarget struct {
+	URL     string
+	Timeout time.Duration
+	Headers map[string]string
+}
+
+type fileDoc struct {
+	JobTypes map[string]typeDoc `yaml:"job_types"`
+}
+
+type typeDoc struct {
+	Description  string         `yaml:"description"`
+	MaxBodyBytes int64          `yaml:"max_body_bytes"`
+	Schema       map[string]any `yaml:"schema"`
+	Handler      string         `yaml:"handler"`
+	HTTP         *httpDoc       `yaml:"http"`
+	Consumers    int            `yaml:"consumers"`
+	Timeout      time.Duration  `yaml:"timeout"`
+}
+
+type httpDoc struct {
+	URL     string            `yaml:"url"`
+	Timeout time.Duration     `yaml:"timeout"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+// Load reads and validates the catalog file at path.
+func Load(path string) (*Catalog, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading job types: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("job types file %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse reads and validates a catalog document.
+func Parse(data []byte) (*Catalog, error) {
+	// First pass: structure and unknown fields, with the file's own line
+	// numbers in errors.
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	var doc fileDoc
+	if err := strict.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("parsing YAML: %w", err)
+	}
+	// Second pass: expand ${NAME} in string values (never in comments).
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("parsing YAML: %w", err)
+	}
+	if err := expandNode(&root); err != nil {
+		return nil, err
+	}
+	doc = fileDoc{}
+	if err := root.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("parsing YAML: %w", err)
+	}
+	if len(doc.JobTypes) == 0 {
+		return nil, errors.New("no job types declared under job_types")
+	}
+	c := &Catalog{types: map[string]*JobType{}}
+	var errs []error
+	for name, td := range doc.JobTypes {
+		jt, err := build(name, td)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("job type %q: %w", name, err))
+			continue
+		}
+		c.types[name] = jt
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func build(name string, td typeDoc) (*JobType, error) {
+	if err := jobs.ValidateTypeName(name); err != nil {
+		return nil, err
+	}
+	jt := &JobType{
+		Name: name, Description: td.Description, MaxBodyBytes: td.MaxBodyBytes,
+		Handler: td.Handler, Consumers: td.Consumers, Timeout: td.Timeout,
+	}
+	var errs []error
+	switch {
+	case jt.MaxBodyBytes == 0:
+		jt.MaxBodyBytes = DefaultMaxBodyBytes
+	case jt.MaxBodyBytes < 0 || jt.MaxBodyBytes > MaxBodyBytesLimit:
+		errs = append(errs, fmt.Errorf("max_body_bytes %d must be between 1 and %d", jt.MaxBodyBytes, MaxBodyBytesLimit))
+	}
+	switch {
+	case jt.Consumers == 0:
+		jt.Consumers = DefaultConsumers
+	case jt.Consumers < 0 || jt.Consumers > 256:
+		errs = append(errs, fmt.Errorf("consumers %d must be between 1 and 256", jt.Consumers))
+	}
+	switch {
+	case jt.Timeout == 0:
+		jt.Timeout = DefaultTimeout
+	case jt.Timeout < 0:
+		errs = append(errs, fmt.Errorf("timeout %s must be positive", jt.Timeout))
+	}
+	if (td.Handler == "") == (td.HTTP == nil) {
+		errs = append(errs, errors.New("exactly one of handler (a Go handler name) or http (a target) is required"))
+	}
+	if td.HTTP != nil {
+		u, err := url.Parse(td.HTTP.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("http.url %q must be an absolute http(s) URL", td.HTTP.URL))
+		}
+		if td.HTTP.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("http.timeout %s must be positive", td.HTTP.Timeout))
+		}
+		jt.HTTP = &HTTPTarget{URL: td.HTTP.URL, Timeout: td.HTTP.Timeout, Headers: td.HTTP.Headers}
+		if jt.HTTP.Timeout == 0 {
+			jt.HTTP.Timeout = jt.Timeout
+		}
+	}
+	schemaDoc := td.Schema
+	if schemaDoc == nil {
+		schemaDoc = map[string]any{"type": "object"}
+	}
+	sch, err := compileSchema(name, schemaDoc)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	jt.schema = sch
+	return jt, errors.Join(errs...)
+}
+
+func compileSchema(name string, doc map[string]any) (*jsonschema.Schema, error) {
+	// YAML numbers are Go ints; JSON Schema wants JSON values.
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	val, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	loc := "urn:switchyard:job-type:" + name
+	if err := c.AddResource(loc, val); err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	sch, err := c.Compile(loc)
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	return sch, nil
+}
+
+// Lookup returns the job type called name.
+func (c *Catalog) Lookup(name string) (*JobType, bool) {
+	jt, ok := c.types[name]
+	return jt, ok
+}
+
+// Types returns every job type, sorted by name.
+func (c *Catalog) Types() []*JobType {
+	out := make([]*JobType, 0, len(c.types))
+	for _, jt := range c.types {
+		out = append(out, jt)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Names returns every job type name, sorted.
+func (c *Catalog) Names() []string {
+	types := c.Types()
+	out := make([]string, len(types))
+	for i, jt := range types {
+		out[i] = jt.Name
+	}
+	return out
+}
+
+// Violation is one way a payload fails its schema.
+type Violation struct {
+	// Pointer is an RFC 6901 pointer to the offending part of the payload.
+	Pointer string
+	Detail  string
+}
+
+// Validate checks a payload (known to be valid JSON) against the type's
+// schema and lists the violations; none means valid.
+func (jt *JobType) Validate(payload []byte) ([]Violation, error) {
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
+	if err != nil {
+		return nil, fmt.Errorf("decoding payload: %w", err)
+	}
+	err = jt.schema.Validate(inst)
+	if err == nil {
+		return nil, nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return nil, fmt.Errorf("validating payload: %w", err)
+	}
+	var out []Violation
+	for _, u := range ve.BasicOutput().Errors {
+		if u.Error == nil {
+			continue
+		}
+		out = append(out, Violation{Pointer: u.InstanceLocation, Detail: u.Error.String()})
+	}
+	if len(out) == 0 {
+		out = append(out, Violation{Pointer: "", Detail: ve.Error()})
+	}
+	return out, nil
+}
+
+// envRef matches ${NAME} and ${NAME:-default}; a bare $NAME is left
+// alone, since JSON Schema keywords ($ref, $id, $defs) start with '$'.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandNode replaces ${NAME} and ${NAME:-default} in every scalar value
+// below n. A ${NAME} that is unset or empty and has no default is an error
+// naming its line, so a missing setting never silently becomes "".
+func expandNode(n *yaml.Node) error {
+	var errs []error
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+			n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+				m := envRef.FindStringSubmatch(ref)
+				if v := os.Getenv(m[1]); v != "" {
+					return v
+				}
+				if m[2] != "" {
+					return m[3]
+				}
+				errs = append(errs, fmt.Errorf("line %d: environment variable %s is not set", n.Line, m[1]))
+				return ""
+			})
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(n)
+	return errors.Join(errs...)
+}

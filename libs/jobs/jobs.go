@@ -1,0 +1,152 @@
+// Package jobs is the domain model of asynchronous jobs: what a job is, the
+// states it moves through and which moves are allowed, and the rules that
+// decide whether two submissions are the same request. It performs no I/O
+// and imports no adapter (Echo, Watermill, pgx).
+package jobs
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Status is a job's lifecycle state.
+type Status string
+
+// The lifecycle of a job. A job is accepted (durably committed with its
+// outbox message), queued once the relay has handed it to SQS, processing
+// while a worker runs its handler, and then succeeded or failed. A failed
+// job may be retried (processing again) or dead-lettered; a dead-lettered
+// job may be replayed, which queues it again.
+const (
+	StatusAccepted     Status = "accepted"
+	StatusQueued       Status = "queued"
+	StatusProcessing   Status = "processing"
+	StatusSucceeded    Status = "succeeded"
+	StatusFailed       Status = "failed"
+	StatusDeadLettered Status = "dead_lettered"
+	StatusReplayed     Status = "replayed"
+)
+
+// transitions lists, for each status, the statuses a job may move to.
+// Processing may follow accepted directly because SQS can deliver a message
+// before the relay has recorded it as queued, and processing may follow
+// processing when a worker died mid-handler and the message was redelivered.
+var transitions = map[Status][]Status{
+	StatusAccepted:     {StatusQueued, StatusProcessing},
+	StatusQueued:       {StatusProcessing},
+	StatusProcessing:   {StatusProcessing, StatusSucceeded, StatusFailed},
+	StatusFailed:       {StatusProcessing, StatusDeadLettered},
+	StatusDeadLettered: {StatusReplayed},
+	StatusReplayed:     {StatusQueued, StatusProcessing},
+	StatusSucceeded:    nil,
+}
+
+// Valid reports whether s is one of the defined statuses.
+func (s Status) Valid() bool {
+	_, ok := transitions[s]
+	return ok
+}
+
+// CanMoveTo reports whether a job in status s may move to next.
+func (s Status) CanMoveTo(next Status) bool {
+	for _, t := range transitions[s] {
+		if t == next {
+			return true
+		}
+	}
+	return false
+}
+
+// Sources returns every status from which a job may move to target, in a
+// stable order. Stores use it to guard updates so that a late or duplicated
+// event never moves a job backwards.
+func Sources(target Status) []Status {
+	var out []Status
+	for _, s := range allStatuses {
+		if s.CanMoveTo(target) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var allStatuses = []Status{
+	StatusAccepted, StatusQueued, StatusProcessing, StatusSucceeded,
+	StatusFailed, StatusDeadLettered, StatusReplayed,
+}
+
+// Job is one unit of asynchronous work as the platform records it.
+type Job struct {
+	ID             string
+	Type           string
+	ClientID       string
+	Status         Status
+	Payload        json.RawMessage
+	Result         json.RawMessage
+	Attempts       int
+	LastError      string
+	IdempotencyKey string
+	RequestHash    []byte
+	RequestID      string
+	TraceParent    string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	QueuedAt       *time.Time
+	StartedAt      *time.Time
+	FinishedAt     *time.Time
+}
+
+// Submission is a validated request to run a job, as the gateway hands it
+// to the store.
+type Submission struct {
+	// ID is the new job's id (a UUID chosen by the caller of the store).
+	ID string
+	// MessageID is the id of the outbox message that carries the job; the
+	// worker's inbox deduplicates on it.
+	MessageID      string
+	Type           string
+	ClientID       string
+	Payload        json.RawMessage
+	IdempotencyKey string
+	RequestID      string
+	TraceParent    string
+}
+
+// RequestHash fingerprints what a client asked for, so that a retried
+// request with the same Idempotency-Key can be told apart from a different
+// request that reuses the key. The client is part of the key's scope, not
+// of the hash.
+func RequestHash(jobType string, payload []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(jobType))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return h.Sum(nil)
+}
+
+// Errors the domain reports; libs/problem maps them to HTTP problems.
+var (
+	// ErrNotFound: no such job, or not one the caller may see.
+	ErrNotFound = errors.New("job not found")
+	// ErrIdempotencyKeyReused: the key was used before for a different request.
+	ErrIdempotencyKeyReused = errors.New("idempotency key was used for a different request")
+	// ErrUnknownType: the job type is not declared.
+	ErrUnknownType = errors.New("unknown job type")
+)
+
+var typeNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,47}$`)
+
+// ValidateTypeName checks that name can be a job type: lower-case letters,
+// digits, '-' and '_', starting with a letter, at most 48 characters. The
+// name doubles as the Watermill topic and part of the SQS queue names, whose
+// alphabet and 80-character limit this respects.
+func ValidateTypeName(name string) error {
+	if !typeNamePattern.MatchString(name) {
+		return fmt.Errorf("job type %q must match %s", name, typeNamePattern)
+	}
+	return nil
+}

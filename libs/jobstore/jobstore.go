@@ -1,0 +1,211 @@
+// Package jobstore keeps jobs in Postgres (pgx). It accepts a submission by
+// inserting the job row and its outbox message in one transaction, answers
+// status queries scoped to the owning client, and moves jobs through their
+// lifecycle with guarded updates that never move a job backwards.
+package jobstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/outbox"
+)
+
+// Store reads and writes jobs.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+const jobColumns = `id::text, type, client_id, status, payload, result, attempts, COALESCE(last_error, ''),
+	COALESCE(idempotency_key, ''), request_hash, COALESCE(request_id, ''), COALESCE(traceparent, ''),
+	created_at, updated_at, queued_at, started_at, finished_at`
+
+func scanJob(row pgx.Row) (jobs.Job, error) {
+	var j jobs.Job
+	var status string
+	var payload, result []byte
+	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &status, &payload, &result, &j.Attempts, &j.LastError,
+		&j.IdempotencyKey, &j.RequestHash, &j.RequestID, &j.TraceParent,
+		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt)
+	if err != nil {
+		return jobs.Job{}, err
+	}
+	j.Status = jobs.Status(status)
+	j.Payload = payload
+	if result != nil {
+		j.Result = result
+	}
+	return j, nil
+}
+
+// Accept records sub as a new job together with its outbox message, in one
+// transaction; when it returns without error the job is durably committed.
+//
+// With an Idempotency-Key the key is scoped to the client: a second
+// submission with the same key and the same type and payload returns the
+// original job and created=false; the same key with anything else is
+// jobs.ErrIdempotencyKeyReused. Concurrent submissions with one key are
+// serialised by the unique index, so exactly one job is created.
+func (s *Store) Accept(ctx context.Context, sub jobs.Submission) (job jobs.Job, created bool, err error) {
+	hash := jobs.RequestHash(sub.Type, sub.Payload)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return jobs.Job{}, false, fmt.Errorf("beginning accept transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	job, err = scanJob(tx.QueryRow(ctx, `
+		INSERT INTO jobs (id, type, client_id, status, payload, idempotency_key, request_hash, request_id, traceparent)
+		VALUES ($1, $2, $3, 'accepted', $4, NULLIF($5, ''), $6, NULLIF($7, ''), NULLIF($8, ''))
+		ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING `+jobColumns,
+		sub.ID, sub.Type, sub.ClientID, []byte(sub.Payload), sub.IdempotencyKey, hash, sub.RequestID, sub.TraceParent))
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The key is taken: by this very request (a retry) or another one.
+		existing, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE client_id = $1 AND idempotency_key = $2`,
+			sub.ClientID, sub.IdempotencyKey))
+		if err != nil {
+			return jobs.Job{}, false, fmt.Errorf("reading job for idempotency key: %w", err)
+		}
+		if !bytes.Equal(existing.RequestHash, hash) {
+			return jobs.Job{}, false, jobs.ErrIdempotencyKeyReused
+		}
+		return existing, false, nil
+	}
+	if err != nil {
+		return jobs.Job{}, false, fmt.Errorf("inserting job: %w", err)
+	}
+
+	meta := map[string]string{
+		outbox.MetaJobID:    job.ID,
+		outbox.MetaJobType:  job.Type,
+		outbox.MetaClientID: job.ClientID,
+	}
+	if sub.RequestID != "" {
+		meta[outbox.MetaRequestID] = sub.RequestID
+	}
+	if sub.TraceParent != "" {
+		meta[outbox.MetaTraceParent] = sub.TraceParent
+	}
+	if err := outbox.Write(ctx, tx, outbox.Message{UUID: sub.MessageID, Topic: sub.Type, Payload: sub.Payload, Metadata: meta}); err != nil {
+		return jobs.Job{}, false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return jobs.Job{}, false, fmt.Errorf("committing job: %w", err)
+	}
+	return job, true, nil
+}
+
+// Get returns the job id if it belongs to clientID; otherwise
+// jobs.ErrNotFound, so that a client cannot learn whether another client's
+// job exists.
+func (s *Store) Get(ctx context.Context, id, clientID string) (jobs.Job, error) {
+	job, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1 AND client_id = $2`, id, clientID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return jobs.Job{}, jobs.ErrNotFound
+	}
+	if err != nil {
+		return jobs.Job{}, fmt.Errorf("reading job %s: %w", id, err)
+	}
+	return job, nil
+}
+
+// MarkQueued records, inside tx, that the jobs' messages were handed to
+// SQS. Jobs already further along (a fast worker) are left alone, and ids
+// that cannot name a job (not UUIDs) are ignored rather than failing the
+// relay's whole batch.
+func MarkQueued(ctx context.Context, tx pgx.Tx, jobIDs []string) error {
+	valid := make([]string, 0, len(jobIDs))
+	for _, id := range jobIDs {
+		if _, err := uuid.Parse(id); err == nil {
+			valid = append(valid, id)
+		}
+	}
+	if len(valid) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		UPDATE jobs SET status = 'queued', queued_at = now(), updated_at = now()
+		WHERE id = ANY($1::uuid[]) AND status = ANY($2)`, valid, statusStrings(jobs.Sources(jobs.StatusQueued)))
+	if err != nil {
+		return fmt.Errorf("marking jobs queued: %w", err)
+	}
+	return nil
+}
+
+// ErrFinished is returned by MarkProcessing for a job that has already
+// reached a final state; its message is a duplicate.
+var ErrFinished = errors.New("job already finished")
+
+// MarkProcessing records that a worker starts an attempt and returns the
+// attempt number. A job that does not exist is jobs.ErrNotFound; one that
+// is finished is ErrFinished.
+func (s *Store) MarkProcessing(ctx context.Context, id string) (attempt int, err error) {
+	err = s.pool.QueryRow(ctx, `
+		UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(), updated_at = now()
+		WHERE id = $1 AND status = ANY($2)
+		RETURNING attempts`, id, statusStrings(jobs.Sources(jobs.StatusProcessing))).Scan(&attempt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var status string
+		if err := s.pool.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, id).Scan(&status); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return 0, jobs.ErrNotFound
+			}
+			return 0, fmt.Errorf("reading status of job %s: %w", id, err)
+		}
+		return 0, fmt.Errorf("job %s is %s: %w", id, status, ErrFinished)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("marking job %s processing: %w", id, err)
+	}
+	return attempt, nil
+}
+
+// Complete marks the job succeeded with result, inside tx (the transaction
+// that also holds the handler's effects and the inbox row).
+func Complete(ctx context.Context, tx pgx.Tx, id string, result json.RawMessage) error {
+	var res any
+	if len(result) > 0 {
+		res = []byte(result)
+	}
+	tag, err := tx.Exec(ctx, `
+		UPDATE jobs SET status = 'succeeded', result = $2, last_error = NULL, finished_at = now(), updated_at = now()
+		WHERE id = $1 AND status = 'processing'`, id, res)
+	if err != nil {
+		return fmt.Errorf("marking job %s succeeded: %w", id, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("marking job %s succeeded: job is not processing", id)
+	}
+	return nil
+}
+
+// MarkFailed records a failed attempt and its error.
+func (s *Store) MarkFailed(ctx context.Context, id, lastError string) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE jobs SET status = 'failed', last_error = $2, updated_at = now()
+		WHERE id = $1 AND status = 'processing'`, id, lastError)
+	if err != nil {
+		return fmt.Errorf("marking job %s failed: %w", id, err)
+	}
+	return nil
+}
+
+func statusStrings(ss []jobs.Status) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}

@@ -1,0 +1,215 @@
+package jobstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/outbox"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+func newPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), stacktest.NewDatabase(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func submission(client, key, payload string) jobs.Submission {
+	return jobs.Submission{
+		ID: uuid.Must(uuid.NewV7()).String(), MessageID: uuid.Must(uuid.NewV7()).String(),
+		Type: "text-stats", ClientID: client, Payload: json.RawMessage(payload), IdempotencyKey: key,
+		RequestID: "req-1", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+	}
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+func TestAcceptWritesJobAndOutboxMessage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	store := jobstore.New(pool)
+	sub := submission("c1", "", `{"text":"hi"}`)
+
+	job, created, err := store.Accept(ctx, sub)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, sub.ID, job.ID)
+	require.Equal(t, jobs.StatusAccepted, job.Status)
+
+	claim, err := outbox.ClaimBatch(ctx, pool, 10)
+	require.NoError(t, err)
+	defer claim.Release(ctx)
+	require.Len(t, claim.Rows, 1)
+	m := claim.Rows[0].Message
+	require.Equal(t, sub.MessageID, m.UUID)
+	require.Equal(t, "text-stats", m.Topic)
+	require.JSONEq(t, `{"text":"hi"}`, string(m.Payload))
+	require.Equal(t, map[string]string{
+		outbox.MetaJobID: sub.ID, outbox.MetaJobType: "text-stats", outbox.MetaClientID: "c1",
+		outbox.MetaRequestID: "req-1", outbox.MetaTraceParent: sub.TraceParent,
+	}, m.Metadata)
+}
+
+// TestAcceptIsOneTransaction breaks the outbox table: the job row must not
+// be committed without its message.
+func TestAcceptIsOneTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	_, err := pool.Exec(ctx, `ALTER TABLE watermill_outbox RENAME TO watermill_outbox_gone`)
+	require.NoError(t, err)
+	_, _, err = jobstore.New(pool).Accept(ctx, submission("c1", "", `{}`))
+	require.Error(t, err)
+	require.Zero(t, count(t, pool, `SELECT count(*) FROM jobs`))
+}
+
+func TestIdempotency(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	store := jobstore.New(pool)
+
+	first, created, err := store.Accept(ctx, submission("c1", "key-1", `{"text":"a"}`))
+	require.NoError(t, err)
+	require.True(t, created)
+
+	again, created, err := store.Accept(ctx, submission("c1", "key-1", `{"text":"a"}`))
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, first.ID, again.ID)
+
+	_, _, err = store.Accept(ctx, submission("c1", "key-1", `{"text":"b"}`))
+	require.ErrorIs(t, err, jobs.ErrIdempotencyKeyReused)
+
+	other, created, err := store.Accept(ctx, submission("c2", "key-1", `{"text":"a"}`))
+	require.NoError(t, err)
+	require.True(t, created, "keys are scoped to the client")
+	require.NotEqual(t, first.ID, other.ID)
+
+	require.Equal(t, 2, count(t, pool, `SELECT count(*) FROM jobs`))
+	require.Equal(t, 2, count(t, pool, `SELECT count(*) FROM watermill_outbox`))
+}
+
+func TestIdempotencyUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	store := jobstore.New(pool)
+	const n = 20
+	ids := make([]string, n)
+	createdCount := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			job, created, err := store.Accept(ctx, submission("c1", "race", `{"text":"same"}`))
+			require.NoError(t, err)
+			mu.Lock()
+			defer mu.Unlock()
+			ids[i] = job.ID
+			if created {
+				createdCount++
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 1, createdCount)
+	for _, id := range ids {
+		require.Equal(t, ids[0], id)
+	}
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM jobs`))
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM watermill_outbox`))
+}
+
+func TestGetIsScopedToOwner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := jobstore.New(newPool(t))
+	job, _, err := store.Accept(ctx, submission("owner", "", `{}`))
+	require.NoError(t, err)
+
+	got, err := store.Get(ctx, job.ID, "owner")
+	require.NoError(t, err)
+	require.Equal(t, job.ID, got.ID)
+	require.JSONEq(t, `{}`, string(got.Payload))
+
+	_, err = store.Get(ctx, job.ID, "intruder")
+	require.ErrorIs(t, err, jobs.ErrNotFound)
+	_, err = store.Get(ctx, uuid.NewString(), "owner")
+	require.ErrorIs(t, err, jobs.ErrNotFound)
+}
+
+func TestLifecycleNeverMovesBackwards(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	store := jobstore.New(pool)
+	job, _, err := store.Accept(ctx, submission("c", "", `{}`))
+	require.NoError(t, err)
+
+	inTx := func(fn func(pgx.Tx) error) error {
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx) //nolint:errcheck
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	}
+	status := func() jobs.Status {
+		j, err := store.Get(ctx, job.ID, "c")
+		require.NoError(t, err)
+		return j.Status
+	}
+
+	// The worker can be faster than the relay's bookkeeping.
+	attempt, err := store.MarkProcessing(ctx, job.ID)
+	require.NoError(t, err)
+	require.Equal(t, 1, attempt)
+	require.NoError(t, inTx(func(tx pgx.Tx) error { return jobstore.MarkQueued(ctx, tx, []string{job.ID}) }))
+	require.Equal(t, jobs.StatusProcessing, status(), "a late 'queued' does not regress processing")
+
+	require.NoError(t, store.MarkFailed(ctx, job.ID, "boom"))
+	require.Equal(t, jobs.StatusFailed, status())
+	attempt, err = store.MarkProcessing(ctx, job.ID)
+	require.NoError(t, err)
+	require.Equal(t, 2, attempt)
+
+	require.NoError(t, inTx(func(tx pgx.Tx) error { return jobstore.Complete(ctx, tx, job.ID, json.RawMessage(`{"ok":true}`)) }))
+	j, err := store.Get(ctx, job.ID, "c")
+	require.NoError(t, err)
+	require.Equal(t, jobs.StatusSucceeded, j.Status)
+	require.Empty(t, j.LastError)
+	require.JSONEq(t, `{"ok":true}`, string(j.Result))
+	require.NotNil(t, j.FinishedAt)
+
+	_, err = store.MarkProcessing(ctx, job.ID)
+	require.ErrorIs(t, err, jobstore.ErrFinished)
+	require.Error(t, inTx(func(tx pgx.Tx) error { return jobstore.Complete(ctx, tx, job.ID, nil) }))
+	require.NoError(t, store.MarkFailed(ctx, job.ID, "late"))
+	require.Equal(t, jobs.StatusSucceeded, status(), "a late failure does not regress success")
+
+	_, err = store.MarkProcessing(ctx, uuid.NewString())
+	require.ErrorIs(t, err, jobs.ErrNotFound)
+}

@@ -1,0 +1,148 @@
+// Package ops serves a process's operational endpoints on a listener of
+// their own, apart from any public API: /healthz (the process is alive),
+// /readyz (every dependency check passes, and the process is not draining)
+// and /metrics (Prometheus).
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchyard/switchyard/libs/httpserver"
+)
+
+// CheckFunc reports whether a dependency is reachable.
+type CheckFunc func(ctx context.Context) error
+
+// Server is the ops listener.
+type Server struct {
+	logger   *slog.Logger
+	gatherer prometheus.Gatherer
+
+	mu       sync.Mutex
+	checks   map[string]CheckFunc
+	draining atomic.Bool
+}
+
+// New returns an ops server exposing metrics from gatherer
+// (prometheus.DefaultGatherer when nil).
+func New(logger *slog.Logger, gatherer prometheus.Gatherer) *Server {
+	if gatherer == nil {
+		gatherer = prometheus.DefaultGatherer
+	}
+	return &Server{logger: logger, gatherer: gatherer, checks: map[string]CheckFunc{}}
+}
+
+// AddCheck registers a readiness check.
+func (s *Server) AddCheck(name string, fn CheckFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks[name] = fn
+}
+
+// Drain makes /readyz fail from now on, so load balancers stop sending
+// work while in-flight work finishes.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Handler returns the ops endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	return mux
+}
+
+type checkResult struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	checks := make(map[string]CheckFunc, len(s.checks))
+	for k, v := range s.checks {
+		checks[k] = v
+	}
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	results := make(map[string]checkResult, len(checks))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, fn := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := checkResult{Status: "ok"}
+			if err := fn(ctx); err != nil {
+				res = checkResult{Status: "failing", Error: err.Error()}
+			}
+			mu.Lock()
+			results[name] = res
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+
+	status, code := "ready", http.StatusOK
+	names := make([]string, 0, len(results))
+	for name, res := range results {
+		names = append(names, name)
+		if res.Status != "ok" {
+			status, code = "not_ready", http.StatusServiceUnavailable
+		}
+	}
+	sort.Strings(names)
+	if s.draining.Load() {
+		status, code = "draining", http.StatusServiceUnavailable
+	}
+	if code != http.StatusOK {
+		s.logger.Warn("not ready", "status", status, "checks", results)
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": results})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Run serves the ops endpoints on addr until ctx ends.
+func (s *Server) Run(ctx context.Context, l net.Listener) error {
+	return httpserver.Serve(ctx, httpserver.NewServer(s.Handler(), s.logger), l, 5*time.Second)
+}
+
+// Serve runs the ops listener on l alongside work. When ctx ends, /readyz
+// starts failing at once (draining) while work winds down; the listener
+// stays up until work has returned, so probes see the whole drain.
+func (s *Server) Serve(ctx context.Context, l net.Listener, work func(ctx context.Context) error) error {
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	opsErr := make(chan error, 1)
+	go func() { opsErr <- s.Run(opsCtx, l) }()
+	stopDrain := context.AfterFunc(ctx, s.Drain)
+	defer stopDrain()
+
+	workErr := work(ctx)
+	stopOps()
+	if err := <-opsErr; err != nil && workErr == nil {
+		return err
+	}
+	return workErr
+}

@@ -1,0 +1,105 @@
+// Package outbox is Switchyard's transactional outbox on Postgres.
+//
+// Messages are written with Watermill's SQL publisher (watermill-sql v4,
+// PostgreSQLQueueSchema layout) wrapped in Watermill's forwarder envelope,
+// inside the caller's pgx transaction, so a message exists exactly when the
+// business change that produced it commits. All destinations share one
+// Watermill topic, Topic (table "watermill_outbox", created by migrations).
+// Because the rows are in Watermill's own format, Watermill's stock
+// forwarder can drain them too; the relay drains them faster with Claim.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/jackc/pgx/v5"
+)
+
+// Topic is the Watermill topic every outbox message is written to; its
+// table is "watermill_outbox".
+const Topic = "outbox"
+
+// NotifyChannel is the Postgres channel a trigger notifies when outbox rows
+// commit.
+const NotifyChannel = "switchyard_outbox"
+
+// Metadata keys every job message carries from the gateway, through the
+// outbox and SQS message attributes, to the worker.
+const (
+	MetaJobID       = "job_id"
+	MetaJobType     = "job_type"
+	MetaClientID    = "client_id"
+	MetaRequestID   = "request_id"
+	MetaTraceParent = "traceparent"
+)
+
+// Message is one message bound for a destination topic.
+type Message struct {
+	// UUID identifies the message end to end; consumers deduplicate on it.
+	UUID string
+	// Topic is the destination (a job type).
+	Topic    string
+	Payload  []byte
+	Metadata map[string]string
+}
+
+// SchemaAdapter is the watermill-sql schema the outbox table follows.
+func SchemaAdapter() wsql.SchemaAdapter { return wsql.PostgreSQLQueueSchema{} }
+
+// OffsetsAdapter is the watermill-sql offsets adapter matching
+// SchemaAdapter: forwarded rows are deleted.
+func OffsetsAdapter() wsql.OffsetsAdapter {
+	return wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true}
+}
+
+// Write appends msgs to the outbox inside tx. Nothing is visible to the
+// relay until tx commits.
+func Write(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
+	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: SchemaAdapter()}, watermill.NopLogger{})
+	if err != nil {
+		return fmt.Errorf("creating outbox publisher: %w", err)
+	}
+	fwd := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: Topic})
+	for _, m := range msgs {
+		if m.Topic == "" || m.UUID == "" {
+			return errors.New("outbox message needs a topic and a UUID")
+		}
+		wm := message.NewMessage(m.UUID, m.Payload)
+		for k, v := range m.Metadata {
+			wm.Metadata.Set(k, v)
+		}
+		wm.SetContext(ctx)
+		if err := fwd.Publish(m.Topic, wm); err != nil {
+			return fmt.Errorf("writing outbox message %s: %w", m.UUID, err)
+		}
+	}
+	return nil
+}
+
+// envelope mirrors the JSON that Watermill's forwarder wraps messages in
+// (components/forwarder), so rows written by either side read the same.
+type envelope struct {
+	DestinationTopic string            `json:"destination_topic"`
+	UUID             string            `json:"uuid"`
+	Payload          []byte            `json:"payload"`
+	Metadata         map[string]string `json:"metadata"`
+}
+
+// decodeEnvelope reads a row's payload column.
+func decodeEnvelope(raw []byte) (Message, error) {
+	var e envelope
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return Message{}, fmt.Errorf("decoding forwarder envelope: %w", err)
+	}
+	if e.DestinationTopic == "" || e.UUID == "" {
+		return Message{}, errors.New("forwarder envelope lacks a destination topic or message UUID")
+	}
+	return Message{UUID: e.UUID, Topic: e.DestinationTopic, Payload: e.Payload, Metadata: e.Metadata}, nil
+}

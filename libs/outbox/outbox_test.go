@@ -1,0 +1,163 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/outbox"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+func newPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), stacktest.NewDatabase(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func write(t *testing.T, pool *pgxpool.Pool, msgs ...outbox.Message) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return outbox.Write(ctx, tx, msgs...) }))
+}
+
+func msg(i int) outbox.Message {
+	return outbox.Message{
+		UUID: fmt.Sprintf("m-%03d", i), Topic: "orders",
+		Payload: []byte(fmt.Sprintf(`{"n":%d}`, i)), Metadata: map[string]string{"job_id": fmt.Sprint(i)},
+	}
+}
+
+func TestWriteIsTransactional(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, outbox.Write(ctx, tx, msg(1)))
+	require.NoError(t, tx.Rollback(ctx))
+	n, _, err := outbox.Backlog(ctx, pool)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	require.Error(t, outbox.Write(ctx, nil, outbox.Message{Topic: "", UUID: "x"}))
+}
+
+func TestClaimsDoNotOverlap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	for i := range 10 {
+		write(t, pool, msg(i))
+	}
+	n, age, err := outbox.Backlog(ctx, pool)
+	require.NoError(t, err)
+	require.EqualValues(t, 10, n)
+	require.GreaterOrEqual(t, age, 0.0)
+
+	a, err := outbox.ClaimBatch(ctx, pool, 6)
+	require.NoError(t, err)
+	b, err := outbox.ClaimBatch(ctx, pool, 6)
+	require.NoError(t, err)
+	require.Len(t, a.Rows, 6)
+	require.Len(t, b.Rows, 4, "the second claim skips the rows the first holds")
+	seen := map[string]bool{}
+	for _, r := range append(a.Rows, b.Rows...) {
+		require.False(t, seen[r.Message.UUID])
+		seen[r.Message.UUID] = true
+	}
+	require.Equal(t, "m-000", a.Rows[0].Message.UUID, "claims follow offset order")
+	require.JSONEq(t, `{"n":0}`, string(a.Rows[0].Message.Payload))
+	require.Equal(t, "0", a.Rows[0].Message.Metadata["job_id"])
+
+	// a forwards only two of its rows; the rest go back.
+	require.NoError(t, a.Complete(ctx, []int64{a.Rows[0].Offset, a.Rows[1].Offset}))
+	b.Release(ctx)
+	n, _, err = outbox.Backlog(ctx, pool)
+	require.NoError(t, err)
+	require.EqualValues(t, 8, n)
+
+	c, err := outbox.ClaimBatch(ctx, pool, 100)
+	require.NoError(t, err)
+	require.Len(t, c.Rows, 8)
+	require.Equal(t, "m-002", c.Rows[0].Message.UUID)
+	c.Release(ctx)
+}
+
+func TestUndecodableRowsAreParked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	write(t, pool, msg(1))
+	_, err := pool.Exec(ctx, `INSERT INTO watermill_outbox (uuid, payload, metadata) VALUES ('junk', '{"not":"an envelope"}', '{}')`)
+	require.NoError(t, err)
+	write(t, pool, msg(2))
+
+	c, err := outbox.ClaimBatch(ctx, pool, 10)
+	require.NoError(t, err)
+	require.Len(t, c.Rows, 2, "the rows around the bad one still flow")
+	require.Len(t, c.Parked, 1)
+	require.NoError(t, c.Complete(ctx, []int64{c.Rows[0].Offset, c.Rows[1].Offset}))
+
+	again, err := outbox.ClaimBatch(ctx, pool, 10)
+	require.NoError(t, err)
+	require.Empty(t, again.Rows)
+	require.Empty(t, again.Parked, "parked rows are not claimed again")
+	again.Release(ctx)
+	var kept int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM watermill_outbox WHERE uuid = 'junk' AND acked`).Scan(&kept))
+	require.Equal(t, 1, kept, "kept for inspection")
+}
+
+// TestStockForwarderReadsOurRows proves the rows are in Watermill's own
+// format: Watermill's forwarder, reading with watermill-sql's subscriber,
+// delivers them intact.
+func TestStockForwarderReadsOurRows(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool := newPool(t)
+	write(t, pool, msg(1), msg(2))
+
+	logger := watermill.NopLogger{}
+	sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(pool), wsql.SubscriberConfig{
+		SchemaAdapter: outbox.SchemaAdapter(), OffsetsAdapter: outbox.OffsetsAdapter(), PollInterval: 50 * time.Millisecond,
+	}, logger)
+	require.NoError(t, err)
+	dest := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 10}, logger)
+	received, err := dest.Subscribe(ctx, "orders")
+	require.NoError(t, err)
+	fwd, err := forwarder.NewForwarder(sub, dest, logger, forwarder.Config{ForwarderTopic: outbox.Topic})
+	require.NoError(t, err)
+	go func() { _ = fwd.Run(ctx) }()
+	defer fwd.Close() //nolint:errcheck
+
+	for i := 1; i <= 2; i++ {
+		select {
+		case m := <-received:
+			require.Equal(t, fmt.Sprintf("m-%03d", i), m.UUID)
+			require.JSONEq(t, fmt.Sprintf(`{"n":%d}`, i), string(m.Payload))
+			require.Equal(t, fmt.Sprint(i), m.Metadata.Get("job_id"))
+			m.Ack()
+		case <-ctx.Done():
+			t.Fatal("stock forwarder delivered nothing")
+		}
+	}
+	require.Eventually(t, func() bool {
+		n, _, err := outbox.Backlog(ctx, pool)
+		return err == nil && n == 0
+	}, 10*time.Second, 20*time.Millisecond, "the stock forwarder deletes what it forwarded")
+}

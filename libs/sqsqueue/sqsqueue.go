@@ -1,0 +1,201 @@
+// Package sqsqueue connects to SQS and provisions Switchyard's queues: for
+// every job type (Watermill topic) one queue, with its own dead-letter queue
+// and a RedrivePolicy so that a message received too often without being
+// deleted (a crash loop) ends in the DLQ. It also resolves topics to queue
+// URLs for watermill-aws, so that every component names queues one way.
+package sqsqueue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// Config describes how queues are named and created. The conf tags let
+// services embed it in their configuration under the same variable names.
+type Config struct {
+	// Prefix is prepended to every queue name, e.g. "switchyard-" gives
+	// "switchyard-text-stats" and "switchyard-text-stats-dlq".
+	Prefix string `conf:"default:switchyard-,env:SWITCHYARD_QUEUE_PREFIX,help:prefix of every SQS queue name"`
+	// VisibilityTimeout is how long a received message stays hidden from
+	// other consumers. Default 30 s.
+	VisibilityTimeout time.Duration `conf:"default:30s,env:SWITCHYARD_SQS_VISIBILITY_TIMEOUT,help:SQS visibility timeout of job queues"`
+	// MaxReceiveCount is how many receives without a delete move a message
+	// to the DLQ (the RedrivePolicy). Default 5; at least 3.
+	MaxReceiveCount int `conf:"default:5,env:SWITCHYARD_SQS_MAX_RECEIVE_COUNT,help:receives before SQS moves a message to the DLQ"`
+	// Retention is how long the main queue keeps a message. Default 4 days.
+	Retention time.Duration `conf:"default:96h,env:SWITCHYARD_SQS_RETENTION,help:message retention of job queues"`
+	// DLQRetention is how long the DLQ keeps a message. Default 14 days
+	// (the SQS maximum), so operators have time to look.
+	DLQRetention time.Duration `conf:"default:336h,env:SWITCHYARD_SQS_DLQ_RETENTION,help:message retention of dead-letter queues"`
+}
+
+// DLQSuffix ends the name of every dead-letter queue.
+const DLQSuffix = "-dlq"
+
+var prefixPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{0,26}$`)
+
+func (c *Config) setDefaults() {
+	if c.VisibilityTimeout == 0 {
+		c.VisibilityTimeout = 30 * time.Second
+	}
+	if c.MaxReceiveCount == 0 {
+		c.MaxReceiveCount = 5
+	}
+	if c.Retention == 0 {
+		c.Retention = 4 * 24 * time.Hour
+	}
+	if c.DLQRetention == 0 {
+		c.DLQRetention = 14 * 24 * time.Hour
+	}
+}
+
+// Validate reports settings SQS would refuse.
+func (c Config) Validate() error {
+	var errs []error
+	if !prefixPattern.MatchString(c.Prefix) {
+		errs = append(errs, fmt.Errorf("queue prefix %q must match %s", c.Prefix, prefixPattern))
+	}
+	if c.VisibilityTimeout < time.Second || c.VisibilityTimeout > 12*time.Hour {
+		errs = append(errs, fmt.Errorf("visibility timeout %s must be between 1s and 12h", c.VisibilityTimeout))
+	}
+	if c.MaxReceiveCount < 3 || c.MaxReceiveCount > 1000 {
+		errs = append(errs, fmt.Errorf("max receive count %d must be between 3 and 1000", c.MaxReceiveCount))
+	}
+	for name, d := range map[string]time.Duration{"retention": c.Retention, "DLQ retention": c.DLQRetention} {
+		if d < time.Minute || d > 14*24*time.Hour {
+			errs = append(errs, fmt.Errorf("%s %s must be between 1m and 14 days", name, d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LoadAWSConfig loads the AWS configuration the standard way (environment,
+// shared files, instance roles). AWS_ENDPOINT_URL_SQS points the SQS client
+// at LocalStack or moto.
+func LoadAWSConfig(ctx context.Context) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// Queues provisions and resolves the queues of job types. It is safe for
+// concurrent use and remembers URLs it has resolved.
+type Queues struct {
+	client *sqs.Client
+	cfg    Config
+
+	mu   sync.Mutex
+	urls map[string]string
+}
+
+// NewQueues returns a Queues that talks to SQS through client.
+func NewQueues(client *sqs.Client, cfg Config) (*Queues, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid queue config: %w", err)
+	}
+	return &Queues{client: client, cfg: cfg, urls: map[string]string{}}, nil
+}
+
+// Client returns the SQS client the queues use.
+func (q *Queues) Client() *sqs.Client { return q.client }
+
+// Name returns the queue name of topic.
+func (q *Queues) Name(topic string) string { return q.cfg.Prefix + topic }
+
+// DLQName returns the dead-letter queue name of topic.
+func (q *Queues) DLQName(topic string) string { return q.cfg.Prefix + topic + DLQSuffix }
+
+// Ensure creates topic's DLQ and queue (with its RedrivePolicy) when they
+// do not exist, brings their attributes in line with the config when they
+// do, and returns the queue's URL. It is idempotent and cached.
+func (q *Queues) Ensure(ctx context.Context, topic string) (string, error) {
+	q.mu.Lock()
+	url, ok := q.urls[topic]
+	q.mu.Unlock()
+	if ok {
+		return url, nil
+	}
+	dlqURL, err := q.createOrUpdate(ctx, q.DLQName(topic), map[string]string{
+		string(types.QueueAttributeNameMessageRetentionPeriod): seconds(q.cfg.DLQRetention),
+	})
+	if err != nil {
+		return "", err
+	}
+	attrs, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       &dlqURL,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading ARN of %s: %w", q.DLQName(topic), err)
+	}
+	redrive, err := json.Marshal(map[string]any{
+		"deadLetterTargetArn": attrs.Attributes[string(types.QueueAttributeNameQueueArn)],
+		"maxReceiveCount":     q.cfg.MaxReceiveCount,
+	})
+	if err != nil {
+		return "", fmt.Errorf("encoding redrive policy: %w", err)
+	}
+	url, err = q.createOrUpdate(ctx, q.Name(topic), map[string]string{
+		string(types.QueueAttributeNameVisibilityTimeout):      seconds(q.cfg.VisibilityTimeout),
+		string(types.QueueAttributeNameMessageRetentionPeriod): seconds(q.cfg.Retention),
+		string(types.QueueAttributeNameRedrivePolicy):          string(redrive),
+	})
+	if err != nil {
+		return "", err
+	}
+	q.mu.Lock()
+	q.urls[topic] = url
+	q.mu.Unlock()
+	return url, nil
+}
+
+// createOrUpdate creates a queue, or, when one of that name exists with
+// other attributes, sets them.
+func (q *Queues) createOrUpdate(ctx context.Context, name string, attrs map[string]string) (string, error) {
+	out, err := q.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
+	if err == nil {
+		return aws.ToString(out.QueueUrl), nil
+	}
+	var exists *types.QueueNameExists
+	if !errors.As(err, &exists) {
+		return "", fmt.Errorf("creating queue %s: %w", name, err)
+	}
+	got, err := q.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
+	if err != nil {
+		return "", fmt.Errorf("looking up queue %s: %w", name, err)
+	}
+	if _, err := q.client.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: got.QueueUrl, Attributes: attrs}); err != nil {
+		return "", fmt.Errorf("updating attributes of queue %s: %w", name, err)
+	}
+	return aws.ToString(got.QueueUrl), nil
+}
+
+// ResolveQueueUrl implements watermill-aws's QueueUrlResolver: a topic's
+// queue is provisioned (with its DLQ) on first use, so a Watermill
+// publisher or subscriber never creates a queue without a RedrivePolicy.
+func (q *Queues) ResolveQueueUrl(ctx context.Context, params wmsqs.ResolveQueueUrlParams) (wmsqs.QueueUrlResolverResult, error) {
+	url, err := q.Ensure(ctx, params.Topic)
+	if err != nil {
+		return wmsqs.QueueUrlResolverResult{}, err
+	}
+	u := wmsqs.QueueURL(url)
+	exists := true
+	return wmsqs.QueueUrlResolverResult{QueueName: wmsqs.QueueName(q.Name(params.Topic)), QueueURL: &u, Exists: &exists}, nil
+}
+
+func seconds(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }

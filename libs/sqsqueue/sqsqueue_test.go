@@ -1,0 +1,141 @@
+package sqsqueue_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/sqsqueue"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+func newClient(t *testing.T) *sqs.Client {
+	t.Helper()
+	stacktest.SQSEndpoint(t)
+	cfg, err := sqsqueue.LoadAWSConfig(context.Background())
+	require.NoError(t, err)
+	return sqs.NewFromConfig(cfg)
+}
+
+func queueAttrs(t *testing.T, c *sqs.Client, url string) map[string]string {
+	t.Helper()
+	out, err := c.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl: &url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
+	})
+	require.NoError(t, err)
+	return out.Attributes
+}
+
+func TestEnsureProvisionsQueueWithDLQ(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClient(t)
+	prefix := stacktest.QueuePrefix(t)
+	q, err := sqsqueue.NewQueues(c, sqsqueue.Config{Prefix: prefix, VisibilityTimeout: 7 * time.Second, MaxReceiveCount: 3})
+	require.NoError(t, err)
+
+	url, err := q.Ensure(ctx, "orders")
+	require.NoError(t, err)
+	require.Equal(t, prefix+"orders", q.Name("orders"))
+	require.Equal(t, prefix+"orders-dlq", q.DLQName("orders"))
+
+	attrs := queueAttrs(t, c, url)
+	require.Equal(t, "7", attrs["VisibilityTimeout"])
+	var redrive struct {
+		Target string `json:"deadLetterTargetArn"`
+		Max    any    `json:"maxReceiveCount"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(attrs["RedrivePolicy"]), &redrive))
+	require.Contains(t, redrive.Target, prefix+"orders-dlq")
+	require.EqualValues(t, "3", toString(redrive.Max))
+
+	dlq, err := c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(prefix + "orders-dlq")})
+	require.NoError(t, err)
+	require.Equal(t, "1209600", queueAttrs(t, c, *dlq.QueueUrl)["MessageRetentionPeriod"])
+
+	// Idempotent, also from a fresh Queues with other settings: the
+	// existing queue is brought in line.
+	q2, err := sqsqueue.NewQueues(c, sqsqueue.Config{Prefix: prefix, VisibilityTimeout: 9 * time.Second, MaxReceiveCount: 3})
+	require.NoError(t, err)
+	url2, err := q2.Ensure(ctx, "orders")
+	require.NoError(t, err)
+	require.Equal(t, url, url2)
+	require.Equal(t, "9", queueAttrs(t, c, url)["VisibilityTimeout"])
+
+	// Watermill's resolver interface provisions the same way.
+	res, err := q2.ResolveQueueUrl(ctx, wmsqs.ResolveQueueUrlParams{Topic: "orders"})
+	require.NoError(t, err)
+	require.Equal(t, url, string(*res.QueueURL))
+	require.True(t, *res.Exists)
+}
+
+func TestRedrivePolicyMovesCrashLoopsToDLQ(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClient(t)
+	prefix := stacktest.QueuePrefix(t)
+	q, err := sqsqueue.NewQueues(c, sqsqueue.Config{Prefix: prefix, MaxReceiveCount: 3})
+	require.NoError(t, err)
+	url, err := q.Ensure(ctx, "loop")
+	require.NoError(t, err)
+	_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(`{"n":1}`)})
+	require.NoError(t, err)
+
+	// Receive without deleting, as a consumer that crashes every time; the
+	// message becomes visible again at once instead of after 30 s.
+	receives := 0
+	for range 6 {
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1})
+		require.NoError(t, err)
+		for _, m := range out.Messages {
+			receives++
+			_, err := c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+			require.NoError(t, err)
+		}
+	}
+	require.Equal(t, 3, receives, "delivered maxReceiveCount times, then moved")
+
+	dlq, err := c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(q.DLQName("loop"))})
+	require.NoError(t, err)
+	out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: dlq.QueueUrl, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1)
+	require.JSONEq(t, `{"n":1}`, aws.ToString(out.Messages[0].Body))
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]sqsqueue.Config{
+		"bad prefix":      {Prefix: "has space", MaxReceiveCount: 5},
+		"long prefix":     {Prefix: "abcdefghijklmnopqrstuvwxyz0123", MaxReceiveCount: 5},
+		"low max receive": {Prefix: "p-", MaxReceiveCount: 2},
+		"long visibility": {Prefix: "p-", VisibilityTimeout: 13 * time.Hour},
+		"short retention": {Prefix: "p-", Retention: time.Second},
+		"long dlq retain": {Prefix: "p-", DLQRetention: 15 * 24 * time.Hour},
+	} {
+		_, err := sqsqueue.NewQueues(nil, cfg)
+		require.Error(t, err, name)
+	}
+}
+
+func toString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return json.Number(jsonNumber(x)).String()
+	default:
+		return ""
+	}
+}
+
+func jsonNumber(f float64) string { b, _ := json.Marshal(f); return string(b) }

@@ -1,0 +1,253 @@
+// Package jobsapi serves the public asynchronous-jobs API of the gateway:
+// POST /v1/jobs/{type} accepts a job (202, or 200 for an idempotent retry)
+// and GET /v1/jobs/{id} reports its status to the client that owns it.
+package jobsapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/problem"
+)
+
+// Store is what the API needs from the job store.
+type Store interface {
+	Accept(ctx context.Context, sub jobs.Submission) (jobs.Job, bool, error)
+	Get(ctx context.Context, id, clientID string) (jobs.Job, error)
+}
+
+// API serves the jobs endpoints.
+type API struct {
+	store     Store
+	catalog   *jobcatalog.Catalog
+	publicURL string
+}
+
+// New returns the API. publicURL, when set (e.g. "https://api.example.com"),
+// makes status URLs absolute; otherwise they are paths.
+func New(store Store, catalog *jobcatalog.Catalog, publicURL string) *API {
+	return &API{store: store, catalog: catalog, publicURL: strings.TrimRight(publicURL, "/")}
+}
+
+// Register adds the routes to e, each behind mw (authentication). The
+// middleware is attached per route rather than to a group, so that an
+// unknown path is a 404 and a wrong method a 405 with Allow.
+func (a *API) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
+	e.POST("/v1/jobs/:type", a.submit, mw...)
+	e.GET("/v1/jobs/:id", a.get, mw...)
+}
+
+// Accepted is the body of a 202 (or idempotent 200) answer.
+type Accepted struct {
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	StatusURL string `json:"status_url"`
+}
+
+// Status is the body of GET /v1/jobs/{id}.
+type Status struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	Status     string          `json:"status"`
+	Attempts   int             `json:"attempts"`
+	LastError  string          `json:"last_error,omitempty"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+	QueuedAt   *time.Time      `json:"queued_at,omitempty"`
+	StartedAt  *time.Time      `json:"started_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+}
+
+// HeaderIdempotencyKey is the header that makes a submission idempotent.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+var (
+	idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+	traceParentPattern    = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+)
+
+func (a *API) submit(c echo.Context) error {
+	req := c.Request()
+	jt, ok := a.catalog.Lookup(c.Param("type"))
+	if !ok {
+		return problem.UnknownJobType.Newf("no job type %q is declared", truncate(c.Param("type"), 64))
+	}
+	if err := requireJSON(req.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	key := req.Header.Get(HeaderIdempotencyKey)
+	if key != "" && !idempotencyKeyPattern.MatchString(key) {
+		return problem.InvalidParameter.New("Idempotency-Key must be 1 to 255 visible ASCII characters")
+	}
+	body, err := readBody(c, jt.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	if err := checkJSON(body); err != nil {
+		return err
+	}
+	violations, err := jt.Validate(body)
+	if err != nil {
+		return fmt.Errorf("validating payload: %w", err)
+	}
+	if len(violations) > 0 {
+		fields := make([]problem.FieldError, len(violations))
+		for i, v := range violations {
+			fields[i] = problem.FieldError{Pointer: v.Pointer, Detail: v.Detail}
+		}
+		return problem.ValidationFailed.Newf("the payload does not satisfy the schema of job type %q", jt.Name).WithErrors(fields)
+	}
+	id, ok := authn.FromContext(req.Context())
+	if !ok {
+		return errors.New("jobs API reached without an identity: authentication middleware missing")
+	}
+	jobID, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("generating job id: %w", err)
+	}
+	msgID, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("generating message id: %w", err)
+	}
+	sub := jobs.Submission{
+		ID: jobID.String(), MessageID: msgID.String(), Type: jt.Name, ClientID: id.ClientID,
+		Payload: body, IdempotencyKey: key, RequestID: httpserver.RequestID(req.Context()),
+	}
+	if tp := req.Header.Get("traceparent"); traceParentPattern.MatchString(tp) {
+		sub.TraceParent = tp
+	}
+	job, created, err := a.store.Accept(req.Context(), sub)
+	if err != nil {
+		return err
+	}
+	statusURL := a.statusURL(job.ID)
+	c.Response().Header().Set("Location", statusURL)
+	code := http.StatusAccepted
+	if !created {
+		code = http.StatusOK
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	return c.JSON(code, Accepted{ID: job.ID, Status: string(job.Status), StatusURL: statusURL})
+}
+
+func (a *API) get(c echo.Context) error {
+	raw := c.Param("id")
+	jobID, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		return problem.InvalidParameter.New("a job id is a UUID such as 0192f0c1-7c1e-7d2a-9c55-1e0f3b1f2a3b")
+	}
+	id, ok := authn.FromContext(c.Request().Context())
+	if !ok {
+		return errors.New("jobs API reached without an identity: authentication middleware missing")
+	}
+	job, err := a.store.Get(c.Request().Context(), jobID.String(), id.ClientID)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, Status{
+		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError,
+		Result: job.Result, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt,
+		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt,
+	})
+}
+
+func (a *API) statusURL(id string) string { return a.publicURL + "/v1/jobs/" + id }
+
+// requireJSON accepts application/json and any application/*+json type.
+func requireJSON(contentType string) error {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err == nil && (mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
+		return nil
+	}
+	if contentType == "" {
+		return problem.UnsupportedMedia.New("send the payload with Content-Type: application/json")
+	}
+	return problem.UnsupportedMedia.Newf("Content-Type %q is not accepted; use application/json", truncate(contentType, 64))
+}
+
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	req := c.Request()
+	tooLarge := problem.PayloadTooLarge.Newf("the body of this job type may be at most %d bytes", limit)
+	if req.ContentLength > limit {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge
+		}
+		return nil, problem.BadRequest.New("the request body could not be read").WithCause(err)
+	}
+	return body, nil
+}
+
+// checkJSON insists on one well-formed JSON value in valid UTF-8, made only
+// of characters SQS can carry, so that what is accepted can be delivered.
+func checkJSON(body []byte) error {
+	if len(body) == 0 {
+		return problem.MalformedJSON.New("the body is empty; send a JSON object")
+	}
+	if !utf8.Valid(body) {
+		return problem.MalformedJSON.New("the body is not valid UTF-8")
+	}
+	var v json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return problem.MalformedJSON.Newf("invalid JSON at byte %d: %s", se.Offset, se.Error())
+		}
+		return problem.MalformedJSON.Newf("invalid JSON: %s", err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return problem.MalformedJSON.New("the body holds more than one JSON value")
+	}
+	for i, r := range string(body) {
+		if !sqsCharacter(r) {
+			return problem.MalformedJSON.Newf("character U+%04X at byte %d cannot be carried by the queue; escape it as \\u%04x", r, i, r)
+		}
+	}
+	return nil
+}
+
+// sqsCharacter reports whether SQS accepts r in a message body
+// (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
+func sqsCharacter(r rune) bool {
+	switch {
+	case r == 0x9 || r == 0xA || r == 0xD:
+		return true
+	case r >= 0x20 && r <= 0xD7FF:
+		return true
+	case r >= 0xE000 && r <= 0xFFFD:
+		return true
+	default:
+		return r >= 0x10000 && r <= 0x10FFFF
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

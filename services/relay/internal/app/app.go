@@ -1,0 +1,81 @@
+// Package app wires the relay: configuration, the Postgres pool, SQS and
+// the forwarder, and the ops listener.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/libs/config"
+	"github.com/switchyard/switchyard/libs/database"
+	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/services/relay/internal/forwarder"
+)
+
+// Config is the relay's configuration.
+type Config struct {
+	OpsAddr      string        `conf:"default::9091,env:SWITCHYARD_RELAY_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
+	DatabaseURL  config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
+	JobsFile     string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file (their queues are provisioned at start)"`
+	Loops        int           `conf:"default:4,env:SWITCHYARD_RELAY_LOOPS,help:batches forwarded concurrently"`
+	BatchSize    int           `conf:"default:50,env:SWITCHYARD_RELAY_BATCH_SIZE,help:outbox rows per claimed batch"`
+	PollInterval time.Duration `conf:"default:5s,env:SWITCHYARD_RELAY_POLL_INTERVAL,help:longest sleep without a NOTIFY"`
+	Queues       sqsqueue.Config
+}
+
+// Run forwards the outbox until ctx ends.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	catalog, err := jobcatalog.Load(cfg.JobsFile)
+	if err != nil {
+		return err
+	}
+	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops + 2)})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	awsCfg, err := sqsqueue.LoadAWSConfig(ctx)
+	if err != nil {
+		return err
+	}
+	client := sqs.NewFromConfig(awsCfg)
+	queues, err := sqsqueue.NewQueues(client, cfg.Queues)
+	if err != nil {
+		return err
+	}
+	for _, name := range catalog.Names() {
+		if _, err := queues.Ensure(ctx, name); err != nil {
+			return fmt.Errorf("provisioning queues: %w", err)
+		}
+	}
+	fwd, err := forwarder.New(pool, cfg.DatabaseURL.Value(), queues,
+		forwarder.Config{Loops: cfg.Loops, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval},
+		logger, forwarder.NewMetrics(prometheus.DefaultRegisterer))
+	if err != nil {
+		return err
+	}
+
+	opsL, err := net.Listen("tcp", cfg.OpsAddr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
+	}
+	opsSrv := ops.New(logger, nil)
+	opsSrv.AddCheck("postgres", pool.Ping)
+	opsSrv.AddCheck("outbox_notifications", fwd.Listening)
+	opsSrv.AddCheck("sqs", func(ctx context.Context) error {
+		_, err := client.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: &cfg.Queues.Prefix, MaxResults: ptr(int32(1))})
+		return err
+	})
+	logger.Info("relay running", "ops_addr", opsL.Addr().String(), "loops", cfg.Loops, "batch_size", cfg.BatchSize)
+	return opsSrv.Serve(ctx, opsL, fwd.Run)
+}
+
+func ptr[T any](v T) *T { return &v }

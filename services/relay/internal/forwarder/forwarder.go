@@ -1,0 +1,364 @@
+// Package forwarder moves messages from the Postgres outbox to SQS.
+//
+// Several loops per process (and any number of processes) claim batches of
+// outbox rows with FOR UPDATE SKIP LOCKED, so they never wait for or
+// overlap with each other; each batch is sent as concurrent
+// SendMessageBatch calls of up to ten messages, and in the same
+// transaction the forwarded rows are deleted and their jobs marked queued.
+// A crash between the send and the commit re-sends those rows later
+// (at-least-once); the worker's inbox drops the duplicates. Loops sleep
+// until Postgres NOTIFY announces new rows, with a slow poll as a safety net.
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/sqsqueue"
+)
+
+// Config tunes the forwarder. Zero values take the defaults noted.
+type Config struct {
+	// Loops is how many batches one process forwards at once (default 4).
+	Loops int
+	// BatchSize is how many rows one loop claims at a time (default 50);
+	// they go out as ceil(BatchSize/10) concurrent SendMessageBatch calls.
+	BatchSize int
+	// PollInterval is the longest a loop sleeps without a notification
+	// (default 5 s); NOTIFY normally wakes it at once.
+	PollInterval time.Duration
+	// ErrorBackoff is the pause after a failed batch (default 1 s).
+	ErrorBackoff time.Duration
+	// FinishTimeout bounds how long an in-flight batch may take to finish
+	// after shutdown begins (default 10 s).
+	FinishTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Loops == 0 {
+		c.Loops = 4
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 50
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 5 * time.Second
+	}
+	if c.ErrorBackoff == 0 {
+		c.ErrorBackoff = time.Second
+	}
+	if c.FinishTimeout == 0 {
+		c.FinishTimeout = 10 * time.Second
+	}
+}
+
+// Validate reports impossible settings.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Loops < 1 || c.Loops > 256 {
+		errs = append(errs, fmt.Errorf("loops %d must be between 1 and 256", c.Loops))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 1000 {
+		errs = append(errs, fmt.Errorf("batch size %d must be between 1 and 1000", c.BatchSize))
+	}
+	if c.PollInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("poll interval %s is too short", c.PollInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Forwarder drains the outbox into SQS.
+type Forwarder struct {
+	pool    *pgxpool.Pool
+	dbURL   string
+	queues  *sqsqueue.Queues
+	cfg     Config
+	logger  *slog.Logger
+	metrics *Metrics
+	wake    *waker
+
+	listening sync.Mutex
+	listenErr error
+}
+
+// New returns a Forwarder. dbURL is used for the dedicated LISTEN
+// connection; metrics may be nil.
+func New(pool *pgxpool.Pool, dbURL string, queues *sqsqueue.Queues, cfg Config, logger *slog.Logger, metrics *Metrics) (*Forwarder, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid forwarder config: %w", err)
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	return &Forwarder{pool: pool, dbURL: dbURL, queues: queues, cfg: cfg, logger: logger, metrics: metrics, wake: newWaker(),
+		listenErr: errors.New("not listening yet")}, nil
+}
+
+// Run forwards until ctx ends; batches in flight then finish.
+func (f *Forwarder) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.listen(ctx)
+	}()
+	for range f.cfg.Loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.loop(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Listening reports whether the NOTIFY connection is up (for readiness).
+func (f *Forwarder) Listening(context.Context) error {
+	f.listening.Lock()
+	defer f.listening.Unlock()
+	return f.listenErr
+}
+
+func (f *Forwarder) setListenErr(err error) {
+	f.listening.Lock()
+	defer f.listening.Unlock()
+	f.listenErr = err
+}
+
+func (f *Forwarder) loop(ctx context.Context) {
+	for ctx.Err() == nil {
+		gen := f.wake.generation()
+		// A batch, once claimed, is finished even while shutting down, so
+		// that what was sent is also committed.
+		finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.FinishTimeout)
+		n, err := f.ForwardOnce(finishCtx)
+		cancel()
+		if err != nil {
+			f.logger.Error("forwarding outbox batch", "error", err)
+			f.metrics.errors.Inc()
+			sleep(ctx, f.cfg.ErrorBackoff)
+			continue
+		}
+		if n >= f.cfg.BatchSize {
+			continue
+		}
+		f.wake.wait(ctx, gen, f.cfg.PollInterval)
+	}
+}
+
+// listen keeps a LISTEN connection open and wakes the loops on every
+// notification, and once after every (re)connect to catch up.
+func (f *Forwarder) listen(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := f.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.setListenErr(err)
+		f.logger.Warn("outbox notifications lost; reconnecting", "error", err, "backoff", backoff)
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (f *Forwarder) listenOnce(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, f.dbURL)
+	if err != nil {
+		return fmt.Errorf("connecting for LISTEN: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+outbox.NotifyChannel); err != nil {
+		return fmt.Errorf("listening on %s: %w", outbox.NotifyChannel, err)
+	}
+	f.setListenErr(nil)
+	f.wake.broadcast()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("waiting for notification: %w", err)
+		}
+		f.wake.broadcast()
+	}
+}
+
+// ForwardOnce claims one batch, sends it and commits; it returns how many
+// rows it claimed. Rows SQS refused stay in the outbox for a later claim.
+func (f *Forwarder) ForwardOnce(ctx context.Context) (int, error) {
+	claim, err := outbox.ClaimBatch(ctx, f.pool, f.cfg.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	claimed := len(claim.Rows) + len(claim.Parked)
+	if claimed == 0 {
+		claim.Release(ctx)
+		return 0, nil
+	}
+	for _, off := range claim.Parked {
+		f.logger.Error("outbox row is not a forwarder envelope; parked (acked) for inspection", "offset", off)
+	}
+	start := time.Now()
+	forwarded, jobIDs, sendErr := f.send(ctx, claim.Rows)
+	f.metrics.sendSeconds.Observe(time.Since(start).Seconds())
+	if err := jobstore.MarkQueued(ctx, claim.Tx(), jobIDs); err != nil {
+		claim.Release(ctx)
+		return claimed, errors.Join(err, sendErr)
+	}
+	if err := claim.Complete(ctx, forwarded); err != nil {
+		return claimed, errors.Join(err, sendErr)
+	}
+	f.metrics.batchSize.Observe(float64(len(claim.Rows)))
+	f.metrics.forwarded.Add(float64(len(forwarded)))
+	f.metrics.parked.Add(float64(len(claim.Parked)))
+	return claimed, sendErr
+}
+
+// maxBatchBytes is SQS's limit on the summed size of one batch.
+const maxBatchBytes = 256 << 10
+
+type chunk struct {
+	topic string
+	rows  []outbox.Row
+}
+
+// send delivers rows grouped by topic in chunks SQS accepts, concurrently,
+// and returns the offsets and job ids of the rows SQS accepted.
+func (f *Forwarder) send(ctx context.Context, rows []outbox.Row) (offsets []int64, jobIDs []string, err error) {
+	var chunks []chunk
+	open := map[string]int{} // topic -> index of its open chunk
+	sizes := map[int]int{}
+	for _, r := range rows {
+		size := messageSize(r.Message)
+		i, ok := open[r.Message.Topic]
+		if !ok || len(chunks[i].rows) == 10 || sizes[i]+size > maxBatchBytes {
+			chunks = append(chunks, chunk{topic: r.Message.Topic})
+			i = len(chunks) - 1
+			open[r.Message.Topic] = i
+		}
+		chunks[i].rows = append(chunks[i].rows, r)
+		sizes[i] += size
+	}
+
+	var mu sync.Mutex
+	var errs []error
+	var g errgroup.Group
+	for _, c := range chunks {
+		g.Go(func() error {
+			ok, err := f.sendChunk(ctx, c)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range ok {
+				offsets = append(offsets, r.Offset)
+				if id := r.Message.Metadata[outbox.MetaJobID]; id != "" {
+					jobIDs = append(jobIDs, id)
+				}
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return offsets, jobIDs, errors.Join(errs...)
+}
+
+func (f *Forwarder) sendChunk(ctx context.Context, c chunk) ([]outbox.Row, error) {
+	url, err := f.queues.Ensure(ctx, c.topic)
+	if err != nil {
+		return nil, fmt.Errorf("resolving queue of topic %s: %w", c.topic, err)
+	}
+	entries := make([]types.SendMessageBatchRequestEntry, len(c.rows))
+	for i, r := range c.rows {
+		sm, err := marshal(r.Message)
+		if err != nil {
+			return nil, err
+		}
+		entries[i] = types.SendMessageBatchRequestEntry{
+			Id:                ptr(strconv.Itoa(i)),
+			MessageBody:       sm.Body,
+			MessageAttributes: sm.MessageAttributes,
+		}
+	}
+	out, err := f.queues.Client().SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &url, Entries: entries})
+	if err != nil {
+		return nil, fmt.Errorf("sending %d messages to %s: %w", len(entries), f.queues.Name(c.topic), err)
+	}
+	sent := make([]outbox.Row, 0, len(out.Successful))
+	for _, s := range out.Successful {
+		i, err := strconv.Atoi(ptrValue(s.Id))
+		if err != nil || i < 0 || i >= len(c.rows) {
+			return sent, fmt.Errorf("SQS answered with unknown batch entry id %q", ptrValue(s.Id))
+		}
+		sent = append(sent, c.rows[i])
+	}
+	if len(out.Failed) == 0 {
+		return sent, nil
+	}
+	var errs []error
+	for _, fe := range out.Failed {
+		errs = append(errs, fmt.Errorf("SQS refused a message for %s (sender fault %t): %s: %s",
+			f.queues.Name(c.topic), fe.SenderFault, ptrValue(fe.Code), ptrValue(fe.Message)))
+	}
+	return sent, errors.Join(errs...)
+}
+
+// marshal encodes an outbox message the way watermill-aws does, so that
+// the worker's Watermill subscriber reads the UUID and metadata back.
+// Empty metadata values are dropped: SQS refuses empty attribute values,
+// and an absent key reads back as "" anyway.
+func marshal(m outbox.Message) (*types.Message, error) {
+	wm := message.NewMessage(m.UUID, m.Payload)
+	for k, v := range m.Metadata {
+		if v != "" {
+			wm.Metadata.Set(k, v)
+		}
+	}
+	sm, err := wmsqs.DefaultMarshalerUnmarshaler{}.Marshal(wm)
+	if err != nil {
+		return nil, fmt.Errorf("marshaling message %s: %w", m.UUID, err)
+	}
+	return sm, nil
+}
+
+func messageSize(m outbox.Message) int {
+	n := len(m.Payload) + len(wmsqs.UUIDAttribute) + len(m.UUID)
+	for k, v := range m.Metadata {
+		n += len(k) + len(v) + len("String")
+	}
+	return n
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func ptrValue(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

@@ -1,0 +1,40 @@
+package forwarder
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the relay's Prometheus metrics.
+type Metrics struct {
+	forwarded   prometheus.Counter
+	parked      prometheus.Counter
+	errors      prometheus.Counter
+	batchSize   prometheus.Histogram
+	sendSeconds prometheus.Histogram
+}
+
+// NewMetrics registers the relay's metrics with reg; nil registers nothing
+// (for tests and benchmarks).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		forwarded: f.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_relay_forwarded_total", Help: "Outbox messages accepted by SQS.",
+		}),
+		parked: f.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_relay_parked_total", Help: "Outbox rows that were not forwarder envelopes, parked for inspection.",
+		}),
+		errors: f.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_relay_batch_errors_total", Help: "Outbox batches that failed in part or whole.",
+		}),
+		batchSize: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "switchyard_relay_batch_size", Help: "Rows per claimed outbox batch.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500},
+		}),
+		sendSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "switchyard_relay_send_seconds", Help: "Time to send one claimed batch to SQS.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 12),
+		}),
+	}
+}

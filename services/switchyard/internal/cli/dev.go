@@ -1,0 +1,234 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard/switchyard/libs/devstack"
+	"github.com/switchyard/switchyard/migrations"
+)
+
+func newDevCmd(logger *slog.Logger) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run Switchyard locally without Docker",
+		Long: `Run Switchyard locally without Docker.
+
+Postgres, SQS and Vault come from DATABASE_URL, AWS_ENDPOINT_URL_SQS and
+VAULT_ADDR when set; otherwise throwaway servers are started under --dir
+(Postgres: the server on 127.0.0.1:5432 when one answers, else initdb;
+SQS: moto_server; Vault: a dev server built by 'go tool task tools:vault').`,
+	}
+	cmd.PersistentFlags().StringVar(&dir, "dir", ".dev", "directory for throwaway servers, binaries and logs")
+	cmd.AddCommand(newDevUpCmd(logger, &dir), newDevExecCmd(logger, &dir))
+	return cmd
+}
+
+func newDevExecCmd(logger *slog.Logger, dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "exec -- COMMAND [ARGS...]",
+		Short: "Run a command with the local stack's servers in its environment, then stop them",
+		Example: `  switchyard dev exec -- go test -race ./...
+  switchyard dev exec -- env | grep -E 'DATABASE_URL|AWS_|VAULT_'`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			stack, err := devstack.Start(ctx, devstack.Config{Dir: *dir, Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := stack.Stop(); err != nil {
+					logger.Error("stopping local stack", "error", err)
+				}
+			}()
+			child := exec.Command(args[0], args[1:]...)
+			child.Env = append(os.Environ(), stack.Env()...)
+			child.Stdin, child.Stdout, child.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := child.Start(); err != nil {
+				return fmt.Errorf("starting %s: %w", args[0], err)
+			}
+			// The child shares the terminal's process group: a Ctrl-C
+			// reaches it directly. A SIGTERM sent to us is passed on.
+			done := make(chan error, 1)
+			go func() { done <- child.Wait() }()
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				_ = child.Process.Signal(syscall.SIGTERM)
+				err = <-done
+			}
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				if ee.ExitCode() < 0 {
+					return exitCode(1)
+				}
+				return exitCode(ee.ExitCode())
+			}
+			return err
+		},
+	}
+}
+
+type devUpOptions struct {
+	gatewayAddr  string
+	upstreamAddr string
+	database     string
+}
+
+func newDevUpCmd(logger *slog.Logger, dir *string) *cobra.Command {
+	var opts devUpOptions
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the local stack and every service; Ctrl-C stops all of it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return devUp(cmd.Context(), logger, *dir, opts, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&opts.gatewayAddr, "gateway-addr", "127.0.0.1:8080", "gateway public listener")
+	cmd.Flags().StringVar(&opts.upstreamAddr, "upstream-addr", "127.0.0.1:8090", "demo upstream listener")
+	cmd.Flags().StringVar(&opts.database, "database", "switchyard_dev", "database to create and use when DATABASE_URL is not set")
+	return cmd
+}
+
+// service is one binary dev up runs.
+type service struct {
+	name  string
+	env   []string
+	ready string // URL that answers 200 when the service is ready
+}
+
+func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptions, out io.Writer) error {
+	root, err := devstack.ModuleRoot(".")
+	if err != nil {
+		return err
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	binDir := filepath.Join(dir, "bin")
+	logger.Info("building services", "into", binDir)
+	if err := devstack.Build(ctx, root, binDir, false, devstack.Binaries...); err != nil {
+		return err
+	}
+
+	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		logger.Info("stopping local stack")
+		if err := stack.Stop(); err != nil {
+			logger.Error("stopping local stack", "error", err)
+		}
+	}()
+
+	dbURL := os.Getenv(devstack.EnvDatabaseURL)
+	if dbURL == "" {
+		if dbURL, err = devstack.EnsureDatabase(ctx, stack.DatabaseURL, opts.database); err != nil {
+			return err
+		}
+	}
+	if _, err := migrations.Up(ctx, dbURL, logger); err != nil {
+		return err
+	}
+
+	base := append(stack.Env(),
+		"DATABASE_URL="+dbURL,
+		"SWITCHYARD_JOBS_FILE="+filepath.Join(root, "deployments", "config", "jobs.yaml"),
+		"SWITCHYARD_WEBHOOK_URL=http://"+opts.upstreamAddr+"/hooks",
+		"SWITCHYARD_LOG_FORMAT=text",
+	)
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = devstack.FreePort(); err != nil {
+			return err
+		}
+	}
+	opsAddr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
+	services := []service{
+		{name: "demoupstream", env: []string{"SWITCHYARD_UPSTREAM_ADDR=" + opts.upstreamAddr}, ready: "http://" + opts.upstreamAddr + "/healthz"},
+		{name: "relay", env: []string{"SWITCHYARD_RELAY_OPS_ADDR=" + opsAddr(0)}, ready: "http://" + opsAddr(0) + "/readyz"},
+		{name: "worker", env: []string{"SWITCHYARD_WORKER_OPS_ADDR=" + opsAddr(1)}, ready: "http://" + opsAddr(1) + "/readyz"},
+		{name: "gateway", env: []string{
+			"SWITCHYARD_GATEWAY_ADDR=" + opts.gatewayAddr, "SWITCHYARD_GATEWAY_OPS_ADDR=" + opsAddr(2), "SWITCHYARD_DEV_AUTH=true",
+		}, ready: "http://" + opsAddr(2) + "/readyz"},
+	}
+
+	var running []*devstack.Process
+	defer func() {
+		for i := len(running) - 1; i >= 0; i-- {
+			if err := running[i].Stop(30 * time.Second); err != nil {
+				logger.Error("stopping service", "service", running[i].Name(), "error", err)
+			}
+		}
+	}()
+	for _, svc := range services {
+		cmd := exec.Command(filepath.Join(binDir, svc.name))
+		cmd.Dir = root
+		cmd.Env = append(append(os.Environ(), base...), svc.env...)
+		p, err := devstack.StartProcess(svc.name, cmd, out, fmt.Sprintf("%-13s| ", svc.name), syscall.SIGTERM)
+		if err != nil {
+			return err
+		}
+		running = append(running, p)
+		if err := p.WaitReady(ctx, 60*time.Second, httpReady(svc.ready)); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(out, `
+Switchyard is up. Gateway: http://%[1]s  (ops: http://%[2]s/readyz, /metrics)
+Development authentication is on: send X-Switchyard-Client: <any client id>.
+
+  curl -si http://%[1]s/v1/jobs/text-stats -H 'Content-Type: application/json' \
+       -H 'X-Switchyard-Client: demo' -d '{"text":"hello switchyard"}'
+  curl -s http://%[1]s/v1/jobs/<id> -H 'X-Switchyard-Client: demo'
+
+Press Ctrl-C to stop every process started here.
+`, opts.gatewayAddr, opsAddr(2))
+
+	exited := make(chan *devstack.Process, len(running))
+	for _, p := range running {
+		go func() { <-p.Done(); exited <- p }()
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping services")
+		return nil
+	case p := <-exited:
+		return fmt.Errorf("%s exited unexpectedly: %v", p.Name(), p.Err())
+	}
+}
+
+func httpReady(url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s answered %s", url, resp.Status)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,81 @@
+// Package httptarget is the built-in handler that delivers a job's payload
+// to an HTTP endpoint: a POST with the job id as Idempotency-Key, so the
+// endpoint can recognise a redelivery. 2xx succeeds (a JSON body becomes
+// the job's result); 4xx other than 408 and 429 is permanent; anything
+// else (5xx, timeouts, refused connections) is worth retrying.
+package httptarget
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobhandler"
+)
+
+// maxResultBytes caps how much of a response becomes the job's result.
+const maxResultBytes = 64 << 10
+
+// Target delivers payloads to one URL.
+type Target struct {
+	cfg    jobcatalog.HTTPTarget
+	client *http.Client
+}
+
+// New returns a Target for cfg using client (http.DefaultClient when nil).
+func New(cfg jobcatalog.HTTPTarget, client *http.Client) *Target {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &Target{cfg: cfg, client: client}
+}
+
+// Handle implements jobhandler.Handler.
+func (t *Target) Handle(ctx context.Context, task jobhandler.Task) (json.RawMessage, error) {
+	if t.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.cfg.Timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.cfg.URL, bytes.NewReader(task.Payload))
+	if err != nil {
+		return nil, jobhandler.Permanent(fmt.Errorf("building request: %w", err))
+	}
+	for k, v := range t.cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", task.IdempotencyKey())
+	req.Header.Set("X-Switchyard-Job-Id", task.JobID)
+	req.Header.Set("X-Switchyard-Job-Type", task.Type)
+	req.Header.Set("X-Switchyard-Attempt", strconv.Itoa(task.Attempt))
+	if task.TraceParent != "" {
+		req.Header.Set("traceparent", task.TraceParent)
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("calling target: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResultBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading target response: %w", err)
+	}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		if len(body) > 0 && len(body) <= maxResultBytes && json.Valid(body) {
+			return body, nil
+		}
+		return json.Marshal(map[string]int{"status": resp.StatusCode})
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 &&
+		resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return nil, jobhandler.Permanent(fmt.Errorf("target answered %s", resp.Status))
+	default:
+		return nil, fmt.Errorf("target answered %s", resp.Status)
+	}
+}

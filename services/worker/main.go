@@ -1,0 +1,48 @@
+// Command worker processes Switchyard's jobs from SQS with the handlers
+// registered here (the demo text-stats handler) and the built-in HTTP
+// target. Run with --help for settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/switchyard/switchyard/libs/buildinfo"
+	"github.com/switchyard/switchyard/libs/config"
+	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/logging"
+	"github.com/switchyard/switchyard/services/worker/demo"
+	"github.com/switchyard/switchyard/services/worker/runner"
+)
+
+func main() {
+	logger, _ := logging.New("worker")
+	if err := run(context.Background(), logger); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			fmt.Println(err)
+			return
+		}
+		logger.Error("worker stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, logger *slog.Logger) error {
+	var cfg runner.Config
+	if err := config.Load(ctx, &cfg, config.WithLogger(logger)); err != nil {
+		return err
+	}
+	registry := jobhandler.NewRegistry()
+	if err := registry.Register("text-stats", demo.TextStats()); err != nil {
+		return err
+	}
+	logger.Info("starting worker", "version", buildinfo.String(), "config", config.String(&cfg), "handlers", registry.Names())
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runner.Run(ctx, cfg, registry, logger)
+}

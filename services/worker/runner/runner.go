@@ -1,0 +1,163 @@
+// Package runner runs Switchyard's worker: a Watermill router with one
+// watermill-aws SQS subscription per consumer slot of every job type in the
+// catalog, each message applied by the processor with the job type's
+// handler. It is public so that a team can build its own worker binary
+// with its own handlers:
+//
+//	reg := jobhandler.NewRegistry()
+//	_ = reg.Register("resize-image", myHandler)
+//	err := runner.Run(ctx, cfg, reg, logger)
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/libs/config"
+	"github.com/switchyard/switchyard/libs/database"
+	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/services/worker/httptarget"
+	"github.com/switchyard/switchyard/services/worker/internal/processor"
+)
+
+// Config is the worker's configuration.
+type Config struct {
+	OpsAddr      string        `conf:"default::9092,env:SWITCHYARD_WORKER_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
+	DatabaseURL  config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
+	JobsFile     string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file"`
+	CloseTimeout time.Duration `conf:"default:30s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:how long in-flight messages may take to finish on shutdown"`
+	Queues       sqsqueue.Config
+}
+
+// Run processes messages of every job type in the catalog until ctx ends.
+// Job types with a handler name use the handler registered under that name
+// in registry; job types with an http target use the built-in HTTP handler.
+func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger *slog.Logger) error {
+	catalog, err := jobcatalog.Load(cfg.JobsFile)
+	if err != nil {
+		return err
+	}
+	bindings, err := Bindings(catalog, registry, nil)
+	if err != nil {
+		return err
+	}
+	maxConns := 2
+	for _, jt := range catalog.Types() {
+		maxConns += jt.Consumers
+	}
+	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-worker", MaxConns: int32(maxConns)})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	awsCfg, err := sqsqueue.LoadAWSConfig(ctx)
+	if err != nil {
+		return err
+	}
+	client := sqs.NewFromConfig(awsCfg)
+	queues, err := sqsqueue.NewQueues(client, cfg.Queues)
+	if err != nil {
+		return err
+	}
+
+	wlogger := watermill.NewSlogLogger(logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlogger)
+	if err != nil {
+		return fmt.Errorf("creating router: %w", err)
+	}
+	router.AddMiddleware(middleware.Recoverer)
+	sub, err := NewSubscriber(awsCfg, queues, wlogger)
+	if err != nil {
+		return err
+	}
+	proc := processor.New(pool, logger, processor.NewMetrics(prometheus.DefaultRegisterer))
+	for _, jt := range catalog.Types() {
+		for i := range jt.Consumers {
+			router.AddConsumerHandler(fmt.Sprintf("%s-%d", jt.Name, i), jt.Name, sub, proc.HandlerFunc(bindings[jt.Name]))
+		}
+	}
+
+	opsL, err := net.Listen("tcp", cfg.OpsAddr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
+	}
+	opsSrv := ops.New(logger, nil)
+	opsSrv.AddCheck("postgres", pool.Ping)
+	opsSrv.AddCheck("router", func(context.Context) error {
+		if !router.IsRunning() || router.IsClosed() {
+			return errors.New("message router is not running")
+		}
+		return nil
+	})
+	opsSrv.AddCheck("sqs", func(ctx context.Context) error {
+		_, err := client.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: &cfg.Queues.Prefix, MaxResults: aws.Int32(1)})
+		return err
+	})
+	logger.Info("worker running", "ops_addr", opsL.Addr().String(), "job_types", catalog.Names())
+	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
+		if err := router.Run(ctx); err != nil {
+			return fmt.Errorf("running message router: %w", err)
+		}
+		return nil
+	})
+}
+
+// Bindings resolves every job type of catalog to its handler: the one named
+// in registry, or an HTTP target. A job type whose handler is not
+// registered is an error that lists what is.
+func Bindings(catalog *jobcatalog.Catalog, registry *jobhandler.Registry, client *http.Client) (map[string]processor.Binding, error) {
+	out := map[string]processor.Binding{}
+	var errs []error
+	for _, jt := range catalog.Types() {
+		b := processor.Binding{JobType: jt.Name, Timeout: jt.Timeout}
+		if jt.HTTP != nil {
+			b.HandlerName, b.Handler = "http", httptarget.New(*jt.HTTP, client)
+		} else if h, ok := registry.Lookup(jt.Handler); ok {
+			b.HandlerName, b.Handler = jt.Handler, h
+		} else {
+			errs = append(errs, fmt.Errorf("job type %q names handler %q, which is not registered (registered: %v)", jt.Name, jt.Handler, registry.Names()))
+			continue
+		}
+		out[jt.Name] = b
+	}
+	return out, errors.Join(errs...)
+}
+
+// NewSubscriber returns the watermill-aws SQS subscriber the worker uses:
+// long polling, one message per receive (so a failed message never holds
+// back others received with it), queues resolved (and provisioned with
+// their DLQ) through queues.
+func NewSubscriber(awsCfg aws.Config, queues *sqsqueue.Queues, logger watermill.LoggerAdapter) (*wmsqs.Subscriber, error) {
+	sub, err := wmsqs.NewSubscriber(wmsqs.SubscriberConfig{
+		AWSConfig:        awsCfg,
+		QueueUrlResolver: queues,
+		GenerateReceiveMessageInput: func(ctx context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
+			return &sqs.ReceiveMessageInput{
+				QueueUrl:              aws.String(string(queueURL)),
+				MessageAttributeNames: []string{"All"},
+				WaitTimeSeconds:       20,
+				MaxNumberOfMessages:   1,
+			}, nil
+		},
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("creating SQS subscriber: %w", err)
+	}
+	return sub, nil
+}
