@@ -44,8 +44,11 @@ type Config struct {
 	PollInterval time.Duration
 	// ErrorBackoff is the pause after a failed batch (default 1 s).
 	ErrorBackoff time.Duration
-	// FinishTimeout bounds how long an in-flight batch may take to finish
-	// after shutdown begins (default 10 s).
+	// SendTimeout bounds the SQS calls of one batch (default 5 s).
+	SendTimeout time.Duration
+	// FinishTimeout bounds one whole batch, claim to commit, also after
+	// shutdown begins (default 10 s). It exceeds SendTimeout so that a slow
+	// send still leaves time to commit what SQS accepted.
 	FinishTimeout time.Duration
 }
 
@@ -62,8 +65,11 @@ func (c *Config) setDefaults() {
 	if c.ErrorBackoff == 0 {
 		c.ErrorBackoff = time.Second
 	}
+	if c.SendTimeout == 0 {
+		c.SendTimeout = 5 * time.Second
+	}
 	if c.FinishTimeout == 0 {
-		c.FinishTimeout = 10 * time.Second
+		c.FinishTimeout = 2 * c.SendTimeout
 	}
 }
 
@@ -78,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("poll interval %s is too short", c.PollInterval))
+	}
+	if c.FinishTimeout <= c.SendTimeout {
+		errs = append(errs, fmt.Errorf("finish timeout %s must exceed send timeout %s", c.FinishTimeout, c.SendTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -214,7 +223,9 @@ func (f *Forwarder) ForwardOnce(ctx context.Context) (int, error) {
 		f.logger.Error("outbox row is not a forwarder envelope; parked (acked) for inspection", "offset", off)
 	}
 	start := time.Now()
-	forwarded, jobIDs, sendErr := f.send(ctx, claim.Rows)
+	sendCtx, cancel := context.WithTimeout(ctx, f.cfg.SendTimeout)
+	forwarded, jobIDs, sendErr := f.send(sendCtx, claim.Rows)
+	cancel()
 	f.metrics.sendSeconds.Observe(time.Since(start).Seconds())
 	if err := jobstore.MarkQueued(ctx, claim.Tx(), jobIDs); err != nil {
 		claim.Release(ctx)
