@@ -131,7 +131,7 @@ func (p *Process) WaitReady(ctx context.Context, timeout time.Duration, ready fu
 	}
 	for {
 		if p.Exited() {
-			return fmt.Errorf("%s exited during start-up (%v)%s", p.name, p.err, where)
+			return fmt.Errorf("%s exited during start-up (%w)%s", p.name, p.err, where)
 		}
 		attemptCtx, attemptCancel := context.WithTimeout(ctx, time.Second)
 		last := ready(attemptCtx)

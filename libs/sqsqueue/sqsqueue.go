@@ -188,7 +188,8 @@ func (q *Queues) createOrUpdate(ctx context.Context, name string, attrs map[stri
 // ResolveQueueUrl implements watermill-aws's QueueUrlResolver: a topic's
 // queue is provisioned (with its DLQ) on first use, so a Watermill
 // publisher or subscriber never creates a queue without a RedrivePolicy.
-func (q *Queues) ResolveQueueUrl(ctx context.Context, params wmsqs.ResolveQueueUrlParams) (wmsqs.QueueUrlResolverResult, error) {
+func (q *Queues) ResolveQueueUrl( //nolint:revive // the name is watermill-aws's interface method
+	ctx context.Context, params wmsqs.ResolveQueueUrlParams) (wmsqs.QueueUrlResolverResult, error) {
 	url, err := q.Ensure(ctx, params.Topic)
 	if err != nil {
 		return wmsqs.QueueUrlResolverResult{}, err

@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		}
 	}
 
-	opsL, err := net.Listen("tcp", cfg.OpsAddr)
+	opsL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.OpsAddr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
 	}

@@ -67,7 +67,7 @@ func (r *Receiver) deliver(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	if r.cfg.FailureRate > 0 && rand.Float64() < r.cfg.FailureRate {
+	if r.cfg.FailureRate > 0 && rand.Float64() < r.cfg.FailureRate { //nolint:gosec // failure injection needs no cryptographic randomness
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "injected failure"})
 		return
 	}
@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.FailureRate < 0 || cfg.FailureRate > 1 {
 		return fmt.Errorf("failure rate %v must be between 0 and 1", cfg.FailureRate)
 	}
-	l, err := net.Listen("tcp", cfg.Addr)
+	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}

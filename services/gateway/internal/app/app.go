@@ -55,11 +55,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	api := jobsapi.New(jobstore.New(pool), catalog, cfg.PublicURL)
 	api.Register(e, authn.Middleware(authenticator, logger))
 
-	publicL, err := net.Listen("tcp", cfg.Addr)
+	publicL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
-	opsL, err := net.Listen("tcp", cfg.OpsAddr)
+	opsL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.OpsAddr)
 	if err != nil {
 		_ = publicL.Close()
 		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)

@@ -37,7 +37,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops + 2)})
+	if cfg.Loops < 1 || cfg.Loops > 256 {
+		return fmt.Errorf("SWITCHYARD_RELAY_LOOPS=%d must be between 1 and 256", cfg.Loops)
+	}
+	// One connection per loop, one spare for readiness checks.
+	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops) + 1}) //nolint:gosec // bounded above
 	if err != nil {
 		return err
 	}
@@ -63,7 +67,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 
-	opsL, err := net.Listen("tcp", cfg.OpsAddr)
+	opsL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.OpsAddr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
 	}

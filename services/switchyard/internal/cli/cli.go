@@ -60,6 +60,6 @@ func newRoot(logger *slog.Logger) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newMigrateCmd(logger), newQueuesCmd(logger), newDevCmd(logger))
+	root.AddCommand(newMigrateCmd(logger), newQueuesCmd(logger), newInitCmd(logger), newProbeCmd(), newDevCmd(logger))
 	return root
 }

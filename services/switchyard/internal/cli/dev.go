@@ -211,7 +211,7 @@ Press Ctrl-C to stop every process started here.
 		logger.Info("stopping services")
 		return nil
 	case p := <-exited:
-		return fmt.Errorf("%s exited unexpectedly: %v", p.Name(), p.Err())
+		return fmt.Errorf("%s exited unexpectedly: %w", p.Name(), p.Err())
 	}
 }
 

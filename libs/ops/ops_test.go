@@ -1,0 +1,88 @@
+package ops_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/ops"
+)
+
+func get(t *testing.T, url string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:noctx
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var body map[string]any
+	if resp.Header.Get("Content-Type") == "application/json" {
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	return resp.StatusCode, body
+}
+
+func TestReadinessAndDrain(t *testing.T) {
+	t.Parallel()
+	srv := ops.New(slog.New(slog.DiscardHandler), nil)
+	var dbDown atomic.Bool
+	srv.AddCheck("postgres", func(context.Context) error {
+		if dbDown.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx
+	require.NoError(t, err)
+	base := "http://" + l.Addr().String()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	workStopped := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- srv.Serve(ctx, l, func(ctx context.Context) error {
+			<-ctx.Done()
+			<-release // in-flight work finishing
+			close(workStopped)
+			return nil
+		})
+	}()
+
+	code, body := get(t, base+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ready", body["status"])
+
+	dbDown.Store(true)
+	code, body = get(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "connection refused", body["checks"].(map[string]any)["postgres"].(map[string]any)["error"])
+	dbDown.Store(false)
+
+	code, _ = get(t, base+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+
+	// Shutdown: readiness fails at once, liveness holds, and the listener
+	// stays up until the work has finished.
+	cancel()
+	require.Eventually(t, func() bool {
+		code, body := get(t, base+"/readyz")
+		return code == http.StatusServiceUnavailable && body["status"] == "draining"
+	}, 5*time.Second, 5*time.Millisecond)
+	code, _ = get(t, base+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+	close(release)
+	<-workStopped
+	require.NoError(t, <-done)
+	_, err = http.Get(base + "/healthz") //nolint:noctx
+	require.Error(t, err, "the listener is closed once work is done")
+}
