@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
@@ -18,9 +17,7 @@ func TestMain(m *testing.M) { stacktest.Main(m) }
 func TestRecordOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, stacktest.NewDatabase(t))
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := stacktest.NewPool(t)
 	job := uuid.NewString()
 
 	seen, err := inbox.Seen(ctx, pool, "m1")

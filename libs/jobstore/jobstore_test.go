@@ -19,14 +19,6 @@ import (
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
 
-func newPool(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), stacktest.NewDatabase(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	return pool
-}
-
 func submission(client, key, payload string) jobs.Submission {
 	return jobs.Submission{
 		ID: uuid.Must(uuid.NewV7()).String(), MessageID: uuid.Must(uuid.NewV7()).String(),
@@ -45,7 +37,7 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
 func TestAcceptWritesJobAndOutboxMessage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	store := jobstore.New(pool)
 	sub := submission("c1", "", `{"text":"hi"}`)
 
@@ -74,7 +66,7 @@ func TestAcceptWritesJobAndOutboxMessage(t *testing.T) {
 func TestAcceptIsOneTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	_, err := pool.Exec(ctx, `ALTER TABLE watermill_outbox RENAME TO watermill_outbox_gone`)
 	require.NoError(t, err)
 	_, _, err = jobstore.New(pool).Accept(ctx, submission("c1", "", `{}`))
@@ -85,7 +77,7 @@ func TestAcceptIsOneTransaction(t *testing.T) {
 func TestIdempotency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	store := jobstore.New(pool)
 
 	first, created, err := store.Accept(ctx, submission("c1", "key-1", `{"text":"a"}`))
@@ -112,7 +104,7 @@ func TestIdempotency(t *testing.T) {
 func TestIdempotencyUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	store := jobstore.New(pool)
 	const n = 20
 	ids := make([]string, n)
@@ -145,7 +137,7 @@ func TestIdempotencyUnderConcurrency(t *testing.T) {
 func TestGetIsScopedToOwner(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := jobstore.New(newPool(t))
+	store := jobstore.New(stacktest.NewPool(t))
 	job, _, err := store.Accept(ctx, submission("owner", "", `{}`))
 	require.NoError(t, err)
 
@@ -163,7 +155,7 @@ func TestGetIsScopedToOwner(t *testing.T) {
 func TestLifecycleNeverMovesBackwards(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	store := jobstore.New(pool)
 	job, _, err := store.Accept(ctx, submission("c", "", `{}`))
 	require.NoError(t, err)

@@ -20,14 +20,6 @@ import (
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
 
-func newPool(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), stacktest.NewDatabase(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	return pool
-}
-
 func write(t *testing.T, pool *pgxpool.Pool, msgs ...outbox.Message) {
 	t.Helper()
 	ctx := context.Background()
@@ -44,7 +36,7 @@ func msg(i int) outbox.Message {
 func TestWriteIsTransactional(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	require.NoError(t, outbox.Write(ctx, tx, msg(1)))
@@ -59,7 +51,7 @@ func TestWriteIsTransactional(t *testing.T) {
 func TestClaimsDoNotOverlap(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	for i := range 10 {
 		write(t, pool, msg(i))
 	}
@@ -100,7 +92,7 @@ func TestClaimsDoNotOverlap(t *testing.T) {
 func TestUndecodableRowsAreParked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	write(t, pool, msg(1))
 	_, err := pool.Exec(ctx, `INSERT INTO watermill_outbox (uuid, payload, metadata) VALUES ('junk', '{"not":"an envelope"}', '{}')`)
 	require.NoError(t, err)
@@ -129,7 +121,7 @@ func TestStockForwarderReadsOurRows(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool := newPool(t)
+	pool := stacktest.NewPool(t)
 	write(t, pool, msg(1), msg(2))
 
 	logger := watermill.NopLogger{}

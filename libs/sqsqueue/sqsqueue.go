@@ -92,6 +92,30 @@ func LoadAWSConfig(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
+// Connect loads the AWS configuration (see LoadAWSConfig) and returns
+// Queues on an SQS client built from it, with that configuration.
+func Connect(ctx context.Context, cfg Config) (*Queues, aws.Config, error) {
+	awsCfg, err := LoadAWSConfig(ctx)
+	if err != nil {
+		return nil, aws.Config{}, err
+	}
+	q, err := NewQueues(sqs.NewFromConfig(awsCfg), cfg)
+	if err != nil {
+		return nil, aws.Config{}, err
+	}
+	return q, awsCfg, nil
+}
+
+// Ping checks that SQS answers (a readiness check): one ListQueues call
+// limited to this prefix.
+func (q *Queues) Ping(ctx context.Context) error {
+	_, err := q.client.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: &q.cfg.Prefix, MaxResults: aws.Int32(1)})
+	if err != nil {
+		return fmt.Errorf("listing SQS queues: %w", err)
+	}
+	return nil
+}
+
 // Queues provisions and resolves the queues of job types. It is safe for
 // concurrent use and remembers URLs it has resolved.
 type Queues struct {

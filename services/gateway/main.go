@@ -5,30 +5,15 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/switchyard/switchyard/libs/buildinfo"
 	"github.com/switchyard/switchyard/libs/config"
-	"github.com/switchyard/switchyard/libs/logging"
+	"github.com/switchyard/switchyard/libs/lifecycle"
 	"github.com/switchyard/switchyard/services/gateway/internal/app"
 )
 
-func main() {
-	logger, _ := logging.New("gateway")
-	if err := run(context.Background(), logger); err != nil {
-		if errors.Is(err, config.ErrHelp) {
-			fmt.Println(err)
-			return
-		}
-		logger.Error("gateway stopped", "error", err)
-		os.Exit(1)
-	}
-}
+func main() { lifecycle.Main("gateway", run) }
 
 func run(ctx context.Context, logger *slog.Logger) error {
 	var cfg app.Config
@@ -36,7 +21,5 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		return err
 	}
 	logger.Info("starting gateway", "version", buildinfo.String(), "config", config.String(&cfg))
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	return app.Run(ctx, cfg, logger)
 }

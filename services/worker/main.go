@@ -5,32 +5,17 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/switchyard/switchyard/libs/buildinfo"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/jobhandler"
-	"github.com/switchyard/switchyard/libs/logging"
+	"github.com/switchyard/switchyard/libs/lifecycle"
 	"github.com/switchyard/switchyard/services/worker/demo"
 	"github.com/switchyard/switchyard/services/worker/runner"
 )
 
-func main() {
-	logger, _ := logging.New("worker")
-	if err := run(context.Background(), logger); err != nil {
-		if errors.Is(err, config.ErrHelp) {
-			fmt.Println(err)
-			return
-		}
-		logger.Error("worker stopped", "error", err)
-		os.Exit(1)
-	}
-}
+func main() { lifecycle.Main("worker", run) }
 
 func run(ctx context.Context, logger *slog.Logger) error {
 	var cfg runner.Config
@@ -42,7 +27,5 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		return err
 	}
 	logger.Info("starting worker", "version", buildinfo.String(), "config", config.String(&cfg), "handlers", registry.Names())
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	return runner.Run(ctx, cfg, registry, logger)
 }

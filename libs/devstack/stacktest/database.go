@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard/switchyard/libs/devstack"
 	"github.com/switchyard/switchyard/migrations"
@@ -155,4 +156,21 @@ func adminExec(ctx context.Context, server, sql string) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	_, err = conn.Exec(ctx, sql)
 	return err
+}
+
+// NewPool returns a pool (20 connections) on a new database of the test's
+// own (see NewDatabase), closed when the test ends.
+func NewPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(NewDatabase(tb))
+	if err != nil {
+		tb.Fatalf("stacktest: %v", err)
+	}
+	cfg.MaxConns = 20
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatalf("stacktest: opening pool: %v", err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
 }

@@ -66,12 +66,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return err
 	}
 	defer pool.Close()
-	awsCfg, err := sqsqueue.LoadAWSConfig(ctx)
-	if err != nil {
-		return err
-	}
-	client := sqs.NewFromConfig(awsCfg)
-	queues, err := sqsqueue.NewQueues(client, cfg.Queues)
+	queues, awsCfg, err := sqsqueue.Connect(ctx, cfg.Queues)
 	if err != nil {
 		return err
 	}
@@ -105,10 +100,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		}
 		return nil
 	})
-	opsSrv.AddCheck("sqs", func(ctx context.Context) error {
-		_, err := client.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: &cfg.Queues.Prefix, MaxResults: aws.Int32(1)})
-		return err
-	})
+	opsSrv.AddCheck("sqs", queues.Ping)
 	logger.Info("worker running", "ops_addr", opsL.Addr().String(), "job_types", catalog.Names())
 	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
 		if err := router.Run(ctx); err != nil {

@@ -71,9 +71,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), stacktest.NewDatabase(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	pool := stacktest.NewPool(t)
 	return &env{pool: pool, srv: newServer(t, jobstore.New(pool), "")}
 }
 
@@ -232,9 +230,7 @@ func TestIdempotencyKey(t *testing.T) {
 
 func TestAbsoluteStatusURL(t *testing.T) {
 	t.Parallel()
-	pool, err := pgxpool.New(context.Background(), stacktest.NewDatabase(t))
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := stacktest.NewPool(t)
 	e := &env{pool: pool, srv: newServer(t, jobstore.New(pool), "https://api.example.com/")}
 	resp, body := e.do(t, call{"POST", "/v1/jobs/open", `{}`, nil})
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/libs/config"
@@ -46,12 +45,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	awsCfg, err := sqsqueue.LoadAWSConfig(ctx)
-	if err != nil {
-		return err
-	}
-	client := sqs.NewFromConfig(awsCfg)
-	queues, err := sqsqueue.NewQueues(client, cfg.Queues)
+	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues)
 	if err != nil {
 		return err
 	}
@@ -74,12 +68,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	opsSrv := ops.New(logger, nil)
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("outbox_notifications", fwd.Listening)
-	opsSrv.AddCheck("sqs", func(ctx context.Context) error {
-		_, err := client.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: &cfg.Queues.Prefix, MaxResults: ptr(int32(1))})
-		return err
-	})
+	opsSrv.AddCheck("sqs", queues.Ping)
 	logger.Info("relay running", "ops_addr", opsL.Addr().String(), "loops", cfg.Loops, "batch_size", cfg.BatchSize)
 	return opsSrv.Serve(ctx, opsL, fwd.Run)
 }
-
-func ptr[T any](v T) *T { return &v }

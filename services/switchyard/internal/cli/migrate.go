@@ -13,8 +13,6 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/migrations"
-
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
 func newMigrateCmd(logger *slog.Logger) *cobra.Command {
@@ -82,11 +80,7 @@ func ensureQueues(ctx context.Context, cfg queuesConfig) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	awsCfg, err := sqsqueue.LoadAWSConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	queues, err := sqsqueue.NewQueues(sqs.NewFromConfig(awsCfg), cfg.Queues)
+	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues)
 	if err != nil {
 		return nil, err
 	}

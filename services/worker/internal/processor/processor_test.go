@@ -35,12 +35,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(stacktest.NewDatabase(t))
-	require.NoError(t, err)
-	cfg.MaxConns = 20 // enough for every concurrent delivery in these tests
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	pool := stacktest.NewPool(t)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	return &env{pool: pool, store: jobstore.New(pool), proc: processor.New(pool, logger, nil)}
 }

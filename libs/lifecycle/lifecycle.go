@@ -1,0 +1,35 @@
+// Package lifecycle is the shared skeleton of Switchyard's service
+// binaries: a JSON logger named after the service, a context cancelled by
+// SIGINT or SIGTERM (services drain when it ends), --help printed rather
+// than treated as a failure, and a non-zero exit status on error.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/switchyard/switchyard/libs/config"
+	"github.com/switchyard/switchyard/libs/logging"
+)
+
+// Main runs run for service and exits the process: 0 on success or after
+// --help, 1 on error (logged).
+func Main(service string, run func(ctx context.Context, logger *slog.Logger) error) {
+	logger, _ := logging.New(service)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, logger)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, config.ErrHelp):
+		fmt.Println(err)
+	default:
+		logger.Error(service+" stopped", "error", err)
+		os.Exit(1)
+	}
+}
