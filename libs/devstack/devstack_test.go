@@ -2,17 +2,21 @@ package devstack
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -74,6 +78,83 @@ func TestMoto(t *testing.T) {
 	require.Contains(t, aws.ToString(out.QueueUrl), "devstack-test")
 	require.NoError(t, s.Stop())
 	require.Error(t, pingSQS(ctx, s.SQSEndpoint))
+}
+
+// TestMotoKeepsEveryMessage sends, receives and deletes concurrently, the
+// load under which stock moto loses and resurrects messages: every message
+// arrives exactly once and the queue ends empty.
+func TestMotoKeepsEveryMessage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testStack(t)
+	require.NoError(t, s.startMoto(ctx, t.TempDir()))
+	client := sqs.New(sqs.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(s.SQSEndpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+	})
+	q, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("hammer"),
+		Attributes: map[string]string{"VisibilityTimeout": "300"}})
+	require.NoError(t, err)
+	const senders, perSender = 4, 100
+
+	var wg sync.WaitGroup
+	for sdr := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perSender; i += 10 {
+				var entries []types.SendMessageBatchRequestEntry
+				for j := i; j < i+10; j++ {
+					entries = append(entries, types.SendMessageBatchRequestEntry{
+						Id: aws.String(fmt.Sprint(j - i)), MessageBody: aws.String(fmt.Sprintf("%d-%d", sdr, j))})
+				}
+				_, err := client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: q.QueueUrl, Entries: entries})
+				assert.NoError(t, err)
+			}
+		}()
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	total := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range seen {
+			n += c
+		}
+		return n
+	}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for total() < senders*perSender {
+				out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+				if !assert.NoError(t, err) {
+					return
+				}
+				var del []types.DeleteMessageBatchRequestEntry
+				for i, m := range out.Messages {
+					mu.Lock()
+					seen[aws.ToString(m.Body)]++
+					mu.Unlock()
+					del = append(del, types.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
+				}
+				if len(del) > 0 {
+					_, err := client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: q.QueueUrl, Entries: del})
+					assert.NoError(t, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Len(t, seen, senders*perSender, "every message delivered")
+	for body, n := range seen {
+		require.Equal(t, 1, n, "message %s delivered %d times", body, n)
+	}
+	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	require.Empty(t, out.Messages, "nothing deleted comes back")
 }
 
 func TestVaultDev(t *testing.T) {

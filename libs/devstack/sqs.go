@@ -2,6 +2,8 @@ package devstack
 
 import (
 	"context"
+	_ "embed"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -25,11 +27,20 @@ func (s *Stack) startSQS(ctx context.Context, dir string) error {
 	return s.startMoto(ctx, dir)
 }
 
-// startMoto runs moto_server on a free port.
+// motoLauncher runs moto_server with its requests serialised; see the
+// script's doc string for the race in moto it avoids.
+//
+//go:embed moto_serialised.py
+var motoLauncher []byte
+
+// startMoto runs moto_server, through motoLauncher, on a free port.
 func (s *Stack) startMoto(ctx context.Context, dir string) error {
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
+	if _, err := exec.LookPath("moto_server"); err != nil {
 		return fmt.Errorf("no SQS endpoint configured (%s) and moto_server is not installed: %w", EnvSQSEndpoint, err)
+	}
+	python, err := motoPython(ctx)
+	if err != nil {
+		return err
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -39,7 +50,11 @@ func (s *Stack) startMoto(ctx context.Context, dir string) error {
 	if err := os.MkdirAll(sqsDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", sqsDir, err)
 	}
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	launcher := filepath.Join(sqsDir, "moto_serialised.py")
+	if err := os.WriteFile(launcher, motoLauncher, 0o644); err != nil {
+		return fmt.Errorf("writing moto launcher: %w", err)
+	}
+	cmd := exec.Command(python, launcher, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Dir = sqsDir
 	p, err := s.startServer("moto_server", cmd, filepath.Join(sqsDir, "moto.log"), syscall.SIGTERM)
 	if err != nil {
@@ -52,6 +67,20 @@ func (s *Stack) startMoto(ctx context.Context, dir string) error {
 	s.SQSEndpoint = endpoint
 	s.logger.Info("sqs started", "server", "moto_server", "endpoint", endpoint)
 	return nil
+}
+
+// motoPython finds the Python interpreter that has moto installed.
+func motoPython(ctx context.Context) (string, error) {
+	for _, name := range []string{"python3", "python"} {
+		path, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
+		if exec.CommandContext(ctx, path, "-c", "import moto.server, moto.sqs.models").Run() == nil {
+			return path, nil
+		}
+	}
+	return "", errors.New("moto_server is installed but no python3 on PATH can import moto")
 }
 
 // pingSQS sends an unsigned ListQueues in the JSON protocol; any SQS-shaped
