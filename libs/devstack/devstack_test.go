@@ -42,6 +42,13 @@ func worldReadableDir(t *testing.T) string {
 	return dir
 }
 
+func sqsClient(endpoint string) *sqs.Client {
+	return sqs.New(sqs.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+	})
+}
+
 func TestThrowawayPostgres(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -69,10 +76,7 @@ func TestMoto(t *testing.T) {
 	ctx := context.Background()
 	s := testStack(t)
 	require.NoError(t, s.startMoto(ctx, t.TempDir()))
-	client := sqs.New(sqs.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(s.SQSEndpoint),
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
-	})
+	client := sqsClient(s.SQSEndpoint)
 	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("devstack-test")})
 	require.NoError(t, err)
 	require.Contains(t, aws.ToString(out.QueueUrl), "devstack-test")
@@ -88,10 +92,7 @@ func TestMotoKeepsEveryMessage(t *testing.T) {
 	ctx := context.Background()
 	s := testStack(t)
 	require.NoError(t, s.startMoto(ctx, t.TempDir()))
-	client := sqs.New(sqs.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(s.SQSEndpoint),
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
-	})
+	client := sqsClient(s.SQSEndpoint)
 	q, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("hammer"),
 		Attributes: map[string]string{"VisibilityTimeout": "300"}})
 	require.NoError(t, err)

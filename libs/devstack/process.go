@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -144,6 +145,25 @@ func (p *Process) WaitReady(ctx context.Context, timeout time.Duration, ready fu
 			return fmt.Errorf("%s not ready after %s: %w%s", p.name, timeout, errors.Join(last, ctx.Err()), where)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// HTTPReady returns a readiness check for WaitReady: url answers 200.
+func HTTPReady(url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s answered %s", url, resp.Status)
+		}
+		return nil
 	}
 }
 

@@ -148,18 +148,7 @@ func (p *platform) start(svc string) {
 	p.procs[svc] = proc
 	p.mu.Unlock()
 	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", p.opsPorts[svc])
-	require.NoError(p.t, proc.WaitReady(context.Background(), 60*time.Second, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", ready, resp.Status)
-		}
-		return nil
-	}))
+	require.NoError(p.t, proc.WaitReady(context.Background(), 60*time.Second, devstack.HTTPReady(ready)))
 }
 
 // crash kills svc with SIGKILL, as a power cut would, and starts it again.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,7 +185,7 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 			return err
 		}
 		running = append(running, p)
-		if err := p.WaitReady(ctx, 60*time.Second, httpReady(svc.ready)); err != nil {
+		if err := p.WaitReady(ctx, 60*time.Second, devstack.HTTPReady(svc.ready)); err != nil {
 			return err
 		}
 	}
@@ -212,23 +211,5 @@ Press Ctrl-C to stop every process started here.
 		return nil
 	case p := <-exited:
 		return fmt.Errorf("%s exited unexpectedly: %w", p.Name(), p.Err())
-	}
-}
-
-func httpReady(url string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s answered %s", url, resp.Status)
-		}
-		return nil
 	}
 }

@@ -55,11 +55,7 @@ func newQueuesCmd(logger *slog.Logger) *cobra.Command {
 		Short: "Create every job type's queue and DLQ with its redrive policy (idempotent)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg queuesConfig
-			if err := config.Load(cmd.Context(), &cfg); err != nil {
-				return err
-			}
-			names, err := ensureQueues(cmd.Context(), cfg)
+			names, err := ensureQueues(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -73,9 +69,13 @@ func newQueuesCmd(logger *slog.Logger) *cobra.Command {
 	return cmd
 }
 
-// ensureQueues provisions the queues of every job type and returns their
-// names, DLQs included.
-func ensureQueues(ctx context.Context, cfg queuesConfig) ([]string, error) {
+// ensureQueues reads queuesConfig from the environment, provisions the
+// queues of every job type and returns their names, DLQs included.
+func ensureQueues(ctx context.Context) ([]string, error) {
+	var cfg queuesConfig
+	if err := config.Load(ctx, &cfg); err != nil {
+		return nil, err
+	}
 	catalog, err := jobcatalog.Load(cfg.JobsFile)
 	if err != nil {
 		return nil, err

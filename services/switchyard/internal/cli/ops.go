@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/migrations"
 )
 
@@ -30,11 +29,7 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var cfg queuesConfig
-			if err := config.Load(cmd.Context(), &cfg); err != nil {
-				return err
-			}
-			names, err := ensureQueues(cmd.Context(), cfg)
+			names, err := ensureQueues(cmd.Context())
 			if err != nil {
 				return err
 			}
