@@ -1,19 +1,19 @@
-// Package authn is the authentication slot of Switchyard's HTTP APIs: an
-// Authenticator establishes who is calling, the middleware stores the
-// Identity for handlers and answers 401 (RFC 6750) when it cannot.
-//
-// Real token verification (OAuth2/OIDC JWTs) plugs in here as another
-// Authenticator. Until then DevHeader, a development-only authenticator
-// that must be switched on explicitly, trusts a header; with nothing
-// configured, DenyAll refuses every request.
+// Package authn is the authentication and authorization slot of
+// Switchyard's HTTP APIs. An Authenticator establishes who is calling (the
+// gateway's is libs/accesstoken, which verifies OAuth2/OIDC JWT access
+// tokens); Middleware stores the Identity for handlers and answers 401 as
+// RFC 6750 prescribes when it cannot; RequireScopes answers 403
+// insufficient_scope; Deny closes a route that has no policy.
 package authn
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -21,23 +21,76 @@ import (
 	"github.com/switchyard/switchyard/libs/problem"
 )
 
+// Realm is the realm named in WWW-Authenticate challenges.
+const Realm = "switchyard"
+
 // Identity is an authenticated caller.
 type Identity struct {
 	// ClientID identifies the calling client; jobs are owned by it.
 	ClientID string
 	// Scopes the caller was granted.
 	Scopes []string
+	// Issuer is who vouched for the caller (the token's iss).
+	Issuer string
+}
+
+// HasScopes reports whether the identity holds every scope in required.
+func (id Identity) HasScopes(required []string) bool {
+	for _, s := range required {
+		if !slices.Contains(id.Scopes, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // Authenticator establishes the identity behind a request.
 type Authenticator interface {
-	// Authenticate returns the caller's identity, or an error (wrapping
-	// ErrUnauthenticated) saying why there is none.
+	// Authenticate returns the caller's identity, or an error wrapping
+	// ErrNoCredentials, ErrUnauthenticated or ErrUnavailable.
 	Authenticate(r *http.Request) (Identity, error)
 }
 
-// ErrUnauthenticated is wrapped by every authentication failure.
-var ErrUnauthenticated = errors.New("unauthenticated")
+// Errors an Authenticator wraps.
+var (
+	// ErrNoCredentials: the request carries no credentials at all.
+	ErrNoCredentials = errors.New("no credentials")
+	// ErrUnauthenticated: the credentials are malformed, invalid, expired
+	// or revoked.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrUnavailable: the credentials cannot be checked right now (the
+	// issuer's keys have never been fetched); not the caller's fault.
+	ErrUnavailable = errors.New("authentication unavailable")
+)
+
+// Reason is a short, bounded label for why authentication failed, for
+// metrics and logs.
+type Reason string
+
+// ReasonError is an authentication failure with a Reason.
+type ReasonError struct {
+	Reason Reason
+	Err    error
+}
+
+func (e *ReasonError) Error() string { return string(e.Reason) + ": " + e.Err.Error() }
+
+func (e *ReasonError) Unwrap() error { return e.Err }
+
+// Fail returns an error wrapping kind (ErrNoCredentials,
+// ErrUnauthenticated or ErrUnavailable) with a reason and a description.
+func Fail(kind error, reason Reason, format string, args ...any) error {
+	return &ReasonError{Reason: reason, Err: fmt.Errorf("%w: %s", kind, fmt.Sprintf(format, args...))}
+}
+
+// ReasonOf returns the reason of err, or "other".
+func ReasonOf(err error) Reason {
+	var re *ReasonError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return "other"
+}
 
 type identityKey struct{}
 
@@ -52,20 +105,65 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 	return context.WithValue(ctx, identityKey{}, id)
 }
 
-// Middleware authenticates every request with a, or answers 401 with
-// WWW-Authenticate: Bearer.
+// Middleware authenticates every request with a. Failures are answered
+// as RFC 6750 §3 says: 401 with a Bearer challenge, carrying
+// error="invalid_token" when credentials were sent but are not good (with
+// no credentials at all the challenge names no error, per §3.1); 503 when
+// the authenticator cannot check tokens yet.
 func Middleware(a Authenticator, logger *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			id, err := a.Authenticate(c.Request())
 			if err != nil {
-				logger.DebugContext(c.Request().Context(), "authentication failed", "error", err)
-				return problem.Unauthorized.New("a valid access token is required").
-					WithHeader("WWW-Authenticate", `Bearer realm="switchyard"`).WithCause(err)
+				reason := ReasonOf(err)
+				httpserver.AddLogAttrs(c, slog.String("auth_failure", string(reason)))
+				logger.DebugContext(c.Request().Context(), "authentication failed", "reason", reason, "error", err)
+				switch {
+				case errors.Is(err, ErrUnavailable):
+					return problem.Unavailable.New("access tokens cannot be verified right now; retry shortly").
+						WithHeader("Retry-After", "5").WithCause(err)
+				case errors.Is(err, ErrNoCredentials):
+					return problem.Unauthorized.New("an access token is required: send Authorization: Bearer <token>").
+						WithHeader("WWW-Authenticate", `Bearer realm="`+Realm+`"`).WithCause(err)
+				default:
+					return problem.InvalidToken.New("the access token is missing, malformed, expired or not valid here").
+						WithHeader("WWW-Authenticate", `Bearer realm="`+Realm+`", error="invalid_token"`).WithCause(err)
+				}
 			}
 			httpserver.AddLogAttrs(c, slog.String("client_id", id.ClientID))
 			c.SetRequest(c.Request().WithContext(WithIdentity(c.Request().Context(), id)))
 			return next(c)
+		}
+	}
+}
+
+// RequireScopes lets a request through only if its identity holds every
+// scope in required; otherwise 403 with error="insufficient_scope" and the
+// scopes needed (RFC 6750 §3.1). It runs after Middleware.
+func RequireScopes(required ...string) echo.MiddlewareFunc {
+	required = slices.Clone(required)
+	challenge := `Bearer realm="` + Realm + `", error="insufficient_scope", scope="` + strings.Join(required, " ") + `"`
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			id, ok := FromContext(c.Request().Context())
+			if !ok {
+				return errors.New("RequireScopes reached without an identity: authentication middleware missing")
+			}
+			if !id.HasScopes(required) {
+				return problem.InsufficientScope.Newf("this route requires the scopes: %s", strings.Join(required, " ")).
+					WithHeader("WWW-Authenticate", challenge)
+			}
+			return next(c)
+		}
+	}
+}
+
+// Deny refuses every request with 403: what a route with no access policy
+// gets.
+func Deny() echo.MiddlewareFunc {
+	return func(echo.HandlerFunc) echo.HandlerFunc {
+		return func(echo.Context) error {
+			return problem.Forbidden.New("no access policy allows this route")
 		}
 	}
 }
@@ -76,27 +174,5 @@ type DenyAll struct{}
 
 // Authenticate implements Authenticator.
 func (DenyAll) Authenticate(*http.Request) (Identity, error) {
-	return Identity{}, errors.Join(ErrUnauthenticated, errors.New("no authenticator is configured"))
-}
-
-// HeaderDevClient is the header DevHeader trusts.
-const HeaderDevClient = "X-Switchyard-Client"
-
-var clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-// DevHeader takes the caller's client id from the X-Switchyard-Client
-// header, with no proof at all. DEVELOPMENT ONLY: it is off unless
-// SWITCHYARD_DEV_AUTH=true, and the gateway logs a warning when it is on.
-type DevHeader struct{}
-
-// Authenticate implements Authenticator.
-func (DevHeader) Authenticate(r *http.Request) (Identity, error) {
-	id := r.Header.Get(HeaderDevClient)
-	if id == "" {
-		return Identity{}, errors.Join(ErrUnauthenticated, errors.New("missing "+HeaderDevClient+" header"))
-	}
-	if !clientIDPattern.MatchString(id) {
-		return Identity{}, errors.Join(ErrUnauthenticated, errors.New(HeaderDevClient+" must match "+clientIDPattern.String()))
-	}
-	return Identity{ClientID: id}, nil
+	return Identity{}, Fail(ErrUnavailable, "not_configured", "no authenticator is configured")
 }

@@ -223,6 +223,12 @@ func (c *Catalog) Lookup(name string) (*JobType, bool) {
 	return jt, ok
 }
 
+// Has reports whether a job type called name is declared.
+func (c *Catalog) Has(name string) bool {
+	_, ok := c.types[name]
+	return ok
+}
+
 // Types returns every job type, sorted by name.
 func (c *Catalog) Types() []*JobType {
 	out := make([]*JobType, 0, len(c.types))

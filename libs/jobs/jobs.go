@@ -81,9 +81,11 @@ var allStatuses = []Status{
 
 // Job is one unit of asynchronous work as the platform records it.
 type Job struct {
-	ID             string
-	Type           string
-	ClientID       string
+	ID       string
+	Type     string
+	ClientID string
+	// ClientScopes are the scopes the caller held when the job was accepted.
+	ClientScopes   []string
 	Status         Status
 	Payload        json.RawMessage
 	Result         json.RawMessage
@@ -110,6 +112,7 @@ type Submission struct {
 	MessageID      string
 	Type           string
 	ClientID       string
+	ClientScopes   []string
 	Payload        json.RawMessage
 	IdempotencyKey string
 	RequestID      string

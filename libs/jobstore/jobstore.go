@@ -27,7 +27,7 @@ type Store struct {
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-const jobColumns = `id::text, type, client_id, status, payload, result, attempts, COALESCE(last_error, ''),
+const jobColumns = `id::text, type, client_id, client_scopes, status, payload, result, attempts, COALESCE(last_error, ''),
 	COALESCE(idempotency_key, ''), request_hash, COALESCE(request_id, ''), COALESCE(traceparent, ''),
 	created_at, updated_at, queued_at, started_at, finished_at`
 
@@ -35,7 +35,7 @@ func scanJob(row pgx.Row) (jobs.Job, error) {
 	var j jobs.Job
 	var status string
 	var payload, result []byte
-	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &status, &payload, &result, &j.Attempts, &j.LastError,
+	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &j.ClientScopes, &status, &payload, &result, &j.Attempts, &j.LastError,
 		&j.IdempotencyKey, &j.RequestHash, &j.RequestID, &j.TraceParent,
 		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt)
 	if err != nil {
@@ -66,11 +66,11 @@ func (s *Store) Accept(ctx context.Context, sub jobs.Submission) (job jobs.Job, 
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
 	job, err = scanJob(tx.QueryRow(ctx, `
-		INSERT INTO jobs (id, type, client_id, status, payload, idempotency_key, request_hash, request_id, traceparent)
-		VALUES ($1, $2, $3, 'accepted', $4, NULLIF($5, ''), $6, NULLIF($7, ''), NULLIF($8, ''))
+		INSERT INTO jobs (id, type, client_id, client_scopes, status, payload, idempotency_key, request_hash, request_id, traceparent)
+		VALUES ($1, $2, $3, $9, 'accepted', $4, NULLIF($5, ''), $6, NULLIF($7, ''), NULLIF($8, ''))
 		ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 		RETURNING `+jobColumns,
-		sub.ID, sub.Type, sub.ClientID, []byte(sub.Payload), sub.IdempotencyKey, hash, sub.RequestID, sub.TraceParent))
+		sub.ID, sub.Type, sub.ClientID, []byte(sub.Payload), sub.IdempotencyKey, hash, sub.RequestID, sub.TraceParent, scopesOrEmpty(sub.ClientScopes)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		// The key is taken: by this very request (a retry) or another one.
 		existing, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE client_id = $1 AND idempotency_key = $2`,
@@ -208,4 +208,12 @@ func statusStrings(ss []jobs.Status) []string {
 		out[i] = string(s)
 	}
 	return out
+}
+
+// scopesOrEmpty keeps a nil slice from becoming SQL NULL in a NOT NULL column.
+func scopesOrEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

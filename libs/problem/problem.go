@@ -34,7 +34,9 @@ var (
 	MalformedJSON        = Kind{"malformed-json", "Request body is not valid JSON", http.StatusBadRequest}
 	InvalidParameter     = Kind{"invalid-parameter", "Invalid parameter", http.StatusBadRequest}
 	Unauthorized         = Kind{"unauthorized", "Authentication required", http.StatusUnauthorized}
+	InvalidToken         = Kind{"invalid-token", "Invalid access token", http.StatusUnauthorized}
 	Forbidden            = Kind{"forbidden", "Forbidden", http.StatusForbidden}
+	InsufficientScope    = Kind{"insufficient-scope", "Insufficient scope", http.StatusForbidden}
 	NotFound             = Kind{"not-found", "Not found", http.StatusNotFound}
 	JobNotFound          = Kind{"job-not-found", "Job not found", http.StatusNotFound}
 	UnknownJobType       = Kind{"unknown-job-type", "Unknown job type", http.StatusNotFound}
@@ -43,6 +45,7 @@ var (
 	UnsupportedMedia     = Kind{"unsupported-media-type", "Unsupported media type", http.StatusUnsupportedMediaType}
 	ValidationFailed     = Kind{"validation-failed", "Payload does not match the job type's schema", http.StatusUnprocessableEntity}
 	IdempotencyKeyReused = Kind{"idempotency-key-reused", "Idempotency key reused for a different request", http.StatusUnprocessableEntity}
+	RateLimited          = Kind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 	Internal             = Kind{"internal", "Internal error", http.StatusInternalServerError}
 	Unavailable          = Kind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
 )

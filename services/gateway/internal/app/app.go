@@ -1,5 +1,5 @@
-// Package app wires the gateway: configuration, the job store, the
-// authentication slot, the public API and the ops listener.
+// Package app wires the gateway: configuration, the job store, the access
+// token verifier, the routes and their policies, and the ops listener.
 package app
 
 import (
@@ -9,14 +9,20 @@ import (
 	"net"
 	"time"
 
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/libs/accesstoken"
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
+	"github.com/switchyard/switchyard/services/gateway/internal/routes"
 )
 
 // Config is the gateway's configuration; every setting names its
@@ -28,14 +34,35 @@ type Config struct {
 	DatabaseURL     config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
 	DBMaxConns      int32         `conf:"default:32,env:SWITCHYARD_GATEWAY_DB_MAX_CONNS,help:Postgres pool size"`
 	JobsFile        string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file"`
-	DevAuth         bool          `conf:"default:false,env:SWITCHYARD_DEV_AUTH,help:DEVELOPMENT ONLY: trust the X-Switchyard-Client header as the caller"`
+	RoutesFile      string        `conf:"default:deployments/config/routes.yaml,env:SWITCHYARD_ROUTES_FILE,help:routes and access policies file"`
+	Auth            AuthConfig
 	DrainDelay      time.Duration `conf:"default:0s,env:SWITCHYARD_DRAIN_DELAY,help:time between failing /readyz and closing the listener"`
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+}
+
+// AuthConfig says which access tokens the gateway accepts.
+type AuthConfig struct {
+	Issuer             string        `conf:"required,env:SWITCHYARD_AUTH_ISSUER,help:OIDC issuer URL (this platform's token service, Azure AD, Keycloak...)"`
+	Audience           string        `conf:"default:switchyard,env:SWITCHYARD_AUTH_AUDIENCE,help:required aud of access tokens"`
+	JWKSURL            string        `conf:"env:SWITCHYARD_AUTH_JWKS_URL,help:JWKS URL (default: from the issuer's discovery document)"`
+	Algorithms         []string      `conf:"default:ES256;EdDSA;RS256,env:SWITCHYARD_AUTH_ALGORITHMS,help:accepted signing algorithms (;-separated)"`
+	TokenTypes         []string      `conf:"default:at+jwt;application/at+jwt,env:SWITCHYARD_AUTH_TOKEN_TYPES,help:accepted JWS typ values (;-separated; Azure AD needs JWT)"`
+	RequireNotBefore   bool          `conf:"default:true,env:SWITCHYARD_AUTH_REQUIRE_NBF,help:refuse tokens without nbf (Keycloak omits it: set false)"`
+	Leeway             time.Duration `conf:"default:30s,env:SWITCHYARD_AUTH_LEEWAY,help:clock skew allowed on exp/nbf/iat"`
+	JWKSRefresh        time.Duration `conf:"default:5m,env:SWITCHYARD_AUTH_JWKS_REFRESH,help:how often the JWKS is re-fetched"`
+	UnknownKIDInterval time.Duration `conf:"default:30s,env:SWITCHYARD_AUTH_UNKNOWN_KID_INTERVAL,help:least time between JWKS refreshes caused by unknown kids"`
+	CacheSize          int           `conf:"default:10000,env:SWITCHYARD_AUTH_CACHE_SIZE,help:verified tokens remembered (-1: no cache)"`
+	CacheTTL           time.Duration `conf:"default:1m,env:SWITCHYARD_AUTH_CACHE_TTL,help:longest a verified token is trusted before it is verified again"`
+	DisabledPoll       time.Duration `conf:"default:10s,env:SWITCHYARD_AUTH_DISABLED_CLIENTS_POLL,help:poll interval for disabled clients (NOTIFY makes it immediate)"`
 }
 
 // Run serves the gateway until ctx ends, then drains.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	catalog, err := jobcatalog.Load(cfg.JobsFile)
+	if err != nil {
+		return err
+	}
+	routeFile, err := routes.Load(cfg.RoutesFile, catalog)
 	if err != nil {
 		return err
 	}
@@ -45,15 +72,32 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer pool.Close()
 
-	var authenticator authn.Authenticator = authn.DenyAll{}
-	if cfg.DevAuth {
-		logger.Warn("DEVELOPMENT authentication is on: the " + authn.HeaderDevClient + " header is trusted without proof; never enable this in production")
-		authenticator = authn.DevHeader{}
+	clients, err := oauthclients.New(pool)
+	if err != nil {
+		return err
+	}
+	disabled := oauthclients.NewDisabledSet(clients, cfg.DatabaseURL.Value(), cfg.Auth.DisabledPoll, logger)
+	verifier, err := accesstoken.New(accesstoken.Config{
+		Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, JWKSURL: cfg.Auth.JWKSURL,
+		Algorithms: cfg.Auth.Algorithms, Types: cfg.Auth.TokenTypes, RequireNotBefore: cfg.Auth.RequireNotBefore,
+		Leeway: cfg.Auth.Leeway, RefreshInterval: cfg.Auth.JWKSRefresh, UnknownKIDInterval: cfg.Auth.UnknownKIDInterval,
+		CacheSize: cfg.Auth.CacheSize, CacheTTL: cfg.Auth.CacheTTL, Revoked: disabled.Disabled,
+		Registerer: prometheus.DefaultRegisterer, Logger: logger,
+	})
+	if err != nil {
+		return err
 	}
 
 	e := httpserver.NewEcho(logger)
 	api := jobsapi.New(jobstore.New(pool), catalog, cfg.PublicURL)
-	api.Register(e, authn.Middleware(authenticator, logger))
+	if err := Mount(e, routeFile, api, catalog, authn.Middleware(verifier, logger)); err != nil {
+		return err
+	}
+	for _, r := range routeFile.Routes {
+		if r.Denied {
+			logger.Warn("route declares no scopes: denied to every caller", "method", r.Method, "path", r.Path, "line", r.Line)
+		}
+	}
 
 	publicL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
@@ -66,9 +110,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	opsSrv := ops.New(logger, nil)
 	opsSrv.AddCheck("postgres", pool.Ping)
-	logger.Info("gateway listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "job_types", catalog.Names())
+	opsSrv.AddCheck("issuer_keys", verifier.Ready)
+	opsSrv.AddCheck("disabled_clients", disabled.Ready)
+	logger.Info("gateway listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(),
+		"routes", len(routeFile.Routes), "issuer", cfg.Auth.Issuer)
 
 	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
+		go disabled.Run(ctx)
+		verifier.Start(ctx)
 		srvCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancel()
 		stop := context.AfterFunc(ctx, func() {
@@ -78,4 +127,30 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		defer stop()
 		return httpserver.Serve(srvCtx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
 	})
+}
+
+// Mount registers every route of f on e: authentication first, then the
+// route's policy (its scopes, or Deny when it has none), then its handler.
+func Mount(e *echo.Echo, f *routes.File, api *jobsapi.API, catalog *jobcatalog.Catalog, auth echo.MiddlewareFunc) error {
+	for _, r := range f.Routes {
+		var h echo.HandlerFunc
+		switch r.Mode {
+		case routes.ModeAsync:
+			jt, ok := catalog.Lookup(r.JobType)
+			if !ok {
+				return fmt.Errorf("route %s %s: no job type %q", r.Method, r.Path, r.JobType)
+			}
+			h = api.Submit(jt)
+		case routes.ModeJobStatus:
+			h = api.Status(r.Params()[0])
+		default:
+			return fmt.Errorf("route %s %s: mode %q cannot be served", r.Method, r.Path, r.Mode)
+		}
+		policy := authn.Deny()
+		if !r.Denied {
+			policy = authn.RequireScopes(r.Scopes...)
+		}
+		e.Add(r.Method, r.EchoPath(), h, auth, policy)
+	}
+	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/jobs"
 )
 
@@ -47,7 +46,7 @@ func FuzzSubmitBody(f *testing.F) {
 			t.Fatal(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(authn.HeaderDevClient, "fuzzer")
+		req.Header.Set(headerClient, "fuzzer")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,8 @@
 // Package jobsapi serves the public asynchronous-jobs API of the gateway:
-// POST /v1/jobs/{type} accepts a job (202, or 200 for an idempotent retry)
-// and GET /v1/jobs/{id} reports its status to the client that owns it.
+// Submit handlers accept a job of one type (202, or 200 for an idempotent
+// retry) and the Status handler reports a job's status to the client that
+// owns it. Which paths they answer on, and who may call them, is the
+// routes file's business (see the routes package).
 package jobsapi
 
 import (
@@ -46,12 +48,33 @@ func New(store Store, catalog *jobcatalog.Catalog, publicURL string) *API {
 	return &API{store: store, catalog: catalog, publicURL: strings.TrimRight(publicURL, "/")}
 }
 
-// Register adds the routes to e, each behind mw (authentication). The
-// middleware is attached per route rather than to a group, so that an
-// unknown path is a 404 and a wrong method a 405 with Allow.
+// Register adds the conventional routes to e, each behind mw: POST
+// /v1/jobs/{type} for every job type in the catalog and GET /v1/jobs/{id}.
+// The gateway registers from its routes file instead; this is for tests
+// and embedders that need no per-route policy.
 func (a *API) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
-	e.POST("/v1/jobs/:type", a.submit, mw...)
-	e.GET("/v1/jobs/:id", a.get, mw...)
+	for _, name := range a.catalog.Names() {
+		jt, _ := a.catalog.Lookup(name)
+		e.POST("/v1/jobs/"+name, a.Submit(jt), mw...)
+	}
+	e.POST("/v1/jobs/:type", UnknownJobType)
+	e.GET("/v1/jobs/:id", a.Status("id"), mw...)
+}
+
+// UnknownJobType answers a submission to a job type no route declares.
+func UnknownJobType(c echo.Context) error {
+	return problem.UnknownJobType.Newf("no job type %q is offered here", truncate(c.Param("type"), 64))
+}
+
+// Submit returns the handler that accepts jobs of type jt.
+func (a *API) Submit(jt *jobcatalog.JobType) echo.HandlerFunc {
+	return func(c echo.Context) error { return a.submit(c, jt) }
+}
+
+// Status returns the handler that reports the job whose id is the path
+// parameter param.
+func (a *API) Status(param string) echo.HandlerFunc {
+	return func(c echo.Context) error { return a.get(c, param) }
 }
 
 // Accepted is the body of a 202 (or idempotent 200) answer.
@@ -84,12 +107,8 @@ var (
 	traceParentPattern    = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
 )
 
-func (a *API) submit(c echo.Context) error {
+func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 	req := c.Request()
-	jt, ok := a.catalog.Lookup(c.Param("type"))
-	if !ok {
-		return problem.UnknownJobType.Newf("no job type %q is declared", truncate(c.Param("type"), 64))
-	}
 	if err := requireJSON(req.Header.Get("Content-Type")); err != nil {
 		return err
 	}
@@ -128,7 +147,7 @@ func (a *API) submit(c echo.Context) error {
 		return fmt.Errorf("generating message id: %w", err)
 	}
 	sub := jobs.Submission{
-		ID: jobID.String(), MessageID: msgID.String(), Type: jt.Name, ClientID: id.ClientID,
+		ID: jobID.String(), MessageID: msgID.String(), Type: jt.Name, ClientID: id.ClientID, ClientScopes: id.Scopes,
 		Payload: body, IdempotencyKey: key, RequestID: httpserver.RequestID(req.Context()),
 	}
 	if tp := req.Header.Get("traceparent"); traceParentPattern.MatchString(tp) {
@@ -148,8 +167,8 @@ func (a *API) submit(c echo.Context) error {
 	return c.JSON(code, Accepted{ID: job.ID, Status: string(job.Status), StatusURL: statusURL})
 }
 
-func (a *API) get(c echo.Context) error {
-	raw := c.Param("id")
+func (a *API) get(c echo.Context, param string) error {
+	raw := c.Param(param)
 	jobID, err := uuid.Parse(raw)
 	if err != nil || len(raw) != 36 {
 		return problem.InvalidParameter.New("a job id is a UUID such as 0192f0c1-7c1e-7d2a-9c55-1e0f3b1f2a3b")

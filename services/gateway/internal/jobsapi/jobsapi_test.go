@@ -49,8 +49,27 @@ func testCatalog(t testing.TB) *jobcatalog.Catalog {
 	return c
 }
 
+// headerClient is the header headerAuth trusts.
+const headerClient = "X-Test-Client"
+
+// headerAuth is a test authenticator: the caller is whoever the
+// X-Test-Client header names. (The real one, libs/accesstoken, is tested
+// against the token service in its own package and the e2e tests.)
+type headerAuth struct{}
+
+func (headerAuth) Authenticate(r *http.Request) (authn.Identity, error) {
+	id := r.Header.Get(headerClient)
+	if id == "" {
+		return authn.Identity{}, authn.Fail(authn.ErrNoCredentials, "missing", "no "+headerClient)
+	}
+	if strings.ContainsAny(id, " \t") {
+		return authn.Identity{}, authn.Fail(authn.ErrUnauthenticated, "malformed", "bad "+headerClient)
+	}
+	return authn.Identity{ClientID: id, Scopes: []string{"jobs:submit"}}, nil
+}
+
 // newServer runs the gateway's HTTP stack (shared middleware, problem
-// errors, dev-header authentication, jobs API) over store.
+// errors, a header authenticator, jobs API) over store.
 func newServer(t testing.TB, store jobsapi.Store, publicURL string) *httptest.Server {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -58,7 +77,7 @@ func newServer(t testing.TB, store jobsapi.Store, publicURL string) *httptest.Se
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	e := httpserver.NewEcho(logger)
-	jobsapi.New(store, testCatalog(t), publicURL).Register(e, authn.Middleware(authn.DevHeader{}, logger))
+	jobsapi.New(store, testCatalog(t), publicURL).Register(e, authn.Middleware(headerAuth{}, logger))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return srv
@@ -85,7 +104,7 @@ func (e *env) do(t *testing.T, c call) (*http.Response, map[string]any) {
 	req, err := http.NewRequest(c.method, e.srv.URL+c.path, strings.NewReader(c.body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(authn.HeaderDevClient, "client-a")
+	req.Header.Set(headerClient, "client-a")
 	for k, v := range c.header {
 		if v == "" {
 			req.Header.Del(k)
@@ -137,8 +156,8 @@ func TestBadInputIsRefusedAndNothingIsWritten(t *testing.T) {
 		{"non-UUID job id", call{"GET", "/v1/jobs/not-a-uuid", ``, nil}, 400, problem.InvalidParameter},
 		{"braced UUID", call{"GET", "/v1/jobs/{" + uuid.NewString() + "}", ``, nil}, 400, problem.InvalidParameter},
 		{"unknown job", call{"GET", "/v1/jobs/" + uuid.NewString(), ``, nil}, 404, problem.JobNotFound},
-		{"no identity", call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{authn.HeaderDevClient: ""}}, 401, problem.Unauthorized},
-		{"bad identity", call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{authn.HeaderDevClient: "a b"}}, 401, problem.Unauthorized},
+		{"no identity", call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{headerClient: ""}}, 401, problem.Unauthorized},
+		{"bad identity", call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{headerClient: "a b"}}, 401, problem.InvalidToken},
 		{"unknown path", call{"GET", "/v2/anything", ``, nil}, 404, problem.NotFound},
 		{"wrong method", call{"DELETE", "/v1/jobs/" + uuid.NewString(), ``, nil}, 405, problem.MethodNotAllowed},
 	}
@@ -150,8 +169,11 @@ func TestBadInputIsRefusedAndNothingIsWritten(t *testing.T) {
 		require.EqualValues(t, tt.status, body["status"], tt.name)
 		require.NotEmpty(t, body["request_id"], tt.name)
 		require.Equal(t, resp.Header.Get(httpserver.HeaderRequestID), body["request_id"], tt.name)
-		if tt.status == 401 {
+		if tt.kind == problem.Unauthorized {
 			require.Equal(t, `Bearer realm="switchyard"`, resp.Header.Get("WWW-Authenticate"), tt.name)
+		}
+		if tt.kind == problem.InvalidToken {
+			require.Equal(t, `Bearer realm="switchyard", error="invalid_token"`, resp.Header.Get("WWW-Authenticate"), tt.name)
 		}
 	}
 	jobsN, outboxN := e.rows(t)
@@ -178,8 +200,10 @@ func TestAcceptAndStatus(t *testing.T) {
 	require.Equal(t, "my-request-1", resp.Header.Get(httpserver.HeaderRequestID), "a sane request id is echoed")
 
 	var rid, trace string
-	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT request_id, traceparent FROM jobs WHERE id = $1`, id).Scan(&rid, &trace))
+	var scopes []string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT request_id, traceparent, client_scopes FROM jobs WHERE id = $1`, id).Scan(&rid, &trace, &scopes))
 	require.Equal(t, "my-request-1", rid)
+	require.Equal(t, []string{"jobs:submit"}, scopes, "the caller's scopes are recorded on the job")
 	require.Equal(t, tp, trace)
 	claim, err := outbox.ClaimBatch(context.Background(), e.pool, 10)
 	require.NoError(t, err)
@@ -194,7 +218,7 @@ func TestAcceptAndStatus(t *testing.T) {
 	require.Equal(t, "accepted", body["status"])
 	require.EqualValues(t, 0, body["attempts"])
 
-	resp, _ = e.do(t, call{"GET", "/v1/jobs/" + id, ``, map[string]string{authn.HeaderDevClient: "client-b"}})
+	resp, _ = e.do(t, call{"GET", "/v1/jobs/" + id, ``, map[string]string{headerClient: "client-b"}})
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "a client sees only its own jobs")
 
 	resp, _ = e.do(t, call{"POST", "/v1/jobs/open", `{}`, map[string]string{httpserver.HeaderRequestID: "bad id with spaces"}})
@@ -219,7 +243,7 @@ func TestIdempotencyKey(t *testing.T) {
 	require.Equal(t, problem.IdempotencyKeyReused.Type(), body["type"])
 
 	resp, other := e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"a"}`,
-		map[string]string{"Idempotency-Key": "order-42", authn.HeaderDevClient: "client-b"}})
+		map[string]string{"Idempotency-Key": "order-42", headerClient: "client-b"}})
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
 	require.NotEqual(t, first["id"], other["id"])
 

@@ -23,12 +23,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/pgnotify"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 )
 
@@ -100,9 +100,7 @@ type Forwarder struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	wake    *waker
-
-	listening sync.Mutex
-	listenErr error
+	notify  *pgnotify.Listener
 }
 
 // New returns a Forwarder. dbURL is used for the dedicated LISTEN
@@ -115,8 +113,9 @@ func New(pool *pgxpool.Pool, dbURL string, queues *sqsqueue.Queues, cfg Config, 
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	return &Forwarder{pool: pool, dbURL: dbURL, queues: queues, cfg: cfg, logger: logger, metrics: metrics, wake: newWaker(),
-		listenErr: errors.New("not listening yet")}, nil
+	f := &Forwarder{pool: pool, dbURL: dbURL, queues: queues, cfg: cfg, logger: logger, metrics: metrics, wake: newWaker()}
+	f.notify = pgnotify.New(dbURL, outbox.NotifyChannel, f.wake.broadcast, logger)
+	return f, nil
 }
 
 // Run forwards until ctx ends; batches in flight then finish.
@@ -125,7 +124,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		f.listen(ctx)
+		f.notify.Run(ctx)
 	}()
 	for range f.cfg.Loops {
 		wg.Add(1)
@@ -139,17 +138,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 }
 
 // Listening reports whether the NOTIFY connection is up (for readiness).
-func (f *Forwarder) Listening(context.Context) error {
-	f.listening.Lock()
-	defer f.listening.Unlock()
-	return f.listenErr
-}
-
-func (f *Forwarder) setListenErr(err error) {
-	f.listening.Lock()
-	defer f.listening.Unlock()
-	f.listenErr = err
-}
+func (f *Forwarder) Listening(context.Context) error { return f.notify.Err() }
 
 func (f *Forwarder) loop(ctx context.Context) {
 	for ctx.Err() == nil {
@@ -169,41 +158,6 @@ func (f *Forwarder) loop(ctx context.Context) {
 			continue
 		}
 		f.wake.wait(ctx, gen, f.cfg.PollInterval)
-	}
-}
-
-// listen keeps a LISTEN connection open and wakes the loops on every
-// notification, and once after every (re)connect to catch up.
-func (f *Forwarder) listen(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := f.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		f.setListenErr(err)
-		f.logger.Warn("outbox notifications lost; reconnecting", "error", err, "backoff", backoff)
-		sleep(ctx, backoff)
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-func (f *Forwarder) listenOnce(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, f.dbURL)
-	if err != nil {
-		return fmt.Errorf("connecting for LISTEN: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+outbox.NotifyChannel); err != nil {
-		return fmt.Errorf("listening on %s: %w", outbox.NotifyChannel, err)
-	}
-	f.setListenErr(nil)
-	f.wake.broadcast()
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return fmt.Errorf("waiting for notification: %w", err)
-		}
-		f.wake.broadcast()
 	}
 }
 

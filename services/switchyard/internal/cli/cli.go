@@ -60,6 +60,7 @@ func newRoot(logger *slog.Logger) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newMigrateCmd(logger), newQueuesCmd(logger), newInitCmd(logger), newProbeCmd(), newDevCmd(logger))
+	root.AddCommand(newMigrateCmd(logger), newQueuesCmd(logger), newInitCmd(logger), newProbeCmd(), newDevCmd(logger),
+		newClientsCmd(), newKeysCmd())
 	return root
 }

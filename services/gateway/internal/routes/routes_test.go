@@ -1,0 +1,136 @@
+package routes_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/services/gateway/internal/routes"
+)
+
+type types map[string]bool
+
+func (t types) Has(name string) bool { return t[name] }
+
+var known = types{"text-stats": true, "webhook": true}
+
+func TestShippedRoutesFileIsValid(t *testing.T) {
+	t.Parallel()
+	f, err := routes.Load("../../../../deployments/config/routes.yaml", known)
+	require.NoError(t, err)
+	require.NotEmpty(t, f.Routes)
+	for _, r := range f.Routes {
+		require.False(t, r.Denied, "%s %s ships without a policy", r.Method, r.Path)
+	}
+}
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	f, err := routes.Parse("r.yaml", []byte(`
+admin_scope: ops:admin
+routes:
+  - method: POST
+    path: /v1/jobs/text-stats
+    mode: async
+    job_type: text-stats
+    scopes: [jobs:submit, jobs:submit]
+  - method: GET
+    path: /v1/jobs/{id}
+    mode: job-status
+    scopes: []
+  - method: POST
+    path: /v1/hooks
+    mode: async
+    job_type: webhook
+  - method: GET
+    path: /admin/v1/jobs/{job_id}
+    mode: job-status
+    scopes: [ops:admin]
+`), known)
+	require.NoError(t, err)
+	require.Equal(t, "ops:admin", f.AdminScope)
+	require.Len(t, f.Routes, 4)
+	require.Equal(t, []string{"jobs:submit"}, f.Routes[0].Scopes, "duplicates are folded")
+	require.False(t, f.Routes[1].Denied, "[] allows any authenticated caller")
+	require.Empty(t, f.Routes[1].Scopes)
+	require.True(t, f.Routes[2].Denied, "no scopes key: denied by default")
+	require.Equal(t, "/admin/v1/jobs/:job_id", f.Routes[3].EchoPath())
+	require.Equal(t, []string{"job_id"}, f.Routes[3].Params())
+}
+
+func TestParseErrorsNameFileLineAndField(t *testing.T) {
+	t.Parallel()
+	route := func(body string) string { return "routes:\n  - " + strings.ReplaceAll(strings.TrimSpace(body), "\n", "\n    ") + "\n" }
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"unknown top-level", "routs: []\n", "r.yaml:1: routs: unknown field"},
+		{"no routes", "admin_scope: x\n", "r.yaml:1: routes: a list of routes is required"},
+		{"route not a mapping", "routes:\n  - just a string\n", "r.yaml:2: routes[0]: a route is a mapping"},
+		{"unknown route field", route("method: GET\npath: /a/{id}\nmode: job-status\nscope: [a]"), "r.yaml:5: routes[0].scope: unknown field"},
+		{"bad method", route("method: FETCH\npath: /a\nmode: async\njob_type: webhook\nscopes: [a]"), "r.yaml:2: routes[0].method: \"FETCH\" is not one of"},
+		{"dot segment", route("method: POST\npath: /a/../b\nmode: async\njob_type: webhook\nscopes: [a]"), "routes[0].path:"},
+		{"encoded slash", route("method: POST\npath: /a%2Fb\nmode: async\njob_type: webhook\nscopes: [a]"), "routes[0].path:"},
+		{"unknown job type", route("method: POST\npath: /a\nmode: async\njob_type: nope\nscopes: [a]"), "routes[0].job_type: no job type \"nope\""},
+		{"status without id", route("method: GET\npath: /a\nmode: job-status\nscopes: [a]"), "routes[0].path: a job-status route has exactly one path parameter"},
+		{"sync not yet", route("method: GET\npath: /a\nmode: sync\nscopes: [a]"), "routes[0].mode: sync routes are not supported yet"},
+		{"no mode", route("method: GET\npath: /a\nscopes: [a]"), "routes[0].mode: is required"},
+		{"scopes not a list", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: a"), "r.yaml:5: routes[0].scopes: must be a list"},
+		{"bad scope", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: [\"a b\"]"), "r.yaml:5: routes[0].scopes: scope \"a b\" is not a valid scope token"},
+		{"admin without admin scope", route("method: GET\npath: /admin/x/{id}\nmode: job-status\nscopes: [jobs:read]"), "routes[0].scopes: a route under /admin/ must require the admin scope \"switchyard:admin\""},
+		{"duplicate", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: [a]") + "  - method: GET\n    path: /a/{x}\n    mode: job-status\n    scopes: [b]\n",
+			"r.yaml:6: routes[1]: GET /a/{x} duplicates the route at line 2"},
+		{"not YAML", "routes: [\n", "r.yaml: parsing YAML"},
+	}
+	for _, tt := range tests {
+		_, err := routes.Parse("r.yaml", []byte(tt.doc), known)
+		require.Error(t, err, tt.name)
+		require.Contains(t, err.Error(), tt.want, tt.name)
+	}
+}
+
+// FuzzParse: any document either parses into routes that satisfy the
+// policy invariants, or is refused with an error naming the file; it never
+// panics.
+func FuzzParse(f *testing.F) {
+	shipped, err := os.ReadFile("../../../../deployments/config/routes.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(shipped))
+	f.Add("routes:\n  - {method: GET, path: /a/{id}, mode: job-status}\n")
+	f.Add("admin_scope: a\nroutes:\n  - {method: POST, path: /admin/x, mode: async, job_type: webhook, scopes: [a]}\n")
+	f.Add("routes: [1, [2], {a: b}]\n")
+	f.Add("routes:\n  - &a {method: GET}\n  - *a\n")
+	f.Fuzz(func(t *testing.T, doc string) {
+		file, err := routes.Parse("fuzz.yaml", []byte(doc), known)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for _, r := range file.Routes {
+			if !strings.HasPrefix(r.Path, "/") || strings.Contains(r.Path, "..") || strings.Contains(r.Path, "//") {
+				t.Fatalf("accepted path %q", r.Path)
+			}
+			if strings.HasPrefix(r.Path+"/", "/admin/") && !r.Denied && !contains(r.Scopes, file.AdminScope) {
+				t.Fatalf("admin route %q without the admin scope", r.Path)
+			}
+			if r.Mode == routes.ModeAsync && !known.Has(r.JobType) {
+				t.Fatalf("async route with unknown job type %q", r.JobType)
+			}
+		}
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

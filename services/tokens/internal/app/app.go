@@ -1,0 +1,88 @@
+// Package app wires the token service: configuration, the client store,
+// the signing keys, the token API and the ops listener.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/libs/config"
+	"github.com/switchyard/switchyard/libs/database"
+	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/signingkeys"
+	"github.com/switchyard/switchyard/services/tokens/internal/tokenapi"
+)
+
+// Config is the token service's configuration; every setting names its
+// environment variable.
+type Config struct {
+	Addr            string        `conf:"default::8070,env:SWITCHYARD_TOKENS_ADDR,help:public listener address"`
+	OpsAddr         string        `conf:"default::9070,env:SWITCHYARD_TOKENS_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
+	Issuer          string        `conf:"required,env:SWITCHYARD_TOKENS_ISSUER,help:issuer URL as callers and gateways reach it (iss claim; discovery base)"`
+	Audience        string        `conf:"default:switchyard,env:SWITCHYARD_TOKENS_AUDIENCE,help:aud claim of issued tokens"`
+	TokenTTL        time.Duration `conf:"default:15m,env:SWITCHYARD_TOKENS_TTL,help:access token lifetime (1m to 24h)"`
+	ClockSkew       time.Duration `conf:"default:1m,env:SWITCHYARD_TOKENS_CLOCK_SKEW,help:added to the token lifetime to keep replaced keys published"`
+	KeysFile        string        `conf:"required,env:SWITCHYARD_TOKENS_KEYS_FILE,help:signing keys file (written by 'switchyard keys rotate')"`
+	KeysReload      time.Duration `conf:"default:10s,env:SWITCHYARD_TOKENS_KEYS_RELOAD,help:how often the signing keys are re-read"`
+	JWKSMaxAge      time.Duration `conf:"default:60s,env:SWITCHYARD_TOKENS_JWKS_MAX_AGE,help:Cache-Control max-age of the JWKS"`
+	DatabaseURL     config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
+	DBMaxConns      int32         `conf:"default:8,env:SWITCHYARD_TOKENS_DB_MAX_CONNS,help:Postgres pool size"`
+	RatePerIP       float64       `conf:"default:20,env:SWITCHYARD_TOKENS_RATE_PER_IP,help:token requests per second per peer IP (0: off)"`
+	BurstPerIP      int           `conf:"default:40,env:SWITCHYARD_TOKENS_BURST_PER_IP,help:burst per peer IP"`
+	RatePerClient   float64       `conf:"default:5,env:SWITCHYARD_TOKENS_RATE_PER_CLIENT,help:token requests per second per client id (0: off)"`
+	BurstPerClient  int           `conf:"default:20,env:SWITCHYARD_TOKENS_BURST_PER_CLIENT,help:burst per client id"`
+	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+}
+
+// Run serves the token service until ctx ends, then drains.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-tokens", MaxConns: cfg.DBMaxConns})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	clients, err := oauthclients.New(pool)
+	if err != nil {
+		return err
+	}
+	keys, err := signingkeys.NewWatcher(ctx, signingkeys.FileSource{Path: cfg.KeysFile}, cfg.KeysReload, logger)
+	if err != nil {
+		return err
+	}
+	api, err := tokenapi.New(tokenapi.Config{
+		Issuer: cfg.Issuer, Audience: cfg.Audience, TokenTTL: cfg.TokenTTL, ClockSkew: cfg.ClockSkew, JWKSMaxAge: cfg.JWKSMaxAge,
+		Limits: tokenapi.Limits{PerIP: cfg.RatePerIP, PerIPBurst: cfg.BurstPerIP, PerClient: cfg.RatePerClient,
+			PerClientBurst: cfg.BurstPerClient, Tracked: 100_000},
+	}, clients, keys, logger, tokenapi.NewMetrics(prometheus.DefaultRegisterer))
+	if err != nil {
+		return err
+	}
+	e := httpserver.NewEcho(logger)
+	api.Register(e)
+
+	publicL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+	}
+	opsL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.OpsAddr)
+	if err != nil {
+		_ = publicL.Close()
+		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
+	}
+	opsSrv := ops.New(logger, nil)
+	opsSrv.AddCheck("postgres", pool.Ping)
+	opsSrv.AddCheck("signing_keys", keys.Err)
+	logger.Info("token service listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "issuer", cfg.Issuer)
+
+	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
+		go keys.Run(ctx)
+		return httpserver.Serve(ctx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
+	})
+}
