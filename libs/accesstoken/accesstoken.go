@@ -3,8 +3,7 @@
 // Azure AD, Keycloak) and turns them into an authn.Identity. It implements
 // authn.Authenticator for the gateway and the admin APIs.
 //
-// Keys come from the issuer's JWKS (github.com/MicahParks/keyfunc with
-// jwkset): found through OIDC discovery unless a JWKS URL is configured,
+// Keys come from the issuer's JWKS (github.com/MicahParks/jwkset): found through OIDC discovery unless a JWKS URL is configured,
 // refreshed periodically, refreshed on an unknown kid at most once per
 // UnknownKIDInterval, and kept when the JWKS endpoint fails. Tokens are
 // parsed and checked by github.com/golang-jwt/jwt/v5: an algorithm
@@ -17,6 +16,7 @@ package accesstoken
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +31,6 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,7 +152,7 @@ func (c Config) Validate() error {
 type Verifier struct {
 	cfg     Config
 	parser  *jwt.Parser
-	keys    atomic.Pointer[keyfunc.Keyfunc]
+	keys    atomic.Pointer[jwkset.Storage]
 	keysErr atomic.Pointer[error]
 	cache   *lru.Cache[string, cached]
 	metrics metrics
@@ -217,9 +216,9 @@ func (v *Verifier) WaitReady(ctx context.Context) error {
 func (v *Verifier) run(ctx context.Context) {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		kf, err := v.connect(ctx)
+		store, err := v.connect(ctx)
 		if err == nil {
-			v.keys.Store(&kf)
+			v.keys.Store(&store)
 			var none error
 			v.keysErr.Store(&none)
 			close(v.ready)
@@ -239,8 +238,8 @@ func (v *Verifier) run(ctx context.Context) {
 }
 
 // connect discovers the JWKS URL if needed and makes the first fetch; the
-// keyfunc storage then refreshes by itself until ctx ends.
-func (v *Verifier) connect(ctx context.Context) (keyfunc.Keyfunc, error) {
+// storage then refreshes by itself until ctx ends.
+func (v *Verifier) connect(ctx context.Context) (jwkset.Storage, error) {
 	jwksURL := v.cfg.JWKSURL
 	if jwksURL == "" {
 		var err error
@@ -267,11 +266,7 @@ func (v *Verifier) connect(ctx context.Context) (keyfunc.Keyfunc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating JWKS client: %w", err)
 	}
-	kf, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: client, UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
-	if err != nil {
-		return nil, fmt.Errorf("creating keyfunc: %w", err)
-	}
-	return kf, nil
+	return client, nil
 }
 
 // discover reads the issuer's OpenID configuration and returns jwks_uri.
@@ -334,12 +329,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (authn.Identity, er
 			return v.checkRevoked(c.id)
 		}
 	}
-	kfp := v.keys.Load()
-	if kfp == nil {
+	store := v.keys.Load()
+	if store == nil {
 		return authn.Identity{}, authn.Fail(authn.ErrUnavailable, "keys_unavailable", "%v", *v.keysErr.Load())
 	}
 	var claims tokenClaims
-	_, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc(ctx, *kfp))
+	_, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc(ctx, *store))
 	if err != nil {
 		return authn.Identity{}, classify(err)
 	}
@@ -380,8 +375,7 @@ type headerError struct {
 
 func (e *headerError) Error() string { return e.msg }
 
-func (v *Verifier) keyfunc(ctx context.Context, kf keyfunc.Keyfunc) jwt.Keyfunc {
-	inner := kf.KeyfuncCtx(ctx)
+func (v *Verifier) keyfunc(ctx context.Context, store jwkset.Storage) jwt.Keyfunc {
 	return func(t *jwt.Token) (any, error) {
 		typ, _ := t.Header["typ"].(string)
 		if !slices.ContainsFunc(v.cfg.Types, func(s string) bool { return strings.EqualFold(s, typ) }) {
@@ -396,12 +390,22 @@ func (v *Verifier) keyfunc(ctx context.Context, kf keyfunc.Keyfunc) jwt.Keyfunc 
 		if !ok || kid == "" || len(kid) > 256 {
 			return nil, &headerError{"bad_kid", "the token header has no usable kid"}
 		}
-		key, err := inner(t)
+		// An unknown kid may refresh the JWKS, at most once per window;
+		// otherwise the read fails at once.
+		jwk, err := store.KeyRead(ctx, kid)
 		if err != nil {
-			if errors.Is(err, jwkset.ErrKeyNotFound) {
-				return nil, &headerError{"unknown_kid", "no key has the token's kid"}
-			}
-			return nil, &headerError{"key_mismatch", err.Error()}
+			return nil, &headerError{"unknown_kid", "no key has the token's kid"}
+		}
+		m := jwk.Marshal()
+		if alg := t.Method.Alg(); m.ALG != "" && m.ALG.String() != alg {
+			return nil, &headerError{"key_mismatch", fmt.Sprintf("key %s is for %s, not %s", truncate(kid, 64), m.ALG, alg)}
+		}
+		if m.USE != "" && m.USE != jwkset.UseSig {
+			return nil, &headerError{"key_mismatch", "key " + truncate(kid, 64) + " is not a signing key"}
+		}
+		key := jwk.Key()
+		if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+			key = pk.Public()
 		}
 		return key, nil
 	}
@@ -415,6 +419,9 @@ func classify(err error) error {
 		return authn.Fail(authn.ErrUnauthenticated, he.reason, "%s", he.msg)
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return authn.Fail(authn.ErrUnauthenticated, "malformed", "%v", err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid) && strings.Contains(err.Error(), "signing method"):
+		// golang-jwt's algorithm allow-list refusal carries no error of its own.
+		return authn.Fail(authn.ErrUnauthenticated, "bad_alg", "%v", err)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return authn.Fail(authn.ErrUnauthenticated, "bad_signature", "%v", err)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):

@@ -32,7 +32,7 @@ const (
 // clients, each watching its jobs' status, and checks that every one
 // succeeds with its effect applied once.
 func TestTwoThousandJobs(t *testing.T) {
-	p := startPlatform(t)
+	p := startPlatform(t, nil)
 	start := time.Now()
 	ids := submitAll(t, p, nil)
 	t.Logf("submitted %d jobs in %s", len(ids), time.Since(start))
@@ -46,7 +46,7 @@ func TestTwoThousandJobs(t *testing.T) {
 // worker are killed with SIGKILL mid-run and restarted: nothing is lost and
 // no effect is applied twice.
 func TestTwoThousandJobsWithCrashes(t *testing.T) {
-	p := startPlatform(t)
+	p := startPlatform(t, nil)
 	start := time.Now()
 	var relayKilled atomic.Bool
 	ids := submitAll(t, p, func(submitted int) {
@@ -175,7 +175,7 @@ func assertExactlyOnce(t *testing.T, p *platform, ids []string) {
 		var owner string
 		require.NoError(t, p.pool.QueryRow(context.Background(), `SELECT client_id FROM jobs WHERE id = $1`, id).Scan(&owner))
 		req, _ := http.NewRequest(http.MethodGet, p.gateway+"/v1/jobs/"+id, nil)
-		req.Header.Set("X-Switchyard-Client", owner)
+		req.Header.Set("Authorization", "Bearer "+p.bearer(owner))
 		resp, err := client.Do(req)
 		require.NoError(t, err)
 		var status struct {

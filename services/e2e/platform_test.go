@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,6 +22,8 @@ import (
 
 	"github.com/switchyard/switchyard/libs/devstack"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/signingkeys"
 )
 
 var (
@@ -28,7 +32,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds gateway, relay and worker once per test binary.
+// binaries builds the services and the CLI once per test binary.
 func binaries(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -43,14 +47,15 @@ func binaries(t *testing.T) string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		buildErr = devstack.Build(ctx, root, binDir, raceEnabled, "./services/gateway", "./services/relay", "./services/worker")
+		buildErr = devstack.Build(ctx, root, binDir, raceEnabled,
+			"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/switchyard")
 	})
 	require.NoError(t, buildErr)
 	return binDir
 }
 
-// platform is one running Switchyard: its own database and queues, with
-// the three services as separate processes.
+// platform is one running Switchyard: its own database, queues and
+// signing keys, with the services as separate processes.
 type platform struct {
 	t        *testing.T
 	bin      string
@@ -58,11 +63,26 @@ type platform struct {
 	logDir   string
 	pool     *pgxpool.Pool
 	gateway  string
+	tokens   string
+	keysFile string
 	opsPorts map[string]int
+	services []string
 
-	mu    sync.Mutex
-	procs map[string]*devstack.Process
+	mu      sync.Mutex
+	procs   map[string]*devstack.Process
+	bearers map[string]string
 }
+
+// allServices is what a platform runs unless told otherwise.
+var allServices = []string{"tokens", "relay", "worker", "gateway"}
+
+const routesFile = `
+routes:
+  - {method: POST, path: "/v1/jobs/text-stats", mode: async, job_type: text-stats, scopes: [jobs:submit]}
+  - {method: GET, path: "/v1/jobs/{id}", mode: job-status, scopes: [jobs:read]}
+  - {method: POST, path: "/v1/jobs/closed", mode: async, job_type: text-stats}
+  - {method: GET, path: "/admin/v1/jobs/{id}", mode: job-status, scopes: [switchyard:admin]}
+`
 
 const jobsFile = `
 job_types:
@@ -77,18 +97,31 @@ job_types:
         text: {type: string}
 `
 
-func startPlatform(t *testing.T) *platform {
+// startPlatform runs services (default allServices) with env added to
+// the defaults.
+func startPlatform(t *testing.T, services []string, env ...string) *platform {
 	t.Helper()
+	if services == nil {
+		services = allServices
+	}
 	bin := binaries(t)
 	dbURL := stacktest.NewDatabase(t)
 	stacktest.SQSEndpoint(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs.yaml"), []byte(jobsFile), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "routes.yaml"), []byte(routesFile), 0o644))
+	ring, _, err := signingkeys.Ring{}.Rotate(signingkeys.ES256, time.Now(), 0, time.Hour)
+	require.NoError(t, err)
+	keysFile := filepath.Join(dir, "signing-keys.json")
+	require.NoError(t, signingkeys.WriteFile(keysFile, ring))
 	gatewayPort, err := devstack.FreePort()
 	require.NoError(t, err)
+	tokensPort, err := devstack.FreePort()
+	require.NoError(t, err)
 	p := &platform{t: t, bin: bin, logDir: dir, gateway: "http://127.0.0.1:" + strconv.Itoa(gatewayPort),
-		opsPorts: map[string]int{}, procs: map[string]*devstack.Process{}}
-	for _, svc := range []string{"gateway", "relay", "worker"} {
+		tokens: "http://127.0.0.1:" + strconv.Itoa(tokensPort), keysFile: keysFile, services: services,
+		opsPorts: map[string]int{}, procs: map[string]*devstack.Process{}, bearers: map[string]string{}}
+	for _, svc := range allServices {
 		port, err := devstack.FreePort()
 		require.NoError(t, err)
 		p.opsPorts[svc] = port
@@ -104,9 +137,16 @@ func startPlatform(t *testing.T) *platform {
 		"SWITCHYARD_GATEWAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["gateway"]),
 		"SWITCHYARD_RELAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["relay"]),
 		"SWITCHYARD_WORKER_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["worker"]),
-		"SWITCHYARD_DEV_AUTH=true",
+		"SWITCHYARD_TOKENS_ADDR=127.0.0.1:"+strconv.Itoa(tokensPort),
+		"SWITCHYARD_TOKENS_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["tokens"]),
+		"SWITCHYARD_TOKENS_ISSUER="+p.tokens,
+		"SWITCHYARD_TOKENS_KEYS_FILE="+keysFile,
+		"SWITCHYARD_TOKENS_KEYS_RELOAD=200ms",
+		"SWITCHYARD_AUTH_ISSUER="+p.tokens,
+		"SWITCHYARD_ROUTES_FILE="+filepath.Join(dir, "routes.yaml"),
 		"SWITCHYARD_LOG_LEVEL=warn",
 	)
+	p.env = append(p.env, env...)
 	p.pool, err = pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -119,7 +159,7 @@ func startPlatform(t *testing.T) *platform {
 		}
 		p.pool.Close()
 		if t.Failed() {
-			for _, svc := range []string{"gateway", "relay", "worker"} {
+			for _, svc := range services {
 				b, _ := os.ReadFile(filepath.Join(dir, svc+".log"))
 				if len(b) > 8000 {
 					b = b[len(b)-8000:]
@@ -128,10 +168,67 @@ func startPlatform(t *testing.T) *platform {
 			}
 		}
 	})
-	for _, svc := range []string{"relay", "worker", "gateway"} {
+	for _, svc := range services {
 		p.start(svc)
 	}
 	return p
+}
+
+// client registers an OAuth client with scopes (through the store, as the
+// CLI does) and returns its secret.
+func (p *platform) client(id string, scopes ...string) string {
+	p.t.Helper()
+	store, err := oauthclients.New(p.pool)
+	require.NoError(p.t, err)
+	_, secret, err := store.Create(context.Background(), oauthclients.NewClient{ID: id, Scopes: scopes})
+	require.NoError(p.t, err)
+	return secret
+}
+
+// token gets an access token from the token service (client_secret_basic).
+func (p *platform) token(id, secret string, scope ...string) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}}
+	if len(scope) > 0 {
+		form.Set("scope", strings.Join(scope, " "))
+	}
+	req, err := http.NewRequest(http.MethodPost, p.tokens+"/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("reading token response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("token endpoint answered %s (%s)", resp.Status, out.Error)
+	}
+	return out.AccessToken, nil
+}
+
+// bearer returns an access token for clientID (jobs:submit jobs:read),
+// registering the client on first use.
+func (p *platform) bearer(clientID string) string {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tok, ok := p.bearers[clientID]; ok {
+		return tok
+	}
+	secret := p.client(clientID, "jobs:submit", "jobs:read")
+	tok, err := p.token(clientID, secret)
+	require.NoError(p.t, err)
+	p.bearers[clientID] = tok
+	return tok
 }
 
 // start runs svc and waits until its /readyz answers 200.
@@ -170,7 +267,7 @@ func (p *platform) submit(client http.Client, clientID string, n int) (string, e
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Switchyard-Client", clientID)
+	req.Header.Set("Authorization", "Bearer "+p.bearer(clientID))
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
@@ -196,7 +293,7 @@ func (p *platform) awaitSucceeded(client http.Client, clientID, id string, timeo
 		if err != nil {
 			return err
 		}
-		req.Header.Set("X-Switchyard-Client", clientID)
+		req.Header.Set("Authorization", "Bearer "+p.bearer(clientID))
 		resp, err := client.Do(req)
 		if err != nil {
 			return err

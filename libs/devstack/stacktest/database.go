@@ -162,7 +162,14 @@ func adminExec(ctx context.Context, server, sql string) error {
 // own (see NewDatabase), closed when the test ends.
 func NewPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	cfg, err := pgxpool.ParseConfig(NewDatabase(tb))
+	return NewPoolURL(tb, NewDatabase(tb))
+}
+
+// NewPoolURL returns a pool (20 connections) on the database at url,
+// closed when the test ends.
+func NewPoolURL(tb testing.TB, url string) *pgxpool.Pool {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		tb.Fatalf("stacktest: %v", err)
 	}

@@ -62,7 +62,9 @@ routes:
 
 func TestParseErrorsNameFileLineAndField(t *testing.T) {
 	t.Parallel()
-	route := func(body string) string { return "routes:\n  - " + strings.ReplaceAll(strings.TrimSpace(body), "\n", "\n    ") + "\n" }
+	route := func(body string) string {
+		return "routes:\n  - " + strings.ReplaceAll(strings.TrimSpace(body), "\n", "\n    ") + "\n"
+	}
 	tests := []struct {
 		name, doc, want string
 	}{

@@ -1,0 +1,123 @@
+package oauthclients_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/oauthclients"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+func TestClientLifecycle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	store, err := oauthclients.New(pool)
+	require.NoError(t, err)
+
+	c, secret, err := store.Create(ctx, oauthclients.NewClient{Name: "billing", Scopes: []string{"jobs:submit", "jobs:read", "jobs:read"}})
+	require.NoError(t, err)
+	require.Regexp(t, `^c-[a-z0-9]{20}$`, c.ID)
+	require.Len(t, secret, 43, "256 bits, base64url")
+	require.Equal(t, []string{"jobs:read", "jobs:submit"}, c.Scopes)
+
+	var stored string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT secret_hash FROM oauth_clients WHERE client_id = $1`, c.ID).Scan(&stored))
+	require.Regexp(t, `^\$argon2id\$v=19\$m=19456,t=2,p=1\$`, stored)
+	require.NotContains(t, stored, secret)
+
+	got, err := store.Authenticate(ctx, c.ID, secret)
+	require.NoError(t, err)
+	require.Equal(t, c.ID, got.ID)
+	_, err = store.Authenticate(ctx, c.ID, secret+"x")
+	require.ErrorIs(t, err, oauthclients.ErrInvalidCredentials)
+	_, err = store.Authenticate(ctx, "nobody", secret)
+	require.ErrorIs(t, err, oauthclients.ErrInvalidCredentials, "unknown ids and wrong secrets look the same")
+
+	_, _, err = store.Create(ctx, oauthclients.NewClient{ID: c.ID})
+	require.ErrorIs(t, err, oauthclients.ErrExists)
+	_, _, err = store.Create(ctx, oauthclients.NewClient{ID: "bad id"})
+	require.Error(t, err)
+	_, _, err = store.Create(ctx, oauthclients.NewClient{Scopes: []string{"a\"b"}})
+	require.Error(t, err)
+
+	// Disable: the right secret now says disabled; enable restores.
+	c, err = store.SetDisabled(ctx, c.ID, true)
+	require.NoError(t, err)
+	require.True(t, c.Disabled())
+	_, err = store.Authenticate(ctx, c.ID, secret)
+	require.ErrorIs(t, err, oauthclients.ErrDisabled)
+	_, err = store.SetDisabled(ctx, c.ID, false)
+	require.NoError(t, err)
+	_, err = store.Authenticate(ctx, c.ID, secret)
+	require.NoError(t, err)
+
+	// Rotation without grace: the old secret stops at once.
+	_, second, err := store.RotateSecret(ctx, c.ID, 0)
+	require.NoError(t, err)
+	_, err = store.Authenticate(ctx, c.ID, secret)
+	require.ErrorIs(t, err, oauthclients.ErrInvalidCredentials)
+	_, err = store.Authenticate(ctx, c.ID, second)
+	require.NoError(t, err)
+
+	// Rotation with grace: both work until the grace ends.
+	c, third, err := store.RotateSecret(ctx, c.ID, time.Hour)
+	require.NoError(t, err)
+	require.NotNil(t, c.PreviousSecretExpiresAt)
+	for _, s := range []string{second, third} {
+		_, err = store.Authenticate(ctx, c.ID, s)
+		require.NoError(t, err)
+	}
+	_, err = pool.Exec(ctx, `UPDATE oauth_clients SET previous_secret_expires_at = now() - interval '1s' WHERE client_id = $1`, c.ID)
+	require.NoError(t, err)
+	_, err = store.Authenticate(ctx, c.ID, second)
+	require.ErrorIs(t, err, oauthclients.ErrInvalidCredentials, "the previous secret expires with its grace")
+
+	// A provided secret is used as is.
+	_, given, err := store.Create(ctx, oauthclients.NewClient{ID: "provisioned", Secret: "0123456789abcdef0123456789abcdef"})
+	require.NoError(t, err)
+	require.Equal(t, "0123456789abcdef0123456789abcdef", given)
+	_, _, err = store.Create(ctx, oauthclients.NewClient{ID: "short", Secret: "short"})
+	require.Error(t, err)
+
+	list, err := store.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+}
+
+// TestDisabledSetFollowsNotifications: a disable reaches the set through
+// NOTIFY, well before the (here one-hour) poll.
+func TestDisabledSetFollowsNotifications(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dbURL := stacktest.NewDatabase(t)
+	pool := stacktest.NewPoolURL(t, dbURL)
+	store, err := oauthclients.New(pool)
+	require.NoError(t, err)
+	c, _, err := store.Create(ctx, oauthclients.NewClient{})
+	require.NoError(t, err)
+
+	set := oauthclients.NewDisabledSet(store, dbURL, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.Error(t, set.Ready(ctx), "not ready before the first load")
+	go set.Run(ctx)
+	require.Eventually(t, func() bool { return set.Ready(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
+	require.False(t, set.Disabled(c.ID))
+
+	start := time.Now()
+	_, err = store.SetDisabled(ctx, c.ID, true)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return set.Disabled(c.ID) }, 10*time.Second, 5*time.Millisecond)
+	t.Logf("disable propagated in %s", time.Since(start))
+
+	_, err = store.SetDisabled(ctx, c.ID, false)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !set.Disabled(c.ID) }, 10*time.Second, 5*time.Millisecond)
+}
