@@ -42,6 +42,13 @@ func newIssuer(t *testing.T, algs ...string) *issuer {
 	for _, alg := range algs {
 		is.addKey(t, alg)
 	}
+	srv := newIssuerServer(is)
+	t.Cleanup(srv.Close)
+	return is
+}
+
+// newIssuerServer serves is's discovery and JWKS on a real listener.
+func newIssuerServer(is *issuer) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/jwks"})
@@ -59,7 +66,7 @@ func newIssuer(t *testing.T, algs ...string) *issuer {
 			jwk, err := jwkset.NewJWKFromKey(k.Public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{
 				ALG: jwkset.ALG(k.Algorithm), KID: k.ID, USE: jwkset.UseSig}})
 			if err != nil {
-				http.Error(w, err.Error(), 500)
+				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
 			set.Keys = append(set.Keys, jwk.Marshal())
@@ -67,11 +74,10 @@ func newIssuer(t *testing.T, algs ...string) *issuer {
 		_ = json.NewEncoder(w).Encode(set)
 	})
 	is.srv = httptest.NewServer(mux)
-	t.Cleanup(is.srv.Close)
-	return is
+	return is.srv
 }
 
-func (is *issuer) addKey(t *testing.T, alg string) signingkeys.Key {
+func (is *issuer) addKey(t testing.TB, alg string) signingkeys.Key {
 	t.Helper()
 	k, err := signingkeys.Generate(alg, time.Now(), time.Now())
 	require.NoError(t, err)
@@ -96,7 +102,7 @@ func (is *issuer) claims(client string, scopes ...string) jwt.MapClaims {
 	}
 }
 
-func sign(t *testing.T, k signingkeys.Key, claims jwt.MapClaims, header map[string]any) string {
+func sign(t testing.TB, k signingkeys.Key, claims jwt.MapClaims, header map[string]any) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(jwt.GetSigningMethod(k.Algorithm), claims)
 	tok.Header["kid"] = k.ID

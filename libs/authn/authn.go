@@ -94,10 +94,16 @@ func ReasonOf(err error) Reason {
 
 type identityKey struct{}
 
-// FromContext returns the identity the middleware stored.
+// FromContext returns the identity the middleware stored (or WithIdentity).
 func FromContext(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(Identity)
-	return id, ok
+	if id, ok := ctx.Value(identityKey{}).(Identity); ok {
+		return id, true
+	}
+	id, ok := httpserver.Principal(ctx).(*Identity)
+	if !ok || id == nil {
+		return Identity{}, false
+	}
+	return *id, true
 }
 
 // WithIdentity returns ctx carrying id.
@@ -131,7 +137,11 @@ func Middleware(a Authenticator, logger *slog.Logger) echo.MiddlewareFunc {
 				}
 			}
 			httpserver.AddLogAttrs(c, slog.String("client_id", id.ClientID))
-			c.SetRequest(c.Request().WithContext(WithIdentity(c.Request().Context(), id)))
+			// Recorded in the request state the shared middleware already
+			// keeps, not in a new context: that would copy the request.
+			if !httpserver.SetPrincipal(c.Request().Context(), &id) {
+				c.SetRequest(c.Request().WithContext(WithIdentity(c.Request().Context(), id)))
+			}
 			return next(c)
 		}
 	}

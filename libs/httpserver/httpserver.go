@@ -26,12 +26,49 @@ import (
 // HeaderRequestID carries the request id both ways.
 const HeaderRequestID = "X-Request-ID"
 
-type requestIDKey struct{}
+// requestState is what the shared middleware keeps about a request. It is
+// stored in the request context once, by the first middleware; later
+// middleware fills it in rather than wrapping the context again, which
+// would copy the *http.Request each time.
+type requestState struct {
+	id        string
+	attrs     []slog.Attr
+	principal any
+}
+
+type requestStateKey struct{}
+
+func stateOf(ctx context.Context) *requestState {
+	s, _ := ctx.Value(requestStateKey{}).(*requestState)
+	return s
+}
 
 // RequestID returns the request id stored in ctx by the middleware.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if s := stateOf(ctx); s != nil {
+		return s.id
+	}
+	return ""
+}
+
+// SetPrincipal records who is calling (authentication middleware does)
+// in a request served through NewEcho; it reports false when ctx is not
+// such a request's.
+func SetPrincipal(ctx context.Context, principal any) bool {
+	s := stateOf(ctx)
+	if s == nil {
+		return false
+	}
+	s.principal = principal
+	return true
+}
+
+// Principal returns what SetPrincipal recorded, or nil.
+func Principal(ctx context.Context) any {
+	if s := stateOf(ctx); s != nil {
+		return s.principal
+	}
+	return nil
 }
 
 // saneRequestID is what a client-sent request id must look like to be
@@ -65,7 +102,7 @@ func requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Response().Header().Set(HeaderRequestID, id)
-		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestIDKey{}, id)))
+		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestStateKey{}, &requestState{id: id})))
 		return next(c)
 	}
 }
@@ -76,16 +113,11 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
-// LogAttrs lets later middleware (authentication) add attributes to the
-// request's access-log line.
-type LogAttrs struct{ attrs []slog.Attr }
-
-type logAttrsKey struct{}
-
-// AddLogAttrs adds attributes to the access-log line of the request in c.
+// AddLogAttrs adds attributes to the access-log line of the request in c
+// (authentication adds the client id).
 func AddLogAttrs(c echo.Context, attrs ...slog.Attr) {
-	if la, ok := c.Request().Context().Value(logAttrsKey{}).(*LogAttrs); ok {
-		la.attrs = append(la.attrs, attrs...)
+	if s := stateOf(c.Request().Context()); s != nil {
+		s.attrs = append(s.attrs, attrs...)
 	}
 }
 
@@ -93,9 +125,7 @@ func accessLog(logger *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
-			la := &LogAttrs{}
 			req := c.Request()
-			c.SetRequest(req.WithContext(context.WithValue(req.Context(), logAttrsKey{}, la)))
 			err := next(c)
 			if err != nil {
 				// Let the error handler write the problem now so that the
@@ -107,6 +137,14 @@ func accessLog(logger *slog.Logger) echo.MiddlewareFunc {
 			if status >= 500 {
 				level = slog.LevelError
 			}
+			ctx := c.Request().Context()
+			if !logger.Enabled(ctx, level) {
+				return nil
+			}
+			var extra []slog.Attr
+			if st := stateOf(ctx); st != nil {
+				extra = st.attrs
+			}
 			attrs := append([]slog.Attr{
 				slog.String("method", req.Method),
 				slog.String("route", c.Path()),
@@ -114,9 +152,9 @@ func accessLog(logger *slog.Logger) echo.MiddlewareFunc {
 				slog.Int("status", status),
 				slog.Int64("bytes", c.Response().Size),
 				slog.Duration("duration", time.Since(start)),
-				slog.String("request_id", RequestID(c.Request().Context())),
-			}, la.attrs...)
-			logger.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+				slog.String("request_id", RequestID(ctx)),
+			}, extra...)
+			logger.LogAttrs(ctx, level, "http request", attrs...)
 			return nil
 		}
 	}

@@ -152,5 +152,9 @@ func Mount(e *echo.Echo, f *routes.File, api *jobsapi.API, catalog *jobcatalog.C
 		}
 		e.Add(r.Method, r.EchoPath(), h, auth, policy)
 	}
+	// A submission to a job type no route offers is a 404 naming the
+	// problem, rather than a 405 from the status route's GET /v1/jobs/{id}.
+	// (Async routes take no path parameters, so this never shadows one.)
+	e.POST("/v1/jobs/:type", jobsapi.UnknownJobType)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -245,7 +246,7 @@ func checkRoute(r Route, field, adminScope string, types JobTypes, fail func(int
 	}
 	switch r.Mode {
 	case ModeAsync:
-		if r.Method != "POST" && r.Method != "PUT" {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			return fail(r.Line, field+".method", "an async route accepts jobs with POST or PUT")
 		}
 		if r.JobType == "" {
@@ -258,7 +259,7 @@ func checkRoute(r Route, field, adminScope string, types JobTypes, fail func(int
 			return fail(r.Line, field+".path", "async routes take no path parameters")
 		}
 	case ModeJobStatus:
-		if r.Method != "GET" {
+		if r.Method != http.MethodGet {
 			return fail(r.Line, field+".method", "a job-status route is a GET")
 		}
 		if len(r.Params()) != 1 {

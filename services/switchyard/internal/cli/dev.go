@@ -15,7 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/devstack"
+	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/migrations"
 )
 
@@ -84,6 +86,7 @@ func newDevExecCmd(logger *slog.Logger, dir *string) *cobra.Command {
 
 type devUpOptions struct {
 	gatewayAddr  string
+	tokensAddr   string
 	upstreamAddr string
 	database     string
 }
@@ -99,6 +102,7 @@ func newDevUpCmd(logger *slog.Logger, dir *string) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.gatewayAddr, "gateway-addr", "127.0.0.1:8080", "gateway public listener")
+	cmd.Flags().StringVar(&opts.tokensAddr, "tokens-addr", "127.0.0.1:8070", "token service public listener")
 	cmd.Flags().StringVar(&opts.upstreamAddr, "upstream-addr", "127.0.0.1:8090", "demo upstream listener")
 	cmd.Flags().StringVar(&opts.database, "database", "switchyard_dev", "database to create and use when DATABASE_URL is not set")
 	return cmd
@@ -146,13 +150,26 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 		return err
 	}
 
+	keysFile := filepath.Join(dir, "signing-keys.json")
+	if err := ensureSigningKeys(ctx, keysFile, io.Discard); err != nil {
+		return err
+	}
+	devSecret, err := ensureDevClient(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	issuer := "http://" + opts.tokensAddr
 	base := append(stack.Env(),
 		"DATABASE_URL="+dbURL,
+		"SWITCHYARD_TOKENS_KEYS_FILE="+keysFile,
+		"SWITCHYARD_TOKENS_ISSUER="+issuer,
+		"SWITCHYARD_AUTH_ISSUER="+issuer,
+		"SWITCHYARD_ROUTES_FILE="+filepath.Join(root, "deployments", "config", "routes.yaml"),
 		"SWITCHYARD_JOBS_FILE="+filepath.Join(root, "deployments", "config", "jobs.yaml"),
 		"SWITCHYARD_WEBHOOK_URL=http://"+opts.upstreamAddr+"/hooks",
 		"SWITCHYARD_LOG_FORMAT=text",
 	)
-	ports := make([]int, 3)
+	ports := make([]int, 4)
 	for i := range ports {
 		if ports[i], err = devstack.FreePort(); err != nil {
 			return err
@@ -161,10 +178,12 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 	opsAddr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 	services := []service{
 		{name: "demoupstream", env: []string{"SWITCHYARD_UPSTREAM_ADDR=" + opts.upstreamAddr}, ready: "http://" + opts.upstreamAddr + "/healthz"},
+		{name: "tokens", env: []string{"SWITCHYARD_TOKENS_ADDR=" + opts.tokensAddr, "SWITCHYARD_TOKENS_OPS_ADDR=" + opsAddr(3)},
+			ready: "http://" + opsAddr(3) + "/readyz"},
 		{name: "relay", env: []string{"SWITCHYARD_RELAY_OPS_ADDR=" + opsAddr(0)}, ready: "http://" + opsAddr(0) + "/readyz"},
 		{name: "worker", env: []string{"SWITCHYARD_WORKER_OPS_ADDR=" + opsAddr(1)}, ready: "http://" + opsAddr(1) + "/readyz"},
 		{name: "gateway", env: []string{
-			"SWITCHYARD_GATEWAY_ADDR=" + opts.gatewayAddr, "SWITCHYARD_GATEWAY_OPS_ADDR=" + opsAddr(2), "SWITCHYARD_DEV_AUTH=true",
+			"SWITCHYARD_GATEWAY_ADDR=" + opts.gatewayAddr, "SWITCHYARD_GATEWAY_OPS_ADDR=" + opsAddr(2),
 		}, ready: "http://" + opsAddr(2) + "/readyz"},
 	}
 
@@ -192,14 +211,15 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 
 	fmt.Fprintf(out, `
 Switchyard is up. Gateway: http://%[1]s  (ops: http://%[2]s/readyz, /metrics)
-Development authentication is on: send X-Switchyard-Client: <any client id>.
+Token service: %[3]s. OAuth client "dev" (all scopes), secret: %[4]s
 
-  curl -si http://%[1]s/v1/jobs/text-stats -H 'Content-Type: application/json' \
-       -H 'X-Switchyard-Client: demo' -d '{"text":"hello switchyard"}'
-  curl -s http://%[1]s/v1/jobs/<id> -H 'X-Switchyard-Client: demo'
+  TOKEN=$(curl -s -u dev:%[4]s -d grant_type=client_credentials %[3]s/oauth2/token | jq -r .access_token)
+  curl -si http://%[1]s/v1/jobs/text-stats -H "Authorization: Bearer $TOKEN" \
+       -H 'Content-Type: application/json' -d '{"text":"hello switchyard"}'
+  curl -s http://%[1]s/v1/jobs/<id> -H "Authorization: Bearer $TOKEN"
 
 Press Ctrl-C to stop every process started here.
-`, opts.gatewayAddr, opsAddr(2))
+`, opts.gatewayAddr, opsAddr(2), issuer, devSecret)
 
 	exited := make(chan *devstack.Process, len(running))
 	for _, p := range running {
@@ -212,4 +232,27 @@ Press Ctrl-C to stop every process started here.
 	case p := <-exited:
 		return fmt.Errorf("%s exited unexpectedly: %w", p.Name(), p.Err())
 	}
+}
+
+// devClientID is the OAuth client dev up provides.
+const devClientID = "dev"
+
+// ensureDevClient gives the local stack a client with every scope the
+// shipped routes use, with a fresh secret each run (printed by dev up).
+func ensureDevClient(ctx context.Context, dbURL string) (string, error) {
+	pool, err := database.Open(ctx, database.Config{URL: dbURL, ApplicationName: "switchyard-cli", MaxConns: 2})
+	if err != nil {
+		return "", err
+	}
+	defer pool.Close()
+	store, err := oauthclients.New(pool)
+	if err != nil {
+		return "", err
+	}
+	_, secret, err := store.Create(ctx, oauthclients.NewClient{ID: devClientID, Name: "dev up",
+		Scopes: []string{"jobs:submit", "jobs:read", "webhooks:send", "switchyard:admin"}})
+	if errors.Is(err, oauthclients.ErrExists) {
+		_, secret, err = store.RotateSecret(ctx, devClientID, 0)
+	}
+	return secret, err
 }

@@ -1,25 +1,40 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/signingkeys"
 	"github.com/switchyard/switchyard/migrations"
 )
 
 // newInitCmd is the one-shot set-up step of a deployment (the compose
-// "init" service): migrations, then every job type's queues.
+// "init" service): migrations, every job type's queues, the token
+// service's first signing key, and the bootstrap OAuth client.
 func newInitCmd(logger *slog.Logger) *cobra.Command {
 	return &cobra.Command{
 		Use:   "init",
-		Short: "Prepare a deployment: apply migrations (DATABASE_URL) and provision queues (idempotent)",
-		Args:  cobra.NoArgs,
+		Short: "Prepare a deployment: migrations, queues, first signing key, bootstrap client (idempotent)",
+		Long: `Prepare a deployment; every step is idempotent.
+
+  DATABASE_URL                          apply migrations
+  SWITCHYARD_JOBS_FILE, SQS settings    create every job type's queue and DLQ
+  SWITCHYARD_TOKENS_KEYS_FILE           create the signing keys file if it is missing
+  SWITCHYARD_BOOTSTRAP_CLIENT_ID        create this OAuth client if it is missing, with
+  SWITCHYARD_BOOTSTRAP_CLIENT_SECRET    this secret (at least 32 characters) and
+  SWITCHYARD_BOOTSTRAP_CLIENT_SCOPES    these scopes (space-separated)`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dbURL := os.Getenv("DATABASE_URL")
 			if dbURL == "" {
@@ -34,9 +49,59 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "applied %d migration(s); %d queue(s) ready\n", len(applied), len(names))
+			if path := os.Getenv("SWITCHYARD_TOKENS_KEYS_FILE"); path != "" {
+				if err := ensureSigningKeys(cmd.Context(), path, cmd.OutOrStdout()); err != nil {
+					return err
+				}
+			}
+			if id := os.Getenv("SWITCHYARD_BOOTSTRAP_CLIENT_ID"); id != "" {
+				if err := ensureBootstrapClient(cmd, dbURL, id); err != nil {
+					return err
+				}
+			}
 			return nil
 		},
 	}
+}
+
+func ensureSigningKeys(ctx context.Context, path string, out io.Writer) error {
+	_, err := signingkeys.FileSource{Path: path}.Load(ctx)
+	if err == nil {
+		fmt.Fprintf(out, "signing keys present in %s\n", path)
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	ring, key, err := signingkeys.Ring{}.Rotate(signingkeys.ES256, time.Now(), 0, 0)
+	if err != nil {
+		return err
+	}
+	if err := signingkeys.WriteFile(path, ring); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "created signing key %s in %s\n", key.ID, path)
+	return nil
+}
+
+func ensureBootstrapClient(cmd *cobra.Command, dbURL, id string) error {
+	secret := os.Getenv("SWITCHYARD_BOOTSTRAP_CLIENT_SECRET")
+	if len(secret) < 32 {
+		return usageError{errors.New("SWITCHYARD_BOOTSTRAP_CLIENT_SECRET must hold at least 32 characters")}
+	}
+	scopes := strings.Fields(os.Getenv("SWITCHYARD_BOOTSTRAP_CLIENT_SCOPES"))
+	return withClients(cmd, &clientsFlags{dbURL: dbURL}, func(s *oauthclients.Store) error {
+		_, _, err := s.Create(cmd.Context(), oauthclients.NewClient{ID: id, Name: "bootstrap", Scopes: scopes, Secret: secret})
+		switch {
+		case errors.Is(err, oauthclients.ErrExists):
+			fmt.Fprintf(cmd.OutOrStdout(), "bootstrap client %s present\n", id)
+			return nil
+		case err != nil:
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "created bootstrap client %s with scopes %v\n", id, scopes)
+		return nil
+	})
 }
 
 // newProbeCmd checks an HTTP endpoint, for container healthchecks in
