@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -49,10 +50,22 @@ func TestInit(t *testing.T) {
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("SWITCHYARD_JOBS_FILE", jobs)
 	t.Setenv("SWITCHYARD_QUEUE_PREFIX", prefix)
-	for range 2 {
+	keys := filepath.Join(t.TempDir(), "signing-keys.json")
+	t.Setenv("SWITCHYARD_TOKENS_KEYS_FILE", keys)
+	t.Setenv("SWITCHYARD_BOOTSTRAP_CLIENT_ID", "bootstrap")
+	t.Setenv("SWITCHYARD_BOOTSTRAP_CLIENT_SECRET", "0123456789abcdef0123456789abcdef-x")
+	t.Setenv("SWITCHYARD_BOOTSTRAP_CLIENT_SCOPES", "switchyard:admin jobs:read")
+	for i := range 2 {
 		code, stdout, stderr := run("init")
 		require.Equal(t, 0, code, stderr)
 		require.Contains(t, stdout, "2 queue(s) ready")
+		if i == 0 {
+			require.Contains(t, stdout, "created signing key")
+			require.Contains(t, stdout, "created bootstrap client bootstrap")
+		} else {
+			require.Contains(t, stdout, "signing keys present")
+			require.Contains(t, stdout, "bootstrap client bootstrap present")
+		}
 	}
 	conn, err := pgx.Connect(context.Background(), dbURL)
 	require.NoError(t, err)
@@ -89,4 +102,59 @@ func TestDevExecPassesExitCode(t *testing.T) {
 	code, _, stderr := run("dev", "exec", "--dir", t.TempDir(), "--", "sh", "-c",
 		`test -n "$DATABASE_URL" && test -n "$AWS_ENDPOINT_URL_SQS" && test -n "$VAULT_ADDR" && exit 7`)
 	require.Equal(t, 7, code, stderr)
+}
+
+// TestClientsAndKeysCommands drives the operator commands against a real
+// database and a real key file.
+func TestClientsAndKeysCommands(t *testing.T) {
+	t.Setenv("DATABASE_URL", stacktest.NewDatabase(t))
+	code, stdout, stderr := run("clients", "create", "--id", "billing", "--scope", "jobs:submit,jobs:read", "-o", "json")
+	require.Equal(t, 0, code, stderr)
+	var created struct {
+		ClientID     string   `json:"client_id"`
+		ClientSecret string   `json:"client_secret"`
+		Scopes       []string `json:"scopes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &created))
+	require.Equal(t, "billing", created.ClientID)
+	require.Len(t, created.ClientSecret, 43)
+	require.Equal(t, []string{"jobs:read", "jobs:submit"}, created.Scopes)
+
+	code, stdout, _ = run("clients", "list")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "billing")
+	require.NotContains(t, stdout, created.ClientSecret)
+
+	code, stdout, _ = run("clients", "rotate-secret", "billing", "--grace", "1h")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "shown only now")
+	require.NotContains(t, stdout, created.ClientSecret)
+	code, stdout, _ = run("clients", "disable", "billing")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "disabled since")
+
+	for _, args := range [][]string{
+		{"clients", "create", "--scope", "bad scope"},
+		{"clients", "create", "--id", "bad id"},
+		{"clients", "disable"},
+		{"clients", "list", "-o", "yaml"},
+		{"keys", "rotate", "--file", filepath.Join(t.TempDir(), "k.json"), "--alg", "HS256"},
+	} {
+		code, _, stderr := run(args...)
+		require.Equal(t, 2, code, "%v: %s", args, stderr)
+	}
+	code, _, stderr = run("clients", "disable", "nobody")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "no such client")
+
+	keys := filepath.Join(t.TempDir(), "signing-keys.json")
+	code, stdout, stderr = run("keys", "rotate", "--file", keys)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "added ES256 key")
+	code, stdout, stderr = run("keys", "rotate", "--file", keys, "--alg", "EdDSA", "--lead", "1h")
+	require.Equal(t, 0, code, stderr)
+	code, stdout, _ = run("keys", "list", "--file", keys)
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "signing")
+	require.Contains(t, stdout, "published, not yet signing")
 }
