@@ -151,7 +151,7 @@ func TestClientsAndKeysCommands(t *testing.T) {
 	code, stdout, stderr = run("keys", "rotate", "--file", keys)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, "added ES256 key")
-	code, stdout, stderr = run("keys", "rotate", "--file", keys, "--alg", "EdDSA", "--lead", "1h")
+	code, _, stderr = run("keys", "rotate", "--file", keys, "--alg", "EdDSA", "--lead", "1h")
 	require.Equal(t, 0, code, stderr)
 	code, stdout, _ = run("keys", "list", "--file", keys)
 	require.Equal(t, 0, code)
