@@ -266,15 +266,19 @@ func TestAttackSuite(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Contains(t, []int{http.StatusRequestHeaderFieldsTooLarge, http.StatusUnauthorized}, resp.StatusCode)
 
-	// A disabled client's unexpired token.
-	disabledSecret := p.client("soon-disabled", "jobs:submit")
+	// A disabled client's unexpired token. The propagation is watched with
+	// a read (a submission accepted before it arrives would write a job).
+	disabledSecret := p.client("soon-disabled", "jobs:submit", "jobs:read")
 	disabledToken, err := p.token("soon-disabled", disabledSecret)
 	require.NoError(t, err)
 	_, err = p.pool.Exec(context.Background(), `UPDATE oauth_clients SET disabled_at = now() WHERE client_id = 'soon-disabled'`)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
-		return p.call("POST", "/v1/jobs/text-stats", "Bearer "+disabledToken, `{"text":"x"}`).status == http.StatusUnauthorized
+		return p.call("GET", "/v1/jobs/"+uuid.NewString(), "Bearer "+disabledToken, "").status == http.StatusUnauthorized
 	}, 15*time.Second, 5*time.Millisecond)
+	r = p.call("POST", "/v1/jobs/text-stats", "Bearer "+disabledToken, `{"text":"x"}`)
+	require.Equal(t, http.StatusUnauthorized, r.status, "a disabled client's token cannot submit")
+	require.Contains(t, r.header.Get("WWW-Authenticate"), `error="invalid_token"`)
 
 	require.Zero(t, p.count(`SELECT count(*) FROM jobs`), "no refused request wrote a job")
 	require.Zero(t, p.count(`SELECT count(*) FROM watermill_outbox`), "no refused request wrote a message")
