@@ -39,18 +39,21 @@ func BearerToken(header string) (string, error) {
 	return token, nil
 }
 
+// b64tokenChar marks ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/".
+var b64tokenChar = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()
+
 // isB64Token reports whether s is 1*( ALPHA / DIGIT / "-" / "." / "_" /
 // "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
-			c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
-			continue
-		}
-		break
+	for i < len(s) && b64tokenChar[s[i]] {
+		i++
 	}
 	if i == 0 {
 		return false

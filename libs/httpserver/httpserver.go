@@ -33,6 +33,7 @@ const HeaderRequestID = "X-Request-ID"
 type requestState struct {
 	id        string
 	attrs     []slog.Attr
+	attrBuf   [2]slog.Attr // room for the usual extra attributes without another allocation
 	principal any
 }
 
@@ -102,7 +103,9 @@ func requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Response().Header().Set(HeaderRequestID, id)
-		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestStateKey{}, &requestState{id: id})))
+		st := &requestState{id: id}
+		st.attrs = st.attrBuf[:0]
+		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestStateKey{}, st)))
 		return next(c)
 	}
 }

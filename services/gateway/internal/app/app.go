@@ -90,7 +90,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	e := httpserver.NewEcho(logger)
 	api := jobsapi.New(jobstore.New(pool), catalog, cfg.PublicURL)
-	if err := Mount(e, routeFile, api, catalog, authn.Middleware(verifier, logger)); err != nil {
+	guard := func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(verifier, logger, p) }
+	if err := Mount(e, routeFile, api, catalog, guard); err != nil {
 		return err
 	}
 	for _, r := range routeFile.Routes {
@@ -129,9 +130,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	})
 }
 
-// Mount registers every route of f on e: authentication first, then the
-// route's policy (its scopes, or Deny when it has none), then its handler.
-func Mount(e *echo.Echo, f *routes.File, api *jobsapi.API, catalog *jobcatalog.Catalog, auth echo.MiddlewareFunc) error {
+// Mount registers every route of f on e behind guard with the route's
+// policy: its scopes, or deny when it declares none.
+func Mount(e *echo.Echo, f *routes.File, api *jobsapi.API, catalog *jobcatalog.Catalog, guard func(authn.Policy) echo.MiddlewareFunc) error {
 	for _, r := range f.Routes {
 		var h echo.HandlerFunc
 		switch r.Mode {
@@ -146,11 +147,9 @@ func Mount(e *echo.Echo, f *routes.File, api *jobsapi.API, catalog *jobcatalog.C
 		default:
 			return fmt.Errorf("route %s %s: mode %q cannot be served", r.Method, r.Path, r.Mode)
 		}
-		policy := authn.Deny()
-		if !r.Denied {
-			policy = authn.RequireScopes(r.Scopes...)
-		}
-		e.Add(r.Method, r.EchoPath(), h, auth, policy)
+		// Wrapped once here: Echo would apply route middleware anew on
+		// every request.
+		e.Add(r.Method, r.EchoPath(), guard(authn.Policy{Scopes: r.Scopes, Deny: r.Denied})(h))
 	}
 	// A submission to a job type no route offers is a 404 naming the
 	// problem, rather than a 405 from the status route's GET /v1/jobs/{id}.
