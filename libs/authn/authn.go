@@ -2,9 +2,9 @@
 // Switchyard's HTTP APIs. An Authenticator establishes who is calling (the
 // gateway's is libs/accesstoken, which verifies OAuth2/OIDC JWT access
 // tokens); Middleware stores the Identity for handlers and answers 401 as
-// RFC 6750 prescribes when it cannot; RequireScopes answers 403
-// insufficient_scope; Guard does both, and closes a route that has no
-// policy.
+// RFC 6750 prescribes when it cannot; Guard does that and applies a
+// route's policy (403 insufficient_scope, or deny for a route that has
+// none).
 package authn
 
 import (
@@ -175,28 +175,6 @@ func refuse(c echo.Context, logger *slog.Logger, err error) error {
 	default:
 		return problem.InvalidToken.New("the access token is missing, malformed, expired or not valid here").
 			WithHeader("WWW-Authenticate", `Bearer realm="`+Realm+`", error="invalid_token"`).WithCause(err)
-	}
-}
-
-// RequireScopes lets a request through only if its identity holds every
-// scope in required; otherwise 403 with error="insufficient_scope" and the
-// scopes needed (RFC 6750 §3.1). It runs after Middleware; Guard does both
-// in one step.
-func RequireScopes(required ...string) echo.MiddlewareFunc {
-	required = slices.Clone(required)
-	challenge := `Bearer realm="` + Realm + `", error="insufficient_scope", scope="` + strings.Join(required, " ") + `"`
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			id, ok := FromContext(c.Request().Context())
-			if !ok {
-				return errors.New("RequireScopes reached without an identity: authentication middleware missing")
-			}
-			if !id.HasScopes(required) {
-				return problem.InsufficientScope.Newf("this route requires the scopes: %s", strings.Join(required, " ")).
-					WithHeader("WWW-Authenticate", challenge)
-			}
-			return next(c)
-		}
 	}
 }
 

@@ -213,6 +213,21 @@ func Serve(ctx context.Context, srv *http.Server, l net.Listener, grace time.Dur
 	return nil
 }
 
+// ListenPublicAndOps opens a service's two listeners, its public one and
+// its ops one; if the second fails the first is closed again.
+func ListenPublicAndOps(ctx context.Context, publicAddr, opsAddr string) (public, opsL net.Listener, err error) {
+	public, err = (&net.ListenConfig{}).Listen(ctx, "tcp", publicAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listening on %s: %w", publicAddr, err)
+	}
+	opsL, err = (&net.ListenConfig{}).Listen(ctx, "tcp", opsAddr)
+	if err != nil {
+		_ = public.Close()
+		return nil, nil, fmt.Errorf("listening on %s: %w", opsAddr, err)
+	}
+	return public, opsL, nil
+}
+
 // NewServer returns an http.Server for h with timeouts that keep slow or
 // idle clients from holding connections forever.
 func NewServer(h http.Handler, logger *slog.Logger) *http.Server {

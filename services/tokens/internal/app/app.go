@@ -4,9 +4,7 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,14 +65,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	e := httpserver.NewEcho(logger)
 	api.Register(e)
 
-	publicL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr)
+	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
-	}
-	opsL, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.OpsAddr)
-	if err != nil {
-		_ = publicL.Close()
-		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
+		return err
 	}
 	opsSrv := ops.New(logger, nil)
 	opsSrv.AddCheck("postgres", pool.Ping)
