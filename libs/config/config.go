@@ -30,6 +30,24 @@ import (
 // error's text is the help to print.
 var ErrHelp = errors.New("help requested")
 
+// ErrInvalid marks configuration that cannot work (a malformed setting or
+// configuration file): the process exits with status 2, as for a usage
+// error, rather than 1.
+var ErrInvalid = errors.New("invalid configuration")
+
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string   { return e.err.Error() }
+func (e invalidError) Unwrap() []error { return []error{e.err, ErrInvalid} }
+
+// Invalid marks err as invalid configuration, keeping its message.
+func Invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return invalidError{err: err}
+}
+
 type helpError struct{ text string }
 
 func (e helpError) Error() string { return e.text }
@@ -71,7 +89,7 @@ func Load(ctx context.Context, cfg any, opts ...Option) error {
 		if errors.Is(err, conf.ErrHelpWanted) || errors.Is(err, conf.ErrVersionWanted) {
 			return helpError{text: help}
 		}
-		return fmt.Errorf("reading configuration: %w", err)
+		return Invalid(fmt.Errorf("reading configuration: %w", err))
 	}
 	return resolveSecrets(ctx, cfg, o)
 }

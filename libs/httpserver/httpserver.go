@@ -82,6 +82,8 @@ func NewEcho(logger *slog.Logger) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(logger)
+	// The TCP peer, never X-Forwarded-For: no proxy is trusted yet.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(requestIDMiddleware)
 	e.Use(accessLog(logger))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{

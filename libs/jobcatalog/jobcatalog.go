@@ -15,15 +15,14 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/yamlenv"
 )
 
 // Limits on a job payload. SQS carries at most 256 KiB per message,
@@ -113,7 +112,7 @@ func Parse(data []byte) (*Catalog, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("parsing YAML: %w", err)
 	}
-	if err := expandNode(&root); err != nil {
+	if err := yamlenv.Expand(&root); err != nil {
 		return nil, err
 	}
 	doc = fileDoc{}
@@ -282,36 +281,4 @@ func (jt *JobType) Validate(payload []byte) ([]Violation, error) {
 		out = append(out, Violation{Pointer: "", Detail: ve.Error()})
 	}
 	return out, nil
-}
-
-// envRef matches ${NAME} and ${NAME:-default}; a bare $NAME is left
-// alone, since JSON Schema keywords ($ref, $id, $defs) start with '$'.
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
-
-// expandNode replaces ${NAME} and ${NAME:-default} in every scalar value
-// below n. A ${NAME} that is unset or empty and has no default is an error
-// naming its line, so a missing setting never silently becomes "".
-func expandNode(n *yaml.Node) error {
-	var errs []error
-	var walk func(*yaml.Node)
-	walk = func(n *yaml.Node) {
-		if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
-			n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
-				m := envRef.FindStringSubmatch(ref)
-				if v := os.Getenv(m[1]); v != "" {
-					return v
-				}
-				if m[2] != "" {
-					return m[3]
-				}
-				errs = append(errs, fmt.Errorf("line %d: environment variable %s is not set", n.Line, m[1]))
-				return ""
-			})
-		}
-		for _, c := range n.Content {
-			walk(c)
-		}
-	}
-	walk(n)
-	return errors.Join(errs...)
 }

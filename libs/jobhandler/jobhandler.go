@@ -13,11 +13,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"sort"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/switchyard/switchyard/libs/handlerregistry"
 )
 
 // Task is one attempt at one job.
@@ -74,45 +73,9 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &pe)
 }
 
-// Registry maps handler names to handlers. It is safe for concurrent use.
-type Registry struct {
-	mu       sync.RWMutex
-	handlers map[string]Handler
-}
+// Registry maps handler names to job handlers. It is safe for concurrent
+// use.
+type Registry = handlerregistry.Registry[Handler]
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{handlers: map[string]Handler{}} }
-
-// Register adds h under name; registering a name twice is an error.
-func (r *Registry) Register(name string, h Handler) error {
-	if name == "" || h == nil {
-		return errors.New("a handler needs a name and an implementation")
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, dup := r.handlers[name]; dup {
-		return fmt.Errorf("handler %q registered twice", name)
-	}
-	r.handlers[name] = h
-	return nil
-}
-
-// Lookup returns the handler registered as name.
-func (r *Registry) Lookup(name string) (Handler, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	h, ok := r.handlers[name]
-	return h, ok
-}
-
-// Names lists registered handler names, sorted.
-func (r *Registry) Names() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]string, 0, len(r.handlers))
-	for n := range r.handlers {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func NewRegistry() *Registry { return handlerregistry.New[Handler]() }

@@ -1,7 +1,8 @@
 // Package lifecycle is the shared skeleton of Switchyard's service
 // binaries: a JSON logger named after the service, a context cancelled by
 // SIGINT or SIGTERM (services drain when it ends), --help printed rather
-// than treated as a failure, and a non-zero exit status on error.
+// than treated as a failure, and a non-zero exit status on error (2 for
+// invalid configuration).
 package lifecycle
 
 import (
@@ -18,7 +19,8 @@ import (
 )
 
 // Main runs run for service and exits the process: 0 on success or after
-// --help, 1 on error (logged).
+// --help, 2 for invalid configuration (config.ErrInvalid), 1 on other
+// errors (logged).
 func Main(service string, run func(ctx context.Context, logger *slog.Logger) error) {
 	logger, _ := logging.New(service)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -28,6 +30,9 @@ func Main(service string, run func(ctx context.Context, logger *slog.Logger) err
 	case err == nil:
 	case errors.Is(err, config.ErrHelp):
 		fmt.Println(err)
+	case errors.Is(err, config.ErrInvalid):
+		logger.Error(service+" cannot start: invalid configuration", "error", err)
+		os.Exit(2)
 	default:
 		logger.Error(service+" stopped", "error", err)
 		os.Exit(1)

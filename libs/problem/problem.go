@@ -48,6 +48,13 @@ var (
 	RateLimited          = Kind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 	Internal             = Kind{"internal", "Internal error", http.StatusInternalServerError}
 	Unavailable          = Kind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
+	// Sync routes.
+	RequestRejected = Kind{"request-rejected", "Request rejected by the route's handler", http.StatusBadRequest}
+	ClientClosed    = Kind{"client-closed-request", "Client closed the request", 499}
+	BadGateway      = Kind{"bad-gateway", "Upstream failed", http.StatusBadGateway}
+	CircuitOpen     = Kind{"circuit-open", "Upstream unavailable: circuit breaker open", http.StatusServiceUnavailable}
+	Overloaded      = Kind{"overloaded", "Route at its concurrency limit", http.StatusServiceUnavailable}
+	UpstreamTimeout = Kind{"upstream-timeout", "Upstream timed out", http.StatusGatewayTimeout}
 )
 
 // Type returns the kind's problem type URI.

@@ -47,7 +47,9 @@ type reply struct {
 	body   map[string]any
 }
 
-func (p *platform) call(method, path, authorization, body string) reply {
+// call sends a request to the gateway; header holds extra name/value
+// pairs.
+func (p *platform) call(method, path, authorization, body string, header ...string) reply {
 	p.t.Helper()
 	req, err := http.NewRequest(method, p.gateway+path, strings.NewReader(body))
 	require.NoError(p.t, err)
@@ -56,6 +58,9 @@ func (p *platform) call(method, path, authorization, body string) reply {
 	}
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(p.t, err)

@@ -48,7 +48,7 @@ func binaries(t *testing.T) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		buildErr = devstack.Build(ctx, root, binDir, raceEnabled,
-			"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/switchyard")
+			"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/switchyard", "./services/demoupstream")
 	})
 	require.NoError(t, buildErr)
 	return binDir

@@ -1,5 +1,6 @@
 // Package app wires the gateway: configuration, the job store, the access
-// token verifier, the routes and their policies, and the ops listener.
+// token verifier, the routes and their policies, the sync routes'
+// protections and cache, and the ops listener.
 package app
 
 import (
@@ -20,8 +21,11 @@ import (
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
+	"github.com/switchyard/switchyard/services/gateway/internal/respcache"
 	"github.com/switchyard/switchyard/services/gateway/internal/routes"
+	"github.com/switchyard/switchyard/services/gateway/internal/syncroute"
 )
 
 // Config is the gateway's configuration; every setting names its
@@ -34,6 +38,7 @@ type Config struct {
 	DBMaxConns      int32         `conf:"default:32,env:SWITCHYARD_GATEWAY_DB_MAX_CONNS,help:Postgres pool size"`
 	JobsFile        string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file"`
 	RoutesFile      string        `conf:"default:deployments/config/routes.yaml,env:SWITCHYARD_ROUTES_FILE,help:routes and access policies file"`
+	CacheMaxBytes   int64         `conf:"default:67108864,env:SWITCHYARD_GATEWAY_CACHE_MAX_BYTES,help:memory the sync routes' response cache may hold (bytes; 0 turns caching off)"`
 	Auth            AuthConfig
 	DrainDelay      time.Duration `conf:"default:0s,env:SWITCHYARD_DRAIN_DELAY,help:time between failing /readyz and closing the listener"`
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
@@ -55,15 +60,19 @@ type AuthConfig struct {
 	DisabledPoll       time.Duration `conf:"default:10s,env:SWITCHYARD_AUTH_DISABLED_CLIENTS_POLL,help:poll interval for disabled clients (NOTIFY makes it immediate)"`
 }
 
-// Run serves the gateway until ctx ends, then drains.
-func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+// Run serves the gateway until ctx ends, then drains. Sync routes may name
+// the Go handlers in handlers.
+func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger *slog.Logger) error {
 	catalog, err := jobcatalog.Load(cfg.JobsFile)
 	if err != nil {
-		return err
+		return config.Invalid(err)
 	}
-	routeFile, err := routes.Load(cfg.RoutesFile, catalog)
+	routeFile, err := routes.Load(cfg.RoutesFile, routes.Known{JobTypes: catalog, Handlers: handlers})
 	if err != nil {
-		return err
+		return config.Invalid(err)
+	}
+	if cfg.CacheMaxBytes < 0 {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_GATEWAY_CACHE_MAX_BYTES %d must not be negative", cfg.CacheMaxBytes))
 	}
 	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-gateway", MaxConns: cfg.DBMaxConns})
 	if err != nil {
@@ -89,8 +98,17 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	e := httpserver.NewEcho(logger)
 	api := jobsapi.New(jobstore.New(pool), catalog, cfg.PublicURL)
-	guard := func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(verifier, logger, p) }
-	if err := Mount(e, routeFile, api, catalog, guard); err != nil {
+	metrics := syncroute.NewMetrics(prometheus.DefaultRegisterer)
+	var cache *respcache.Cache
+	if cfg.CacheMaxBytes > 0 {
+		cache = respcache.New(cfg.CacheMaxBytes)
+		metrics.RegisterCache(cache)
+	}
+	if err := Mount(e, routeFile, Services{
+		API: api, Catalog: catalog,
+		Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(verifier, logger, p) },
+		Sync:  syncroute.Options{Handlers: handlers, Cache: cache, Metrics: metrics, Logger: logger},
+	}); err != nil {
 		return err
 	}
 	for _, r := range routeFile.Routes {
@@ -124,26 +142,52 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	})
 }
 
-// Mount registers every route of f on e behind guard with the route's
+// Services are what the routes file's routes are served by.
+type Services struct {
+	// API accepts jobs and reports their status.
+	API     *jobsapi.API
+	Catalog *jobcatalog.Catalog
+	// Sync is shared by sync routes; Mount fills Fallback when it is nil.
+	Sync syncroute.Options
+	// Guard authenticates the caller and applies the route's policy.
+	Guard func(authn.Policy) echo.MiddlewareFunc
+}
+
+// Mount registers every route of f on e behind the guard with the route's
 // policy: its scopes, or deny when it declares none.
-func Mount(e *echo.Echo, f *routes.File, api *jobsapi.API, catalog *jobcatalog.Catalog, guard func(authn.Policy) echo.MiddlewareFunc) error {
+func Mount(e *echo.Echo, f *routes.File, s Services) error {
+	if s.Sync.Fallback == nil {
+		s.Sync.Fallback = func(jobType string) (echo.HandlerFunc, error) {
+			jt, ok := s.Catalog.Lookup(jobType)
+			if !ok {
+				return nil, fmt.Errorf("no job type %q", jobType)
+			}
+			return s.API.Submit(jt), nil
+		}
+	}
 	for _, r := range f.Routes {
 		var h echo.HandlerFunc
 		switch r.Mode {
 		case routes.ModeAsync:
-			jt, ok := catalog.Lookup(r.JobType)
+			jt, ok := s.Catalog.Lookup(r.JobType)
 			if !ok {
 				return fmt.Errorf("route %s %s: no job type %q", r.Method, r.Path, r.JobType)
 			}
-			h = api.Submit(jt)
+			h = s.API.Submit(jt)
 		case routes.ModeJobStatus:
-			h = api.Status(r.Params()[0])
+			h = s.API.Status(r.Params()[0])
+		case routes.ModeSync:
+			sr, err := syncroute.New(r, s.Sync)
+			if err != nil {
+				return err
+			}
+			h = sr.Handle
 		default:
 			return fmt.Errorf("route %s %s: mode %q cannot be served", r.Method, r.Path, r.Mode)
 		}
 		// Wrapped once here: Echo would apply route middleware anew on
 		// every request.
-		e.Add(r.Method, r.EchoPath(), guard(authn.Policy{Scopes: r.Scopes, Deny: r.Denied})(h))
+		e.Add(r.Method, r.EchoPath(), s.Guard(authn.Policy{Scopes: r.Scopes, Deny: r.Denied})(h))
 	}
 	// A submission to a job type no route offers is a 404 naming the
 	// problem, rather than a 405 from the status route's GET /v1/jobs/{id}.

@@ -7,7 +7,8 @@
 //   - a route under /admin/ must require the admin scope;
 //   - a path no route lists is not served (404).
 //
-// Errors name the file, the line and the field.
+// Errors name the file, the line and the field. Values may refer to
+// environment variables as ${NAME} or ${NAME:-default}.
 package routes
 
 import (
@@ -23,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/yamlenv"
 )
 
 // Modes a route can have.
@@ -31,7 +33,7 @@ const (
 	ModeAsync = "async"
 	// ModeJobStatus reports a job's status to its owner.
 	ModeJobStatus = "job-status"
-	// ModeSync answers at once from a handler or upstream (not yet served).
+	// ModeSync answers at once from a Go handler or an HTTP upstream.
 	ModeSync = "sync"
 )
 
@@ -53,7 +55,7 @@ type Route struct {
 	Method string
 	// Path is the route's path; {name} segments are parameters.
 	Path string
-	// Mode is ModeAsync or ModeJobStatus.
+	// Mode is ModeAsync, ModeJobStatus or ModeSync.
 	Mode string
 	// JobType is the job type an async route accepts.
 	JobType string
@@ -62,8 +64,18 @@ type Route struct {
 	// Denied is true when the route declares no policy (no scopes key):
 	// every caller is refused.
 	Denied bool
+	// Sync says how a sync route is served (nil for other modes).
+	Sync *Sync
 	// Line is where the route starts in the file.
 	Line int
+}
+
+// Label is the route's name for logs and metrics: Name, or "METHOD path".
+func (r Route) Label() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return r.Method + " " + r.Path
 }
 
 // Params returns the names of the path parameters.
@@ -88,18 +100,25 @@ func (r Route) EchoPath() string {
 	return strings.Join(segs, "/")
 }
 
-// JobTypes tells the parser which job types exist.
-type JobTypes interface {
+// Names is a set of names the routes file may refer to.
+type Names interface {
 	Has(name string) bool
 }
 
+// Known is what routes may refer to: the job types of the job types file
+// and the sync handlers registered in the gateway.
+type Known struct {
+	JobTypes Names
+	Handlers Names
+}
+
 // Load reads and validates the routes file at path.
-func Load(path string, types JobTypes) (*File, error) {
+func Load(path string, known Known) (*File, error) {
 	data, err := os.ReadFile(path) //nolint:gosec // the path is the operator's own configuration
 	if err != nil {
 		return nil, fmt.Errorf("reading routes: %w", err)
 	}
-	return Parse(path, data, types)
+	return Parse(path, data, known)
 }
 
 // Error is a problem at a place in the routes file.
@@ -121,12 +140,12 @@ var (
 	methods      = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 	segmentRe    = regexp.MustCompile(`^(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+|\{[a-z][a-z0-9_]{0,31}\})$`)
 	routeNameRe  = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-	routeKeys    = []string{"name", "method", "path", "mode", "job_type", "scopes"}
+	routeKeys    = append([]string{"name", "method", "path", "mode", "job_type", "scopes"}, syncKeys...)
 	topLevelKeys = []string{"admin_scope", "routes"}
 )
 
 // Parse reads and validates a routes document; name is used in errors.
-func Parse(name string, data []byte, types JobTypes) (*File, error) {
+func Parse(name string, data []byte, known Known) (*File, error) {
 	fail := func(line int, field, format string, args ...any) error {
 		return &Error{File: name, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -134,6 +153,9 @@ func Parse(name string, data []byte, types JobTypes) (*File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		return nil, fmt.Errorf("%s: parsing YAML: %w", name, err)
+	}
+	if err := yamlenv.Expand(&root); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
 		return nil, fail(max(root.Line, 1), "", "the file must be a mapping with a routes list")
@@ -165,7 +187,7 @@ func Parse(name string, data []byte, types JobTypes) (*File, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := checkRoute(r, field, f.AdminScope, types, fail); err != nil {
+		if err := checkRoute(r, field, f.AdminScope, known, fail); err != nil {
 			return nil, err
 		}
 		key := r.Method + " " + shapeOf(r.Path)
@@ -198,6 +220,13 @@ func parseRoute(rn *yaml.Node, field string, fail func(int, string, string, ...a
 			err = scalar(v, &r.Mode)
 		case "job_type":
 			err = scalar(v, &r.JobType)
+		case "handler", "upstream", "timeout", "max_concurrent", "max_body_bytes", "retries", "breaker", "cache", "fallback_job_type":
+			if r.Sync == nil {
+				r.Sync = defaultSync()
+			}
+			if err := parseSyncField(r.Sync, k.Value, v, ff, fail); err != nil {
+				return Route{}, err
+			}
 		case "scopes":
 			if v.Kind != yaml.SequenceNode {
 				return Route{}, fail(v.Line, ff, "must be a list of scopes ([] allows any authenticated caller)")
@@ -234,7 +263,7 @@ func scalar(n *yaml.Node, out *string) error {
 	return nil
 }
 
-func checkRoute(r Route, field, adminScope string, types JobTypes, fail func(int, string, string, ...any) error) error {
+func checkRoute(r Route, field, adminScope string, known Known, fail func(int, string, string, ...any) error) error {
 	if !slices.Contains(methods, r.Method) {
 		return fail(r.Line, field+".method", "%q is not one of %s", r.Method, strings.Join(methods, ", "))
 	}
@@ -252,7 +281,7 @@ func checkRoute(r Route, field, adminScope string, types JobTypes, fail func(int
 		if r.JobType == "" {
 			return fail(r.Line, field+".job_type", "an async route names the job type it accepts")
 		}
-		if !types.Has(r.JobType) {
+		if !known.JobTypes.Has(r.JobType) {
 			return fail(r.Line, field+".job_type", "no job type %q is declared in the job types file", r.JobType)
 		}
 		if len(r.Params()) > 0 {
@@ -269,11 +298,22 @@ func checkRoute(r Route, field, adminScope string, types JobTypes, fail func(int
 			return fail(r.Line, field+".job_type", "only async routes name a job type")
 		}
 	case ModeSync:
-		return fail(r.Line, field+".mode", "sync routes are not supported yet")
+		if r.JobType != "" {
+			return fail(r.Line, field+".job_type", "only async routes name a job type (a sync route's fallback is fallback_job_type)")
+		}
+		if r.Sync == nil {
+			return fail(r.Line, field, "a sync route names a handler (a Go handler registered in the gateway) or an upstream")
+		}
+		if err := checkSync(r, field, known, fail); err != nil {
+			return err
+		}
 	case "":
-		return fail(r.Line, field+".mode", "is required (%s or %s)", ModeAsync, ModeJobStatus)
+		return fail(r.Line, field+".mode", "is required (%s, %s or %s)", ModeSync, ModeAsync, ModeJobStatus)
 	default:
-		return fail(r.Line, field+".mode", "%q is not one of %s, %s", r.Mode, ModeAsync, ModeJobStatus)
+		return fail(r.Line, field+".mode", "%q is not one of %s, %s, %s", r.Mode, ModeSync, ModeAsync, ModeJobStatus)
+	}
+	if r.Mode != ModeSync && r.Sync != nil {
+		return fail(r.Line, field, "only sync routes take %s", strings.Join(syncKeys, ", "))
 	}
 	if isAdminPath(r.Path) && !r.Denied && !slices.Contains(r.Scopes, adminScope) {
 		return fail(r.Line, field+".scopes", "a route under /admin/ must require the admin scope %q", adminScope)

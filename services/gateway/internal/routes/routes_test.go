@@ -14,7 +14,10 @@ type types map[string]bool
 
 func (t types) Has(name string) bool { return t[name] }
 
-var known = types{"text-stats": true, "webhook": true}
+var known = routes.Known{
+	JobTypes: types{"text-stats": true, "webhook": true},
+	Handlers: types{"text-stats": true},
+}
 
 func TestShippedRoutesFileIsValid(t *testing.T) {
 	t.Parallel()
@@ -77,7 +80,6 @@ func TestParseErrorsNameFileLineAndField(t *testing.T) {
 		{"encoded slash", route("method: POST\npath: /a%2Fb\nmode: async\njob_type: webhook\nscopes: [a]"), "routes[0].path:"},
 		{"unknown job type", route("method: POST\npath: /a\nmode: async\njob_type: nope\nscopes: [a]"), "routes[0].job_type: no job type \"nope\""},
 		{"status without id", route("method: GET\npath: /a\nmode: job-status\nscopes: [a]"), "routes[0].path: a job-status route has exactly one path parameter"},
-		{"sync not yet", route("method: GET\npath: /a\nmode: sync\nscopes: [a]"), "routes[0].mode: sync routes are not supported yet"},
 		{"no mode", route("method: GET\npath: /a\nscopes: [a]"), "routes[0].mode: is required"},
 		{"scopes not a list", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: a"), "r.yaml:5: routes[0].scopes: must be a list"},
 		{"bad scope", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: [\"a b\"]"), "r.yaml:5: routes[0].scopes: scope \"a b\" is not a valid scope token"},
@@ -121,7 +123,7 @@ func FuzzParse(f *testing.F) {
 			if strings.HasPrefix(r.Path+"/", "/admin/") && !r.Denied && !contains(r.Scopes, file.AdminScope) {
 				t.Fatalf("admin route %q without the admin scope", r.Path)
 			}
-			if r.Mode == routes.ModeAsync && !known.Has(r.JobType) {
+			if r.Mode == routes.ModeAsync && !known.JobTypes.Has(r.JobType) {
 				t.Fatalf("async route with unknown job type %q", r.JobType)
 			}
 		}

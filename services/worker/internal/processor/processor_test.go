@@ -21,6 +21,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/textstats"
 	"github.com/switchyard/switchyard/services/worker/demo"
 	"github.com/switchyard/switchyard/services/worker/internal/processor"
 )
@@ -83,7 +84,7 @@ func TestSuccessAndRedelivery(t *testing.T) {
 	j := e.get(t, m)
 	require.Equal(t, jobs.StatusSucceeded, j.Status)
 	require.Equal(t, 1, j.Attempts)
-	require.JSONEq(t, `{"words":3,"lines":2,"sha256":"`+demo.Analyse("one two\nthree").SHA256+`"}`, string(j.Result))
+	require.JSONEq(t, `{"words":3,"lines":2,"sha256":"`+textstats.Analyse("one two\nthree").SHA256+`"}`, string(j.Result))
 	require.Equal(t, 1, e.effects(t, m))
 
 	// SQS delivers it again: acknowledged, nothing applied, no new attempt.

@@ -1,11 +1,11 @@
-package demo_test
+package textstats_test
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchyard/switchyard/services/worker/demo"
+	"github.com/switchyard/switchyard/libs/textstats"
 )
 
 func TestAnalyse(t *testing.T) {
@@ -21,10 +21,10 @@ func TestAnalyse(t *testing.T) {
 		{"  spaced   out  \n\n tabs\there\n", 4, 3},
 	}
 	for _, tt := range tests {
-		got := demo.Analyse(tt.text)
+		got := textstats.Analyse(tt.text)
 		require.Equal(t, tt.words, got.Words, "%q", tt.text)
 		require.Equal(t, tt.lines, got.Lines, "%q", tt.text)
 		require.Len(t, got.SHA256, 64)
 	}
-	require.Equal(t, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", demo.Analyse("").SHA256)
+	require.Equal(t, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", textstats.Analyse("").SHA256)
 }

@@ -1,0 +1,548 @@
+// Package syncroute serves the gateway's sync routes: a call to a Go
+// handler or an HTTP upstream, answered now, behind the route's
+// protections, in this order:
+//
+//  1. the response cache (GET routes that configure one): a fresh entry
+//     answers at once; concurrent misses of one key share one call;
+//  2. the bulkhead: at most max_concurrent calls in flight, the rest are
+//     refused with 503 at once;
+//  3. the route's timeout (504), spanning every attempt;
+//  4. the circuit breaker (sony/gobreaker), once per attempt: 5xx answers,
+//     timeouts and unreachable upstreams are failures; 4xx answers are
+//     not, and a client that goes away counts as neither. While open it
+//     refuses calls with 503 and Retry-After, or, for a request that sends
+//     "Prefer: respond-async" to a route with a fallback job type, accepts
+//     the request as a job (202);
+//  5. retries for idempotent methods, with exponential backoff, full
+//     jitter and a retry budget.
+//
+// An upstream's 5xx becomes a 502 whose body is not passed on; an
+// unreachable upstream is a 502; 2xx-4xx answers pass through.
+package syncroute
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/libs/synchandler"
+	"github.com/switchyard/switchyard/services/gateway/internal/respcache"
+	"github.com/switchyard/switchyard/services/gateway/internal/routes"
+)
+
+// Options are what sync routes share.
+type Options struct {
+	// Handlers holds the Go handlers routes may name.
+	Handlers *synchandler.Registry
+	// Client calls upstreams (NewClient(NewTransport()) when nil).
+	Client *http.Client
+	// Cache stores responses of routes that configure caching; nil turns
+	// caching off.
+	Cache *respcache.Cache
+	// Fallback returns the handler that accepts a request as a job of
+	// jobType, for routes with a fallback job type.
+	Fallback func(jobType string) (echo.HandlerFunc, error)
+	// Metrics receives the routes' series (required).
+	Metrics *Metrics
+	// Logger receives breaker state changes.
+	Logger *slog.Logger
+}
+
+// Route serves one sync route.
+type Route struct {
+	spec     routes.Route
+	sync     *routes.Sync
+	label    string
+	target   target
+	breaker  *gobreaker.CircuitBreaker[*reply]
+	openTill atomic.Int64 // unix nanoseconds at which an open breaker half-opens
+	slots    chan struct{}
+	budget   *retryBudget
+	cache    *respcache.Cache
+	flights  respcache.Group[*reply]
+	fallback echo.HandlerFunc
+	metrics  *Metrics
+	logger   *slog.Logger
+}
+
+// New builds the route r (a sync route) with opts.
+func New(r routes.Route, opts Options) (*Route, error) {
+	if r.Sync == nil {
+		return nil, fmt.Errorf("route %s is not a sync route", r.Label())
+	}
+	if opts.Metrics == nil {
+		return nil, errors.New("sync routes need metrics")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	rt := &Route{
+		spec: r, sync: r.Sync, label: r.Label(),
+		slots:   make(chan struct{}, r.Sync.MaxConcurrent),
+		budget:  newRetryBudget(r.Sync.Retries.Budget),
+		metrics: opts.Metrics,
+		logger:  opts.Logger.With("route", r.Label()),
+	}
+	switch {
+	case r.Sync.Handler != "":
+		if opts.Handlers == nil {
+			return nil, fmt.Errorf("route %s: no sync handler %q is registered", rt.label, r.Sync.Handler)
+		}
+		h, ok := opts.Handlers.Lookup(r.Sync.Handler)
+		if !ok {
+			return nil, fmt.Errorf("route %s: no sync handler %q is registered", rt.label, r.Sync.Handler)
+		}
+		rt.target = &handlerTarget{name: r.Sync.Handler, handler: h}
+	case r.Sync.Upstream != nil:
+		client := opts.Client
+		if client == nil {
+			client = NewClient(NewTransport())
+		}
+		rt.target = &upstreamTarget{spec: r.Sync.Upstream, client: client}
+	default:
+		return nil, fmt.Errorf("route %s has no target", rt.label)
+	}
+	if r.Sync.Cache != nil && opts.Cache != nil {
+		rt.cache = opts.Cache
+	}
+	if r.Sync.FallbackJobType != "" {
+		if opts.Fallback == nil {
+			return nil, fmt.Errorf("route %s: no way to accept fallback jobs", rt.label)
+		}
+		h, err := opts.Fallback(r.Sync.FallbackJobType)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: fallback: %w", rt.label, err)
+		}
+		rt.fallback = h
+	}
+	if b := r.Sync.Breaker; b.Enabled {
+		rt.breaker = gobreaker.NewCircuitBreaker[*reply](gobreaker.Settings{
+			Name:         rt.label,
+			MaxRequests:  b.HalfOpenRequests,
+			Interval:     b.Window,
+			BucketPeriod: max(b.Window/10, time.Second),
+			Timeout:      b.OpenFor,
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				if c.ConsecutiveFailures >= b.ConsecutiveFailures {
+					return true
+				}
+				counted := c.TotalSuccesses + c.TotalFailures
+				return counted >= b.MinRequests && float64(c.TotalFailures) >= b.FailureRatio*float64(counted)
+			},
+			IsSuccessful:  isSuccess,
+			IsExcluded:    func(err error) bool { return errors.Is(err, errCanceled) },
+			OnStateChange: rt.stateChanged,
+		})
+		opts.Metrics.registerBreaker(rt.label, rt.breaker.State)
+	}
+	return rt, nil
+}
+
+// isSuccess: only failures of the target count against the breaker.
+func isSuccess(err error) bool {
+	var refusal *synchandler.Refusal
+	return err == nil || errors.As(err, &refusal)
+}
+
+// stateChanged runs under the breaker's lock: it must not call it.
+func (rt *Route) stateChanged(_ string, from, to gobreaker.State) {
+	if to == gobreaker.StateOpen {
+		rt.openTill.Store(time.Now().Add(rt.sync.Breaker.OpenFor).UnixNano())
+	}
+	rt.metrics.transitions.WithLabelValues(rt.label, to.String()).Inc()
+	level := slog.LevelInfo
+	if to == gobreaker.StateOpen {
+		level = slog.LevelWarn
+	}
+	rt.logger.Log(context.Background(), level, "circuit breaker state changed", "from", from.String(), "to", to.String())
+}
+
+// State is the breaker's state (closed when the route has none).
+func (rt *Route) State() gobreaker.State {
+	if rt.breaker == nil {
+		return gobreaker.StateClosed
+	}
+	return rt.breaker.State()
+}
+
+// Handle is the route's Echo handler.
+func (rt *Route) Handle(c echo.Context) error {
+	req := c.Request()
+	body, err := readBody(req, rt.sync.MaxBodyBytes)
+	if err != nil {
+		rt.count(outcomeTooLarge)
+		return err
+	}
+	in := rt.inbound(c, body)
+	httpserver.AddLogAttrs(c, slog.String("sync_route", rt.label))
+
+	if rt.cache != nil && (req.Method == http.MethodGet) {
+		return rt.handleCached(c, in)
+	}
+	rep, err := rt.execute(req.Context(), in)
+	return rt.respond(c, in, rep, err, "")
+}
+
+// respond sends a call's answer: rep when the call succeeded (or a Go
+// handler chose to answer 5xx), a problem otherwise.
+func (rt *Route) respond(c echo.Context, in *inbound, rep *reply, err error, cacheStatus string) error {
+	var se *statusError
+	if err != nil && (rep == nil || !errors.As(err, &se) || !rt.target.passFailures()) {
+		return rt.failed(c, in, err)
+	}
+	if err != nil {
+		rt.count(outcomeFailed)
+	} else {
+		rt.count(outcomeOK)
+	}
+	return rt.write(c, rep, cacheStatus)
+}
+
+func (rt *Route) handleCached(c echo.Context, in *inbound) error {
+	req := c.Request()
+	key := rt.cacheKey(in)
+	cc := respcache.ParseCacheControl(req.Header.Values("Cache-Control"))
+	noStore := cc.NoStore
+	refresh := cc.NoCache || cc.MaxAge == 0 || strings.EqualFold(req.Header.Get("Pragma"), "no-cache")
+	if !noStore && !refresh {
+		if e, ok := rt.cache.Get(key); ok {
+			rt.metrics.cacheLookups.WithLabelValues(rt.label, "hit").Inc()
+			rt.count(outcomeCacheHit)
+			h := c.Response().Header()
+			copyHeader(h, e.Header)
+			h.Set("Age", strconv.FormatInt(int64(e.Age(time.Now())/time.Second), 10))
+			return rt.write(c, &reply{status: e.Status, body: e.Body}, "HIT")
+		}
+	}
+	fetch := func(ctx context.Context) (*reply, error) {
+		rep, err := rt.execute(ctx, in)
+		if err == nil && !noStore {
+			rt.store(key, rep)
+		}
+		return rep, err
+	}
+	var (
+		rep *reply
+		err error
+	)
+	if noStore || refresh {
+		// The client asked for a fresh answer: no joining a call that
+		// may have started before its request.
+		rt.metrics.cacheLookups.WithLabelValues(rt.label, "bypass").Inc()
+		rep, err = fetch(req.Context())
+	} else {
+		call, shared := rt.flights.Join(req.Context(), key, fetch)
+		result := "miss"
+		if shared {
+			result = "coalesced"
+		}
+		rt.metrics.cacheLookups.WithLabelValues(rt.label, result).Inc()
+		rep, err = call.Wait(req.Context())
+		if err != nil && req.Context().Err() != nil {
+			err = errCanceled
+		}
+	}
+	return rt.respond(c, in, rep, err, "MISS")
+}
+
+func (rt *Route) store(key string, rep *reply) {
+	ttl := respcache.Lifetime(rep.status, rep.header, rt.sync.Cache.TTL, rt.sync.Cache.Shared)
+	if ttl <= 0 {
+		return
+	}
+	now := time.Now()
+	var upstreamAge time.Duration
+	if n, err := strconv.ParseInt(rep.header.Get("Age"), 10, 64); err == nil && n > 0 {
+		upstreamAge = time.Duration(min(n, 365*24*3600)) * time.Second
+	}
+	if upstreamAge >= ttl {
+		return
+	}
+	rt.cache.Put(key, &respcache.Entry{Status: rep.status, Header: rep.header, Body: rep.body,
+		Stored: now, Expires: now.Add(ttl - upstreamAge), UpstreamAge: upstreamAge})
+}
+
+// cacheKey identifies a response: the route, the path and query, the
+// forwarded request headers (they may change the answer) and, unless the
+// route is shared, the caller.
+func (rt *Route) cacheKey(in *inbound) string {
+	var b strings.Builder
+	b.WriteString(rt.label)
+	b.WriteByte(0)
+	b.WriteString(in.path)
+	b.WriteByte('?')
+	if q, err := url.ParseQuery(in.rawQuery); err == nil {
+		b.WriteString(q.Encode()) // sorted by key
+	} else {
+		b.WriteString(in.rawQuery)
+	}
+	b.WriteByte(0)
+	if !rt.sync.Cache.Shared {
+		b.WriteString(in.clientID)
+	}
+	if u, ok := rt.target.(*upstreamTarget); ok {
+		for _, h := range u.spec.ForwardHeaders {
+			b.WriteByte(0)
+			b.WriteString(strings.Join(in.header.Values(h), ","))
+		}
+	}
+	return b.String()
+}
+
+// execute makes the call through the bulkhead, timeout, breaker and
+// retries.
+func (rt *Route) execute(ctx context.Context, in *inbound) (*reply, error) {
+	select {
+	case rt.slots <- struct{}{}:
+	default:
+		return nil, errOverloaded
+	}
+	defer func() { <-rt.slots }()
+	gauge := rt.metrics.inFlight.WithLabelValues(rt.label)
+	gauge.Inc()
+	defer gauge.Dec()
+
+	ctx, cancel := context.WithTimeoutCause(ctx, rt.sync.Timeout, errTimeout)
+	defer cancel()
+	rt.budget.deposit()
+	for attempt := 0; ; attempt++ {
+		rep, err := rt.attempt(ctx, in)
+		if attempt >= rt.sync.Retries.Attempts || !retryable(err) || ctx.Err() != nil {
+			return rep, err
+		}
+		if !rt.budget.withdraw() {
+			rt.metrics.budgetExhausted.WithLabelValues(rt.label).Inc()
+			return rep, err
+		}
+		// Full jitter: a random pause up to backoff * 2^attempt.
+		ceiling := rt.sync.Retries.Backoff << min(attempt, 10)
+		pause := time.Duration(rand.Int64N(int64(ceiling) + 1)) //nolint:gosec // jitter needs no cryptographic randomness
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= pause {
+			return rep, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return rep, err
+		}
+		rt.metrics.retries.WithLabelValues(rt.label).Inc()
+	}
+}
+
+// errOverloaded: the bulkhead is full.
+var errOverloaded = errors.New("the route is at its concurrency limit")
+
+// errBreakerOpen: the breaker refused the call.
+type errBreakerOpen struct{ halfOpen bool }
+
+func (e *errBreakerOpen) Error() string {
+	if e.halfOpen {
+		return "the circuit breaker is half-open and its probes are in flight"
+	}
+	return "the circuit breaker is open"
+}
+
+func (rt *Route) attempt(ctx context.Context, in *inbound) (*reply, error) {
+	actx := ctx
+	if d := rt.sync.Retries.PerTryTimeout; d > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeoutCause(ctx, d, errTimeout)
+		defer cancel()
+	}
+	call := func() (*reply, error) {
+		start := time.Now()
+		rep, err := rt.target.call(actx, in)
+		rt.metrics.attempts.WithLabelValues(rt.label).Observe(time.Since(start).Seconds())
+		if err == nil && rep.status >= 500 {
+			return rep, &statusError{status: rep.status}
+		}
+		return rep, err
+	}
+	if rt.breaker == nil {
+		return call()
+	}
+	rep, err := rt.breaker.Execute(call)
+	switch {
+	case errors.Is(err, gobreaker.ErrOpenState):
+		return nil, &errBreakerOpen{}
+	case errors.Is(err, gobreaker.ErrTooManyRequests):
+		return nil, &errBreakerOpen{halfOpen: true}
+	}
+	return rep, err
+}
+
+// retryable: failures that another attempt may not meet. A breaker that
+// refused, a client that left and a handler's refusal are final.
+func retryable(err error) bool {
+	var se *statusError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &se):
+		return se.status == http.StatusBadGateway || se.status == http.StatusServiceUnavailable || se.status == http.StatusGatewayTimeout
+	default:
+		return errors.Is(err, errUnreachable) || errors.Is(err, errTimeout)
+	}
+}
+
+// failed answers a call that did not succeed.
+func (rt *Route) failed(c echo.Context, in *inbound, err error) error {
+	var (
+		open    *errBreakerOpen
+		se      *statusError
+		refusal *synchandler.Refusal
+	)
+	switch {
+	case errors.As(err, &open):
+		if rt.fallback != nil && prefersAsync(c.Request().Header) {
+			rt.count(outcomeDegraded)
+			c.Request().Body = io.NopCloser(bytes.NewReader(in.body))
+			c.Request().ContentLength = int64(len(in.body))
+			c.Response().Header().Set("Preference-Applied", "respond-async")
+			return rt.fallback(c)
+		}
+		rt.count(outcomeOpen)
+		detail := "the route's target is failing; calls resume after the Retry-After interval"
+		if rt.fallback != nil {
+			detail += `, or send "Prefer: respond-async" to have the request accepted as a job`
+		}
+		return problem.CircuitOpen.New(detail).WithHeader("Retry-After", strconv.Itoa(rt.retryAfter(open.halfOpen)))
+	case errors.Is(err, errOverloaded):
+		rt.count(outcomeOverloaded)
+		return problem.Overloaded.Newf("the route allows %d calls at once", rt.sync.MaxConcurrent).WithHeader("Retry-After", "1")
+	case errors.Is(err, errCanceled):
+		rt.count(outcomeCanceled)
+		return problem.ClientClosed.New("the client went away before the answer")
+	case errors.Is(err, errTimeout):
+		rt.count(outcomeTimeout)
+		return problem.UpstreamTimeout.Newf("no answer within the route's timeout of %s", rt.sync.Timeout)
+	case errors.As(err, &refusal):
+		rt.count(outcomeRejected)
+		p := problem.RequestRejected.New(refusal.Detail)
+		p.Status = refusal.Status
+		return p
+	case errors.As(err, &se):
+		rt.count(outcomeFailed)
+		return problem.BadGateway.Newf("the upstream answered %d", se.status).WithCause(err)
+	case errors.Is(err, errUnreachable):
+		rt.count(outcomeUnreach)
+		return problem.BadGateway.New("the upstream could not be reached").WithCause(err)
+	case errors.Is(err, errTooLarge):
+		rt.count(outcomeTooLarge)
+		return problem.BadGateway.New("the upstream's answer is larger than the route allows").WithCause(err)
+	default:
+		rt.count(outcomeFailed)
+		return problem.Internal.New("the request could not be completed").WithCause(err)
+	}
+}
+
+// retryAfter is the whole seconds until an open breaker half-opens (at
+// least 1).
+func (rt *Route) retryAfter(halfOpen bool) int {
+	if halfOpen {
+		return 1
+	}
+	left := time.Until(time.Unix(0, rt.openTill.Load()))
+	return max(1, int(math.Ceil(left.Seconds())))
+}
+
+func (rt *Route) count(outcome string) {
+	rt.metrics.requests.WithLabelValues(rt.label, outcome).Inc()
+}
+
+// write sends rep; cacheStatus ("HIT", "MISS" or "") goes to X-Cache.
+func (rt *Route) write(c echo.Context, rep *reply, cacheStatus string) error {
+	h := c.Response().Header()
+	if rep.header != nil {
+		copyHeader(h, rep.header)
+	}
+	if cacheStatus != "" {
+		h.Set("X-Cache", cacheStatus)
+	}
+	if c.Request().Method == http.MethodHead || rep.status == http.StatusNoContent || rep.status == http.StatusNotModified {
+		c.Response().WriteHeader(rep.status)
+		return nil
+	}
+	h.Set("Content-Length", strconv.Itoa(len(rep.body)))
+	c.Response().WriteHeader(rep.status)
+	if _, err := c.Response().Write(rep.body); err != nil {
+		return fmt.Errorf("writing the response: %w", err)
+	}
+	return nil
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		dst[k] = slices.Clone(vs)
+	}
+}
+
+func (rt *Route) inbound(c echo.Context, body []byte) *inbound {
+	req := c.Request()
+	in := &inbound{
+		method: req.Method, path: req.URL.EscapedPath(), rawQuery: req.URL.RawQuery,
+		params: map[string]string{}, header: req.Header, body: body,
+		requestID: httpserver.RequestID(req.Context()), remoteIP: c.RealIP(), proto: c.Scheme(), host: req.Host,
+	}
+	for _, name := range c.ParamNames() {
+		in.params[name] = c.Param(name)
+	}
+	if id, ok := authn.FromContext(req.Context()); ok {
+		in.clientID, in.scopes = id.ClientID, id.Scopes
+	}
+	return in
+}
+
+// readBody reads at most limit bytes of the request body.
+func readBody(req *http.Request, limit int64) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	tooLarge := problem.PayloadTooLarge.Newf("the body exceeds this route's limit of %d bytes", limit)
+	if req.ContentLength > limit {
+		return nil, tooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		return nil, problem.BadRequest.New("the request body could not be read").WithCause(err)
+	}
+	if int64(len(data)) > limit {
+		return nil, tooLarge
+	}
+	return data, nil
+}
+
+// prefersAsync reports whether the request sends Prefer: respond-async
+// (RFC 7240).
+func prefersAsync(h http.Header) bool {
+	for _, v := range h.Values("Prefer") {
+		for _, pref := range strings.Split(v, ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(pref), "=")
+			name, _, _ = strings.Cut(name, ";")
+			if strings.EqualFold(strings.TrimSpace(name), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
