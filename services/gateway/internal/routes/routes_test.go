@@ -108,6 +108,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("admin_scope: a\nroutes:\n  - {method: POST, path: /admin/x, mode: async, job_type: webhook, scopes: [a]}\n")
 	f.Add("routes: [1, [2], {a: b}]\n")
 	f.Add("routes:\n  - &a {method: GET}\n  - *a\n")
+	f.Add("routes:\n  - {method: GET, path: \"/q/{s}\", mode: sync, scopes: [], upstream: {url: \"http://h/{s}\"}, cache: {ttl: 1s}, retries: {attempts: 2}}\n")
+	f.Add("routes:\n  - {method: POST, path: /h, mode: sync, scopes: [a], handler: text-stats, fallback_job_type: webhook, breaker: {open_for: 1s}}\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		file, err := routes.Parse("fuzz.yaml", []byte(doc), known)
 		if err != nil {
@@ -125,6 +127,16 @@ func FuzzParse(f *testing.F) {
 			}
 			if r.Mode == routes.ModeAsync && !known.JobTypes.Has(r.JobType) {
 				t.Fatalf("async route with unknown job type %q", r.JobType)
+			}
+			if s := r.Sync; r.Mode == routes.ModeSync {
+				if (s.Handler == "") == (s.Upstream == nil) || s.Timeout <= 0 || s.MaxConcurrent < 1 {
+					t.Fatalf("sync route %s: target or limits invalid: %+v", r.Path, s)
+				}
+				if s.Retries.Attempts > 0 && r.Method == "POST" || s.Cache != nil && r.Method != "GET" {
+					t.Fatalf("sync route %s %s: retries or cache on a method that must not have them", r.Method, r.Path)
+				}
+			} else if s != nil {
+				t.Fatalf("%s route %s carries sync settings", r.Mode, r.Path)
 			}
 		}
 	})

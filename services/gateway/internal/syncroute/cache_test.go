@@ -164,23 +164,9 @@ func TestCacheHonoursCacheControl(t *testing.T) {
 func TestCacheCoalescesMisses(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		<-release
-		answer(200, `{"v":1}`)(w, r)
-	})
+	up := newUpstream(t, held(release, 200, `{"v":1}`))
 	g := cachedRoute(t, up.srv.URL, "{ttl: 1m}")
-	g.trans.MaxIdleConnsPerHost = 100
-
-	results := make(chan response, 100)
-	for range 100 {
-		go func() {
-			r, err := g.do(context.Background(), t, http.MethodGet, "/v1/items/1", "c", "")
-			if err != nil {
-				r.status = -1
-			}
-			results <- r
-		}()
-	}
+	results := g.fanOut(t, 100, "/v1/items/1")
 	// Every request has reached the gateway and waits on the one call.
 	require.Eventually(t, func() bool {
 		return g.metric(t, "switchyard_cache_requests_total", "result", "coalesced") == 99
@@ -200,13 +186,7 @@ func TestCacheCoalescesMisses(t *testing.T) {
 func TestCoalescedCallSurvivesTheFirstClient(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-			answer(200, `{"v":2}`)(w, r)
-		case <-r.Context().Done():
-		}
-	})
+	up := newUpstream(t, held(release, 200, `{"v":2}`))
 	g := cachedRoute(t, up.srv.URL, "{ttl: 1m}")
 
 	ctx, cancel := context.WithCancel(context.Background())

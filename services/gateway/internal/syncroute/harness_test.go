@@ -41,7 +41,7 @@ type upstream struct {
 	handler  http.HandlerFunc
 }
 
-func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
+func newUpstream(t testing.TB, h http.HandlerFunc) *upstream {
 	t.Helper()
 	u := &upstream{handler: h}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +67,36 @@ func (u *upstream) set(h http.HandlerFunc) {
 	u.mu.Lock()
 	u.handler = h
 	u.mu.Unlock()
+}
+
+// held answers status and body once release is closed (or the request
+// ends first).
+func held(release <-chan struct{}, status int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		answer(status, body)(w, r)
+	}
+}
+
+// fanOut sends n concurrent GETs of path; answers arrive on the channel
+// as they come (status -1: no answer).
+func (g *gateway) fanOut(t *testing.T, n int, path string) <-chan response {
+	g.trans.MaxIdleConnsPerHost = n
+	results := make(chan response, n)
+	for range n {
+		go func() {
+			r, err := g.do(context.Background(), t, http.MethodGet, path, "c", "")
+			if err != nil {
+				r.status = -1
+			}
+			results <- r
+		}()
+	}
+	return results
 }
 
 func answer(status int, body string) http.HandlerFunc {
@@ -104,12 +134,15 @@ type gateway struct {
 
 // newGateway parses entry (the YAML of one route, without the scopes) and
 // serves it over loopback.
-func newGateway(t *testing.T, entry string) *gateway {
+func newGateway(t testing.TB, entry string) *gateway {
 	t.Helper()
 	handlers := synchandler.NewRegistry()
 	require.NoError(t, demo.Register(handlers))
 	require.NoError(t, handlers.Register("panics", synchandler.Func(func(context.Context, synchandler.Request) (synchandler.Response, error) {
 		panic("handler bug")
+	})))
+	require.NoError(t, handlers.Register("ok", synchandler.Func(func(context.Context, synchandler.Request) (synchandler.Response, error) {
+		return synchandler.Response{Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"ok":true}`)}, nil
 	})))
 	require.NoError(t, handlers.Register("fails", synchandler.Func(func(_ context.Context, req synchandler.Request) (synchandler.Response, error) {
 		return synchandler.Response{Status: http.StatusServiceUnavailable, Body: []byte(`{"busy":true}`)}, nil

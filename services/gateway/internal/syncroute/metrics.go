@@ -65,6 +65,39 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// routeMetrics are one route's series, resolved once rather than looked
+// up by label on every request.
+type routeMetrics struct {
+	outcomes        map[string]prometheus.Counter
+	attempts        prometheus.Observer
+	retries         prometheus.Counter
+	budgetExhausted prometheus.Counter
+	inFlight        prometheus.Gauge
+	cache           map[string]prometheus.Counter
+	transitions     *prometheus.CounterVec
+}
+
+var (
+	allOutcomes     = []string{outcomeOK, outcomeCacheHit, outcomeRejected, outcomeFailed, outcomeTimeout, outcomeUnreach, outcomeOpen, outcomeDegraded, outcomeOverloaded, outcomeCanceled, outcomeTooLarge}
+	allCacheResults = []string{"hit", "miss", "coalesced", "bypass"}
+)
+
+func (m *Metrics) forRoute(route string) *routeMetrics {
+	rm := &routeMetrics{
+		outcomes: map[string]prometheus.Counter{}, cache: map[string]prometheus.Counter{},
+		attempts: m.attempts.WithLabelValues(route), retries: m.retries.WithLabelValues(route),
+		budgetExhausted: m.budgetExhausted.WithLabelValues(route), inFlight: m.inFlight.WithLabelValues(route),
+		transitions: m.transitions.MustCurryWith(prometheus.Labels{"route": route}),
+	}
+	for _, o := range allOutcomes {
+		rm.outcomes[o] = m.requests.WithLabelValues(route, o)
+	}
+	for _, r := range allCacheResults {
+		rm.cache[r] = m.cacheLookups.WithLabelValues(route, r)
+	}
+	return rm
+}
+
 // registerBreaker exports the state of one route's breaker: 0 closed,
 // 1 half-open, 2 open (read at scrape time, so an open breaker whose
 // interval has passed shows half-open).

@@ -79,7 +79,7 @@ type Route struct {
 	cache    *respcache.Cache
 	flights  respcache.Group[*reply]
 	fallback echo.HandlerFunc
-	metrics  *Metrics
+	metrics  *routeMetrics
 	logger   *slog.Logger
 }
 
@@ -98,7 +98,7 @@ func New(r routes.Route, opts Options) (*Route, error) {
 		spec: r, sync: r.Sync, label: r.Label(),
 		slots:   make(chan struct{}, r.Sync.MaxConcurrent),
 		budget:  newRetryBudget(r.Sync.Retries.Budget),
-		metrics: opts.Metrics,
+		metrics: opts.Metrics.forRoute(r.Label()),
 		logger:  opts.Logger.With("route", r.Label()),
 	}
 	switch {
@@ -167,7 +167,7 @@ func (rt *Route) stateChanged(_ string, from, to gobreaker.State) {
 	if to == gobreaker.StateOpen {
 		rt.openTill.Store(time.Now().Add(rt.sync.Breaker.OpenFor).UnixNano())
 	}
-	rt.metrics.transitions.WithLabelValues(rt.label, to.String()).Inc()
+	rt.metrics.transitions.WithLabelValues(to.String()).Inc()
 	level := slog.LevelInfo
 	if to == gobreaker.StateOpen {
 		level = slog.LevelWarn
@@ -224,7 +224,7 @@ func (rt *Route) handleCached(c echo.Context, in *inbound) error {
 	refresh := cc.NoCache || cc.MaxAge == 0 || strings.EqualFold(req.Header.Get("Pragma"), "no-cache")
 	if !noStore && !refresh {
 		if e, ok := rt.cache.Get(key); ok {
-			rt.metrics.cacheLookups.WithLabelValues(rt.label, "hit").Inc()
+			rt.metrics.cache["hit"].Inc()
 			rt.count(outcomeCacheHit)
 			h := c.Response().Header()
 			copyHeader(h, e.Header)
@@ -246,7 +246,7 @@ func (rt *Route) handleCached(c echo.Context, in *inbound) error {
 	if noStore || refresh {
 		// The client asked for a fresh answer: no joining a call that
 		// may have started before its request.
-		rt.metrics.cacheLookups.WithLabelValues(rt.label, "bypass").Inc()
+		rt.metrics.cache["bypass"].Inc()
 		rep, err = fetch(req.Context())
 	} else {
 		call, shared := rt.flights.Join(req.Context(), key, fetch)
@@ -254,7 +254,7 @@ func (rt *Route) handleCached(c echo.Context, in *inbound) error {
 		if shared {
 			result = "coalesced"
 		}
-		rt.metrics.cacheLookups.WithLabelValues(rt.label, result).Inc()
+		rt.metrics.cache[result].Inc()
 		rep, err = call.Wait(req.Context())
 		if err != nil && req.Context().Err() != nil {
 			err = errCanceled
@@ -316,9 +316,8 @@ func (rt *Route) execute(ctx context.Context, in *inbound) (*reply, error) {
 		return nil, errOverloaded
 	}
 	defer func() { <-rt.slots }()
-	gauge := rt.metrics.inFlight.WithLabelValues(rt.label)
-	gauge.Inc()
-	defer gauge.Dec()
+	rt.metrics.inFlight.Inc()
+	defer rt.metrics.inFlight.Dec()
 
 	ctx, cancel := context.WithTimeoutCause(ctx, rt.sync.Timeout, errTimeout)
 	defer cancel()
@@ -329,7 +328,7 @@ func (rt *Route) execute(ctx context.Context, in *inbound) (*reply, error) {
 			return rep, err
 		}
 		if !rt.budget.withdraw() {
-			rt.metrics.budgetExhausted.WithLabelValues(rt.label).Inc()
+			rt.metrics.budgetExhausted.Inc()
 			return rep, err
 		}
 		// Full jitter: a random pause up to backoff * 2^attempt.
@@ -345,7 +344,7 @@ func (rt *Route) execute(ctx context.Context, in *inbound) (*reply, error) {
 			t.Stop()
 			return rep, err
 		}
-		rt.metrics.retries.WithLabelValues(rt.label).Inc()
+		rt.metrics.retries.Inc()
 	}
 }
 
@@ -372,7 +371,7 @@ func (rt *Route) attempt(ctx context.Context, in *inbound) (*reply, error) {
 	call := func() (*reply, error) {
 		start := time.Now()
 		rep, err := rt.target.call(actx, in)
-		rt.metrics.attempts.WithLabelValues(rt.label).Observe(time.Since(start).Seconds())
+		rt.metrics.attempts.Observe(time.Since(start).Seconds())
 		if err == nil && rep.status >= 500 {
 			return rep, &statusError{status: rep.status}
 		}
@@ -467,7 +466,7 @@ func (rt *Route) retryAfter(halfOpen bool) int {
 }
 
 func (rt *Route) count(outcome string) {
-	rt.metrics.requests.WithLabelValues(rt.label, outcome).Inc()
+	rt.metrics.outcomes[outcome].Inc()
 }
 
 // write sends rep; cacheStatus ("HIT", "MISS" or "") goes to X-Cache.

@@ -147,13 +147,7 @@ breaker: {consecutive_failures: 2, failure_ratio: 0.1, min_requests: 2}`)
 func TestClientCancelDoesNotCount(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		answer(500, `{}`)(w, r)
-	})
+	up := newUpstream(t, held(release, 500, `{}`))
 	defer close(release)
 	g := newGateway(t, `
 method: GET
@@ -189,13 +183,7 @@ breaker: {consecutive_failures: 2}`)
 func TestBulkhead(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		answer(200, `{}`)(w, r)
-	})
+	up := newUpstream(t, held(release, 200, `{}`))
 	g := newGateway(t, `
 method: GET
 path: /v1/slow
@@ -203,18 +191,7 @@ mode: sync
 upstream: {url: "`+up.srv.URL+`/slow"}
 timeout: 30s
 max_concurrent: 10`)
-	g.trans.MaxIdleConnsPerHost = 100
-
-	results := make(chan response, 100)
-	for range 100 {
-		go func() {
-			r, err := g.do(context.Background(), t, http.MethodGet, "/v1/slow", "c", "")
-			if err != nil {
-				r.status = -1
-			}
-			results <- r
-		}()
-	}
+	results := g.fanOut(t, 100, "/v1/slow")
 	refused := 0
 	for refused < 90 {
 		r := <-results

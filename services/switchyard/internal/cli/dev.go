@@ -167,6 +167,7 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 		"SWITCHYARD_ROUTES_FILE="+filepath.Join(root, "deployments", "config", "routes.yaml"),
 		"SWITCHYARD_JOBS_FILE="+filepath.Join(root, "deployments", "config", "jobs.yaml"),
 		"SWITCHYARD_WEBHOOK_URL=http://"+opts.upstreamAddr+"/hooks",
+		"SWITCHYARD_DEMO_UPSTREAM_URL=http://"+opts.upstreamAddr,
 		"SWITCHYARD_LOG_FORMAT=text",
 	)
 	ports := make([]int, 4)
@@ -250,7 +251,7 @@ func ensureDevClient(ctx context.Context, dbURL string) (string, error) {
 		return "", err
 	}
 	_, secret, err := store.Create(ctx, oauthclients.NewClient{ID: devClientID, Name: "dev up",
-		Scopes: []string{"jobs:submit", "jobs:read", "webhooks:send", "switchyard:admin"}})
+		Scopes: []string{"jobs:submit", "jobs:read", "webhooks:send", "demo:echo", "switchyard:admin"}})
 	if errors.Is(err, oauthclients.ErrExists) {
 		_, secret, err = store.RotateSecret(ctx, devClientID, 0)
 	}
