@@ -1,6 +1,7 @@
 package routes_test
 
 import (
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -132,7 +133,7 @@ func FuzzParse(f *testing.F) {
 				if (s.Handler == "") == (s.Upstream == nil) || s.Timeout <= 0 || s.MaxConcurrent < 1 {
 					t.Fatalf("sync route %s: target or limits invalid: %+v", r.Path, s)
 				}
-				if s.Retries.Attempts > 0 && r.Method == "POST" || s.Cache != nil && r.Method != "GET" {
+				if s.Retries.Attempts > 0 && r.Method == http.MethodPost || s.Cache != nil && r.Method != http.MethodGet {
 					t.Fatalf("sync route %s %s: retries or cache on a method that must not have them", r.Method, r.Path)
 				}
 			} else if s != nil {
