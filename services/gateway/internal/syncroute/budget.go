@@ -1,31 +1,38 @@
 package syncroute
 
-import "sync"
+import (
+	"math"
+	"sync"
+)
 
 // retryBudget keeps retries a bounded share of a route's traffic (the
 // retry budget of Finagle and Envoy): every request deposits ratio of a
 // token, every retry withdraws a whole one, and a small reserve lets a
 // quiet route retry at all. When an upstream fails hard, retries stop at
-// about ratio of the requests instead of multiplying them.
+// about ratio of the requests instead of multiplying them. Tokens are
+// counted in thousandths, so that 5 deposits of 0.2 make exactly one.
 type retryBudget struct {
 	mu      sync.Mutex
-	ratio   float64
-	reserve float64
-	tokens  float64
+	deposit int64 // thousandths of a token per request
+	limit   int64 // most thousandths saved
+	tokens  int64
 }
 
 // retryReserve is the number of retries a route may make before its
 // requests have earned any.
 const retryReserve = 10
 
+const milli = 1000
+
 func newRetryBudget(ratio float64) *retryBudget {
-	return &retryBudget{ratio: ratio, reserve: retryReserve, tokens: retryReserve}
+	d := int64(math.Round(ratio * milli))
+	return &retryBudget{deposit: d, limit: retryReserve*milli + 100*d, tokens: retryReserve * milli}
 }
 
-// deposit records one request.
-func (b *retryBudget) deposit() {
+// record records one request.
+func (b *retryBudget) record() {
 	b.mu.Lock()
-	b.tokens = min(b.tokens+b.ratio, b.reserve+b.ratio*100)
+	b.tokens = min(b.tokens+b.deposit, b.limit)
 	b.mu.Unlock()
 }
 
@@ -33,9 +40,9 @@ func (b *retryBudget) deposit() {
 func (b *retryBudget) withdraw() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.tokens < 1 {
+	if b.tokens < milli {
 		return false
 	}
-	b.tokens--
+	b.tokens -= milli
 	return true
 }

@@ -321,7 +321,7 @@ func (rt *Route) execute(ctx context.Context, in *inbound) (*reply, error) {
 
 	ctx, cancel := context.WithTimeoutCause(ctx, rt.sync.Timeout, errTimeout)
 	defer cancel()
-	rt.budget.deposit()
+	rt.budget.record()
 	for attempt := 0; ; attempt++ {
 		rep, err := rt.attempt(ctx, in)
 		if attempt >= rt.sync.Retries.Attempts || !retryable(err) || ctx.Err() != nil {

@@ -91,6 +91,34 @@ breaker: {consecutive_failures: 1, open_for: 100ms, half_open_requests: 1}`)
 	require.EqualValues(t, 2, up.hits.Load())
 }
 
+// TestHalfOpenExcessIsRefused: while the half-open breaker's probe is in
+// flight, further calls get 503 at once without reaching the upstream.
+func TestHalfOpenExcessIsRefused(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, answer(500, `{}`))
+	g := newGateway(t, `
+method: GET
+path: /v1/x
+mode: sync
+upstream: {url: "`+up.srv.URL+`/x"}
+timeout: 30s
+breaker: {consecutive_failures: 1, open_for: 100ms, half_open_requests: 1}`)
+	require.Equal(t, http.StatusBadGateway, g.get(t, "/v1/x", "c").status)
+	release := make(chan struct{})
+	up.set(held(release, 200, `{}`))
+	require.Eventually(t, func() bool { return g.route.State() == gobreaker.StateHalfOpen }, 5*time.Second, 5*time.Millisecond)
+	probe := g.fanOut(t, 1, "/v1/x")
+	require.Eventually(t, func() bool { return up.inFlight.Load() == 1 }, 5*time.Second, 2*time.Millisecond)
+	r := g.get(t, "/v1/x", "c")
+	require.Equal(t, http.StatusServiceUnavailable, r.status)
+	require.Equal(t, typeCircuitOpen, r.problemType())
+	require.Equal(t, "1", r.header.Get("Retry-After"))
+	close(release)
+	require.Equal(t, http.StatusOK, (<-probe).status)
+	require.Equal(t, gobreaker.StateClosed, g.route.State())
+	require.EqualValues(t, 2, up.hits.Load())
+}
+
 // TestFailureRatioTrips: failures spread between successes trip the
 // breaker once they reach the ratio over min_requests.
 func TestFailureRatioTrips(t *testing.T) {
