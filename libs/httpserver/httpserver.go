@@ -181,8 +181,15 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		p := problem.From(err)
 		ctx := c.Request().Context()
-		if p.Status >= 500 {
+		// Unexpected failures (500) are errors; other 5xx with a cause (an
+		// upstream's failure, a dependency down) are warnings; expected
+		// refusals (an open breaker, a full bulkhead) are already in the
+		// access log and add nothing here.
+		switch {
+		case p.Status == http.StatusInternalServerError:
 			logger.ErrorContext(ctx, "request failed", "error", err, "request_id", RequestID(ctx))
+		case p.Status > 500 && p.Unwrap() != nil:
+			logger.WarnContext(ctx, "request failed", "error", err, "request_id", RequestID(ctx))
 		}
 		out := *p
 		out.RequestID = RequestID(ctx)

@@ -103,6 +103,10 @@ func TestCacheHonoursCacheControl(t *testing.T) {
 		{name: "private on a shared route", upstream: []string{"Cache-Control", "private"}, shared: true},
 		{name: "set-cookie", upstream: []string{"Set-Cookie", "session=1"}},
 		{name: "vary star", upstream: []string{"Vary", "*"}},
+		{name: "vary on a forwarded header", upstream: []string{"Vary", "Accept, Accept-Encoding"}, wantCache: true},
+		{name: "vary on the caller per client", upstream: []string{"Vary", "X-Switchyard-Client-Id"}, wantCache: true},
+		{name: "vary on the caller when shared", upstream: []string{"Vary", "x-switchyard-client-id"}, shared: true},
+		{name: "vary on scopes", upstream: []string{"Vary", "Accept, X-Switchyard-Scopes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -265,7 +265,7 @@ func (rt *Route) handleCached(c echo.Context, in *inbound) error {
 
 func (rt *Route) store(key string, rep *reply) {
 	ttl := respcache.Lifetime(rep.status, rep.header, rt.sync.Cache.TTL, rt.sync.Cache.Shared)
-	if ttl <= 0 {
+	if ttl <= 0 || !rt.keyCovers(rep.header.Values("Vary")) {
 		return
 	}
 	now := time.Now()
@@ -278,6 +278,30 @@ func (rt *Route) store(key string, rep *reply) {
 	}
 	rt.cache.Put(key, &respcache.Entry{Status: rep.status, Header: rep.header, Body: rep.body,
 		Stored: now, Expires: now.Add(ttl - upstreamAge), UpstreamAge: upstreamAge})
+}
+
+// keyCovers reports whether the cache key holds every request header the
+// upstream says its answer varies on. The upstream only sees forwarded
+// headers (all in the key) and the ones the gateway sets: of those, only
+// the client id is in the key, and only on per-client routes. An answer
+// that varies on the caller's scopes, address or trace is not stored.
+func (rt *Route) keyCovers(vary []string) bool {
+	for _, v := range vary {
+		for _, name := range strings.Split(v, ",") {
+			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
+			switch {
+			case name == "":
+			case name == "X-Switchyard-Client-Id":
+				if rt.sync.Cache.Shared {
+					return false
+				}
+			case strings.HasPrefix(name, "X-Switchyard-"), strings.HasPrefix(name, "X-Forwarded-"),
+				name == "X-Request-Id", name == "Traceparent", name == "Tracestate":
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // cacheKey identifies a response: the route, the path and query, the
