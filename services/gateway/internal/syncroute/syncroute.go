@@ -191,7 +191,10 @@ func (rt *Route) Handle(c echo.Context) error {
 		rt.count(outcomeTooLarge)
 		return err
 	}
-	in := rt.inbound(c, body)
+	in, err := rt.inbound(c, body)
+	if err != nil {
+		return err
+	}
 	httpserver.AddLogAttrs(c, slog.String("sync_route", rt.label))
 
 	if rt.cache != nil && (req.Method == http.MethodGet) {
@@ -520,21 +523,47 @@ func copyHeader(dst, src http.Header) {
 	}
 }
 
-func (rt *Route) inbound(c echo.Context, body []byte) *inbound {
+func (rt *Route) inbound(c echo.Context, body []byte) (*inbound, error) {
 	req := c.Request()
+	params, err := paramsOf(c)
+	if err != nil {
+		return nil, err
+	}
 	in := &inbound{
 		method: req.Method, path: req.URL.EscapedPath(), rawQuery: req.URL.RawQuery,
-		params: map[string]string{}, header: req.Header, body: body,
+		params: params, header: req.Header, body: body,
 		requestID: httpserver.RequestID(req.Context()), remoteIP: c.RealIP(), proto: c.Scheme(), host: req.Host,
-	}
-	for _, name := range c.ParamNames() {
-		in.params[name] = c.Param(name)
 	}
 	if id, ok := authn.FromContext(req.Context()); ok {
 		in.clientID, in.scopes = id.ClientID, id.Scopes
 	}
-	return in
+	return in, nil
 }
+
+// paramsOf returns the path parameters, unescaped: Echo matches on the
+// raw path when the request escaped something (%2F, say) and then hands
+// parameters over escaped. "." and ".." are refused, so that no upstream
+// path can climb out of the route's prefix.
+func paramsOf(c echo.Context) (map[string]string, error) {
+	params := make(map[string]string, len(c.ParamNames()))
+	raw := c.Request().URL.RawPath != ""
+	for _, name := range c.ParamNames() {
+		v := c.Param(name)
+		if raw {
+			u, err := url.PathUnescape(v)
+			if err != nil {
+				return nil, problem.InvalidParameter.Newf("path parameter %s is not validly escaped", name)
+			}
+			v = u
+		}
+		if v == "." || v == ".." {
+			return nil, problem.InvalidParameter.Newf("path parameter %s may not be %q", name, v)
+		}
+		params[name] = v
+	}
+	return params, nil
+}
+
 
 // readBody reads at most limit bytes of the request body.
 func readBody(req *http.Request, limit int64) ([]byte, error) {

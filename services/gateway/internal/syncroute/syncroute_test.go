@@ -330,6 +330,43 @@ upstream:
 	require.Empty(t, got.Header.Get("X-Other"))
 }
 
+// TestPathParameters: parameters reach the upstream unescaped once and
+// escaped for where they go; none can climb out of the route's prefix or
+// add query fields.
+func TestPathParameters(t *testing.T) {
+	t.Parallel()
+	var got *http.Request
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		got = r.Clone(context.Background())
+		answer(200, `{}`)(w, r)
+	})
+	g := newGateway(t, `
+method: GET
+path: /v1/things/{id}
+mode: sync
+upstream: {url: "`+up.srv.URL+`/api/things/{id}?ref={id}"}`)
+	tests := []struct {
+		path, wantPath, wantID string
+	}{
+		{"/v1/things/plain", "/api/things/plain", "plain"},
+		{"/v1/things/a%2Fb", "/api/things/a%2Fb", "a/b"},
+		{"/v1/things/x&admin=1", "/api/things/x&admin=1", "x&admin=1"},
+		{"/v1/things/%E2%82%AC", "/api/things/%E2%82%AC", "€"},
+	}
+	for _, tt := range tests {
+		r := g.get(t, tt.path, "c")
+		require.Equal(t, http.StatusOK, r.status, tt.path)
+		require.Equal(t, tt.wantPath, got.URL.EscapedPath(), tt.path)
+		require.Equal(t, []string{tt.wantID}, got.URL.Query()["ref"], "%s: the query gets one field", tt.path)
+	}
+	hits := up.hits.Load()
+	for _, bad := range []string{"/v1/things/..", "/v1/things/%2e%2e", "/v1/things/."} {
+		r := g.get(t, bad, "c")
+		require.Equal(t, http.StatusBadRequest, r.status, bad)
+	}
+	require.Equal(t, hits, up.hits.Load(), "refused before any call")
+}
+
 // TestRetries: an idempotent route retries 502/503/504 answers and
 // unreachable upstreams, within its attempts.
 func TestRetries(t *testing.T) {

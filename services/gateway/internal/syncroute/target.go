@@ -113,10 +113,19 @@ type upstreamTarget struct {
 
 func (u *upstreamTarget) passFailures() bool { return false }
 
+// url fills the URL template: parameters in the path are path-escaped,
+// parameters in the query query-escaped, so no value can add a segment or
+// a query field.
 func (u *upstreamTarget) url(in *inbound) string {
-	target := urlParamRe.ReplaceAllStringFunc(u.spec.URL, func(m string) string {
+	path, query, hasQuery := strings.Cut(u.spec.URL, "?")
+	target := urlParamRe.ReplaceAllStringFunc(path, func(m string) string {
 		return url.PathEscape(in.params[m[1:len(m)-1]])
 	})
+	if hasQuery {
+		target += "?" + urlParamRe.ReplaceAllStringFunc(query, func(m string) string {
+			return url.QueryEscape(in.params[m[1:len(m)-1]])
+		})
+	}
 	if in.rawQuery == "" {
 		return target
 	}
