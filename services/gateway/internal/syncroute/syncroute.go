@@ -564,7 +564,6 @@ func paramsOf(c echo.Context) (map[string]string, error) {
 	return params, nil
 }
 
-
 // readBody reads at most limit bytes of the request body.
 func readBody(req *http.Request, limit int64) ([]byte, error) {
 	if req.Body == nil || req.Body == http.NoBody {
