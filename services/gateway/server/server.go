@@ -1,7 +1,13 @@
-// Package app wires the gateway: configuration, the job store, the access
+// Package server runs the gateway: configuration, the job store, the access
 // token verifier, the routes and their policies, the sync routes'
-// protections and cache, and the ops listener.
-package app
+// protections and cache, and the ops listener. It is public so that a team
+// can build its own gateway binary with its own sync handlers, as the
+// worker's runner does for job handlers:
+//
+//	handlers := synchandler.NewRegistry()
+//	_ = handlers.Register("quote", quoteHandler)
+//	err := server.Run(ctx, cfg, handlers, logger)
+package server
 
 import (
 	"context"
