@@ -203,6 +203,25 @@ func (s *Store) SetDisabled(ctx context.Context, id string, disabled bool) (Clie
 	return c, nil
 }
 
+// SetScopes replaces the scopes a client may request. Tokens already issued
+// keep the scopes they carry until they expire.
+func (s *Store) SetScopes(ctx context.Context, id string, scopes []string) (Client, error) {
+	scopes = normaliseScopes(scopes)
+	if err := ValidateScopes(scopes); err != nil {
+		return Client{}, err
+	}
+	c, err := scanClient(s.pool.QueryRow(ctx, `
+		UPDATE oauth_clients SET scopes = $2, updated_at = now() WHERE client_id = $1
+		RETURNING `+clientColumns, id, scopes))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Client{}, fmt.Errorf("client %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Client{}, fmt.Errorf("setting the scopes of client %q: %w", id, err)
+	}
+	return c, nil
+}
+
 // RotateSecret gives the client a new secret and returns it. With grace > 0
 // the current secret keeps working for that long (one previous secret at
 // most); with 0 it stops at once.

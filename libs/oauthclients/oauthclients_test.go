@@ -48,6 +48,15 @@ func TestClientLifecycle(t *testing.T) {
 	_, _, err = store.Create(ctx, oauthclients.NewClient{Scopes: []string{"a\"b"}})
 	require.Error(t, err)
 
+	// Scopes are replaced (normalised), never merged.
+	c, err = store.SetScopes(ctx, c.ID, []string{"demo:echo", "jobs:read", "demo:echo"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"demo:echo", "jobs:read"}, c.Scopes)
+	_, err = store.SetScopes(ctx, c.ID, []string{"bad scope"})
+	require.Error(t, err)
+	_, err = store.SetScopes(ctx, "nobody", []string{"a"})
+	require.ErrorIs(t, err, oauthclients.ErrNotFound)
+
 	// Disable: the right secret now says disabled; enable restores.
 	c, err = store.SetDisabled(ctx, c.ID, true)
 	require.NoError(t, err)

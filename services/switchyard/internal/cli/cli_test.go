@@ -129,6 +129,11 @@ func TestClientsAndKeysCommands(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, stdout, "shown only now")
 	require.NotContains(t, stdout, created.ClientSecret)
+	code, stdout, _ = run("clients", "set-scopes", "billing", "--scope", "demo:echo", "--scope", "jobs:read", "-o", "json")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, `"scopes": [`)
+	require.Contains(t, stdout, `"demo:echo"`)
+	require.NotContains(t, stdout, `"jobs:submit"`, "replaced, not merged")
 	code, stdout, _ = run("clients", "disable", "billing")
 	require.Equal(t, 0, code)
 	require.Contains(t, stdout, "disabled since")
@@ -137,6 +142,7 @@ func TestClientsAndKeysCommands(t *testing.T) {
 		{"clients", "create", "--scope", "bad scope"},
 		{"clients", "create", "--id", "bad id"},
 		{"clients", "disable"},
+		{"clients", "set-scopes", "billing"},
 		{"clients", "list", "-o", "yaml"},
 		{"keys", "rotate", "--file", filepath.Join(t.TempDir(), "k.json"), "--alg", "HS256"},
 	} {

@@ -64,7 +64,7 @@ makes every gateway refuse its unexpired tokens within milliseconds
 	cmd.PersistentFlags().StringVar(&f.dbURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (default $DATABASE_URL)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
 	cmd.AddCommand(newClientsCreateCmd(&f), newClientsListCmd(&f), newClientsSetDisabledCmd(&f, true),
-		newClientsSetDisabledCmd(&f, false), newClientsRotateCmd(&f))
+		newClientsSetDisabledCmd(&f, false), newClientsRotateCmd(&f), newClientsSetScopesCmd(&f))
 	return cmd
 }
 
@@ -169,6 +169,29 @@ func newClientsSetDisabledCmd(f *clientsFlags, disable bool) *cobra.Command {
 			})
 		},
 	}
+}
+
+func newClientsSetScopesCmd(f *clientsFlags) *cobra.Command {
+	var scopes []string
+	cmd := &cobra.Command{
+		Use:   "set-scopes CLIENT_ID --scope S [--scope S ...]",
+		Short: "Replace the scopes a client may request (tokens already issued keep theirs until they expire)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(scopes) == 0 {
+				return usageError{errors.New("name the scopes with --scope (a client without scopes can call only routes with scopes: [])")}
+			}
+			return withClients(cmd, f, func(s *oauthclients.Store) error {
+				c, err := s.SetScopes(cmd.Context(), args[0], scopes)
+				if err != nil {
+					return err
+				}
+				return printClients(cmd.OutOrStdout(), f.output, viewOf(c, ""))
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&scopes, "scope", nil, "scope the client may request (repeatable or comma-separated)")
+	return cmd
 }
 
 func newClientsRotateCmd(f *clientsFlags) *cobra.Command {

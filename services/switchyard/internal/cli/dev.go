@@ -250,9 +250,13 @@ func ensureDevClient(ctx context.Context, dbURL string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, secret, err := store.Create(ctx, oauthclients.NewClient{ID: devClientID, Name: "dev up",
-		Scopes: []string{"jobs:submit", "jobs:read", "webhooks:send", "demo:echo", "switchyard:admin"}})
+	scopes := []string{"jobs:submit", "jobs:read", "webhooks:send", "demo:echo", "switchyard:admin"}
+	_, secret, err := store.Create(ctx, oauthclients.NewClient{ID: devClientID, Name: "dev up", Scopes: scopes})
 	if errors.Is(err, oauthclients.ErrExists) {
+		// A stack from an earlier version: bring its scopes up to date.
+		if _, err := store.SetScopes(ctx, devClientID, scopes); err != nil {
+			return "", err
+		}
 		_, secret, err = store.RotateSecret(ctx, devClientID, 0)
 	}
 	return secret, err
