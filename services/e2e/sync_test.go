@@ -106,6 +106,9 @@ func TestSyncRoutesAndDegradeToAsync(t *testing.T) {
 	second := p.call("GET", "/v1/echo/x?n=1", auth, "")
 	require.Equal(t, "HIT", second.header.Get("X-Cache"))
 	require.Equal(t, first.body["served_at"], second.body["served_at"])
+	head := p.call("HEAD", "/v1/echo/x?n=1", auth, "")
+	require.Equal(t, http.StatusOK, head.status, "HEAD is served on GET routes")
+	require.Equal(t, "HIT", head.header.Get("X-Cache"))
 
 	// The upstream goes away: two failures open the breaker.
 	require.NoError(t, upstream.Stop(10*time.Second))

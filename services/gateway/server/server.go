@@ -171,7 +171,12 @@ func Mount(e *echo.Echo, f *routes.File, s Services) error {
 			return s.API.Submit(jt), nil
 		}
 	}
+	declared := map[string]bool{}
 	for _, r := range f.Routes {
+		declared[r.Method+" "+r.EchoPath()] = true
+	}
+	for _, r := range f.Routes {
+		methods := []string{r.Method}
 		var h echo.HandlerFunc
 		switch r.Mode {
 		case routes.ModeAsync:
@@ -188,12 +193,22 @@ func Mount(e *echo.Echo, f *routes.File, s Services) error {
 				return err
 			}
 			h = sr.Handle
+			methods = nil
+			for _, m := range sr.Methods() {
+				// An implicit HEAD yields to a HEAD route the file declares.
+				if m == r.Method || !declared[m+" "+r.EchoPath()] {
+					methods = append(methods, m)
+				}
+			}
 		default:
 			return fmt.Errorf("route %s %s: mode %q cannot be served", r.Method, r.Path, r.Mode)
 		}
 		// Wrapped once here: Echo would apply route middleware anew on
 		// every request.
-		e.Add(r.Method, r.EchoPath(), s.Guard(authn.Policy{Scopes: r.Scopes, Deny: r.Denied})(h))
+		guarded := s.Guard(authn.Policy{Scopes: r.Scopes, Deny: r.Denied})(h)
+		for _, m := range methods {
+			e.Add(m, r.EchoPath(), guarded)
+		}
 	}
 	// A submission to a job type no route offers is a 404 naming the
 	// problem, rather than a 405 from the status route's GET /v1/jobs/{id}.

@@ -63,6 +63,29 @@ func TestCacheHitMissAndExpiry(t *testing.T) {
 	require.GreaterOrEqual(t, g.metric(t, "switchyard_cache_requests_total", "result", "hit"), 2.0)
 }
 
+// TestHeadIsAGetWithoutTheBody: HEAD on a GET route answers the GET's
+// status and headers, from the same cache entries.
+func TestHeadIsAGetWithoutTheBody(t *testing.T) {
+	t.Parallel()
+	var methods []string
+	up := newUpstream(t, nil)
+	up.set(func(w http.ResponseWriter, r *http.Request) {
+		methods = append(methods, r.Method)
+		counting(up)(w, r)
+	})
+	g := cachedRoute(t, up.srv.URL, "{ttl: 1m}")
+	head, err := g.do(context.Background(), t, http.MethodHead, "/v1/items/1", "c", "")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, head.status)
+	require.Empty(t, head.body)
+	require.Equal(t, "application/json", head.header.Get("Content-Type"))
+	require.Equal(t, "MISS", head.header.Get("X-Cache"))
+	get := g.get(t, "/v1/items/1", "c")
+	require.Equal(t, "HIT", get.header.Get("X-Cache"), "the HEAD's GET filled the cache")
+	require.NotEmpty(t, get.body)
+	require.Equal(t, []string{http.MethodGet}, methods, "the upstream was asked with GET, once")
+}
+
 // TestCachePerClient: clients never see each other's cached answers,
 // unless the route is shared.
 func TestCachePerClient(t *testing.T) {

@@ -168,7 +168,9 @@ func newGateway(t testing.TB, entry string) *gateway {
 		},
 	})
 	require.NoError(t, err)
-	g.e.Add(r.Method, r.EchoPath(), authn.Guard(headerAuth{}, slog.New(slog.DiscardHandler), authn.Policy{Scopes: r.Scopes})(g.route.Handle))
+	for _, m := range g.route.Methods() {
+		g.e.Add(m, r.EchoPath(), authn.Guard(headerAuth{}, slog.New(slog.DiscardHandler), authn.Policy{Scopes: r.Scopes})(g.route.Handle))
+	}
 	g.srv = httptest.NewServer(g.e)
 	g.client = g.srv.Client()
 	t.Cleanup(func() {

@@ -183,6 +183,15 @@ func (rt *Route) State() gobreaker.State {
 	return rt.breaker.State()
 }
 
+// Methods are the methods the route answers: its own, and HEAD as well for
+// a GET route (RFC 9110 §9.3.2), answered like the GET without the body.
+func (rt *Route) Methods() []string {
+	if rt.spec.Method == http.MethodGet {
+		return []string{http.MethodGet, http.MethodHead}
+	}
+	return []string{rt.spec.Method}
+}
+
 // Handle is the route's Echo handler.
 func (rt *Route) Handle(c echo.Context) error {
 	req := c.Request()
@@ -197,7 +206,7 @@ func (rt *Route) Handle(c echo.Context) error {
 	}
 	httpserver.AddLogAttrs(c, slog.String("sync_route", rt.label))
 
-	if rt.cache != nil && (req.Method == http.MethodGet) {
+	if rt.cache != nil && (req.Method == http.MethodGet || req.Method == http.MethodHead) {
 		return rt.handleCached(c, in)
 	}
 	rep, err := rt.execute(req.Context(), in)

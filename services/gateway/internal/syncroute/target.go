@@ -140,6 +140,8 @@ func (u *upstreamTarget) call(ctx context.Context, in *inbound) (*reply, error) 
 	if len(in.body) > 0 {
 		body = bytes.NewReader(in.body)
 	}
+	// A HEAD on a GET route is asked upstream as the route's GET, so that
+	// the answer can be cached for both.
 	req, err := http.NewRequestWithContext(ctx, u.spec.Method, u.url(in), body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: building the request: %w", errUnreachable, err)
