@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -150,7 +149,7 @@ func TestSyncRoutesAndDegradeToAsync(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return p.call("POST", "/v1/hooks", auth, `{"order":4}`).status == http.StatusOK
 	}, 30*time.Second, 100*time.Millisecond)
-	require.GreaterOrEqual(t, p.metricWith("gateway", `switchyard_sync_requests_total{outcome="degraded",route="hooks-now"}`), 1.0)
+	require.GreaterOrEqual(t, p.metric("gateway", `switchyard_sync_requests_total{outcome="degraded",route="hooks-now"}`), 1.0)
 	_ = upstream
 }
 
@@ -202,24 +201,4 @@ func getJSON(t *testing.T, url string, out any) {
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
-}
-
-// metricWith reads one labelled series from a service's /metrics.
-func (p *platform) metricWith(svc, series string) float64 {
-	p.t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", p.opsPorts[svc])) //nolint:noctx // test
-	require.NoError(p.t, err)
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	_, err = buf.ReadFrom(resp.Body)
-	require.NoError(p.t, err)
-	for _, line := range strings.Split(buf.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			require.NoError(p.t, err)
-			return f
-		}
-	}
-	p.t.Fatalf("no series %s", series)
-	return 0
 }

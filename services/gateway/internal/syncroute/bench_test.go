@@ -166,3 +166,35 @@ breaker: {enabled: `+strconv.FormatBool(breaker)+`}`)
 	b.ReportMetric(plain.Seconds()/with.Seconds(), "breaker/nobreaker")
 	b.ReportMetric(float64(with-plain)/n, "breaker_added_ns")
 }
+
+// BenchmarkOpenBreaker times the answer of an open breaker through the
+// gateway's whole in-process stack (request id, access log, guard,
+// problem rendering), against an upstream that counts its calls: it must
+// see none. It reports the median and p99 per answer.
+func BenchmarkOpenBreaker(b *testing.B) {
+	up := newUpstream(b, answer(500, `{}`))
+	g := newGateway(b, `
+method: GET
+path: /v1/x
+mode: sync
+upstream: {url: "`+up.srv.URL+`/x"}
+breaker: {consecutive_failures: 1, open_for: 1h}`)
+	if rec := g.serve(http.MethodGet, "/v1/x", "c"); rec.Code != http.StatusBadGateway {
+		b.Fatalf("tripping call: %d", rec.Code)
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		rec := g.serve(http.MethodGet, "/v1/x", "c")
+		lat = append(lat, time.Since(start))
+		if rec.Code != http.StatusServiceUnavailable {
+			b.Fatalf("open breaker answered %d", rec.Code)
+		}
+	}
+	if hits := up.hits.Load(); hits != 1 {
+		b.Fatalf("the upstream saw %d calls; an open breaker makes none", hits)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50_µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99_µs")
+}

@@ -121,15 +121,14 @@ func (headerAuth) Authenticate(r *http.Request) (authn.Identity, error) {
 
 // gateway serves one sync route parsed from a routes file entry.
 type gateway struct {
-	e       *echo.Echo
-	srv     *httptest.Server
-	route   *syncroute.Route
-	reg     *prometheus.Registry
-	client  *http.Client
-	jobs    atomic.Int64 // requests accepted by the fallback
-	cache   *respcache.Cache
-	trans   *http.Transport
-	handler *synchandler.Registry
+	e      *echo.Echo
+	srv    *httptest.Server
+	route  *syncroute.Route
+	reg    *prometheus.Registry
+	client *http.Client
+	jobs   atomic.Int64 // requests accepted by the fallback
+	cache  *respcache.Cache
+	trans  *http.Transport
 }
 
 // newGateway parses entry (the YAML of one route, without the scopes) and
@@ -153,7 +152,7 @@ func newGateway(t testing.TB, entry string) *gateway {
 	})
 	require.NoError(t, err)
 	g := &gateway{e: httpserver.NewEcho(slog.New(slog.DiscardHandler)), reg: prometheus.NewRegistry(),
-		cache: respcache.New(1 << 20), trans: syncroute.NewTransport(), handler: handlers}
+		cache: respcache.New(1 << 20), trans: syncroute.NewTransport()}
 	metrics := syncroute.NewMetrics(g.reg)
 	r := f.Routes[0]
 	g.route, err = syncroute.New(r, syncroute.Options{

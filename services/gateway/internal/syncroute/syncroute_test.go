@@ -3,7 +3,6 @@ package syncroute_test
 import (
 	"context"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,12 +42,9 @@ breaker: {consecutive_failures: 3, open_for: 300ms, half_open_requests: 2}`)
 	require.Equal(t, gobreaker.StateOpen, g.route.State())
 	require.EqualValues(t, 3, up.hits.Load())
 
-	// Open: answered in process without the upstream; time each answer.
-	durations := make([]time.Duration, 0, 200)
+	// Open: answered without the upstream (how fast: BenchmarkOpenBreaker).
 	for range 200 {
-		start := time.Now()
 		rec := g.serve(http.MethodGet, "/v1/things/a", "c1")
-		durations = append(durations, time.Since(start))
 		require.Equal(t, http.StatusServiceUnavailable, rec.Code)
 		require.Contains(t, rec.Body.String(), typeCircuitOpen)
 		secs, err := strconv.Atoi(rec.Header().Get("Retry-After"))
@@ -56,9 +52,6 @@ breaker: {consecutive_failures: 3, open_for: 300ms, half_open_requests: 2}`)
 		require.GreaterOrEqual(t, secs, 1)
 	}
 	require.EqualValues(t, 3, up.hits.Load(), "an open breaker does not call the upstream")
-	slices.Sort(durations)
-	t.Logf("open breaker answer: median %s, p99 %s", durations[100], durations[198])
-	require.Less(t, durations[100], time.Millisecond, "median answer of an open breaker")
 
 	up.set(answer(200, `{"ok":true}`))
 	require.Eventually(t, func() bool { return g.route.State() == gobreaker.StateHalfOpen },
