@@ -53,6 +53,8 @@ type JobType struct {
 	Consumers int
 	// Timeout bounds one attempt of the handler.
 	Timeout time.Duration
+	// Retry is how often and how far apart failed attempts are retried.
+	Retry jobs.RetryPolicy
 
 	schema *jsonschema.Schema
 }
@@ -76,6 +78,13 @@ type typeDoc struct {
 	HTTP         *httpDoc       `yaml:"http"`
 	Consumers    int            `yaml:"consumers"`
 	Timeout      time.Duration  `yaml:"timeout"`
+	Retry        *retryDoc      `yaml:"retry"`
+}
+
+type retryDoc struct {
+	Attempts int           `yaml:"attempts"`
+	Base     time.Duration `yaml:"base"`
+	Max      time.Duration `yaml:"max"`
 }
 
 type httpDoc struct {
@@ -164,6 +173,23 @@ func build(name string, td typeDoc) (*JobType, error) {
 		jt.Timeout = DefaultTimeout
 	case jt.Timeout < 0:
 		errs = append(errs, fmt.Errorf("timeout %s must be positive", jt.Timeout))
+	}
+	jt.Retry = jobs.DefaultRetryPolicy()
+	if td.Retry != nil {
+		if td.Retry.Attempts != 0 {
+			jt.Retry.Attempts = td.Retry.Attempts
+		}
+		if td.Retry.Base != 0 {
+			jt.Retry.Base = td.Retry.Base
+		}
+		if td.Retry.Max != 0 {
+			jt.Retry.Max = td.Retry.Max
+		} else if jt.Retry.Max < jt.Retry.Base {
+			jt.Retry.Max = jt.Retry.Base
+		}
+	}
+	if err := jt.Retry.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if (td.Handler == "") == (td.HTTP == nil) {
 		errs = append(errs, errors.New("exactly one of handler (a Go handler name) or http (a target) is required"))

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobs"
 )
 
 const sample = `
@@ -17,6 +18,7 @@ job_types:
     handler: text-stats
     consumers: 2
     timeout: 5s
+    retry: {attempts: 3, base: 1s, max: 10s}
     schema:
       $id: ignored-by-expansion
       type: object
@@ -41,12 +43,14 @@ func TestParse(t *testing.T) {
 	require.EqualValues(t, 1024, ts.MaxBodyBytes)
 	require.Equal(t, 2, ts.Consumers)
 	require.Equal(t, 5*time.Second, ts.Timeout)
+	require.Equal(t, jobs.RetryPolicy{Attempts: 3, Base: time.Second, Max: 10 * time.Second}, ts.Retry)
 
 	wh, ok := c.Lookup("webhook")
 	require.True(t, ok)
 	require.Equal(t, "http://127.0.0.1:9999/hook", wh.HTTP.URL)
 	require.Equal(t, jobcatalog.DefaultTimeout, wh.HTTP.Timeout)
 	require.EqualValues(t, jobcatalog.DefaultMaxBodyBytes, wh.MaxBodyBytes)
+	require.Equal(t, jobs.DefaultRetryPolicy(), wh.Retry)
 
 	_, ok = c.Lookup("nope")
 	require.False(t, ok)
@@ -93,6 +97,8 @@ func TestParseErrors(t *testing.T) {
 		"relative url":     {"job_types:\n  a:\n    http: {url: /hook}\n", "absolute http(s) URL"},
 		"huge body":        {"job_types:\n  a:\n    handler: x\n    max_body_bytes: 10000000\n", "max_body_bytes"},
 		"negative timeout": {"job_types:\n  a:\n    handler: x\n    timeout: -1s\n", "timeout"},
+		"no attempts":      {"job_types:\n  a:\n    handler: x\n    retry: {attempts: -1}\n", "retry.attempts"},
+		"max below base":   {"job_types:\n  a:\n    handler: x\n    retry: {base: 1m, max: 1s}\n", "retry.max"},
 		"bad schema":       {"job_types:\n  a:\n    handler: x\n    schema: {type: 12}\n", "schema"},
 		"unset env":        {"# ${NOT_IN_COMMENTS}\njob_types:\n  a:\n    http: {url: '${SWITCHYARD_SURELY_UNSET_VAR}'}\n", "line 4: environment variable SWITCHYARD_SURELY_UNSET_VAR"},
 	}

@@ -35,13 +35,17 @@ const (
 // Processing may follow accepted directly because SQS can deliver a message
 // before the relay has recorded it as queued, and processing may follow
 // processing when a worker died mid-handler and the message was redelivered.
+// Any unfinished status may become dead_lettered: the worker dead-letters a
+// job from processing (a permanent error or the last attempt), and SQS's
+// RedrivePolicy moves a message whose worker keeps crashing whatever the
+// job's status was when it last started.
 var transitions = map[Status][]Status{
-	StatusAccepted:     {StatusQueued, StatusProcessing},
-	StatusQueued:       {StatusProcessing},
-	StatusProcessing:   {StatusProcessing, StatusSucceeded, StatusFailed},
+	StatusAccepted:     {StatusQueued, StatusProcessing, StatusDeadLettered},
+	StatusQueued:       {StatusProcessing, StatusDeadLettered},
+	StatusProcessing:   {StatusProcessing, StatusSucceeded, StatusFailed, StatusDeadLettered},
 	StatusFailed:       {StatusProcessing, StatusDeadLettered},
 	StatusDeadLettered: {StatusReplayed},
-	StatusReplayed:     {StatusQueued, StatusProcessing},
+	StatusReplayed:     {StatusQueued, StatusProcessing, StatusDeadLettered},
 	StatusSucceeded:    nil,
 }
 
@@ -100,6 +104,24 @@ type Job struct {
 	QueuedAt       *time.Time
 	StartedAt      *time.Time
 	FinishedAt     *time.Time
+	// NextAttemptAt is when a failed job will be tried again.
+	NextAttemptAt *time.Time
+}
+
+// Attempt is one run of a job's handler.
+type Attempt struct {
+	// Number counts the job's attempts from 1, across replays.
+	Number int
+	// MessageID is the message that carried the attempt; a replay sends a
+	// new one.
+	MessageID string
+	// Outcome is running, succeeded, failed or abandoned (the worker died).
+	Outcome     string
+	Error       string
+	Fingerprint string
+	Permanent   bool
+	StartedAt   time.Time
+	FinishedAt  *time.Time
 }
 
 // Submission is a validated request to run a job, as the gateway hands it

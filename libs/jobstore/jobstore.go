@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -29,7 +30,7 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 const jobColumns = `id::text, type, client_id, client_scopes, status, payload, result, attempts, COALESCE(last_error, ''),
 	COALESCE(idempotency_key, ''), request_hash, COALESCE(request_id, ''), COALESCE(traceparent, ''),
-	created_at, updated_at, queued_at, started_at, finished_at`
+	created_at, updated_at, queued_at, started_at, finished_at, next_attempt_at`
 
 func scanJob(row pgx.Row) (jobs.Job, error) {
 	var j jobs.Job
@@ -37,7 +38,7 @@ func scanJob(row pgx.Row) (jobs.Job, error) {
 	var payload, result []byte
 	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &j.ClientScopes, &status, &payload, &result, &j.Attempts, &j.LastError,
 		&j.IdempotencyKey, &j.RequestHash, &j.RequestID, &j.TraceParent,
-		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt)
+		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt, &j.NextAttemptAt)
 	if err != nil {
 		return jobs.Job{}, err
 	}
@@ -148,14 +149,25 @@ func MarkQueued(ctx context.Context, tx pgx.Tx, jobIDs []string) error {
 // reached a final state; its message is a duplicate.
 var ErrFinished = errors.New("job already finished")
 
-// MarkProcessing records that a worker starts an attempt and returns the
-// attempt number. A job that does not exist is jobs.ErrNotFound; one that
-// is finished is ErrFinished.
-func (s *Store) MarkProcessing(ctx context.Context, id string) (attempt int, err error) {
+// MarkProcessing records that a worker starts an attempt at the job,
+// carried by message messageID, and returns the attempt number. The attempt
+// gets a 'running' row in job_attempts; running rows of earlier attempts
+// (whose worker died) become 'abandoned'. A job that does not exist is
+// jobs.ErrNotFound; one that is finished is ErrFinished.
+func (s *Store) MarkProcessing(ctx context.Context, id, messageID string) (attempt int, err error) {
 	err = s.pool.QueryRow(ctx, `
-		UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(), updated_at = now()
-		WHERE id = $1 AND status = ANY($2)
-		RETURNING attempts`, id, statusStrings(jobs.Sources(jobs.StatusProcessing))).Scan(&attempt)
+		WITH job AS (
+			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),
+				next_attempt_at = NULL, updated_at = now()
+			WHERE id = $1 AND status = ANY($2)
+			RETURNING id, attempts
+		), abandoned AS (
+			UPDATE job_attempts SET outcome = 'abandoned', finished_at = now()
+			WHERE job_id = $1 AND outcome = 'running' AND EXISTS (SELECT 1 FROM job)
+		)
+		INSERT INTO job_attempts (job_id, attempt, message_id)
+		SELECT id, attempts, $3 FROM job
+		RETURNING attempt`, id, statusStrings(jobs.Sources(jobs.StatusProcessing)), messageID).Scan(&attempt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var status string
 		if err := s.pool.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, id).Scan(&status); err != nil {
@@ -172,9 +184,10 @@ func (s *Store) MarkProcessing(ctx context.Context, id string) (attempt int, err
 	return attempt, nil
 }
 
-// Complete marks the job succeeded with result, inside tx (the transaction
-// that also holds the handler's effects and the inbox row).
-func Complete(ctx context.Context, tx pgx.Tx, id string, result json.RawMessage) error {
+// Complete marks the job succeeded with result, and its attempt too,
+// inside tx (the transaction that also holds the handler's effects and the
+// inbox row).
+func Complete(ctx context.Context, tx pgx.Tx, id string, attempt int, result json.RawMessage) error {
 	var res any
 	if len(result) > 0 {
 		res = []byte(result)
@@ -188,18 +201,98 @@ func Complete(ctx context.Context, tx pgx.Tx, id string, result json.RawMessage)
 	if tag.RowsAffected() != 1 {
 		return fmt.Errorf("marking job %s succeeded: job is not processing", id)
 	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE job_attempts SET outcome = 'succeeded', error = NULL, fingerprint = NULL, finished_at = now()
+		WHERE job_id = $1 AND attempt = $2`, id, attempt); err != nil {
+		return fmt.Errorf("recording attempt %d of job %s: %w", attempt, id, err)
+	}
 	return nil
 }
 
-// MarkFailed records a failed attempt and its error.
-func (s *Store) MarkFailed(ctx context.Context, id, lastError string) error {
-	_, err := s.pool.Exec(ctx, `
+// Failure is one failed attempt, as the worker reports it.
+type Failure struct {
+	JobID       string
+	Attempt     int
+	MessageID   string
+	Error       string
+	Fingerprint string
+	Permanent   bool
+}
+
+// Tally sums up the failed attempts of one message.
+type Tally struct {
+	// Failures counts the failed attempts of the message, this one included.
+	Failures       int
+	FirstFailureAt time.Time
+	LastFailureAt  time.Time
+}
+
+// RecordFailure settles the attempt as failed, marks the job failed with
+// the error (unless something newer already moved it on), and returns the
+// tally of the message's failed attempts, inside tx.
+func RecordFailure(ctx context.Context, tx pgx.Tx, f Failure) (Tally, error) {
+	if _, err := tx.Exec(ctx, `
+		UPDATE job_attempts SET outcome = 'failed', error = $3, fingerprint = NULLIF($4, ''), permanent = $5, finished_at = now()
+		WHERE job_id = $1 AND attempt = $2`, f.JobID, f.Attempt, f.Error, f.Fingerprint, f.Permanent); err != nil {
+		return Tally{}, fmt.Errorf("recording failed attempt %d of job %s: %w", f.Attempt, f.JobID, err)
+	}
+	if _, err := tx.Exec(ctx, `
 		UPDATE jobs SET status = 'failed', last_error = $2, updated_at = now()
-		WHERE id = $1 AND status = 'processing'`, id, lastError)
+		WHERE id = $1 AND status = 'processing'`, f.JobID, f.Error); err != nil {
+		return Tally{}, fmt.Errorf("marking job %s failed: %w", f.JobID, err)
+	}
+	var t Tally
+	err := tx.QueryRow(ctx, `
+		SELECT count(*), COALESCE(min(finished_at), now()), COALESCE(max(finished_at), now())
+		FROM job_attempts WHERE message_id = $1 AND job_id = $2 AND outcome = 'failed'`, f.MessageID, f.JobID).
+		Scan(&t.Failures, &t.FirstFailureAt, &t.LastFailureAt)
 	if err != nil {
-		return fmt.Errorf("marking job %s failed: %w", id, err)
+		return Tally{}, fmt.Errorf("counting failed attempts of job %s: %w", f.JobID, err)
+	}
+	return t, nil
+}
+
+// ScheduleRetry records, inside tx, when the failed job will be tried again.
+func ScheduleRetry(ctx context.Context, tx pgx.Tx, id string, at time.Time) error {
+	if _, err := tx.Exec(ctx, `UPDATE jobs SET next_attempt_at = $2 WHERE id = $1 AND status = 'failed'`, id, at); err != nil {
+		return fmt.Errorf("scheduling retry of job %s: %w", id, err)
 	}
 	return nil
+}
+
+// MarkDeadLettered moves the job to dead_lettered inside tx, from any
+// status that may move there, and reports whether it did (false: the job
+// is already finished, or does not exist).
+func MarkDeadLettered(ctx context.Context, tx pgx.Tx, id string) (bool, error) {
+	if !isUUID(id) {
+		return false, nil // not a job id, so no job to move
+	}
+	tag, err := tx.Exec(ctx, `
+		UPDATE jobs SET status = 'dead_lettered', next_attempt_at = NULL, finished_at = now(), updated_at = now()
+		WHERE id = $1 AND status = ANY($2)`, id, statusStrings(jobs.Sources(jobs.StatusDeadLettered)))
+	if err != nil {
+		return false, fmt.Errorf("marking job %s dead-lettered: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Attempts returns the job's attempts, oldest first.
+func (s *Store) Attempts(ctx context.Context, id string) ([]jobs.Attempt, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT attempt, message_id, outcome, COALESCE(error, ''), COALESCE(fingerprint, ''), permanent, started_at, finished_at
+		FROM job_attempts WHERE job_id = $1 ORDER BY attempt`, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading attempts of job %s: %w", id, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (jobs.Attempt, error) {
+		var a jobs.Attempt
+		err := row.Scan(&a.Number, &a.MessageID, &a.Outcome, &a.Error, &a.Fingerprint, &a.Permanent, &a.StartedAt, &a.FinishedAt)
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading attempts of job %s: %w", id, err)
+	}
+	return out, nil
 }
 
 func statusStrings(ss []jobs.Status) []string {
@@ -209,6 +302,8 @@ func statusStrings(ss []jobs.Status) []string {
 	}
 	return out
 }
+
+func isUUID(s string) bool { return uuid.Validate(s) == nil }
 
 // scopesOrEmpty keeps a nil slice from becoming SQL NULL in a NOT NULL column.
 func scopesOrEmpty(s []string) []string {

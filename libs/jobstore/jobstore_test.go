@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -175,33 +176,93 @@ func TestLifecycleNeverMovesBackwards(t *testing.T) {
 		return j.Status
 	}
 
+	fail := func(attempt int, msg, text string) jobstore.Tally {
+		var tally jobstore.Tally
+		require.NoError(t, inTx(func(tx pgx.Tx) error {
+			var err error
+			tally, err = jobstore.RecordFailure(ctx, tx, jobstore.Failure{JobID: job.ID, Attempt: attempt, MessageID: msg, Error: text, Fingerprint: "fp"})
+			return err
+		}))
+		return tally
+	}
+
 	// The worker can be faster than the relay's bookkeeping.
-	attempt, err := store.MarkProcessing(ctx, job.ID)
+	attempt, err := store.MarkProcessing(ctx, job.ID, "m1")
 	require.NoError(t, err)
 	require.Equal(t, 1, attempt)
 	require.NoError(t, inTx(func(tx pgx.Tx) error { return jobstore.MarkQueued(ctx, tx, []string{job.ID}) }))
 	require.Equal(t, jobs.StatusProcessing, status(), "a late 'queued' does not regress processing")
 
-	require.NoError(t, store.MarkFailed(ctx, job.ID, "boom"))
+	tally := fail(1, "m1", "boom")
+	require.Equal(t, 1, tally.Failures)
 	require.Equal(t, jobs.StatusFailed, status())
-	attempt, err = store.MarkProcessing(ctx, job.ID)
-	require.NoError(t, err)
-	require.Equal(t, 2, attempt)
-
-	require.NoError(t, inTx(func(tx pgx.Tx) error { return jobstore.Complete(ctx, tx, job.ID, json.RawMessage(`{"ok":true}`)) }))
+	next := time.Now().Add(time.Minute).Truncate(time.Microsecond)
+	require.NoError(t, inTx(func(tx pgx.Tx) error { return jobstore.ScheduleRetry(ctx, tx, job.ID, next) }))
 	j, err := store.Get(ctx, job.ID, "c")
+	require.NoError(t, err)
+	require.True(t, next.Equal(*j.NextAttemptAt))
+
+	// Attempt 2 starts; its worker dies; attempt 3 (same message) starts,
+	// abandoning 2, fails, and the tally counts failures only.
+	_, err = store.MarkProcessing(ctx, job.ID, "m1")
+	require.NoError(t, err)
+	attempt, err = store.MarkProcessing(ctx, job.ID, "m1")
+	require.NoError(t, err)
+	require.Equal(t, 3, attempt)
+	j, err = store.Get(ctx, job.ID, "c")
+	require.NoError(t, err)
+	require.Nil(t, j.NextAttemptAt, "a new attempt clears the schedule")
+	tally = fail(3, "m1", "boom again")
+	require.Equal(t, 2, tally.Failures)
+	require.False(t, tally.LastFailureAt.Before(tally.FirstFailureAt))
+
+	// A new message (a replay) starts a fresh tally.
+	attempt, err = store.MarkProcessing(ctx, job.ID, "m2")
+	require.NoError(t, err)
+	require.Equal(t, 4, attempt)
+	require.NoError(t, inTx(func(tx pgx.Tx) error {
+		return jobstore.Complete(ctx, tx, job.ID, attempt, json.RawMessage(`{"ok":true}`))
+	}))
+	j, err = store.Get(ctx, job.ID, "c")
 	require.NoError(t, err)
 	require.Equal(t, jobs.StatusSucceeded, j.Status)
 	require.Empty(t, j.LastError)
 	require.JSONEq(t, `{"ok":true}`, string(j.Result))
 	require.NotNil(t, j.FinishedAt)
 
-	_, err = store.MarkProcessing(ctx, job.ID)
-	require.ErrorIs(t, err, jobstore.ErrFinished)
-	require.Error(t, inTx(func(tx pgx.Tx) error { return jobstore.Complete(ctx, tx, job.ID, nil) }))
-	require.NoError(t, store.MarkFailed(ctx, job.ID, "late"))
-	require.Equal(t, jobs.StatusSucceeded, status(), "a late failure does not regress success")
+	history, err := store.Attempts(ctx, job.ID)
+	require.NoError(t, err)
+	var outcomes []string
+	for _, a := range history {
+		outcomes = append(outcomes, a.Outcome)
+	}
+	require.Equal(t, []string{"failed", "abandoned", "failed", "succeeded"}, outcomes)
+	require.Equal(t, "boom", history[0].Error)
+	require.Equal(t, "fp", history[0].Fingerprint)
+	require.Equal(t, "m2", history[3].MessageID)
 
-	_, err = store.MarkProcessing(ctx, uuid.NewString())
+	_, err = store.MarkProcessing(ctx, job.ID, "m2")
+	require.ErrorIs(t, err, jobstore.ErrFinished)
+	require.Error(t, inTx(func(tx pgx.Tx) error { return jobstore.Complete(ctx, tx, job.ID, 5, nil) }))
+	fail(4, "m2", "late")
+	require.Equal(t, jobs.StatusSucceeded, status(), "a late failure does not regress success")
+	var moved bool
+	require.NoError(t, inTx(func(tx pgx.Tx) (err error) { moved, err = jobstore.MarkDeadLettered(ctx, tx, job.ID); return err }))
+	require.False(t, moved, "a succeeded job is never dead-lettered")
+
+	_, err = store.MarkProcessing(ctx, uuid.NewString(), "m")
 	require.ErrorIs(t, err, jobs.ErrNotFound)
+
+	// Crash loops are dead-lettered from wherever the job stopped.
+	other, _, err := store.Accept(ctx, submission("c", "", `{}`))
+	require.NoError(t, err)
+	_, err = store.MarkProcessing(ctx, other.ID, "m3")
+	require.NoError(t, err)
+	require.NoError(t, inTx(func(tx pgx.Tx) (err error) { moved, err = jobstore.MarkDeadLettered(ctx, tx, other.ID); return err }))
+	require.True(t, moved)
+	j, err = store.Get(ctx, other.ID, "c")
+	require.NoError(t, err)
+	require.Equal(t, jobs.StatusDeadLettered, j.Status)
+	_, err = store.MarkProcessing(ctx, other.ID, "m3")
+	require.ErrorIs(t, err, jobstore.ErrFinished, "a dead-lettered job is not run again until replayed")
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,8 +33,10 @@ type Config struct {
 	// other consumers. Default 30 s.
 	VisibilityTimeout time.Duration `conf:"default:30s,env:SWITCHYARD_SQS_VISIBILITY_TIMEOUT,help:SQS visibility timeout of job queues"`
 	// MaxReceiveCount is how many receives without a delete move a message
-	// to the DLQ (the RedrivePolicy). Default 5; at least 3.
-	MaxReceiveCount int `conf:"default:5,env:SWITCHYARD_SQS_MAX_RECEIVE_COUNT,help:receives before SQS moves a message to the DLQ"`
+	// to the DLQ (the RedrivePolicy): the safety net for a worker that
+	// crashes on a message. Every retry is a receive too, so it must
+	// exceed the retry attempts of every job type. Default 10; at least 3.
+	MaxReceiveCount int `conf:"default:10,env:SWITCHYARD_SQS_MAX_RECEIVE_COUNT,help:receives before SQS moves a message to the DLQ (must exceed every job type's retry attempts)"`
 	// Retention is how long the main queue keeps a message. Default 4 days.
 	Retention time.Duration `conf:"default:96h,env:SWITCHYARD_SQS_RETENTION,help:message retention of job queues"`
 	// DLQRetention is how long the DLQ keeps a message. Default 14 days
@@ -44,6 +47,24 @@ type Config struct {
 // DLQSuffix ends the name of every dead-letter queue.
 const DLQSuffix = "-dlq"
 
+// deadLetterTopicPrefix marks a topic that names a job type's dead-letter
+// queue. Job type names cannot contain ':', so it never collides.
+const deadLetterTopicPrefix = "dead-letter:"
+
+// DeadLetterTopic is the topic whose queue is jobType's DLQ: messages the
+// worker dead-letters are written to the outbox under it, and the relay
+// delivers them like any other.
+func DeadLetterTopic(jobType string) string { return deadLetterTopicPrefix + jobType }
+
+// SplitTopic returns the job type a topic belongs to and whether the topic
+// is that type's dead-letter topic.
+func SplitTopic(topic string) (jobType string, deadLetter bool) {
+	if t, ok := strings.CutPrefix(topic, deadLetterTopicPrefix); ok {
+		return t, true
+	}
+	return topic, false
+}
+
 var prefixPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{0,26}$`)
 
 func (c *Config) setDefaults() {
@@ -51,7 +72,7 @@ func (c *Config) setDefaults() {
 		c.VisibilityTimeout = 30 * time.Second
 	}
 	if c.MaxReceiveCount == 0 {
-		c.MaxReceiveCount = 5
+		c.MaxReceiveCount = 10
 	}
 	if c.Retention == 0 {
 		c.Retention = 4 * 24 * time.Hour
@@ -138,21 +159,40 @@ func NewQueues(client *sqs.Client, cfg Config) (*Queues, error) {
 // Client returns the SQS client the queues use.
 func (q *Queues) Client() *sqs.Client { return q.client }
 
-// Name returns the queue name of topic.
-func (q *Queues) Name(topic string) string { return q.cfg.Prefix + topic }
+// Config returns the configuration, defaults applied.
+func (q *Queues) Config() Config { return q.cfg }
+
+// Name returns the queue name of topic (a dead-letter topic's is its DLQ's).
+func (q *Queues) Name(topic string) string {
+	if jobType, dl := SplitTopic(topic); dl {
+		return q.DLQName(jobType)
+	}
+	return q.cfg.Prefix + topic
+}
 
 // DLQName returns the dead-letter queue name of topic.
 func (q *Queues) DLQName(topic string) string { return q.cfg.Prefix + topic + DLQSuffix }
 
 // Ensure creates topic's DLQ and queue (with its RedrivePolicy) when they
 // do not exist, brings their attributes in line with the config when they
-// do, and returns the queue's URL. It is idempotent and cached.
+// do, and returns the queue's URL; for a dead-letter topic (see
+// DeadLetterTopic) it does the same for the job type and returns the DLQ's
+// URL. It is idempotent and cached.
 func (q *Queues) Ensure(ctx context.Context, topic string) (string, error) {
 	q.mu.Lock()
 	url, ok := q.urls[topic]
 	q.mu.Unlock()
 	if ok {
 		return url, nil
+	}
+	jobType, deadLetter := SplitTopic(topic)
+	if deadLetter {
+		if _, err := q.Ensure(ctx, jobType); err != nil {
+			return "", err
+		}
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.urls[topic], nil
 	}
 	dlqURL, err := q.createOrUpdate(ctx, q.DLQName(topic), map[string]string{
 		string(types.QueueAttributeNameMessageRetentionPeriod): seconds(q.cfg.DLQRetention),
@@ -184,8 +224,28 @@ func (q *Queues) Ensure(ctx context.Context, topic string) (string, error) {
 	}
 	q.mu.Lock()
 	q.urls[topic] = url
+	q.urls[DeadLetterTopic(topic)] = dlqURL
 	q.mu.Unlock()
 	return url, nil
+}
+
+// ChangeVisibility hides a received message of topic for d from now
+// (rounded up to whole seconds, as SQS counts): the worker extends it while
+// a handler runs and sets it to the backoff before a retry.
+func (q *Queues) ChangeVisibility(ctx context.Context, topic, receiptHandle string, d time.Duration) error {
+	url, err := q.Ensure(ctx, topic)
+	if err != nil {
+		return err
+	}
+	d = min(max(d, 0), 12*time.Hour)                   // SQS's range
+	secs := int32((d + time.Second - 1) / time.Second) //nolint:gosec // at most 43200 after the clamp above
+	_, err = q.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: &url, ReceiptHandle: &receiptHandle, VisibilityTimeout: secs,
+	})
+	if err != nil {
+		return fmt.Errorf("changing visibility of a message on %s to %ds: %w", q.Name(topic), secs, err)
+	}
+	return nil
 }
 
 // createOrUpdate creates a queue, or, when one of that name exists with

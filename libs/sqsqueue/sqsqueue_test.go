@@ -71,11 +71,60 @@ func TestEnsureProvisionsQueueWithDLQ(t *testing.T) {
 	require.Equal(t, url, url2)
 	require.Equal(t, "9", queueAttrs(t, c, url)["VisibilityTimeout"])
 
+	// The dead-letter topic resolves to the DLQ.
+	dlqTopic := sqsqueue.DeadLetterTopic("orders")
+	dlqURL, err := q2.Ensure(ctx, dlqTopic)
+	require.NoError(t, err)
+	require.Equal(t, *dlq.QueueUrl, dlqURL)
+	require.Equal(t, prefix+"orders-dlq", q2.Name(dlqTopic))
+	jobType, isDLQ := sqsqueue.SplitTopic(dlqTopic)
+	require.Equal(t, "orders", jobType)
+	require.True(t, isDLQ)
+	fresh, err := sqsqueue.NewQueues(c, sqsqueue.Config{Prefix: prefix, VisibilityTimeout: 9 * time.Second, MaxReceiveCount: 3})
+	require.NoError(t, err)
+	dlqURL, err = fresh.Ensure(ctx, dlqTopic)
+	require.NoError(t, err)
+	require.Equal(t, *dlq.QueueUrl, dlqURL, "a dead-letter topic first, before its job type, resolves too")
+	_, isDLQ = sqsqueue.SplitTopic("orders")
+	require.False(t, isDLQ)
+
 	// Watermill's resolver interface provisions the same way.
 	res, err := q2.ResolveQueueUrl(ctx, wmsqs.ResolveQueueUrlParams{Topic: "orders"})
 	require.NoError(t, err)
 	require.Equal(t, url, string(*res.QueueURL))
 	require.True(t, *res.Exists)
+}
+
+// TestChangeVisibility hides a received message for a while and then
+// shows it again, as the worker does before a retry.
+func TestChangeVisibility(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClient(t)
+	q, err := sqsqueue.NewQueues(c, sqsqueue.Config{Prefix: stacktest.QueuePrefix(t), VisibilityTimeout: 30 * time.Second})
+	require.NoError(t, err)
+	url, err := q.Ensure(ctx, "later")
+	require.NoError(t, err)
+	_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(`{}`)})
+	require.NoError(t, err)
+	out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 5})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1)
+
+	// 1.2 s rounds up to 2 s: hidden now, visible again well before the
+	// queue's 30 s.
+	hiddenAt := time.Now()
+	require.NoError(t, q.ChangeVisibility(ctx, "later", *out.Messages[0].ReceiptHandle, 1200*time.Millisecond))
+	again, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	require.Empty(t, again.Messages, "hidden")
+	require.Eventually(t, func() bool {
+		again, err = c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1})
+		return err == nil && len(again.Messages) == 1
+	}, 15*time.Second, 10*time.Millisecond)
+	require.Less(t, time.Since(hiddenAt), 15*time.Second)
+
+	require.Error(t, q.ChangeVisibility(ctx, "later", "not-a-receipt-handle", time.Second))
 }
 
 func TestRedrivePolicyMovesCrashLoopsToDLQ(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/libs/config"
@@ -43,6 +44,10 @@ type Config struct {
 	JobsFile     string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file"`
 	CloseTimeout time.Duration `conf:"default:30s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:how long in-flight messages may take to finish on shutdown"`
 	Queues       sqsqueue.Config
+	// Registry receives the worker's metrics and serves /metrics; nil
+	// means Prometheus's default registry. (Not configurable from the
+	// environment: it lets tests run several workers in one process.)
+	Registry *prometheus.Registry `conf:"-"`
 }
 
 // Run processes messages of every job type in the catalog until ctx ends.
@@ -55,6 +60,9 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	}
 	bindings, err := Bindings(catalog, registry, nil)
 	if err != nil {
+		return err
+	}
+	if err := checkReceiveBudget(catalog, cfg.Queues); err != nil {
 		return err
 	}
 	maxConns := 2
@@ -81,7 +89,14 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	if err != nil {
 		return err
 	}
-	proc := processor.New(pool, logger, processor.NewMetrics(prometheus.DefaultRegisterer))
+	registerer, gatherer := prometheus.DefaultRegisterer, prometheus.DefaultGatherer
+	if cfg.Registry != nil {
+		registerer, gatherer = cfg.Registry, cfg.Registry
+	}
+	proc := processor.New(processor.Config{
+		Pool: pool, Logger: logger, Metrics: processor.NewMetrics(registerer),
+		Queue: queues, VisibilityTimeout: queues.Config().VisibilityTimeout,
+	})
 	for _, jt := range catalog.Types() {
 		for i := range jt.Consumers {
 			router.AddConsumerHandler(fmt.Sprintf("%s-%d", jt.Name, i), jt.Name, sub, proc.HandlerFunc(bindings[jt.Name]))
@@ -92,7 +107,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
 	}
-	opsSrv := ops.New(logger, nil)
+	opsSrv := ops.New(logger, gatherer)
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("router", func(context.Context) error {
 		if !router.IsRunning() || router.IsClosed() {
@@ -117,7 +132,7 @@ func Bindings(catalog *jobcatalog.Catalog, registry *jobhandler.Registry, client
 	out := map[string]processor.Binding{}
 	var errs []error
 	for _, jt := range catalog.Types() {
-		b := processor.Binding{JobType: jt.Name, Timeout: jt.Timeout}
+		b := processor.Binding{JobType: jt.Name, Timeout: jt.Timeout, Retry: jt.Retry}
 		if jt.HTTP != nil {
 			b.HandlerName, b.Handler = "http", httptarget.New(*jt.HTTP, client)
 		} else if h, ok := registry.Lookup(jt.Handler); ok {
@@ -131,22 +146,45 @@ func Bindings(catalog *jobcatalog.Catalog, registry *jobhandler.Registry, client
 	return out, errors.Join(errs...)
 }
 
+// checkReceiveBudget refuses a configuration in which the RedrivePolicy
+// would move a message to the DLQ before its job type's retries are done:
+// every attempt is a receive, and a crashed worker's receive counts too.
+func checkReceiveBudget(catalog *jobcatalog.Catalog, queues sqsqueue.Config) error {
+	maxReceives := queues.MaxReceiveCount
+	if maxReceives == 0 {
+		maxReceives = 10
+	}
+	var errs []error
+	for _, jt := range catalog.Types() {
+		if jt.Retry.Attempts >= maxReceives {
+			errs = append(errs, fmt.Errorf("job type %q: retry.attempts %d must be below the queues' max receive count %d (SWITCHYARD_SQS_MAX_RECEIVE_COUNT), or SQS dead-letters the message before its last attempt",
+				jt.Name, jt.Retry.Attempts, maxReceives))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return config.Invalid(err)
+	}
+	return nil
+}
+
 // NewSubscriber returns the watermill-aws SQS subscriber the worker uses:
 // long polling, one message per receive (so a failed message never holds
 // back others received with it), queues resolved (and provisioned with
-// their DLQ) through queues.
+// their DLQ) through queues, and messages read by Unmarshaler.
 func NewSubscriber(awsCfg aws.Config, queues *sqsqueue.Queues, logger watermill.LoggerAdapter) (*wmsqs.Subscriber, error) {
 	sub, err := wmsqs.NewSubscriber(wmsqs.SubscriberConfig{
 		AWSConfig:        awsCfg,
 		QueueUrlResolver: queues,
 		GenerateReceiveMessageInput: func(ctx context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
 			return &sqs.ReceiveMessageInput{
-				QueueUrl:              aws.String(string(queueURL)),
-				MessageAttributeNames: []string{"All"},
-				WaitTimeSeconds:       20,
-				MaxNumberOfMessages:   1,
+				QueueUrl:                    aws.String(string(queueURL)),
+				MessageAttributeNames:       []string{"All"},
+				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+				WaitTimeSeconds:             20,
+				MaxNumberOfMessages:         1,
 			}, nil
 		},
+		Unmarshaler: Unmarshaler{},
 	}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("creating SQS subscriber: %w", err)

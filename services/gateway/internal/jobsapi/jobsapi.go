@@ -97,6 +97,8 @@ type Status struct {
 	QueuedAt   *time.Time      `json:"queued_at,omitempty"`
 	StartedAt  *time.Time      `json:"started_at,omitempty"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	// NextAttemptAt is when a failed job will be tried again.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 }
 
 // HeaderIdempotencyKey is the header that makes a submission idempotent.
@@ -185,7 +187,7 @@ func (a *API) get(c echo.Context, param string) error {
 	return c.JSON(http.StatusOK, Status{
 		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError,
 		Result: job.Result, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt,
-		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt,
+		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt, NextAttemptAt: job.NextAttemptAt,
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -217,6 +218,24 @@ func TestAcceptAndStatus(t *testing.T) {
 	require.Equal(t, "text-stats", body["type"])
 	require.Equal(t, "accepted", body["status"])
 	require.EqualValues(t, 0, body["attempts"])
+	require.NotContains(t, body, "next_attempt_at")
+
+	// A worker's failed attempt shows: attempts, the error, the next try.
+	store := jobstore.New(e.pool)
+	attempt, err := store.MarkProcessing(context.Background(), id, "m")
+	require.NoError(t, err)
+	next := time.Now().Add(time.Minute).UTC().Truncate(time.Second)
+	tx, err := e.pool.Begin(context.Background())
+	require.NoError(t, err)
+	_, err = jobstore.RecordFailure(context.Background(), tx, jobstore.Failure{JobID: id, Attempt: attempt, MessageID: "m", Error: "target answered 503"})
+	require.NoError(t, err)
+	require.NoError(t, jobstore.ScheduleRetry(context.Background(), tx, id, next))
+	require.NoError(t, tx.Commit(context.Background()))
+	_, body = e.do(t, call{"GET", "/v1/jobs/" + id, ``, nil})
+	require.Equal(t, "failed", body["status"])
+	require.EqualValues(t, 1, body["attempts"])
+	require.Equal(t, "target answered 503", body["last_error"])
+	require.Equal(t, next.Format(time.RFC3339), body["next_attempt_at"])
 
 	resp, _ = e.do(t, call{"GET", "/v1/jobs/" + id, ``, map[string]string{headerClient: "client-b"}})
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "a client sees only its own jobs")

@@ -244,3 +244,32 @@ func TestEmptyMetadataValuesAreDropped(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"j1": 1}, e.drain(t, "sparse", 1))
 }
+
+// TestDeadLettersGoToTheDLQ: a message the worker dead-letters is written
+// to the outbox under the job type's dead-letter topic; the relay delivers
+// it to the job type's DLQ, not its queue, and leaves the job's status
+// alone.
+func TestDeadLettersGoToTheDLQ(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	ids := e.accept(t, "orders", 1)
+	_, err := e.forwarder(t, forwarder.Config{}).ForwardOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{ids[0]: 1}, e.drain(t, "orders", 1))
+
+	require.NoError(t, pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := jobstore.MarkDeadLettered(ctx, tx, ids[0]); err != nil {
+			return err
+		}
+		return outbox.Write(ctx, tx, outbox.Message{UUID: uuid.NewString(), Topic: sqsqueue.DeadLetterTopic("orders"),
+			Payload: []byte(`{"n":0}`), Metadata: map[string]string{outbox.MetaJobID: ids[0], "switchyard_dead_letter": `{"reason":"permanent_error"}`}})
+	}))
+	_, err = e.forwarder(t, forwarder.Config{}).ForwardOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{ids[0]: 1}, e.drain(t, sqsqueue.DeadLetterTopic("orders"), 1))
+	require.Empty(t, e.drain(t, "orders", 1))
+	var status string
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, ids[0]).Scan(&status))
+	require.Equal(t, "dead_lettered", status)
+}

@@ -3,6 +3,14 @@
 // transaction that also records the message in the inbox and the job as
 // succeeded, so that effects written through the transaction happen at most
 // once however often SQS delivers the message.
+//
+// Failures never hold a consumer: a failed attempt hides its message in SQS
+// for the job type's backoff (ChangeMessageVisibility) and releases the
+// consumer at once. A permanent error, the last attempt, or a message that
+// is not a job message goes to the job type's dead-letter queue, through
+// the outbox, in the transaction that records the failure; the original is
+// then deleted. While a handler runs, a heartbeat keeps its message hidden,
+// so a slow success is not delivered twice.
 package processor
 
 import (
@@ -11,32 +19,79 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/inbox"
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/sqsqueue"
 )
+
+// Metadata keys the worker's SQS unmarshaler adds to every received
+// message. They describe the delivery, not the job, and never travel on.
+const (
+	// MetaReceiptHandle is the handle that changes the message's visibility.
+	MetaReceiptHandle = "_sqs_receipt_handle"
+	// MetaSQSMessageID is SQS's own id of the message.
+	MetaSQSMessageID = "_sqs_message_id"
+	// MetaReceiveCount is SQS's ApproximateReceiveCount.
+	MetaReceiveCount   = "_sqs_receive_count"
+	deliveryMetaPrefix = "_sqs_"
+)
+
+// Queue changes how long a received message stays hidden; sqsqueue.Queues
+// implements it.
+type Queue interface {
+	ChangeVisibility(ctx context.Context, topic, receiptHandle string, d time.Duration) error
+}
+
+// Config configures a Processor.
+type Config struct {
+	Pool   *pgxpool.Pool
+	Logger *slog.Logger
+	// Metrics may be nil.
+	Metrics *Metrics
+	// Queue hides messages for their backoff and extends them while their
+	// handler runs. Without it (or for a message without a receipt
+	// handle) a failed message reappears after the queue's visibility
+	// timeout and long handlers get no heartbeat.
+	Queue Queue
+	// VisibilityTimeout is the queues' visibility timeout; the heartbeat
+	// renews it every third of it. Default 30 s.
+	VisibilityTimeout time.Duration
+	// Jitter returns a number in [0, 1) for backoff jitter; default
+	// math/rand/v2.
+	Jitter func() float64
+}
 
 // Processor runs handlers for messages.
 type Processor struct {
-	pool    *pgxpool.Pool
-	store   *jobstore.Store
-	logger  *slog.Logger
-	metrics *Metrics
+	cfg   Config
+	store *jobstore.Store
 }
 
-// New returns a Processor; metrics may be nil.
-func New(pool *pgxpool.Pool, logger *slog.Logger, metrics *Metrics) *Processor {
-	if metrics == nil {
-		metrics = NewMetrics(nil)
+// New returns a Processor.
+func New(cfg Config) *Processor {
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Processor{pool: pool, store: jobstore.New(pool), logger: logger, metrics: metrics}
+	if cfg.VisibilityTimeout <= 0 {
+		cfg.VisibilityTimeout = 30 * time.Second
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = rand.Float64
+	}
+	return &Processor{cfg: cfg, store: jobstore.New(cfg.Pool)}
 }
 
 // Binding ties a job type to the handler that runs it.
@@ -46,69 +101,91 @@ type Binding struct {
 	HandlerName string
 	Handler     jobhandler.Handler
 	Timeout     time.Duration
+	Retry       jobs.RetryPolicy
 }
 
-// HandlerFunc returns the Watermill handler for b. Returning nil acks the
-// message (done, or a duplicate); an error nacks it, so SQS redelivers it
-// after the visibility timeout, and the queue's RedrivePolicy eventually
-// moves a message that keeps failing to its DLQ.
+// HandlerFunc returns the Watermill handler for b. The message is acked
+// (deleted from SQS) when it is done, dead-lettered, or a duplicate. A
+// failed attempt with a retry scheduled is nacked here and the handler
+// returns nil: the failure is logged once, as a warning, instead of also
+// as the router's error (the router's later Ack is a no-op on a nacked
+// message). When the worker cannot even record the outcome, the error is
+// returned and the router nacks. A nacked message comes back when its
+// visibility ends (the backoff, or the queue's visibility timeout), and
+// the queue's RedrivePolicy moves one that keeps coming back unresolved
+// (a crash loop) to the DLQ.
 func (p *Processor) HandlerFunc(b Binding) message.NoPublishHandlerFunc {
+	if b.Retry.Attempts == 0 {
+		b.Retry = jobs.DefaultRetryPolicy()
+	}
 	return func(msg *message.Message) error {
 		start := time.Now()
 		outcome, err := p.process(msg, b)
-		p.metrics.observe(b.JobType, outcome, time.Since(start))
+		p.cfg.Metrics.observe(b.JobType, outcome, time.Since(start))
+		if outcome == OutcomeRetrying {
+			msg.Nack()
+			return nil
+		}
 		return err
 	}
 }
 
 // Outcomes of processing one message, as reported in metrics.
 const (
-	OutcomeSucceeded = "succeeded"
-	OutcomeDuplicate = "duplicate"
-	OutcomeFailed    = "failed"
-	OutcomeInvalid   = "invalid"
+	OutcomeSucceeded    = "succeeded"
+	OutcomeDuplicate    = "duplicate"
+	OutcomeRetrying     = "retrying"
+	OutcomeDeadLettered = "dead_lettered"
+	// OutcomeError: the worker could not process or record the message
+	// (e.g. Postgres unavailable); SQS delivers it again.
+	OutcomeError = "error"
 )
+
+// bookkeepingTimeout bounds the writes that record an outcome; they run
+// even when the handler used up its own time.
+const bookkeepingTimeout = 10 * time.Second
 
 func (p *Processor) process(msg *message.Message, b Binding) (string, error) {
 	jobID := msg.Metadata.Get(outbox.MetaJobID)
-	log := p.logger.With("message_id", msg.UUID, "job_id", jobID, "job_type", b.JobType,
+	log := p.cfg.Logger.With("message_id", msg.UUID, "job_id", jobID, "job_type", b.JobType,
 		"client_id", msg.Metadata.Get(outbox.MetaClientID), "request_id", msg.Metadata.Get(outbox.MetaRequestID))
-	if jobID == "" {
-		log.Error("message has no job id; leaving it to the queue's redrive policy")
-		return OutcomeInvalid, errors.New("message carries no job_id")
-	}
 	// The handler gets the whole timeout even while the worker shuts down,
 	// so that work that started also finishes and commits.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), b.Timeout)
 	defer cancel()
 
-	seen, err := inbox.Seen(ctx, p.pool, msg.UUID)
+	if jobID == "" {
+		return p.deadLetterStray(msg, b, log, deadletter.ReasonUndecodable, "message carries no job_id attribute; it is not a Switchyard job message")
+	}
+	if _, err := uuid.Parse(jobID); err != nil {
+		return p.deadLetterStray(msg, b, log, deadletter.ReasonUndecodable, "message's job_id attribute is not a UUID")
+	}
+	seen, err := inbox.Seen(ctx, p.cfg.Pool, msg.UUID)
 	if err != nil {
-		return OutcomeFailed, err
+		log.Error("checking the inbox", "error", err)
+		return OutcomeError, err
 	}
 	if seen {
 		log.Info("duplicate delivery; already applied")
 		return OutcomeDuplicate, nil
 	}
-	attempt, err := p.store.MarkProcessing(ctx, jobID)
+	attempt, err := p.store.MarkProcessing(ctx, jobID, msg.UUID)
 	switch {
 	case errors.Is(err, jobstore.ErrFinished):
 		log.Info("job already finished; dropping message", "reason", err)
 		return OutcomeDuplicate, nil
 	case errors.Is(err, jobs.ErrNotFound):
-		log.Error("message for a job that does not exist; leaving it to the queue's redrive policy")
-		return OutcomeInvalid, err
+		return p.deadLetterStray(msg, b, log, deadletter.ReasonUnknownJob, "message names job "+jobID+", which does not exist")
 	case err != nil:
-		return OutcomeFailed, err
+		log.Error("marking job processing", "error", err)
+		return OutcomeError, err
 	}
 
+	stopHeartbeat := p.heartbeat(ctx, msg, b, log)
 	result, applied, err := p.apply(ctx, msg, b, jobID, attempt)
+	stopHeartbeat()
 	if err != nil {
-		if markErr := p.store.MarkFailed(context.WithoutCancel(ctx), jobID, err.Error()); markErr != nil {
-			log.Error("recording failed attempt", "error", markErr)
-		}
-		log.Warn("attempt failed", "attempt", attempt, "error", err, "permanent", jobhandler.IsPermanent(err))
-		return OutcomeFailed, err
+		return p.fail(ctx, msg, b, log, jobID, attempt, err)
 	}
 	if !applied {
 		log.Info("duplicate delivery raced with another; already applied")
@@ -121,7 +198,10 @@ func (p *Processor) process(msg *message.Message, b Binding) (string, error) {
 // apply runs the handler in one transaction with the inbox record and the
 // success status. applied is false when another delivery won the race.
 func (p *Processor) apply(ctx context.Context, msg *message.Message, b Binding, jobID string, attempt int) (result json.RawMessage, applied bool, err error) {
-	tx, err := p.pool.Begin(ctx)
+	if !json.Valid(msg.Payload) {
+		return nil, false, jobhandler.Permanent(errors.New("message payload is not valid JSON"))
+	}
+	tx, err := p.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("beginning job transaction: %w", err)
 	}
@@ -144,11 +224,193 @@ func (p *Processor) apply(ctx context.Context, msg *message.Message, b Binding, 
 	if len(result) > 0 && !json.Valid(result) {
 		return nil, false, jobhandler.Permanent(errors.New("handler returned a result that is not valid JSON"))
 	}
-	if err := jobstore.Complete(ctx, tx, jobID, result); err != nil {
+	if err := jobstore.Complete(ctx, tx, jobID, attempt, result); err != nil {
 		return nil, false, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, false, fmt.Errorf("committing job: %w", err)
 	}
 	return result, true, nil
+}
+
+// fail records a failed attempt and either schedules the next one or, for
+// a permanent error or the last attempt, dead-letters the message, in one
+// transaction.
+func (p *Processor) fail(ctx context.Context, msg *message.Message, b Binding, log *slog.Logger,
+	jobID string, attempt int, cause error) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	permanent := jobhandler.IsPermanent(cause)
+	text := deadletter.Truncate(cause.Error(), deadletter.MaxErrorBytes)
+	fingerprint := deadletter.Fingerprint(b.HandlerName, permanent, text)
+
+	tx, err := p.cfg.Pool.Begin(ctx)
+	if err != nil {
+		log.Error("recording failed attempt", "attempt", attempt, "error", err, "cause", cause)
+		return OutcomeError, errors.Join(cause, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	tally, err := jobstore.RecordFailure(ctx, tx, jobstore.Failure{
+		JobID: jobID, Attempt: attempt, MessageID: msg.UUID, Error: text, Fingerprint: fingerprint, Permanent: permanent,
+	})
+	if err != nil {
+		log.Error("recording failed attempt", "attempt", attempt, "error", err, "cause", cause)
+		return OutcomeError, errors.Join(cause, err)
+	}
+
+	if permanent || b.Retry.Exhausted(tally.Failures) {
+		reason := deadletter.ReasonAttemptsExhausted
+		if permanent {
+			reason = deadletter.ReasonPermanentError
+		}
+		if _, err := jobstore.MarkDeadLettered(ctx, tx, jobID); err != nil {
+			return OutcomeError, errors.Join(cause, err)
+		}
+		meta := deadletter.Metadata{
+			Reason: reason, Error: text, Fingerprint: fingerprint, Attempts: tally.Failures, Handler: b.HandlerName,
+			Topic: b.JobType, JobID: jobID, ClientID: msg.Metadata.Get(outbox.MetaClientID),
+			TraceID:        deadletter.TraceID(msg.Metadata.Get(outbox.MetaTraceParent)),
+			FirstFailureAt: &tally.FirstFailureAt, LastFailureAt: &tally.LastFailureAt, DeadLetteredAt: time.Now().UTC(),
+		}
+		if err := p.writeDeadLetter(ctx, tx, msg.UUID, msg, b, meta, false); err != nil {
+			return OutcomeError, errors.Join(cause, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			log.Error("dead-lettering", "error", err, "cause", cause)
+			return OutcomeError, errors.Join(cause, fmt.Errorf("committing dead letter: %w", err))
+		}
+		p.cfg.Metrics.deadLettered(b.JobType, reason)
+		log.Warn("job dead-lettered", "reason", reason, "attempt", attempt, "failures", tally.Failures,
+			"error", text, "fingerprint", fingerprint)
+		return OutcomeDeadLettered, nil
+	}
+
+	delay := b.Retry.Delay(tally.Failures, p.cfg.Jitter())
+	if err := jobstore.ScheduleRetry(ctx, tx, jobID, time.Now().Add(delay)); err != nil {
+		return OutcomeError, errors.Join(cause, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return OutcomeError, errors.Join(cause, fmt.Errorf("committing failed attempt: %w", err))
+	}
+	p.cfg.Metrics.retryScheduled(b.JobType, delay)
+	if receipt := msg.Metadata.Get(MetaReceiptHandle); receipt != "" && p.cfg.Queue != nil {
+		if err := p.cfg.Queue.ChangeVisibility(ctx, b.JobType, receipt, delay); err != nil {
+			p.cfg.Metrics.visibilityChange(b.JobType, "backoff", false)
+			log.Warn("could not hide the message for its backoff; it returns after the queue's visibility timeout", "error", err)
+		} else {
+			p.cfg.Metrics.visibilityChange(b.JobType, "backoff", true)
+		}
+	}
+	log.Warn("attempt failed; retry scheduled", "attempt", attempt, "failures", tally.Failures,
+		"attempts_allowed", b.Retry.Attempts, "retry_in", delay.Round(time.Millisecond).String(), "error", text, "fingerprint", fingerprint)
+	return OutcomeRetrying, nil
+}
+
+// deadLetterStray dead-letters a message that is not a job message, or
+// names no existing job: there is no job to record it on, only the message
+// to keep for an operator.
+func (p *Processor) deadLetterStray(msg *message.Message, b Binding, log *slog.Logger, reason deadletter.Reason, detail string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), bookkeepingTimeout)
+	defer cancel()
+	now := time.Now().UTC()
+	meta := deadletter.Metadata{
+		Reason: reason, Error: detail, Fingerprint: deadletter.Fingerprint("", true, string(reason)+": "+detail),
+		Topic: b.JobType, JobID: msg.Metadata.Get(outbox.MetaJobID), ClientID: msg.Metadata.Get(outbox.MetaClientID),
+		TraceID:        deadletter.TraceID(msg.Metadata.Get(outbox.MetaTraceParent)),
+		FirstFailureAt: &now, LastFailureAt: &now, DeadLetteredAt: now, OriginalAttributes: originalAttributes(msg),
+	}
+	// A message that did not come through our outbox may carry any
+	// "UUID"; SQS's own message id is always a UUID.
+	id := msg.UUID
+	if _, err := uuid.Parse(id); err != nil {
+		id = msg.Metadata.Get(MetaSQSMessageID)
+	}
+	if _, err := uuid.Parse(id); err != nil {
+		id = uuid.NewString()
+	}
+	tx, err := p.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return OutcomeError, fmt.Errorf("dead-lettering %s message: %w", reason, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := p.writeDeadLetter(ctx, tx, id, msg, b, meta, true); err != nil {
+		return OutcomeError, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return OutcomeError, fmt.Errorf("committing dead letter: %w", err)
+	}
+	p.cfg.Metrics.deadLettered(b.JobType, reason)
+	log.Warn("message dead-lettered", "reason", reason, "detail", detail, "dead_letter_id", id, "payload_bytes", len(msg.Payload))
+	return OutcomeDeadLettered, nil
+}
+
+// writeDeadLetter writes the message bound for b's DLQ to the outbox in tx.
+// A job message keeps its own attributes beside the dead-letter metadata; a
+// stray one's attributes go inside the metadata (SQS allows ten per
+// message, and a stray may already carry ten).
+func (p *Processor) writeDeadLetter(ctx context.Context, tx pgx.Tx, id string, msg *message.Message, b Binding, meta deadletter.Metadata, stray bool) error {
+	encoded, err := meta.Encode()
+	if err != nil {
+		return err
+	}
+	attrs := map[string]string{deadletter.Attribute: encoded}
+	if !stray {
+		for _, k := range []string{outbox.MetaJobID, outbox.MetaJobType, outbox.MetaClientID, outbox.MetaRequestID, outbox.MetaTraceParent} {
+			if v := msg.Metadata.Get(k); v != "" {
+				attrs[k] = v
+			}
+		}
+	}
+	return outbox.Write(ctx, tx, outbox.Message{UUID: id, Topic: sqsqueue.DeadLetterTopic(b.JobType), Payload: msg.Payload, Metadata: attrs})
+}
+
+// originalAttributes returns msg's attributes without the delivery
+// metadata the unmarshaler added.
+func originalAttributes(msg *message.Message) map[string]string {
+	out := map[string]string{}
+	for k, v := range msg.Metadata {
+		if !strings.HasPrefix(k, deliveryMetaPrefix) {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// heartbeat keeps msg hidden while its handler runs, renewing the
+// visibility timeout every third of it; the returned func stops it and
+// waits until no renewal is in flight.
+func (p *Processor) heartbeat(ctx context.Context, msg *message.Message, b Binding, log *slog.Logger) (stop func()) {
+	receipt := msg.Metadata.Get(MetaReceiptHandle)
+	if receipt == "" || p.cfg.Queue == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(max(p.cfg.VisibilityTimeout/3, 500*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				err := p.cfg.Queue.ChangeVisibility(ctx, b.JobType, receipt, p.cfg.VisibilityTimeout)
+				if ctx.Err() != nil {
+					return
+				}
+				p.cfg.Metrics.visibilityChange(b.JobType, "heartbeat", err == nil)
+				if err != nil {
+					log.Warn("extending the message's visibility failed; it may be delivered again while its handler runs", "error", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -16,11 +17,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/libs/textstats"
 	"github.com/switchyard/switchyard/services/worker/demo"
 	"github.com/switchyard/switchyard/services/worker/internal/processor"
@@ -38,7 +41,29 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool := stacktest.NewPool(t)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	return &env{pool: pool, store: jobstore.New(pool), proc: processor.New(pool, logger, nil)}
+	return &env{pool: pool, store: jobstore.New(pool), proc: processor.New(processor.Config{Pool: pool, Logger: logger})}
+}
+
+// deadLetters returns the messages waiting in the outbox for topic's DLQ.
+func (e *env) deadLetters(t *testing.T, jobType string) []outbox.Message {
+	t.Helper()
+	claim, err := outbox.ClaimBatch(context.Background(), e.pool, 1000)
+	require.NoError(t, err)
+	defer claim.Release(context.Background())
+	var out []outbox.Message
+	for _, r := range claim.Rows {
+		if r.Message.Topic == sqsqueue.DeadLetterTopic(jobType) {
+			out = append(out, r.Message)
+		}
+	}
+	return out
+}
+
+func deadLetterMeta(t *testing.T, m outbox.Message) deadletter.Metadata {
+	t.Helper()
+	meta, err := deadletter.Decode(m.Metadata[deadletter.Attribute])
+	require.NoError(t, err)
+	return meta
 }
 
 // job accepts a text-stats job and returns the message the relay would
@@ -70,8 +95,19 @@ func (e *env) effects(t *testing.T, m *message.Message) int {
 	return n
 }
 
+// nacked reports whether the processor nacked m itself.
+func nacked(m *message.Message) bool {
+	select {
+	case <-m.Nacked():
+		return true
+	default:
+		return false
+	}
+}
+
 func binding(h jobhandler.Handler) processor.Binding {
-	return processor.Binding{JobType: "text-stats", HandlerName: "text-stats", Handler: h, Timeout: 5 * time.Second}
+	return processor.Binding{JobType: "text-stats", HandlerName: "text-stats", Handler: h, Timeout: 5 * time.Second,
+		Retry: jobs.RetryPolicy{Attempts: 3, Base: time.Second, Max: time.Minute}}
 }
 
 func TestSuccessAndRedelivery(t *testing.T) {
@@ -156,10 +192,14 @@ func TestFailureIsRecordedAndRetried(t *testing.T) {
 	handle := e.proc.HandlerFunc(binding(h))
 	m := e.job(t, "retry me")
 
-	require.ErrorContains(t, handle(m), "upstream flaked", "an error nacks the message")
+	before := time.Now()
+	require.NoError(t, handle(m))
+	require.True(t, nacked(m), "a failed attempt is nacked, to come back after its backoff")
 	j := e.get(t, m)
 	require.Equal(t, jobs.StatusFailed, j.Status)
 	require.Equal(t, "upstream flaked", j.LastError)
+	require.NotNil(t, j.NextAttemptAt)
+	require.WithinRange(t, *j.NextAttemptAt, before.Add(500*time.Millisecond), time.Now().Add(time.Second), "half to all of the 1 s base")
 	require.Zero(t, e.effects(t, m))
 
 	require.NoError(t, handle(m.Copy()))
@@ -167,28 +207,205 @@ func TestFailureIsRecordedAndRetried(t *testing.T) {
 	require.Equal(t, jobs.StatusSucceeded, j.Status)
 	require.Equal(t, 2, j.Attempts)
 	require.Empty(t, j.LastError)
+	require.Nil(t, j.NextAttemptAt)
 	require.Equal(t, 1, e.effects(t, m))
+	require.Empty(t, e.deadLetters(t, "text-stats"))
 }
 
-func TestInvalidMessagesAreNacked(t *testing.T) {
+// TestLastAttemptDeadLettersWithMetadata fails a job on each of its three
+// attempts, with errors that differ only in their variable parts.
+func TestLastAttemptDeadLettersWithMetadata(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := jobhandler.Func(func(_ context.Context, task jobhandler.Task) (json.RawMessage, error) {
+		return nil, fmt.Errorf("upstream answered 503 for job %s on attempt %d", task.JobID, task.Attempt)
+	})
+	handle := e.proc.HandlerFunc(binding(h))
+	m := e.job(t, "doomed")
+	m.Metadata.Set(outbox.MetaTraceParent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	m.Metadata.Set(outbox.MetaRequestID, "req-1")
+
+	for range 2 {
+		c := m.Copy()
+		require.NoError(t, handle(c))
+		require.True(t, nacked(c))
+	}
+	require.Equal(t, jobs.StatusFailed, e.get(t, m).Status)
+	require.Empty(t, e.deadLetters(t, "text-stats"), "not before the last attempt")
+	last := m.Copy()
+	require.NoError(t, handle(last))
+	require.False(t, nacked(last), "the last attempt's message is acknowledged: it lives on in the DLQ")
+
+	j := e.get(t, m)
+	require.Equal(t, jobs.StatusDeadLettered, j.Status)
+	require.Equal(t, 3, j.Attempts)
+	require.Contains(t, j.LastError, "upstream answered 503")
+	require.NotNil(t, j.FinishedAt)
+
+	dls := e.deadLetters(t, "text-stats")
+	require.Len(t, dls, 1)
+	dl := dls[0]
+	require.Equal(t, m.UUID, dl.UUID, "dead letters keep the message id")
+	require.JSONEq(t, string(m.Payload), string(dl.Payload))
+	require.Equal(t, j.ID, dl.Metadata[outbox.MetaJobID])
+	require.Equal(t, "c", dl.Metadata[outbox.MetaClientID])
+	require.Equal(t, "req-1", dl.Metadata[outbox.MetaRequestID])
+	meta := deadLetterMeta(t, dl)
+	require.Equal(t, deadletter.ReasonAttemptsExhausted, meta.Reason)
+	require.Equal(t, 3, meta.Attempts)
+	require.Equal(t, "text-stats", meta.Handler)
+	require.Equal(t, "text-stats", meta.Topic)
+	require.Equal(t, j.ID, meta.JobID)
+	require.Equal(t, "c", meta.ClientID)
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", meta.TraceID)
+	require.Contains(t, meta.Error, "on attempt 3")
+	require.NotNil(t, meta.FirstFailureAt)
+	require.NotNil(t, meta.LastFailureAt)
+	require.True(t, meta.LastFailureAt.After(*meta.FirstFailureAt))
+	require.False(t, meta.DeadLetteredAt.IsZero())
+
+	history, err := e.store.Attempts(context.Background(), j.ID)
+	require.NoError(t, err)
+	require.Len(t, history, 3)
+	for _, a := range history {
+		require.Equal(t, "failed", a.Outcome)
+		require.Equal(t, meta.Fingerprint, a.Fingerprint, "one fingerprint across attempts")
+	}
+
+	// A late duplicate of the message is dropped, not run again.
+	require.NoError(t, handle(m.Copy()))
+	require.Equal(t, 3, e.get(t, m).Attempts)
+	require.Len(t, e.deadLetters(t, "text-stats"), 1)
+}
+
+func TestPermanentErrorSkipsRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := jobhandler.Func(func(context.Context, jobhandler.Task) (json.RawMessage, error) {
+		return nil, jobhandler.Permanent(errors.New("target answered 400"))
+	})
+	m := e.job(t, "bad")
+	require.NoError(t, e.proc.HandlerFunc(binding(h))(m))
+	j := e.get(t, m)
+	require.Equal(t, jobs.StatusDeadLettered, j.Status)
+	require.Equal(t, 1, j.Attempts)
+	dls := e.deadLetters(t, "text-stats")
+	require.Len(t, dls, 1)
+	meta := deadLetterMeta(t, dls[0])
+	require.Equal(t, deadletter.ReasonPermanentError, meta.Reason)
+	require.Equal(t, 1, meta.Attempts)
+	require.Equal(t, "permanent: target answered 400", meta.Error)
+}
+
+// TestStrayMessagesAreDeadLettered covers messages that are not job
+// messages: they go to the DLQ with their attributes and are acknowledged,
+// so they never come back to the consumer.
+func TestStrayMessagesAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	handle := e.proc.HandlerFunc(binding(demo.TextStats()))
-	require.Error(t, handle(message.NewMessage(uuid.NewString(), []byte(`{}`))), "no job id")
 
-	m := message.NewMessage(uuid.NewString(), []byte(`{"text":"x"}`))
-	m.Metadata.Set(outbox.MetaJobID, uuid.NewString())
-	require.Error(t, handle(m), "a job that does not exist")
+	garbage := message.NewMessage("not-a-uuid", []byte("hello, not JSON"))
+	garbage.Metadata.Set("colour", "red")
+	sqsID := uuid.NewString()
+	garbage.Metadata.Set(processor.MetaSQSMessageID, sqsID)
+	garbage.Metadata.Set(processor.MetaReceiptHandle, "rh")
+	require.NoError(t, handle(garbage))
+
+	badID := message.NewMessage(uuid.NewString(), []byte(`{}`))
+	badID.Metadata.Set(outbox.MetaJobID, "123")
+	require.NoError(t, handle(badID))
+
+	orphan := message.NewMessage(uuid.NewString(), []byte(`{"text":"x"}`))
+	orphan.Metadata.Set(outbox.MetaJobID, uuid.NewString())
+	require.NoError(t, handle(orphan))
+
+	byID := map[string]deadletter.Metadata{}
+	payloads := map[string]string{}
+	for _, dl := range e.deadLetters(t, "text-stats") {
+		byID[dl.UUID] = deadLetterMeta(t, dl)
+		payloads[dl.UUID] = string(dl.Payload)
+		require.Len(t, dl.Metadata, 1, "a stray's attributes travel inside the metadata")
+	}
+	require.Len(t, byID, 3)
+	g := byID[sqsID]
+	require.Equal(t, deadletter.ReasonUndecodable, g.Reason, "a stray without a UUID keeps SQS's message id")
+	require.Equal(t, map[string]string{"colour": "red"}, g.OriginalAttributes, "delivery details are not the message's")
+	require.Equal(t, "hello, not JSON", payloads[sqsID])
+	require.NotEmpty(t, g.Fingerprint)
+	require.Equal(t, deadletter.ReasonUndecodable, byID[badID.UUID].Reason)
+	require.Equal(t, deadletter.ReasonUnknownJob, byID[orphan.UUID].Reason)
+	require.Equal(t, orphan.Metadata.Get(outbox.MetaJobID), byID[orphan.UUID].JobID)
 }
 
-func TestBadResultFailsTheAttempt(t *testing.T) {
+func TestBadResultIsPermanent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := jobhandler.Func(func(context.Context, jobhandler.Task) (json.RawMessage, error) {
 		return json.RawMessage(`{not json`), nil
 	})
 	m := e.job(t, "x")
-	err := e.proc.HandlerFunc(binding(h))(m)
-	require.True(t, jobhandler.IsPermanent(err))
-	require.Equal(t, jobs.StatusFailed, e.get(t, m).Status)
+	require.NoError(t, e.proc.HandlerFunc(binding(h))(m))
+	require.Equal(t, jobs.StatusDeadLettered, e.get(t, m).Status)
+	require.Equal(t, deadletter.ReasonPermanentError, deadLetterMeta(t, e.deadLetters(t, "text-stats")[0]).Reason)
+}
+
+// visibilityLog records the visibility changes the processor asks for.
+type visibilityLog struct {
+	mu    sync.Mutex
+	calls []time.Duration
+}
+
+func (v *visibilityLog) ChangeVisibility(_ context.Context, topic, receipt string, d time.Duration) error {
+	if topic != "text-stats" || receipt != "rh-1" {
+		return fmt.Errorf("unexpected topic %q or receipt handle %q", topic, receipt)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.calls = append(v.calls, d)
+	return nil
+}
+
+func (v *visibilityLog) count() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.calls)
+}
+
+// TestBackoffAndHeartbeatGoToTheQueue checks what the processor asks of
+// SQS (the real calls are tested in the runner): a running handler's
+// message is renewed every third of the visibility timeout, and a failed
+// attempt's message is hidden for exactly its backoff.
+func TestBackoffAndHeartbeatGoToTheQueue(t *testing.T) {
+	t.Parallel()
+	pool := stacktest.NewPool(t)
+	vis := &visibilityLog{}
+	proc := processor.New(processor.Config{
+		Pool: pool, Logger: slog.New(slog.DiscardHandler), Queue: vis, VisibilityTimeout: 1500 * time.Millisecond,
+		Jitter: func() float64 { return 0.5 },
+	})
+	e := &env{pool: pool, store: jobstore.New(pool), proc: proc}
+	h := jobhandler.Func(func(ctx context.Context, _ jobhandler.Task) (json.RawMessage, error) {
+		// A slow handler: it returns once two heartbeats went out.
+		for vis.count() < 2 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		return nil, errors.New("slow and then failed")
+	})
+	b := binding(h)
+	b.Retry = jobs.RetryPolicy{Attempts: 3, Base: 4 * time.Second, Max: time.Minute}
+	m := e.job(t, "slow")
+	m.Metadata.Set(processor.MetaReceiptHandle, "rh-1")
+	require.NoError(t, proc.HandlerFunc(b)(m))
+	require.True(t, nacked(m))
+
+	vis.mu.Lock()
+	defer vis.mu.Unlock()
+	require.Len(t, vis.calls, 3)
+	require.Equal(t, []time.Duration{1500 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second}, vis.calls,
+		"two heartbeats renewing the visibility timeout, then the backoff: 4 s base, jitter 0.5 -> 3 s")
 }
