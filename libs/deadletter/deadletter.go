@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -40,6 +41,15 @@ const (
 	// too many receives without a delete (a worker crash loop); such
 	// messages carry no Metadata of ours.
 	ReasonMaxReceiveCount Reason = "max_receive_count"
+)
+
+// Errors of the dead-letter store; libs/problem maps them to HTTP problems.
+var (
+	// ErrNotFound: no dead letter with that id (or operation, for replays).
+	ErrNotFound = errors.New("dead letter not found")
+	// ErrNotReplayable: the dead letter cannot be replayed in its state
+	// (archived, no job, the job is not dead-lettered).
+	ErrNotReplayable = errors.New("dead letter cannot be replayed")
 )
 
 // MaxErrorBytes caps the error text kept in Metadata, so that a long error

@@ -38,6 +38,8 @@ const (
 	MetaClientID    = "client_id"
 	MetaRequestID   = "request_id"
 	MetaTraceParent = "traceparent"
+	// MetaReplayOf names the dead letter a replayed message was sent for.
+	MetaReplayOf = "replay_of"
 )
 
 // Message is one message bound for a destination topic.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/jobs"
 )
 
@@ -40,6 +41,8 @@ var (
 	NotFound             = Kind{"not-found", "Not found", http.StatusNotFound}
 	JobNotFound          = Kind{"job-not-found", "Job not found", http.StatusNotFound}
 	UnknownJobType       = Kind{"unknown-job-type", "Unknown job type", http.StatusNotFound}
+	DeadLetterNotFound   = Kind{"dead-letter-not-found", "Dead letter not found", http.StatusNotFound}
+	NotReplayable        = Kind{"not-replayable", "Dead letter cannot be replayed in its state", http.StatusConflict}
 	MethodNotAllowed     = Kind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	PayloadTooLarge      = Kind{"payload-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
 	UnsupportedMedia     = Kind{"unsupported-media-type", "Unsupported media type", http.StatusUnsupportedMediaType}
@@ -139,6 +142,10 @@ func From(err error) *Problem {
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		return JobNotFound.New("no job with this id belongs to the caller").WithCause(err)
+	case errors.Is(err, deadletter.ErrNotFound):
+		return DeadLetterNotFound.New(err.Error()).WithCause(err)
+	case errors.Is(err, deadletter.ErrNotReplayable):
+		return NotReplayable.New(err.Error()).WithCause(err)
 	case errors.Is(err, jobs.ErrUnknownType):
 		return UnknownJobType.New(err.Error()).WithCause(err)
 	case errors.Is(err, jobs.ErrIdempotencyKeyReused):

@@ -110,8 +110,11 @@ func ensureTemplate(ctx context.Context, server string) (string, error) {
 		pgx.Identifier{building}.Sanitize(), pgx.Identifier{name}.Sanitize())); err != nil {
 		return "", fmt.Errorf("publishing template: %w", err)
 	}
-	// Templates of older migration sets are of no further use.
-	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'switchyard_tmpl_%' AND datname <> $1", name)
+	// Templates of older migration sets are of little further use, but
+	// another checkout (a CI run beside a working tree) may still be using
+	// one: keep the newest few, drop the rest.
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'switchyard_tmpl_%' AND datname <> $1
+		AND datname NOT LIKE '%_building' ORDER BY oid DESC OFFSET 3`, name)
 	if err == nil {
 		stale, _ := pgx.CollectRows(rows, pgx.RowTo[string])
 		for _, s := range stale {

@@ -51,20 +51,7 @@ type Config struct {
 }
 
 // AuthConfig says which access tokens the gateway accepts.
-type AuthConfig struct {
-	Issuer             string        `conf:"required,env:SWITCHYARD_AUTH_ISSUER,help:OIDC issuer URL (this platform's token service, Azure AD, Keycloak...)"`
-	Audience           string        `conf:"default:switchyard,env:SWITCHYARD_AUTH_AUDIENCE,help:required aud of access tokens"`
-	JWKSURL            string        `conf:"env:SWITCHYARD_AUTH_JWKS_URL,help:JWKS URL (default: from the issuer's discovery document)"`
-	Algorithms         []string      `conf:"default:ES256;EdDSA;RS256,env:SWITCHYARD_AUTH_ALGORITHMS,help:accepted signing algorithms (;-separated)"`
-	TokenTypes         []string      `conf:"default:at+jwt;application/at+jwt,env:SWITCHYARD_AUTH_TOKEN_TYPES,help:accepted JWS typ values (;-separated; Azure AD needs JWT)"`
-	RequireNotBefore   bool          `conf:"default:true,env:SWITCHYARD_AUTH_REQUIRE_NBF,help:refuse tokens without nbf (Keycloak omits it: set false)"`
-	Leeway             time.Duration `conf:"default:30s,env:SWITCHYARD_AUTH_LEEWAY,help:clock skew allowed on exp/nbf/iat"`
-	JWKSRefresh        time.Duration `conf:"default:5m,env:SWITCHYARD_AUTH_JWKS_REFRESH,help:how often the JWKS is re-fetched"`
-	UnknownKIDInterval time.Duration `conf:"default:30s,env:SWITCHYARD_AUTH_UNKNOWN_KID_INTERVAL,help:least time between JWKS refreshes caused by unknown kids"`
-	CacheSize          int           `conf:"default:10000,env:SWITCHYARD_AUTH_CACHE_SIZE,help:verified tokens remembered (-1: no cache)"`
-	CacheTTL           time.Duration `conf:"default:1m,env:SWITCHYARD_AUTH_CACHE_TTL,help:longest a verified token is trusted before it is verified again"`
-	DisabledPoll       time.Duration `conf:"default:10s,env:SWITCHYARD_AUTH_DISABLED_CLIENTS_POLL,help:poll interval for disabled clients (NOTIFY makes it immediate)"`
-}
+type AuthConfig = accesstoken.Settings
 
 // Run serves the gateway until ctx ends, then drains. Sync routes may name
 // the Go handlers in handlers.
@@ -91,13 +78,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		return err
 	}
 	disabled := oauthclients.NewDisabledSet(clients, cfg.DatabaseURL.Value(), cfg.Auth.DisabledPoll, logger)
-	verifier, err := accesstoken.New(accesstoken.Config{
-		Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, JWKSURL: cfg.Auth.JWKSURL,
-		Algorithms: cfg.Auth.Algorithms, Types: cfg.Auth.TokenTypes, RequireNotBefore: cfg.Auth.RequireNotBefore,
-		Leeway: cfg.Auth.Leeway, RefreshInterval: cfg.Auth.JWKSRefresh, UnknownKIDInterval: cfg.Auth.UnknownKIDInterval,
-		CacheSize: cfg.Auth.CacheSize, CacheTTL: cfg.Auth.CacheTTL, Revoked: disabled.Disabled,
-		Registerer: prometheus.DefaultRegisterer, Logger: logger,
-	})
+	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Disabled, prometheus.DefaultRegisterer, logger))
 	if err != nil {
 		return err
 	}

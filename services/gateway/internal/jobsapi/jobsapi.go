@@ -6,7 +6,6 @@
 package jobsapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -25,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobpayload"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/problem"
 )
@@ -122,19 +121,8 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 	if err != nil {
 		return err
 	}
-	if err := checkJSON(body); err != nil {
+	if err := jobpayload.Check(jt, body); err != nil {
 		return err
-	}
-	violations, err := jt.Validate(body)
-	if err != nil {
-		return fmt.Errorf("validating payload: %w", err)
-	}
-	if len(violations) > 0 {
-		fields := make([]problem.FieldError, len(violations))
-		for i, v := range violations {
-			fields[i] = problem.FieldError{Pointer: v.Pointer, Detail: v.Detail}
-		}
-		return problem.ValidationFailed.Newf("the payload does not satisfy the schema of job type %q", jt.Name).WithErrors(fields)
 	}
 	id, ok := authn.FromContext(req.Context())
 	if !ok {
@@ -220,50 +208,6 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 		return nil, problem.BadRequest.New("the request body could not be read").WithCause(err)
 	}
 	return body, nil
-}
-
-// checkJSON insists on one well-formed JSON value in valid UTF-8, made only
-// of characters SQS can carry, so that what is accepted can be delivered.
-func checkJSON(body []byte) error {
-	if len(body) == 0 {
-		return problem.MalformedJSON.New("the body is empty; send a JSON object")
-	}
-	if !utf8.Valid(body) {
-		return problem.MalformedJSON.New("the body is not valid UTF-8")
-	}
-	var v json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&v); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return problem.MalformedJSON.Newf("invalid JSON at byte %d: %s", se.Offset, se.Error())
-		}
-		return problem.MalformedJSON.Newf("invalid JSON: %s", err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return problem.MalformedJSON.New("the body holds more than one JSON value")
-	}
-	for i, r := range string(body) {
-		if !sqsCharacter(r) {
-			return problem.MalformedJSON.Newf("character U+%04X at byte %d cannot be carried by the queue; escape it as \\u%04x", r, i, r)
-		}
-	}
-	return nil
-}
-
-// sqsCharacter reports whether SQS accepts r in a message body
-// (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
-func sqsCharacter(r rune) bool {
-	switch {
-	case r == 0x9 || r == 0xA || r == 0xD:
-		return true
-	case r >= 0x20 && r <= 0xD7FF:
-		return true
-	case r >= 0xE000 && r <= 0xFFFD:
-		return true
-	default:
-		return r >= 0x10000 && r <= 0x10FFFF
-	}
 }
 
 func truncate(s string, n int) string {

@@ -1,0 +1,38 @@
+package accesstoken
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Settings are the access-token settings every service with an API reads
+// from its environment (the gateway, the replay service's admin API). The
+// conf tags name the variables.
+type Settings struct {
+	Issuer             string        `conf:"required,env:SWITCHYARD_AUTH_ISSUER,help:OIDC issuer URL (this platform's token service, Azure AD, Keycloak...)"`
+	Audience           string        `conf:"default:switchyard,env:SWITCHYARD_AUTH_AUDIENCE,help:required aud of access tokens"`
+	JWKSURL            string        `conf:"env:SWITCHYARD_AUTH_JWKS_URL,help:JWKS URL (default: from the issuer's discovery document)"`
+	Algorithms         []string      `conf:"default:ES256;EdDSA;RS256,env:SWITCHYARD_AUTH_ALGORITHMS,help:accepted signing algorithms (;-separated)"`
+	TokenTypes         []string      `conf:"default:at+jwt;application/at+jwt,env:SWITCHYARD_AUTH_TOKEN_TYPES,help:accepted JWS typ values (;-separated; Azure AD needs JWT)"`
+	RequireNotBefore   bool          `conf:"default:true,env:SWITCHYARD_AUTH_REQUIRE_NBF,help:refuse tokens without nbf (Keycloak omits it: set false)"`
+	Leeway             time.Duration `conf:"default:30s,env:SWITCHYARD_AUTH_LEEWAY,help:clock skew allowed on exp/nbf/iat"`
+	JWKSRefresh        time.Duration `conf:"default:5m,env:SWITCHYARD_AUTH_JWKS_REFRESH,help:how often the JWKS is re-fetched"`
+	UnknownKIDInterval time.Duration `conf:"default:30s,env:SWITCHYARD_AUTH_UNKNOWN_KID_INTERVAL,help:least time between JWKS refreshes caused by unknown kids"`
+	CacheSize          int           `conf:"default:10000,env:SWITCHYARD_AUTH_CACHE_SIZE,help:verified tokens remembered (-1: no cache)"`
+	CacheTTL           time.Duration `conf:"default:1m,env:SWITCHYARD_AUTH_CACHE_TTL,help:longest a verified token is trusted before it is verified again"`
+	DisabledPoll       time.Duration `conf:"default:10s,env:SWITCHYARD_AUTH_DISABLED_CLIENTS_POLL,help:poll interval for disabled clients (NOTIFY makes it immediate)"`
+}
+
+// VerifierConfig returns the verifier configuration of s; revoked reports
+// disabled clients (oauthclients.DisabledSet.Disabled).
+func (s Settings) VerifierConfig(revoked func(clientID string) bool, reg prometheus.Registerer, logger *slog.Logger) Config {
+	return Config{
+		Issuer: s.Issuer, Audience: s.Audience, JWKSURL: s.JWKSURL,
+		Algorithms: s.Algorithms, Types: s.TokenTypes, RequireNotBefore: s.RequireNotBefore,
+		Leeway: s.Leeway, RefreshInterval: s.JWKSRefresh, UnknownKIDInterval: s.UnknownKIDInterval,
+		CacheSize: s.CacheSize, CacheTTL: s.CacheTTL, Revoked: revoked,
+		Registerer: reg, Logger: logger,
+	}
+}

@@ -1,0 +1,477 @@
+// Package adminapi serves the replay service's admin API (DESIGN.md,
+// "Replay / admin"): dead letters listed with filters and cursor paging,
+// shown with their payload and error history, counted by topic and
+// fingerprint, replayed one at a time (optionally with an edited payload,
+// validated like a new request), archived or purged; and the audit log.
+// Every call needs the admin scope and writes an audit row; calls that
+// change something write it in the transaction of the change.
+package adminapi
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/deadletter"
+	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobpayload"
+	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
+)
+
+// Scope is the scope every admin call requires.
+const Scope = "switchyard:admin"
+
+// Page sizes.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+	// maxReplayBody bounds a replay request: the largest payload a job type
+	// may take, plus room for the envelope.
+	maxReplayBody = jobcatalog.MaxBodyBytesLimit + 4<<10
+)
+
+// API is the admin API.
+type API struct {
+	store   *deadletterstore.Store
+	catalog *jobcatalog.Catalog
+	// retention is how long an archived dead letter is kept.
+	retention time.Duration
+}
+
+// New returns the API.
+func New(store *deadletterstore.Store, catalog *jobcatalog.Catalog, archiveRetention time.Duration) *API {
+	return &API{store: store, catalog: catalog, retention: archiveRetention}
+}
+
+// Mount registers the routes on e behind guard (authentication and the
+// admin scope).
+func (a *API) Mount(e *echo.Echo, guard echo.MiddlewareFunc) {
+	g := e.Group("/admin/v1", guard)
+	g.GET("/dead-letters", a.list)
+	g.GET("/dead-letters/stats", a.stats)
+	g.GET("/dead-letters/:id", a.get)
+	g.POST("/dead-letters/:id/replay", a.replay)
+	g.DELETE("/dead-letters/:id", a.remove)
+	g.GET("/audit", a.audit)
+}
+
+// auditOf starts the audit entry of the call in c.
+func auditOf(c echo.Context, action, target string) deadletterstore.AuditEntry {
+	id, _ := authn.FromContext(c.Request().Context())
+	return deadletterstore.AuditEntry{
+		Actor: id.ClientID, Action: action, Target: target,
+		RequestID: httpserver.RequestID(c.Request().Context()), SourceIP: c.RealIP(),
+	}
+}
+
+// recordRead audits a call that changed nothing: its outcome, whether it
+// succeeded or was refused. It returns err (or the audit failure).
+func (a *API) recordRead(c echo.Context, e deadletterstore.AuditEntry, err error) error {
+	if err != nil {
+		e.Outcome = "refused: " + strconv.Itoa(problem.From(err).Status)
+	}
+	if auditErr := a.store.Audit(c.Request().Context(), e); auditErr != nil {
+		return errors.Join(err, auditErr)
+	}
+	return err
+}
+
+// Page is a page of a listing.
+type Page[T any] struct {
+	Items []T `json:"items"`
+	// NextCursor fetches the next page; absent on the last.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+var filterParams = []string{"topic", "type", "fingerprint", "client", "reason", "status", "since", "until"}
+
+func (a *API) list(c echo.Context) error {
+	e := auditOf(c, "dead_letters.list", "")
+	f, limit, cursor, err := parseListQuery(c.QueryParams())
+	e.Filter = f
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	after := ""
+	if cursor != "" {
+		after, err = decodeCursor(cursor)
+		if err != nil {
+			return a.recordRead(c, e, err)
+		}
+	}
+	items, more, err := a.store.List(c.Request().Context(), f, limit, after)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	page := Page[deadletterstore.DeadLetter]{Items: items}
+	if page.Items == nil {
+		page.Items = []deadletterstore.DeadLetter{}
+	}
+	if more {
+		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(items[len(items)-1].ID))
+	}
+	e.Counts = map[string]int{"returned": len(items)}
+	if err := a.recordRead(c, e, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+func (a *API) stats(c echo.Context) error {
+	e := auditOf(c, "dead_letters.stats", "")
+	if err := onlyParams(c.QueryParams(), filterParams); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	f, err := parseFilter(c.QueryParams())
+	e.Filter = f
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	groups, err := a.store.Stats(c.Request().Context(), f)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	if groups == nil {
+		groups = []deadletterstore.Group{}
+	}
+	total := 0
+	for _, g := range groups {
+		total += g.Count
+	}
+	e.Counts = map[string]int{"groups": len(groups), "dead_letters": total}
+	if err := a.recordRead(c, e, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"groups": groups, "total": total})
+}
+
+// Detail is the answer of GET /admin/v1/dead-letters/{id}.
+type Detail struct {
+	deadletterstore.DeadLetter
+	// Payload is the message body: JSON as it was, or a string when the
+	// body is not JSON (PayloadEncoding says how).
+	Payload         json.RawMessage `json:"payload"`
+	PayloadEncoding string          `json:"payload_encoding"`
+	// Attempts is the job's error history, oldest first.
+	Attempts []AttemptView `json:"attempts"`
+	// JobURL links to the job (GET /v1/jobs/{id} on the gateway, for its
+	// owning client).
+	JobURL string `json:"job_url,omitempty"`
+}
+
+// AttemptView is one attempt of the job.
+type AttemptView struct {
+	Number      int        `json:"attempt"`
+	MessageID   string     `json:"message_id"`
+	Outcome     string     `json:"outcome"`
+	Error       string     `json:"error,omitempty"`
+	Fingerprint string     `json:"fingerprint,omitempty"`
+	Permanent   bool       `json:"permanent,omitempty"`
+	StartedAt   time.Time  `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+}
+
+func (a *API) get(c echo.Context) error {
+	id := c.Param("id")
+	e := auditOf(c, "dead_letters.get", id)
+	if err := onlyParams(c.QueryParams(), nil); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	d, err := a.store.Get(c.Request().Context(), id)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	attempts, err := a.store.Attempts(c.Request().Context(), d)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	out := Detail{DeadLetter: d, Attempts: []AttemptView{}}
+	out.Payload, out.PayloadEncoding = renderPayload(d.Payload)
+	for _, at := range attempts {
+		out.Attempts = append(out.Attempts, AttemptView{
+			Number: at.Number, MessageID: at.MessageID, Outcome: at.Outcome, Error: at.Error, Fingerprint: at.Fingerprint,
+			Permanent: at.Permanent, StartedAt: at.StartedAt, FinishedAt: at.FinishedAt,
+		})
+	}
+	if d.JobID != "" {
+		out.JobURL = "/v1/jobs/" + d.JobID
+	}
+	if err := a.recordRead(c, e, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// renderPayload returns a body as JSON: itself when it is JSON, else a
+// JSON string of its text or its base64.
+func renderPayload(body []byte) (json.RawMessage, string) {
+	if json.Valid(body) {
+		return body, "json"
+	}
+	if utf8.Valid(body) {
+		s, _ := json.Marshal(string(body))
+		return s, "text"
+	}
+	s, _ := json.Marshal(base64.StdEncoding.EncodeToString(body))
+	return s, "base64"
+}
+
+// ReplayBody is the optional body of POST /admin/v1/dead-letters/{id}/replay.
+type ReplayBody struct {
+	// Payload replaces the message's payload; it is validated like a new
+	// request of the job type.
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// Force replays a dead letter that was replayed before.
+	Force bool `json:"force,omitempty"`
+}
+
+func (a *API) replay(c echo.Context) error {
+	id := c.Param("id")
+	e := auditOf(c, "dead_letters.replay", id)
+	body, err := readJSONBody[ReplayBody](c, maxReplayBody)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	e.Filter = map[string]any{"force": body.Force, "edited": len(body.Payload) > 0}
+	if len(body.Payload) > 0 {
+		d, err := a.store.Get(c.Request().Context(), id)
+		if err != nil {
+			return a.recordRead(c, e, err)
+		}
+		jt, ok := a.catalog.Lookup(d.Topic)
+		if !ok {
+			return a.recordRead(c, e, fmt.Errorf("job type %q is no longer declared, so an edited payload cannot be validated: %w", d.Topic, deadletter.ErrNotReplayable))
+		}
+		if err := jobpayload.Check(jt, body.Payload); err != nil {
+			return a.recordRead(c, e, err)
+		}
+	}
+	res, err := a.store.Replay(c.Request().Context(), deadletterstore.ReplayRequest{ID: id, Payload: body.Payload, Force: body.Force, Audit: e})
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	status := http.StatusAccepted
+	if res.Deduplicated {
+		status = http.StatusOK
+	}
+	return c.JSON(status, res)
+}
+
+func (a *API) remove(c echo.Context) error {
+	id := c.Param("id")
+	e := auditOf(c, "dead_letters.archive", id)
+	if err := onlyParams(c.QueryParams(), []string{"mode"}); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	mode := deadletterstore.RemoveMode(c.QueryParam("mode"))
+	switch mode {
+	case "", deadletterstore.ModeArchive:
+		mode = deadletterstore.ModeArchive
+	case deadletterstore.ModePurge:
+		e.Action = "dead_letters.purge"
+	default:
+		return a.recordRead(c, e, problem.InvalidParameter.Newf("mode %q must be archive (the default) or purge", truncate(string(mode), 32)))
+	}
+	d, err := a.store.Remove(c.Request().Context(), id, mode, a.retention, e)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	answer := map[string]any{"id": d.ID, "mode": mode}
+	if mode == deadletterstore.ModeArchive {
+		answer["purge_after"] = d.PurgeAfter
+	}
+	return c.JSON(http.StatusOK, answer)
+}
+
+func (a *API) audit(c echo.Context) error {
+	e := auditOf(c, "audit.list", "")
+	q := c.QueryParams()
+	if err := onlyParams(q, []string{"actor", "action", "target", "since", "until", "limit", "cursor"}); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	f := deadletterstore.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Target: q.Get("target")}
+	var err error
+	if f.Since, err = parseTime(q, "since"); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	if f.Until, err = parseTime(q, "until"); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	limit, err := parseLimit(q)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	var before int64
+	if cur := q.Get("cursor"); cur != "" {
+		raw, err := decodeCursor(cur)
+		if err == nil {
+			before, err = strconv.ParseInt(raw, 10, 64)
+		}
+		if err != nil || before <= 0 {
+			return a.recordRead(c, e, problem.InvalidParameter.New("cursor is not one this API returned"))
+		}
+	}
+	e.Filter = map[string]any{"actor": f.Actor, "action": f.Action, "target": f.Target, "since": f.Since, "until": f.Until}
+	// The read is recorded first, so that it shows in its own answer.
+	if err := a.recordRead(c, e, nil); err != nil {
+		return err
+	}
+	items, more, err := a.store.ListAudit(c.Request().Context(), f, limit, before)
+	if err != nil {
+		return err
+	}
+	page := Page[deadletterstore.AuditEntry]{Items: items}
+	if page.Items == nil {
+		page.Items = []deadletterstore.AuditEntry{}
+	}
+	if more {
+		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(items[len(items)-1].ID, 10)))
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+// parseListQuery reads the list endpoint's query: filters, limit, cursor.
+func parseListQuery(q url.Values) (deadletterstore.Filter, int, string, error) {
+	if err := onlyParams(q, append(slices.Clone(filterParams), "limit", "cursor")); err != nil {
+		return deadletterstore.Filter{}, 0, "", err
+	}
+	f, err := parseFilter(q)
+	if err != nil {
+		return f, 0, "", err
+	}
+	limit, err := parseLimit(q)
+	return f, limit, q.Get("cursor"), err
+}
+
+// parseFilter reads a dead-letter filter from query parameters (topic or
+// type, fingerprint, client, reason, status, since, until).
+func parseFilter(q url.Values) (deadletterstore.Filter, error) {
+	f := deadletterstore.Filter{Fingerprint: q.Get("fingerprint"), ClientID: q.Get("client"), Reason: q.Get("reason"), Status: q.Get("status")}
+	topic, typ := q.Get("topic"), q.Get("type")
+	if topic != "" && typ != "" && topic != typ {
+		return f, problem.InvalidParameter.New("topic and type name the same thing (the job type); give one")
+	}
+	f.Topic = topic
+	if f.Topic == "" {
+		f.Topic = typ
+	}
+	if f.Status != "" && !slices.Contains([]string{deadletterstore.StatusStored, deadletterstore.StatusReplayed, deadletterstore.StatusArchived}, f.Status) {
+		return f, problem.InvalidParameter.Newf("status %q must be stored, replayed or archived", truncate(f.Status, 32))
+	}
+	var err error
+	if f.Since, err = parseTime(q, "since"); err != nil {
+		return f, err
+	}
+	if f.Until, err = parseTime(q, "until"); err != nil {
+		return f, err
+	}
+	if f.Since != nil && f.Until != nil && !f.Until.After(*f.Since) {
+		return f, problem.InvalidParameter.New("until must be after since")
+	}
+	return f, nil
+}
+
+func parseTime(q url.Values, name string) (*time.Time, error) {
+	v := q.Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return nil, problem.InvalidParameter.Newf("%s %q is not an RFC 3339 time such as 2026-11-23T10:00:00Z", name, truncate(v, 40))
+	}
+	return &t, nil
+}
+
+func parseLimit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxLimit {
+		return 0, problem.InvalidParameter.Newf("limit %q must be a whole number from 1 to %d", truncate(v, 20), MaxLimit)
+	}
+	return n, nil
+}
+
+func decodeCursor(cur string) (string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(cur)
+	if err != nil || len(raw) == 0 {
+		return "", problem.InvalidParameter.New("cursor is not one this API returned")
+	}
+	s := string(raw)
+	if _, perr := strconv.ParseInt(s, 10, 64); perr != nil && uuid.Validate(s) != nil {
+		return "", problem.InvalidParameter.New("cursor is not one this API returned")
+	}
+	return s, nil
+}
+
+// onlyParams refuses query parameters other than allowed, and repeated ones.
+func onlyParams(q url.Values, allowed []string) error {
+	for k, vs := range q {
+		if !slices.Contains(allowed, k) {
+			if len(allowed) == 0 {
+				return problem.InvalidParameter.Newf("unknown query parameter %q: this endpoint takes none", truncate(k, 40))
+			}
+			return problem.InvalidParameter.Newf("unknown query parameter %q (accepted: %s)", truncate(k, 40), strings.Join(allowed, ", "))
+		}
+		if len(vs) > 1 {
+			return problem.InvalidParameter.Newf("query parameter %q is given %d times", k, len(vs))
+		}
+	}
+	return nil
+}
+
+// readJSONBody decodes an optional JSON body into T, refusing unknown
+// fields, trailing data and bodies over limit.
+func readJSONBody[T any](c echo.Context, limit int64) (T, error) {
+	var v T
+	req := c.Request()
+	data, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return v, problem.PayloadTooLarge.Newf("the body exceeds %d bytes", limit)
+		}
+		return v, fmt.Errorf("reading request body: %w", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return v, nil
+	}
+	if ct := req.Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		return v, problem.UnsupportedMedia.Newf("Content-Type %q is not accepted; use application/json", truncate(ct, 64))
+	}
+	if err := jobpayload.CheckJSON(data); err != nil {
+		return v, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, problem.BadRequest.Newf("the body does not fit this endpoint: %s", truncate(err.Error(), 200))
+	}
+	return v, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,398 @@
+package adminapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/deadletter"
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
+	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
+	"github.com/switchyard/switchyard/services/replay/internal/drain"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+const catalogDoc = `
+job_types:
+  text-stats:
+    handler: text-stats
+    schema:
+      type: object
+      required: [text]
+      properties: {text: {type: string, maxLength: 20}}
+`
+
+// headerAuth trusts X-Test-Client (the client id) and X-Test-Scopes.
+// (The real authenticator, libs/accesstoken, is tested against the token
+// service in its own package and in the e2e tests.)
+type headerAuth struct{}
+
+func (headerAuth) Authenticate(r *http.Request) (authn.Identity, error) {
+	id := r.Header.Get("X-Test-Client")
+	if id == "" {
+		return authn.Identity{}, authn.Fail(authn.ErrNoCredentials, "missing", "no client")
+	}
+	return authn.Identity{ClientID: id, Scopes: strings.Fields(r.Header.Get("X-Test-Scopes"))}, nil
+}
+
+type env struct {
+	pool   *pgxpool.Pool
+	store  *deadletterstore.Store
+	queues *sqsqueue.Queues
+	drain  *drain.Drain
+	srv    *httptest.Server
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	stacktest.SQSEndpoint(t)
+	awsCfg, err := sqsqueue.LoadAWSConfig(ctx)
+	require.NoError(t, err)
+	queues, err := sqsqueue.NewQueues(sqs.NewFromConfig(awsCfg), sqsqueue.Config{Prefix: stacktest.QueuePrefix(t)})
+	require.NoError(t, err)
+	catalog, err := jobcatalog.Parse([]byte(catalogDoc))
+	require.NoError(t, err)
+	logger := slog.New(slog.DiscardHandler)
+	store := deadletterstore.New(pool)
+	dr := drain.New(queues, store, logger, nil)
+	dr.WaitTime = time.Second
+	e := httpserver.NewEcho(logger)
+	adminapi.New(store, catalog, 24*time.Hour).Mount(e, authn.Guard(headerAuth{}, logger, authn.Policy{Scopes: []string{adminapi.Scope}}))
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return &env{pool: pool, store: store, queues: queues, drain: dr, srv: srv}
+}
+
+// call sends a request as the admin "ops-alice" unless headers say
+// otherwise, and returns the status and the decoded JSON body.
+func (e *env) call(t *testing.T, method, path, body string, headers ...string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("X-Test-Client", "ops-alice")
+	req.Header.Set("X-Test-Scopes", adminapi.Scope)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	out := map[string]any{}
+	if len(raw) > 0 {
+		require.NoError(t, json.Unmarshal(raw, &out), string(raw))
+	}
+	if resp.StatusCode >= 400 {
+		require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), string(raw))
+	}
+	return resp.StatusCode, out
+}
+
+// deadLetterJob accepts a job and dead-letters it as the worker does: the
+// job marked dead_lettered, its message in the DLQ with metadata.
+func (e *env) deadLetterJob(t *testing.T, text, errText string) (jobID, messageID string) {
+	t.Helper()
+	ctx := context.Background()
+	store := jobstore.New(e.pool)
+	sub := jobs.Submission{ID: uuid.NewString(), MessageID: uuid.NewString(), Type: "text-stats", ClientID: "client-7",
+		Payload: json.RawMessage(`{"text":"` + text + `"}`), TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	_, _, err := store.Accept(ctx, sub)
+	require.NoError(t, err)
+	attempt, err := store.MarkProcessing(ctx, sub.ID, sub.MessageID)
+	require.NoError(t, err)
+	tx, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	fp := deadletter.Fingerprint("text-stats", true, errText)
+	tally, err := jobstore.RecordFailure(ctx, tx, jobstore.Failure{JobID: sub.ID, Attempt: attempt, MessageID: sub.MessageID, Error: errText, Fingerprint: fp, Permanent: true})
+	require.NoError(t, err)
+	_, err = jobstore.MarkDeadLettered(ctx, tx, sub.ID)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	meta, err := deadletter.Metadata{Reason: deadletter.ReasonPermanentError, Error: errText, Fingerprint: fp, Attempts: tally.Failures,
+		Handler: "text-stats", Topic: "text-stats", JobID: sub.ID, ClientID: "client-7", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
+		FirstFailureAt: &tally.FirstFailureAt, LastFailureAt: &tally.LastFailureAt, DeadLetteredAt: time.Now().UTC()}.Encode()
+	require.NoError(t, err)
+	e.sendDLQ(t, string(sub.Payload), map[string]string{
+		"_watermill_message_uuid": sub.MessageID, outbox.MetaJobID: sub.ID, outbox.MetaClientID: "client-7", deadletter.Attribute: meta,
+	})
+	return sub.ID, sub.MessageID
+}
+
+func (e *env) sendDLQ(t *testing.T, body string, attrs map[string]string) {
+	t.Helper()
+	url, err := e.queues.Ensure(context.Background(), sqsqueue.DeadLetterTopic("text-stats"))
+	require.NoError(t, err)
+	ma := map[string]types.MessageAttributeValue{}
+	for k, v := range attrs {
+		ma[k] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	_, err = e.queues.Client().SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: &url, MessageBody: &body, MessageAttributes: ma})
+	require.NoError(t, err)
+}
+
+// drainAll drains the DLQ until it is empty.
+func (e *env) drainAll(t *testing.T) {
+	t.Helper()
+	for {
+		n, err := e.drain.Once(context.Background(), "text-stats")
+		require.NoError(t, err)
+		if n == 0 {
+			return
+		}
+	}
+}
+
+func items(t *testing.T, body map[string]any) []map[string]any {
+	t.Helper()
+	raw, ok := body["items"].([]any)
+	require.True(t, ok, "items in %v", body)
+	out := make([]map[string]any, len(raw))
+	for i, r := range raw {
+		out[i] = r.(map[string]any)
+	}
+	return out
+}
+
+// TestDrainInspectReplayAudit walks the operator's path: dead letters of
+// three kinds are drained from SQS into the store (a redelivered one
+// stored once), listed with filters and pages, shown, counted, replayed
+// (once, and with an edited payload), archived, and every step is in the
+// audit log with its actor.
+func TestDrainInspectReplayAudit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+
+	jobA, msgA := e.deadLetterJob(t, "a", "target answered 400 for order 17")
+	jobB, _ := e.deadLetterJob(t, "b", "target answered 400 for order 18")
+	// A crash loop, moved by the RedrivePolicy: no metadata of ours.
+	store := jobstore.New(e.pool)
+	crash := jobs.Submission{ID: uuid.NewString(), MessageID: uuid.NewString(), Type: "text-stats", ClientID: "client-8", Payload: json.RawMessage(`{"text":"boom"}`)}
+	_, _, err := store.Accept(ctx, crash)
+	require.NoError(t, err)
+	_, err = store.MarkProcessing(ctx, crash.ID, crash.MessageID)
+	require.NoError(t, err)
+	e.sendDLQ(t, `{"text":"boom"}`, map[string]string{"_watermill_message_uuid": crash.MessageID, outbox.MetaJobID: crash.ID})
+	// A stray and a redelivery of A's message.
+	e.sendDLQ(t, "not json at all", map[string]string{"colour": "red"})
+	e.drainAll(t)
+	e.deadLetterJobResend(t, msgA, jobA)
+	e.drainAll(t)
+
+	status, body := e.call(t, "GET", "/admin/v1/dead-letters", "")
+	require.Equal(t, http.StatusOK, status)
+	all := items(t, body)
+	require.Len(t, all, 4, "four messages, A's redelivery stored once")
+	byJob := map[string]map[string]any{}
+	for _, it := range all {
+		if j, ok := it["job_id"].(string); ok {
+			byJob[j] = it
+		}
+	}
+	require.Equal(t, "permanent_error", byJob[jobA]["reason"])
+	require.Equal(t, byJob[jobA]["fingerprint"], byJob[jobB]["fingerprint"], "same cause, one fingerprint")
+	require.Equal(t, "max_receive_count", byJob[crash.ID]["reason"])
+	require.Equal(t, "client-8", byJob[crash.ID]["client_id"], "completed from the job")
+	j, err := store.Get(ctx, crash.ID, "client-8")
+	require.NoError(t, err)
+	require.Equal(t, jobs.StatusDeadLettered, j.Status, "a crash loop's job is dead-lettered by the drain")
+
+	// Filters and paging.
+	fp := byJob[jobA]["fingerprint"].(string)
+	_, body = e.call(t, "GET", "/admin/v1/dead-letters?fingerprint="+fp+"&limit=1", "")
+	page1 := items(t, body)
+	require.Len(t, page1, 1)
+	cursor, _ := body["next_cursor"].(string)
+	require.NotEmpty(t, cursor)
+	_, body = e.call(t, "GET", "/admin/v1/dead-letters?fingerprint="+fp+"&limit=1&cursor="+cursor, "")
+	page2 := items(t, body)
+	require.Len(t, page2, 1)
+	require.NotContains(t, body, "next_cursor")
+	require.NotEqual(t, page1[0]["id"], page2[0]["id"])
+	_, body = e.call(t, "GET", "/admin/v1/dead-letters?client=client-8&reason=max_receive_count", "")
+	require.Len(t, items(t, body), 1)
+	_, body = e.call(t, "GET", "/admin/v1/dead-letters?since="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "")
+	require.Empty(t, items(t, body))
+
+	// Stats.
+	status, body = e.call(t, "GET", "/admin/v1/dead-letters/stats?type=text-stats", "")
+	require.Equal(t, http.StatusOK, status)
+	require.EqualValues(t, 4, body["total"])
+	counts := map[string]float64{}
+	for _, g := range body["groups"].([]any) {
+		counts[g.(map[string]any)["reason"].(string)] = g.(map[string]any)["count"].(float64)
+	}
+	require.Equal(t, map[string]float64{"permanent_error": 2, "max_receive_count": 2}, counts,
+		"A and B share a fingerprint; so do the moved crash loop and stray of one topic")
+
+	// Show one: payload, history, job link.
+	idA := byJob[jobA]["id"].(string)
+	status, body = e.call(t, "GET", "/admin/v1/dead-letters/"+idA, "")
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, map[string]any{"text": "a"}, body["payload"])
+	require.Equal(t, "/v1/jobs/"+jobA, body["job_url"])
+	hist := body["attempts"].([]any)
+	require.Len(t, hist, 1)
+	require.Equal(t, "failed", hist[0].(map[string]any)["outcome"])
+
+	// Replay A: through the outbox, job replayed; again: deduplicated.
+	status, body = e.call(t, "POST", "/admin/v1/dead-letters/"+idA+"/replay", "")
+	require.Equal(t, http.StatusAccepted, status, "%v", body)
+	require.Equal(t, false, body["deduplicated"])
+	replayMsg := body["message_id"].(string)
+	status, body = e.call(t, "POST", "/admin/v1/dead-letters/"+idA+"/replay", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, true, body["deduplicated"])
+	j, err = store.Get(ctx, jobA, "client-7")
+	require.NoError(t, err)
+	require.Equal(t, jobs.StatusReplayed, j.Status)
+	claim, err := outbox.ClaimBatch(ctx, e.pool, 100)
+	require.NoError(t, err)
+	var sent []outbox.Message
+	for _, r := range claim.Rows {
+		if r.Message.Metadata[outbox.MetaReplayOf] != "" { // not the jobs' own accept messages
+			sent = append(sent, r.Message)
+		}
+	}
+	claim.Release(ctx)
+	require.Len(t, sent, 1, "one replay, however often asked")
+	require.Equal(t, replayMsg, sent[0].UUID)
+	require.Equal(t, "text-stats", sent[0].Topic)
+	require.Equal(t, jobA, sent[0].Metadata[outbox.MetaJobID])
+	require.Equal(t, idA, sent[0].Metadata[outbox.MetaReplayOf])
+
+	// Replay B with an edited payload: invalid first (422), then valid.
+	idB := byJob[jobB]["id"].(string)
+	status, body = e.call(t, "POST", "/admin/v1/dead-letters/"+idB+"/replay", `{"payload":{"text":"far too long for the schema"}}`)
+	require.Equal(t, http.StatusUnprocessableEntity, status, "%v", body)
+	status, _ = e.call(t, "POST", "/admin/v1/dead-letters/"+idB+"/replay", `{"payload":{"text":"fixed"}}`)
+	require.Equal(t, http.StatusAccepted, status)
+	j, err = store.Get(ctx, jobB, "client-7")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"text":"fixed"}`, string(j.Payload))
+
+	// The stray cannot be replayed; it is archived.
+	var strayID string
+	for _, it := range all {
+		if it["reason"] == "max_receive_count" && it["job_id"] == nil {
+			strayID = it["id"].(string)
+		}
+	}
+	require.NotEmpty(t, strayID, "a stray moved without metadata is a max_receive_count dead letter without a job")
+	status, body = e.call(t, "POST", "/admin/v1/dead-letters/"+strayID+"/replay", "")
+	require.Equal(t, http.StatusConflict, status, "%v", body)
+	_, body = e.call(t, "GET", "/admin/v1/dead-letters/"+strayID, "")
+	require.Equal(t, "not json at all", body["payload"])
+	require.Equal(t, "text", body["payload_encoding"])
+	status, body = e.call(t, "DELETE", "/admin/v1/dead-letters/"+strayID, "")
+	require.Equal(t, http.StatusOK, status)
+	require.NotNil(t, body["purge_after"])
+	status, _ = e.call(t, "DELETE", "/admin/v1/dead-letters/"+idA+"?mode=purge", "")
+	require.Equal(t, http.StatusOK, status)
+	status, _ = e.call(t, "GET", "/admin/v1/dead-letters/"+idA, "")
+	require.Equal(t, http.StatusNotFound, status)
+
+	// The audit log has every call, with its actor; the edit with before
+	// and after.
+	status, body = e.call(t, "GET", "/admin/v1/audit?action=dead_letters.replay&limit=10", "")
+	require.Equal(t, http.StatusOK, status)
+	replays := items(t, body)
+	require.Len(t, replays, 5)
+	for _, r := range replays {
+		require.Equal(t, "ops-alice", r["actor"])
+		require.NotEmpty(t, r["request_id"])
+		require.NotEmpty(t, r["source_ip"])
+	}
+	edit := replays[1]
+	require.Equal(t, idB, edit["target"])
+	require.Equal(t, map[string]any{"text": "b"}, edit["before"])
+	require.Equal(t, map[string]any{"text": "fixed"}, edit["after"])
+	require.Equal(t, "refused: 409", replays[0]["outcome"], "the stray's refused replay")
+	require.Equal(t, "refused: 422", replays[2]["outcome"], "the invalid edit")
+	_, body = e.call(t, "GET", "/admin/v1/audit", "")
+	actions := map[string]int{}
+	for _, r := range items(t, body) {
+		actions[r["action"].(string)]++
+	}
+	for _, a := range []string{"dead_letters.list", "dead_letters.stats", "dead_letters.get", "dead_letters.replay", "dead_letters.archive", "dead_letters.purge", "audit.list"} {
+		require.Positive(t, actions[a], a)
+	}
+}
+
+// deadLetterJobResend sends A's dead letter again, as a worker that
+// crashed between its outbox commit and its delete would.
+func (e *env) deadLetterJobResend(t *testing.T, messageID, jobID string) {
+	t.Helper()
+	meta, err := deadletter.Metadata{Reason: deadletter.ReasonPermanentError, Topic: "text-stats", JobID: jobID, DeadLetteredAt: time.Now().UTC()}.Encode()
+	require.NoError(t, err)
+	e.sendDLQ(t, `{"text":"a"}`, map[string]string{"_watermill_message_uuid": messageID, outbox.MetaJobID: jobID, deadletter.Attribute: meta})
+}
+
+func TestAuthAndBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name, method, path, body string
+		headers                  []string
+		status                   int
+	}{
+		{"no token", "GET", "/admin/v1/dead-letters", "", []string{"X-Test-Client", ""}, 401},
+		{"not an admin", "GET", "/admin/v1/dead-letters", "", []string{"X-Test-Scopes", "jobs:submit"}, 403},
+		{"unknown filter", "GET", "/admin/v1/dead-letters?colour=red", "", nil, 400},
+		{"bad time", "GET", "/admin/v1/dead-letters?since=yesterday", "", nil, 400},
+		{"until before since", "GET", "/admin/v1/dead-letters?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "", nil, 400},
+		{"negative limit", "GET", "/admin/v1/dead-letters?limit=-1", "", nil, 400},
+		{"huge limit", "GET", "/admin/v1/dead-letters?limit=100000", "", nil, 400},
+		{"bad cursor", "GET", "/admin/v1/dead-letters?cursor=!!", "", nil, 400},
+		{"bad status", "GET", "/admin/v1/dead-letters?status=gone", "", nil, 400},
+		{"repeated filter", "GET", "/admin/v1/dead-letters?topic=a&topic=b", "", nil, 400},
+		{"topic and type disagree", "GET", "/admin/v1/dead-letters/stats?topic=a&type=b", "", nil, 400},
+		{"unknown stats filter", "GET", "/admin/v1/dead-letters/stats?limit=3", "", nil, 400},
+		{"not an id", "GET", "/admin/v1/dead-letters/42", "", nil, 404},
+		{"unknown id", "GET", "/admin/v1/dead-letters/" + uuid.NewString(), "", nil, 404},
+		{"replay unknown", "POST", "/admin/v1/dead-letters/" + uuid.NewString() + "/replay", "", nil, 404},
+		{"replay body unknown field", "POST", "/admin/v1/dead-letters/" + uuid.NewString() + "/replay", `{"payload":{},"colour":1}`, nil, 400},
+		{"replay body not JSON", "POST", "/admin/v1/dead-letters/" + uuid.NewString() + "/replay", `{"payload":`, nil, 400},
+		{"bad delete mode", "DELETE", "/admin/v1/dead-letters/" + uuid.NewString() + "?mode=shred", "", nil, 400},
+		{"bad audit cursor", "GET", "/admin/v1/audit?cursor=abc", "", nil, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := e.call(t, tt.method, tt.path, tt.body, tt.headers...)
+			require.Equal(t, tt.status, status, "%v", body)
+			require.NotEmpty(t, body["type"])
+		})
+	}
+	// Refusals of authenticated callers are audited too.
+	var refused int
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM admin_audit WHERE outcome LIKE 'refused: %'`).Scan(&refused))
+	require.Equal(t, len(tests)-2, refused)
+}

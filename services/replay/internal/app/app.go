@@ -1,0 +1,160 @@
+// Package app wires the replay service: the dead-letter store, the drain
+// of every DLQ, the admin API behind access tokens with the admin scope,
+// the janitor that deletes archived dead letters past their retention, and
+// the ops listener.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/switchyard/switchyard/libs/accesstoken"
+	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/config"
+	"github.com/switchyard/switchyard/libs/database"
+	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
+	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
+	"github.com/switchyard/switchyard/services/replay/internal/drain"
+)
+
+// Config is the replay service's configuration.
+type Config struct {
+	Addr             string        `conf:"default::8083,env:SWITCHYARD_REPLAY_ADDR,help:admin API listener address"`
+	OpsAddr          string        `conf:"default::9093,env:SWITCHYARD_REPLAY_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
+	DatabaseURL      config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
+	JobsFile         string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file (their DLQs are drained; edited payloads are validated against it)"`
+	ArchiveRetention time.Duration `conf:"default:720h,env:SWITCHYARD_REPLAY_ARCHIVE_RETENTION,help:how long an archived dead letter is kept before it is deleted"`
+	DrainWait        time.Duration `conf:"default:20s,env:SWITCHYARD_REPLAY_DRAIN_WAIT,help:long-poll wait of each DLQ receive (at most 20s)"`
+	ShutdownTimeout  time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+	Auth             accesstoken.Settings
+	Queues           sqsqueue.Config
+}
+
+// Run serves the admin API and drains the DLQs until ctx ends.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	catalog, err := jobcatalog.Load(cfg.JobsFile)
+	if err != nil {
+		return config.Invalid(err)
+	}
+	if cfg.ArchiveRetention < time.Hour {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_ARCHIVE_RETENTION %s must be at least 1h", cfg.ArchiveRetention))
+	}
+	if cfg.DrainWait < 0 || cfg.DrainWait > 20*time.Second {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_DRAIN_WAIT %s must be between 0s and 20s", cfg.DrainWait))
+	}
+	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: 16})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues)
+	if err != nil {
+		return err
+	}
+	jobTypes, err := dlqTypes(ctx, queues, catalog)
+	if err != nil {
+		return err
+	}
+	clients, err := oauthclients.New(pool)
+	if err != nil {
+		return err
+	}
+	disabled := oauthclients.NewDisabledSet(clients, cfg.DatabaseURL.Value(), cfg.Auth.DisabledPoll, logger)
+	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Disabled, prometheus.DefaultRegisterer, logger))
+	if err != nil {
+		return err
+	}
+
+	store := deadletterstore.New(pool)
+	dr := drain.New(queues, store, logger, prometheus.DefaultRegisterer)
+	dr.WaitTime = cfg.DrainWait
+	e := httpserver.NewEcho(logger)
+	adminapi.New(store, catalog, cfg.ArchiveRetention).Mount(e, authn.Guard(verifier, logger, authn.Policy{Scopes: []string{adminapi.Scope}}))
+	e.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
+
+	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)
+	if err != nil {
+		return err
+	}
+	opsSrv := ops.New(logger, nil)
+	opsSrv.AddCheck("postgres", pool.Ping)
+	opsSrv.AddCheck("sqs", queues.Ping)
+	opsSrv.AddCheck("issuer_keys", verifier.Ready)
+	opsSrv.AddCheck("disabled_clients", disabled.Ready)
+	opsSrv.AddCheck("dlq_drain", dr.Ready)
+	logger.Info("replay service running", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "dead_letter_queues", jobTypes)
+	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
+		go disabled.Run(ctx)
+		verifier.Start(ctx)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return dr.Run(gctx, jobTypes) })
+		g.Go(func() error { janitor(gctx, store, logger); return nil })
+		g.Go(func() error {
+			return httpserver.Serve(gctx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
+		})
+		return g.Wait()
+	})
+}
+
+// dlqTypes returns the job types whose DLQs to drain: those of the catalog
+// and any other queue under the prefix that has a DLQ (a type removed from
+// the catalog may still hold dead letters).
+func dlqTypes(ctx context.Context, queues *sqsqueue.Queues, catalog *jobcatalog.Catalog) ([]string, error) {
+	types := catalog.Names()
+	prefix := queues.Config().Prefix
+	var next *string
+	for {
+		out, err := queues.Client().ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: &prefix, NextToken: next})
+		if err != nil {
+			return nil, fmt.Errorf("listing dead-letter queues: %w", err)
+		}
+		for _, u := range out.QueueUrls {
+			name := u[strings.LastIndex(u, "/")+1:]
+			if jt, ok := strings.CutSuffix(strings.TrimPrefix(name, prefix), sqsqueue.DLQSuffix); ok && jt != "" && !slices.Contains(types, jt) {
+				types = append(types, jt)
+			}
+		}
+		if out.NextToken == nil {
+			break
+		}
+		next = out.NextToken
+	}
+	if len(types) == 0 {
+		return nil, errors.New("no job types, so no dead-letter queues to drain")
+	}
+	slices.Sort(types)
+	return types, nil
+}
+
+// janitor deletes archived dead letters past their retention, hourly.
+func janitor(ctx context.Context, store *deadletterstore.Store, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := store.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("purging expired archived dead letters", "error", err)
+		} else if n > 0 {
+			logger.Info("purged archived dead letters past their retention", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

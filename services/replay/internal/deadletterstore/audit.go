@@ -1,0 +1,134 @@
+package deadletterstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// AuditEntry is one admin call as the audit log records it.
+type AuditEntry struct {
+	ID        int64     `json:"id"`
+	At        time.Time `json:"at"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target,omitempty"`
+	Filter    any       `json:"filter,omitempty"`
+	Counts    any       `json:"counts,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+	SourceIP  string    `json:"source_ip,omitempty"`
+	// Before and After show what an edit changed.
+	Before  any    `json:"before,omitempty"`
+	After   any    `json:"after,omitempty"`
+	Outcome string `json:"outcome"`
+}
+
+// writeAudit records e inside tx, the transaction of its effect.
+func writeAudit(ctx context.Context, tx pgx.Tx, e AuditEntry) error {
+	if e.Actor == "" || e.Action == "" {
+		return errors.New("audit entry needs an actor and an action")
+	}
+	if e.Outcome == "" {
+		e.Outcome = "ok"
+	}
+	enc := func(v any) ([]byte, error) {
+		if v == nil {
+			return nil, nil
+		}
+		return json.Marshal(v)
+	}
+	var cols [4][]byte
+	for i, v := range []any{e.Filter, e.Counts, e.Before, e.After} {
+		b, err := enc(v)
+		if err != nil {
+			return fmt.Errorf("encoding audit entry: %w", err)
+		}
+		cols[i] = b
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO admin_audit (actor, action, target, filter, counts, request_id, source_ip, before, after, outcome)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		e.Actor, e.Action, e.Target, cols[0], cols[1], e.RequestID, e.SourceIP, cols[2], cols[3], e.Outcome)
+	if err != nil {
+		return fmt.Errorf("writing audit entry: %w", err)
+	}
+	return nil
+}
+
+// Audit records an admin call that changes nothing (a read, a refusal) in
+// its own transaction.
+func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return writeAudit(ctx, tx, e) })
+}
+
+// AuditFilter selects audit entries.
+type AuditFilter struct {
+	Actor  string
+	Action string
+	Target string
+	Since  *time.Time
+	Until  *time.Time
+}
+
+// ListAudit returns up to limit audit entries matching f, newest first,
+// older than the entry with id before (0 for the first page), and whether
+// more follow.
+func (s *Store) ListAudit(ctx context.Context, f AuditFilter, limit int, before int64) ([]AuditEntry, bool, error) {
+	args := []any{}
+	where := "TRUE"
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where += " AND " + cond + "$" + strconv.Itoa(len(args))
+	}
+	if f.Actor != "" {
+		add("actor = ", f.Actor)
+	}
+	if f.Action != "" {
+		add("action = ", f.Action)
+	}
+	if f.Target != "" {
+		add("target = ", f.Target)
+	}
+	if f.Since != nil {
+		add("at >= ", *f.Since)
+	}
+	if f.Until != nil {
+		add("at < ", *f.Until)
+	}
+	if before > 0 {
+		add("id < ", before)
+	}
+	args = append(args, limit+1)
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, at, actor, action, target, filter, counts, request_id, source_ip, before, after, outcome
+		FROM admin_audit WHERE `+where+` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing audit entries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
+		var e AuditEntry
+		var filter, counts, before, after []byte
+		err := r.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.Target, &filter, &counts, &e.RequestID, &e.SourceIP, &before, &after, &e.Outcome)
+		e.Filter, e.Counts, e.Before, e.After = raw(filter), raw(counts), raw(before), raw(after)
+		return e, err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("listing audit entries: %w", err)
+	}
+	if len(out) > limit {
+		return out[:limit], true, nil
+	}
+	return out, false, nil
+}
+
+func raw(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return json.RawMessage(b)
+}

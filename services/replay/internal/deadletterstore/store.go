@@ -1,0 +1,523 @@
+// Package deadletterstore keeps dead letters in Postgres (pgx): it stores
+// what the drain takes from the DLQs (idempotent on the message id), lists,
+// counts and shows them, and replays one through the outbox in the
+// transaction that marks it replayed, with the admin audit row of every
+// change in the same transaction.
+package deadletterstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchyard/switchyard/libs/deadletter"
+	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/outbox"
+)
+
+// Statuses of a dead letter.
+const (
+	StatusStored   = "stored"
+	StatusReplayed = "replayed"
+	StatusArchived = "archived"
+)
+
+// DeadLetter is one stored dead letter.
+type DeadLetter struct {
+	ID           string `json:"id"`
+	MessageID    string `json:"message_id"`
+	SQSMessageID string `json:"sqs_message_id"`
+	// Topic is the job type whose DLQ held the message.
+	Topic          string            `json:"topic"`
+	JobID          string            `json:"job_id,omitempty"`
+	ClientID       string            `json:"client_id,omitempty"`
+	Reason         deadletter.Reason `json:"reason"`
+	Error          string            `json:"error"`
+	Fingerprint    string            `json:"fingerprint"`
+	Attempts       int               `json:"attempts"`
+	Handler        string            `json:"handler,omitempty"`
+	TraceID        string            `json:"trace_id,omitempty"`
+	FirstFailureAt *time.Time        `json:"first_failure_at,omitempty"`
+	LastFailureAt  *time.Time        `json:"last_failure_at,omitempty"`
+	DeadLetteredAt time.Time         `json:"dead_lettered_at"`
+	StoredAt       time.Time         `json:"stored_at"`
+	// ReceiveCount is SQS's receive count of the message in the DLQ's
+	// source queue, when SQS reported it.
+	ReceiveCount int               `json:"receive_count,omitempty"`
+	Payload      []byte            `json:"-"`
+	Attributes   map[string]string `json:"attributes,omitempty"`
+	Status       string            `json:"status"`
+	ReplayCount  int               `json:"replay_count"`
+	ReplayedAt   *time.Time        `json:"replayed_at,omitempty"`
+	ReplayedBy   string            `json:"replayed_by,omitempty"`
+	// ReplayMessageID is the message the latest replay sent.
+	ReplayMessageID string `json:"replay_message_id,omitempty"`
+	// ReplayOf is the dead letter whose replay failed again as this one.
+	ReplayOf   string     `json:"replay_of,omitempty"`
+	ArchivedAt *time.Time `json:"archived_at,omitempty"`
+	PurgeAfter *time.Time `json:"purge_after,omitempty"`
+}
+
+// Store reads and writes dead letters.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool returns the store's pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+const columns = `id::text, message_id, sqs_message_id, topic, COALESCE(job_id::text, ''), COALESCE(client_id, ''), reason, error,
+	fingerprint, attempts, handler, trace_id, first_failure_at, last_failure_at, dead_lettered_at, stored_at, receive_count,
+	payload, attributes, status, replay_count, replayed_at, COALESCE(replayed_by, ''), COALESCE(replay_message_id, ''),
+	COALESCE(replay_of::text, ''), archived_at, purge_after`
+
+func scan(row pgx.Row) (DeadLetter, error) {
+	var d DeadLetter
+	var reason string
+	var attrs []byte
+	err := row.Scan(&d.ID, &d.MessageID, &d.SQSMessageID, &d.Topic, &d.JobID, &d.ClientID, &reason, &d.Error,
+		&d.Fingerprint, &d.Attempts, &d.Handler, &d.TraceID, &d.FirstFailureAt, &d.LastFailureAt, &d.DeadLetteredAt, &d.StoredAt,
+		&d.ReceiveCount, &d.Payload, &attrs, &d.Status, &d.ReplayCount, &d.ReplayedAt, &d.ReplayedBy, &d.ReplayMessageID,
+		&d.ReplayOf, &d.ArchivedAt, &d.PurgeAfter)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	d.Reason = deadletter.Reason(reason)
+	if len(attrs) > 0 {
+		if err := json.Unmarshal(attrs, &d.Attributes); err != nil {
+			return DeadLetter{}, fmt.Errorf("decoding attributes of dead letter %s: %w", d.ID, err)
+		}
+	}
+	return d, nil
+}
+
+// Incoming is a message taken from a DLQ, as the drain read it.
+type Incoming struct {
+	MessageID    string
+	SQSMessageID string
+	// Topic is the job type whose DLQ held it.
+	Topic string
+	// Meta is the worker's dead-letter metadata; nil for a message SQS's
+	// RedrivePolicy moved (a crash loop), which carries none.
+	Meta         *deadletter.Metadata
+	JobID        string
+	ReceiveCount int
+	SentAt       time.Time
+	Payload      []byte
+	Attributes   map[string]string
+}
+
+// Ingest stores msgs in one transaction and returns how many were new; a
+// message stored before (same message id) is skipped. A message without
+// metadata is completed from its job: attempts, last error, client and
+// trace, and the job becomes dead_lettered.
+func (s *Store) Ingest(ctx context.Context, msgs []Incoming) (stored int, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		stored = 0
+		for _, m := range msgs {
+			d, err := complete(ctx, tx, m)
+			if err != nil {
+				return err
+			}
+			id, err := uuid.NewV7()
+			if err != nil {
+				return fmt.Errorf("generating dead letter id: %w", err)
+			}
+			attrs, err := json.Marshal(m.Attributes)
+			if err != nil {
+				return fmt.Errorf("encoding attributes: %w", err)
+			}
+			tag, err := tx.Exec(ctx, `
+				INSERT INTO dead_letters (id, message_id, sqs_message_id, topic, job_id, client_id, reason, error, fingerprint,
+					attempts, handler, trace_id, first_failure_at, last_failure_at, dead_lettered_at, receive_count, payload,
+					attributes, replay_of)
+				VALUES ($1, $2, $3, $4, NULLIF($5, '')::uuid, NULLIF($6, ''), $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+					(SELECT id FROM dead_letters WHERE replay_message_id = $2))
+				ON CONFLICT (message_id) DO NOTHING`,
+				id, m.MessageID, m.SQSMessageID, m.Topic, d.JobID, d.ClientID, string(d.Reason), d.Error, d.Fingerprint,
+				d.Attempts, d.Handler, d.TraceID, d.FirstFailureAt, d.LastFailureAt, d.DeadLetteredAt, m.ReceiveCount, m.Payload, attrs)
+			if err != nil {
+				return fmt.Errorf("storing dead letter %s: %w", m.MessageID, err)
+			}
+			if tag.RowsAffected() == 0 {
+				continue
+			}
+			stored++
+			if d.JobID != "" {
+				if _, err := jobstore.MarkDeadLettered(ctx, tx, d.JobID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ingesting %d dead letters: %w", len(msgs), err)
+	}
+	return stored, nil
+}
+
+// complete returns the dead-letter fields of m: the worker's metadata, or
+// for a message without (the RedrivePolicy's), what its job tells.
+func complete(ctx context.Context, tx pgx.Tx, m Incoming) (deadletter.Metadata, error) {
+	if m.Meta != nil {
+		d := *m.Meta
+		if d.JobID == "" {
+			d.JobID = m.JobID
+		}
+		if uuid.Validate(d.JobID) != nil {
+			d.JobID = ""
+		}
+		if d.Fingerprint == "" {
+			d.Fingerprint = deadletter.Fingerprint(d.Handler, false, string(d.Reason)+": "+d.Error)
+		}
+		if d.DeadLetteredAt.IsZero() {
+			d.DeadLetteredAt = m.SentAt
+		}
+		return d, nil
+	}
+	// SQS keeps the original send time on a moved message and does not
+	// say when it moved it; the drain runs continuously, so now is close.
+	d := deadletter.Metadata{
+		Reason: deadletter.ReasonMaxReceiveCount, Topic: m.Topic, DeadLetteredAt: time.Now().UTC(),
+		Error: fmt.Sprintf("SQS moved the message to the dead-letter queue after %d receives without a delete: "+
+			"the worker crashed or lost it every time (crash loop)", m.ReceiveCount),
+	}
+	d.Fingerprint = deadletter.Fingerprint("", false, "max_receive_count: "+m.Topic)
+	if !isJobID(m.JobID) {
+		return d, nil // a stray: no job to complete it from
+	}
+	var lastError, traceparent string
+	err := tx.QueryRow(ctx, `
+		SELECT j.client_id, COALESCE(j.last_error, ''), COALESCE(j.traceparent, ''),
+			(SELECT count(*) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2),
+			(SELECT min(started_at) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2),
+			(SELECT max(started_at) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2)
+		FROM jobs j WHERE j.id = $1`, m.JobID, m.MessageID).
+		Scan(&d.ClientID, &lastError, &traceparent, &d.Attempts, &d.FirstFailureAt, &d.LastFailureAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, nil
+	}
+	if err != nil {
+		return d, fmt.Errorf("reading job %s of dead letter %s: %w", m.JobID, m.MessageID, err)
+	}
+	d.JobID = m.JobID
+	d.TraceID = deadletter.TraceID(traceparent)
+	if lastError != "" {
+		d.Error += "; the job's last recorded error: " + lastError
+	}
+	return d, nil
+}
+
+// Filter selects dead letters. Empty fields match everything.
+type Filter struct {
+	Topic       string     `json:"topic,omitempty"`
+	Fingerprint string     `json:"fingerprint,omitempty"`
+	ClientID    string     `json:"client,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Status      string     `json:"status,omitempty"`
+	Since       *time.Time `json:"since,omitempty"`
+	Until       *time.Time `json:"until,omitempty"`
+}
+
+// where renders f as SQL conditions on dead_letters aliased d, appending
+// its arguments to args.
+func (f Filter) where(args *[]any) string {
+	conds := []string{"TRUE"}
+	add := func(cond string, v any) {
+		*args = append(*args, v)
+		conds = append(conds, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(*args))))
+	}
+	if f.Topic != "" {
+		add("d.topic = ?", f.Topic)
+	}
+	if f.Fingerprint != "" {
+		add("d.fingerprint = ?", f.Fingerprint)
+	}
+	if f.ClientID != "" {
+		add("d.client_id = ?", f.ClientID)
+	}
+	if f.Reason != "" {
+		add("d.reason = ?", f.Reason)
+	}
+	if f.Status != "" {
+		add("d.status = ?", f.Status)
+	}
+	if f.Since != nil {
+		add("d.dead_lettered_at >= ?", *f.Since)
+	}
+	if f.Until != nil {
+		add("d.dead_lettered_at < ?", *f.Until)
+	}
+	return strings.Join(conds, " AND ")
+}
+
+// List returns up to limit dead letters matching f, newest first, after the
+// dead letter with id after ("" for the first page), and whether more
+// follow.
+func (s *Store) List(ctx context.Context, f Filter, limit int, after string) (page []DeadLetter, more bool, err error) {
+	args := []any{}
+	where := f.where(&args)
+	if after != "" {
+		args = append(args, after)
+		where += fmt.Sprintf(" AND d.id < $%d::uuid", len(args))
+	}
+	args = append(args, limit+1)
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM dead_letters d WHERE `+where+
+		fmt.Sprintf(` ORDER BY d.id DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing dead letters: %w", err)
+	}
+	page, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeadLetter, error) { return scan(r) })
+	if err != nil {
+		return nil, false, fmt.Errorf("listing dead letters: %w", err)
+	}
+	if len(page) > limit {
+		return page[:limit], true, nil
+	}
+	return page, false, nil
+}
+
+// Get returns one dead letter.
+func (s *Store) Get(ctx context.Context, id string) (DeadLetter, error) {
+	if uuid.Validate(id) != nil {
+		return DeadLetter{}, fmt.Errorf("%q is not a dead letter id: %w", id, deadletter.ErrNotFound)
+	}
+	d, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM dead_letters WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return DeadLetter{}, fmt.Errorf("no dead letter %s: %w", id, deadletter.ErrNotFound)
+	}
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("reading dead letter %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// Group is the count of dead letters with one topic and fingerprint.
+type Group struct {
+	Topic       string            `json:"topic"`
+	Fingerprint string            `json:"fingerprint"`
+	Reason      deadletter.Reason `json:"reason"`
+	// Count is every dead letter of the group; Stored those not replayed
+	// or archived.
+	Count    int       `json:"count"`
+	Stored   int       `json:"stored"`
+	Replayed int       `json:"replayed"`
+	First    time.Time `json:"first_dead_lettered_at"`
+	Last     time.Time `json:"last_dead_lettered_at"`
+	// SampleError is the newest error of the group.
+	SampleError string `json:"sample_error"`
+}
+
+// Stats groups the dead letters matching f by topic and fingerprint,
+// largest groups first.
+func (s *Store) Stats(ctx context.Context, f Filter) ([]Group, error) {
+	args := []any{}
+	rows, err := s.pool.Query(ctx, `
+		SELECT d.topic, d.fingerprint, (array_agg(d.reason ORDER BY d.id DESC))[1], count(*),
+			count(*) FILTER (WHERE d.status = 'stored'), count(*) FILTER (WHERE d.status = 'replayed'),
+			min(d.dead_lettered_at), max(d.dead_lettered_at), (array_agg(d.error ORDER BY d.id DESC))[1]
+		FROM dead_letters d WHERE `+f.where(&args)+`
+		GROUP BY d.topic, d.fingerprint ORDER BY count(*) DESC, d.topic, d.fingerprint`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("counting dead letters: %w", err)
+	}
+	groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Group, error) {
+		var g Group
+		var reason string
+		err := r.Scan(&g.Topic, &g.Fingerprint, &reason, &g.Count, &g.Stored, &g.Replayed, &g.First, &g.Last, &g.SampleError)
+		g.Reason = deadletter.Reason(reason)
+		return g, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counting dead letters: %w", err)
+	}
+	return groups, nil
+}
+
+// ReplayRequest asks for one dead letter to be replayed.
+type ReplayRequest struct {
+	ID string
+	// Payload replaces the message's payload when set; the caller has
+	// validated it as a payload of the job type.
+	Payload json.RawMessage
+	// Force replays a dead letter that was replayed before.
+	Force bool
+	Audit AuditEntry
+}
+
+// ReplayResult says what a replay did.
+type ReplayResult struct {
+	DeadLetterID string `json:"dead_letter_id"`
+	JobID        string `json:"job_id"`
+	// MessageID is the message the replay sent (or, when deduplicated,
+	// the one the earlier replay sent).
+	MessageID   string `json:"message_id"`
+	ReplayCount int    `json:"replay_count"`
+	// Deduplicated: the dead letter had been replayed already and nothing
+	// was sent.
+	Deduplicated bool `json:"deduplicated"`
+	Edited       bool `json:"edited"`
+}
+
+// Replay sends the dead letter's message (or its edited payload) back to
+// its job type's queue through the outbox and marks it replayed, in one
+// transaction with its audit row: the job keeps its id and history and
+// moves to replayed. A dead letter replayed before is not sent again
+// unless Force. A dead letter that is archived, has no job, or whose job
+// is not dead_lettered is deadletter.ErrNotReplayable.
+func (s *Store) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, error) {
+	var res ReplayResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		res, err = replay(ctx, tx, req)
+		return err
+	})
+	return res, err
+}
+
+func replay(ctx context.Context, tx pgx.Tx, req ReplayRequest) (ReplayResult, error) {
+	if uuid.Validate(req.ID) != nil {
+		return ReplayResult{}, fmt.Errorf("%q is not a dead letter id: %w", req.ID, deadletter.ErrNotFound)
+	}
+	d, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM dead_letters WHERE id = $1 FOR UPDATE`, req.ID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ReplayResult{}, fmt.Errorf("no dead letter %s: %w", req.ID, deadletter.ErrNotFound)
+	}
+	if err != nil {
+		return ReplayResult{}, fmt.Errorf("reading dead letter %s: %w", req.ID, err)
+	}
+	res := ReplayResult{DeadLetterID: d.ID, JobID: d.JobID, ReplayCount: d.ReplayCount, MessageID: d.ReplayMessageID, Edited: len(req.Payload) > 0}
+	switch {
+	case d.Status == StatusArchived:
+		return res, fmt.Errorf("dead letter %s is archived: %w", d.ID, deadletter.ErrNotReplayable)
+	case d.JobID == "":
+		return res, fmt.Errorf("dead letter %s carries no job (reason %s): purge it, or fix its producer: %w", d.ID, d.Reason, deadletter.ErrNotReplayable)
+	case d.Status == StatusReplayed && !req.Force:
+		res.Deduplicated = true
+		req.Audit.Counts = map[string]int{"replayed": 0, "deduplicated": 1}
+		return res, writeAudit(ctx, tx, req.Audit)
+	}
+
+	payload := d.Payload
+	if len(req.Payload) > 0 {
+		payload = req.Payload
+	}
+	var jobType, clientID, requestID, traceparent string
+	var before []byte
+	err = tx.QueryRow(ctx, `
+		WITH old AS (SELECT id, payload FROM jobs WHERE id = $1 FOR UPDATE)
+		UPDATE jobs j SET status = 'replayed', payload = $3::jsonb, next_attempt_at = NULL, finished_at = NULL, updated_at = now()
+		FROM old WHERE j.id = old.id AND j.status = ANY($2)
+		RETURNING j.type, j.client_id, COALESCE(j.request_id, ''), COALESCE(j.traceparent, ''), old.payload`,
+		d.JobID, []string{string(jobs.StatusDeadLettered)}, payload).Scan(&jobType, &clientID, &requestID, &traceparent, &before)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var status string
+		if err := tx.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, d.JobID).Scan(&status); err != nil {
+			return res, fmt.Errorf("job %s of dead letter %s does not exist: %w", d.JobID, d.ID, deadletter.ErrNotReplayable)
+		}
+		return res, fmt.Errorf("job %s of dead letter %s is %s, not dead_lettered: %w", d.JobID, d.ID, status, deadletter.ErrNotReplayable)
+	}
+	if err != nil {
+		return res, fmt.Errorf("marking job %s replayed: %w", d.JobID, err)
+	}
+	msgID, err := uuid.NewV7()
+	if err != nil {
+		return res, fmt.Errorf("generating message id: %w", err)
+	}
+	meta := map[string]string{
+		outbox.MetaJobID: d.JobID, outbox.MetaJobType: jobType, outbox.MetaClientID: clientID,
+		outbox.MetaRequestID: requestID, outbox.MetaTraceParent: traceparent, outbox.MetaReplayOf: d.ID,
+	}
+	if err := outbox.Write(ctx, tx, outbox.Message{UUID: msgID.String(), Topic: d.Topic, Payload: payload, Metadata: meta}); err != nil {
+		return res, err
+	}
+	err = tx.QueryRow(ctx, `
+		UPDATE dead_letters SET status = 'replayed', replay_count = replay_count + 1, replayed_at = now(),
+			replayed_by = $2, replay_message_id = $3
+		WHERE id = $1 RETURNING replay_count`, d.ID, req.Audit.Actor, msgID.String()).Scan(&res.ReplayCount)
+	if err != nil {
+		return res, fmt.Errorf("marking dead letter %s replayed: %w", d.ID, err)
+	}
+	res.MessageID = msgID.String()
+	req.Audit.Counts = map[string]int{"replayed": 1, "deduplicated": 0}
+	if res.Edited {
+		req.Audit.Before = json.RawMessage(before)
+		req.Audit.After = json.RawMessage(payload)
+	}
+	return res, writeAudit(ctx, tx, req.Audit)
+}
+
+// RemoveMode says what DELETE does with a dead letter.
+type RemoveMode string
+
+// Remove modes.
+const (
+	// ModeArchive keeps the row, out of replays, until its retention ends.
+	ModeArchive RemoveMode = "archive"
+	// ModePurge deletes the row at once.
+	ModePurge RemoveMode = "purge"
+)
+
+// Remove archives (kept for retention, then deleted by PurgeExpired) or
+// purges one dead letter, with its audit row.
+func (s *Store) Remove(ctx context.Context, id string, mode RemoveMode, retention time.Duration, audit AuditEntry) (DeadLetter, error) {
+	if uuid.Validate(id) != nil {
+		return DeadLetter{}, fmt.Errorf("%q is not a dead letter id: %w", id, deadletter.ErrNotFound)
+	}
+	var out DeadLetter
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		switch mode {
+		case ModePurge:
+			out, err = scan(tx.QueryRow(ctx, `DELETE FROM dead_letters WHERE id = $1 RETURNING `+columns, id))
+		default:
+			out, err = scan(tx.QueryRow(ctx, `
+				UPDATE dead_letters SET status = 'archived', archived_at = COALESCE(archived_at, now()),
+					purge_after = COALESCE(purge_after, now() + $2::interval)
+				WHERE id = $1 RETURNING `+columns, id, retention))
+		}
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("no dead letter %s: %w", id, deadletter.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("removing dead letter %s: %w", id, err)
+		}
+		audit.Counts = map[string]int{string(mode): 1}
+		audit.Before = map[string]any{"status": out.Status, "topic": out.Topic, "fingerprint": out.Fingerprint, "job_id": out.JobID}
+		return writeAudit(ctx, tx, audit)
+	})
+	return out, err
+}
+
+// PurgeExpired deletes archived dead letters whose retention has ended and
+// returns how many.
+func (s *Store) PurgeExpired(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM dead_letters WHERE status = 'archived' AND purge_after < now()`)
+	if err != nil {
+		return 0, fmt.Errorf("purging expired dead letters: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Attempts returns the attempts of the dead letter's job (its error
+// history), oldest first; none for a dead letter without a job.
+func (s *Store) Attempts(ctx context.Context, d DeadLetter) ([]jobs.Attempt, error) {
+	if d.JobID == "" {
+		return nil, nil
+	}
+	return jobstore.New(s.pool).Attempts(ctx, d.JobID)
+}
+
+func isJobID(s string) bool { return uuid.Validate(s) == nil }
