@@ -232,14 +232,16 @@ func TestStrayMessagesDoNotStallTheQueue(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond)
 	require.ElementsMatch(t, strayIDs, got, "strays are dead-lettered under SQS's message id")
 
-	// And deleted from the queue: nothing is left to receive.
-	attrs, err := w.queues.Client().GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: &url, AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
-	})
-	require.NoError(t, err)
-	require.Equal(t, "0", attrs.Attributes["ApproximateNumberOfMessages"])
-	require.Equal(t, "0", attrs.Attributes["ApproximateNumberOfMessagesNotVisible"])
+	// And deleted from the queue (the delete follows the commit that
+	// dead-lettered them): nothing is left to receive.
+	require.Eventually(t, func() bool {
+		attrs, err := w.queues.Client().GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl: &url, AttributeNames: []types.QueueAttributeName{
+				types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
+		})
+		require.NoError(t, err)
+		return attrs.Attributes["ApproximateNumberOfMessages"] == "0" && attrs.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+	}, 10*time.Second, 50*time.Millisecond)
 }
 
 // TestHeartbeatKeepsSlowHandlersSingle runs a handler for three times the
