@@ -43,13 +43,22 @@ const (
 	ReasonMaxReceiveCount Reason = "max_receive_count"
 )
 
-// Errors of the dead-letter store; libs/problem maps them to HTTP problems.
+// Errors of the dead-letter store and its bulk replays; libs/problem maps
+// them to HTTP problems.
 var (
 	// ErrNotFound: no dead letter with that id (or operation, for replays).
 	ErrNotFound = errors.New("dead letter not found")
 	// ErrNotReplayable: the dead letter cannot be replayed in its state
 	// (archived, no job, the job is not dead-lettered).
 	ErrNotReplayable = errors.New("dead letter cannot be replayed")
+	// ErrOperationNotFound: no bulk replay operation with that id.
+	ErrOperationNotFound = errors.New("replay operation not found")
+	// ErrOperationFinished: the bulk replay operation is not running any
+	// more (completed, stopped or cancelled).
+	ErrOperationFinished = errors.New("replay operation is not running")
+	// ErrSelectionTooLarge: a bulk replay's filter selects more dead
+	// letters than one operation may replay.
+	ErrSelectionTooLarge = errors.New("bulk replay selects too many dead letters")
 )
 
 // MaxErrorBytes caps the error text kept in Metadata, so that a long error

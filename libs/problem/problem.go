@@ -43,6 +43,9 @@ var (
 	UnknownJobType       = Kind{"unknown-job-type", "Unknown job type", http.StatusNotFound}
 	DeadLetterNotFound   = Kind{"dead-letter-not-found", "Dead letter not found", http.StatusNotFound}
 	NotReplayable        = Kind{"not-replayable", "Dead letter cannot be replayed in its state", http.StatusConflict}
+	OperationNotFound    = Kind{"replay-operation-not-found", "Replay operation not found", http.StatusNotFound}
+	OperationFinished    = Kind{"replay-operation-finished", "Replay operation is not running", http.StatusConflict}
+	SelectionTooLarge    = Kind{"selection-too-large", "Bulk replay selects too many dead letters", http.StatusUnprocessableEntity}
 	MethodNotAllowed     = Kind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	PayloadTooLarge      = Kind{"payload-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
 	UnsupportedMedia     = Kind{"unsupported-media-type", "Unsupported media type", http.StatusUnsupportedMediaType}
@@ -142,6 +145,12 @@ func From(err error) *Problem {
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		return JobNotFound.New("no job with this id belongs to the caller").WithCause(err)
+	case errors.Is(err, deadletter.ErrOperationNotFound):
+		return OperationNotFound.New(err.Error()).WithCause(err)
+	case errors.Is(err, deadletter.ErrOperationFinished):
+		return OperationFinished.New(err.Error()).WithCause(err)
+	case errors.Is(err, deadletter.ErrSelectionTooLarge):
+		return SelectionTooLarge.New(err.Error()).WithCause(err)
 	case errors.Is(err, deadletter.ErrNotFound):
 		return DeadLetterNotFound.New(err.Error()).WithCause(err)
 	case errors.Is(err, deadletter.ErrNotReplayable):

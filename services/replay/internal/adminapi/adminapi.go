@@ -2,7 +2,9 @@
 // "Replay / admin"): dead letters listed with filters and cursor paging,
 // shown with their payload and error history, counted by topic and
 // fingerprint, replayed one at a time (optionally with an edited payload,
-// validated like a new request), archived or purged; and the audit log.
+// validated like a new request) or in bulk by filter (dry run, max, rate,
+// staged release, progress, cancel), archived or purged; and the audit
+// log.
 // Every call needs the admin scope and writes an audit row; calls that
 // change something write it in the transaction of the change.
 package adminapi
@@ -52,6 +54,10 @@ type API struct {
 	catalog *jobcatalog.Catalog
 	// retention is how long an archived dead letter is kept.
 	retention time.Duration
+	// Kick, when set, is called after a bulk replay operation is created
+	// (bulkreplay.Runner.Kick), so that it starts without waiting for the
+	// runner's next scan.
+	Kick func()
 }
 
 // New returns the API.
@@ -68,6 +74,11 @@ func (a *API) Mount(e *echo.Echo, guard echo.MiddlewareFunc) {
 	g.GET("/dead-letters/:id", a.get)
 	g.POST("/dead-letters/:id/replay", a.replay)
 	g.DELETE("/dead-letters/:id", a.remove)
+	g.POST("/replays", a.createReplay)
+	g.GET("/replays", a.listReplays)
+	g.GET("/replays/:id", a.getReplay)
+	g.GET("/replays/:id/items", a.replayItems)
+	g.POST("/replays/:id/cancel", a.cancelReplay)
 	g.GET("/audit", a.audit)
 }
 

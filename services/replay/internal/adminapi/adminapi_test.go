@@ -3,6 +3,7 @@ package adminapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -383,6 +384,25 @@ func TestAuthAndBadInput(t *testing.T) {
 		{"replay body not JSON", "POST", "/admin/v1/dead-letters/" + uuid.NewString() + "/replay", `{"payload":`, nil, 400},
 		{"bad delete mode", "DELETE", "/admin/v1/dead-letters/" + uuid.NewString() + "?mode=shred", "", nil, 400},
 		{"bad audit cursor", "GET", "/admin/v1/audit?cursor=abc", "", nil, 400},
+		{"bulk: unknown field", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"colour":1}`, nil, 400},
+		{"bulk: unknown filter", "POST", "/admin/v1/replays", `{"filter":{"status":"stored"}}`, nil, 400},
+		{"bulk: bad time", "POST", "/admin/v1/replays", `{"filter":{"since":"last tuesday"}}`, nil, 400},
+		{"bulk: max < 0", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"max":-1}`, nil, 400},
+		{"bulk: max 0", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"max":0}`, nil, 400},
+		{"bulk: no filter", "POST", "/admin/v1/replays", `{"dry_run":true}`, nil, 400},
+		{"bulk: rate 0", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"rate_per_s":0}`, nil, 400},
+		{"bulk: rate too high", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"rate_per_s":1e6}`, nil, 400},
+		{"bulk: bad stage", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"stages":[1,"150%"]}`, nil, 400},
+		{"bulk: shrinking stages", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"stages":[10,5]}`, nil, 400},
+		{"bulk: bad ratio", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"stop_if_failed_ratio":1.5}`, nil, 400},
+		{"bulk: bad settle timeout", "POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"settle_timeout":"soon"}`, nil, 400},
+		{"bulk: not JSON", "POST", "/admin/v1/replays", `{"filter":`, nil, 400},
+		{"bulk: not an admin", "POST", "/admin/v1/replays", `{"all":true}`, []string{"X-Test-Scopes", "jobs:submit"}, 403},
+		{"operation: unknown", "GET", "/admin/v1/replays/" + uuid.NewString(), "", nil, 404},
+		{"operation: not an id", "GET", "/admin/v1/replays/42", "", nil, 404},
+		{"operations: bad status", "GET", "/admin/v1/replays?status=paused", "", nil, 400},
+		{"operation items: bad state", "GET", "/admin/v1/replays/" + uuid.NewString() + "/items?state=lost", "", nil, 400},
+		{"cancel unknown", "POST", "/admin/v1/replays/" + uuid.NewString() + "/cancel", "", nil, 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -394,5 +414,67 @@ func TestAuthAndBadInput(t *testing.T) {
 	// Refusals of authenticated callers are audited too.
 	var refused int
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM admin_audit WHERE outcome LIKE 'refused: %'`).Scan(&refused))
-	require.Equal(t, len(tests)-2, refused)
+	require.Equal(t, len(tests)-3, refused)
+}
+
+// TestBulkReplayAPI: a dry run counts, a bulk replay becomes an operation
+// whose progress, items and cancel are served, and each call is audited.
+// (The runner that replays the items is tested in bulkreplay and e2e.)
+func TestBulkReplayAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := range 3 {
+		e.deadLetterJob(t, fmt.Sprintf("n%d", i), fmt.Sprintf("target answered 400 for order %d", i))
+	}
+	e.drainAll(t)
+	_, body := e.call(t, "GET", "/admin/v1/dead-letters/stats", "")
+	fp := body["groups"].([]any)[0].(map[string]any)["fingerprint"].(string)
+
+	status, body := e.call(t, "POST", "/admin/v1/replays", `{"filter":{"fingerprint":"`+fp+`"},"dry_run":true,"max":2,"rate_per_s":50,"stages":[1,"100%"]}`)
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	sel := body["selection"].(map[string]any)
+	require.EqualValues(t, 3, sel["matched"])
+	require.EqualValues(t, 2, sel["would_replay"])
+	require.EqualValues(t, 1, sel["beyond_max"])
+	require.Equal(t, []any{1.0, 2.0}, body["stage_targets"])
+	require.Equal(t, "0s", body["estimated_send_time"])
+
+	status, body = e.call(t, "POST", "/admin/v1/replays", `{"filter":{"fingerprint":"`+fp+`"},"max":2,"rate_per_s":50,"stages":[1,"100%"]}`)
+	require.Equal(t, http.StatusAccepted, status, "%v", body)
+	opID := body["id"].(string)
+	require.Equal(t, "running", body["status"])
+	require.Equal(t, "ops-alice", body["created_by"])
+	require.Equal(t, []any{1.0, "100%"}, body["stages"])
+	require.EqualValues(t, 2, body["progress"].(map[string]any)["pending"])
+
+	status, body = e.call(t, "GET", "/admin/v1/replays/"+opID+"/items?limit=1", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Len(t, items(t, body), 1)
+	require.Equal(t, "pending", items(t, body)[0]["state"])
+	cursor := body["next_cursor"].(string)
+	_, body = e.call(t, "GET", "/admin/v1/replays/"+opID+"/items?limit=1&cursor="+cursor, "")
+	require.EqualValues(t, 2, items(t, body)[0]["seq"])
+	require.NotContains(t, body, "next_cursor")
+
+	_, body = e.call(t, "GET", "/admin/v1/replays?status=running", "")
+	require.Len(t, items(t, body), 1)
+
+	status, body = e.call(t, "POST", "/admin/v1/replays/"+opID+"/cancel", "")
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	require.Equal(t, "cancelled", body["status"])
+	status, body = e.call(t, "POST", "/admin/v1/replays/"+opID+"/cancel", "")
+	require.Equal(t, http.StatusConflict, status, "%v", body)
+	require.Equal(t, "urn:switchyard:problem:replay-operation-finished", body["type"])
+
+	_, body = e.call(t, "GET", "/admin/v1/audit?target="+opID, "")
+	actions := []string{}
+	for _, r := range items(t, body) {
+		require.Equal(t, "ops-alice", r["actor"])
+		actions = append(actions, r["action"].(string)+" "+r["outcome"].(string))
+	}
+	require.Contains(t, actions, "replays.create ok")
+	require.Contains(t, actions, "replays.cancel ok")
+	require.Contains(t, actions, "replays.cancel refused: 409")
+	_, body = e.call(t, "GET", "/admin/v1/audit?action=replays.dry_run", "")
+	require.Len(t, items(t, body), 1)
 }

@@ -1,7 +1,7 @@
 // Package app wires the replay service: the dead-letter store, the drain
 // of every DLQ, the admin API behind access tokens with the admin scope,
-// the janitor that deletes archived dead letters past their retention, and
-// the ops listener.
+// the runner of bulk replay operations, the janitor that deletes archived
+// dead letters past their retention, and the ops listener.
 package app
 
 import (
@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
+	"github.com/switchyard/switchyard/services/replay/internal/bulkreplay"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 	"github.com/switchyard/switchyard/services/replay/internal/drain"
 )
@@ -40,6 +41,8 @@ type Config struct {
 	JobsFile         string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file (their DLQs are drained; edited payloads are validated against it)"`
 	ArchiveRetention time.Duration `conf:"default:720h,env:SWITCHYARD_REPLAY_ARCHIVE_RETENTION,help:how long an archived dead letter is kept before it is deleted"`
 	DrainWait        time.Duration `conf:"default:20s,env:SWITCHYARD_REPLAY_DRAIN_WAIT,help:long-poll wait of each DLQ receive (at most 20s)"`
+	OperationsScan   time.Duration `conf:"default:2s,env:SWITCHYARD_REPLAY_OPERATIONS_SCAN,help:how often to look for bulk replays no replay service is running (a killed one's are resumed)"`
+	MaxOperations    int           `conf:"default:4,env:SWITCHYARD_REPLAY_MAX_OPERATIONS,help:bulk replays one replay service runs at once"`
 	ShutdownTimeout  time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
 	Auth             accesstoken.Settings
 	Queues           sqsqueue.Config
@@ -57,7 +60,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.DrainWait < 0 || cfg.DrainWait > 20*time.Second {
 		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_DRAIN_WAIT %s must be between 0s and 20s", cfg.DrainWait))
 	}
-	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: 16})
+	if cfg.OperationsScan < 100*time.Millisecond {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_OPERATIONS_SCAN %s must be at least 100ms", cfg.OperationsScan))
+	}
+	if cfg.MaxOperations < 1 || cfg.MaxOperations > 16 {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", cfg.MaxOperations))
+	}
+	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: int32(8 + cfg.MaxOperations)})
 	if err != nil {
 		return err
 	}
@@ -83,8 +92,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	store := deadletterstore.New(pool)
 	dr := drain.New(queues, store, logger, prometheus.DefaultRegisterer)
 	dr.WaitTime = cfg.DrainWait
+	runner := bulkreplay.New(store, bulkreplay.Config{
+		ScanInterval: cfg.OperationsScan, MaxConcurrent: cfg.MaxOperations, Logger: logger, Registerer: prometheus.DefaultRegisterer,
+	})
 	e := httpserver.NewEcho(logger)
-	adminapi.New(store, catalog, cfg.ArchiveRetention).Mount(e, authn.Guard(verifier, logger, authn.Policy{Scopes: []string{adminapi.Scope}}))
+	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
+	api.Kick = runner.Kick
+	api.Mount(e, authn.Guard(verifier, logger, authn.Policy{Scopes: []string{adminapi.Scope}}))
 	e.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
 
 	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)
@@ -104,6 +118,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return dr.Run(gctx, jobTypes) })
 		g.Go(func() error { janitor(gctx, store, logger); return nil })
+		g.Go(func() error { return runner.Run(gctx) })
 		g.Go(func() error {
 			return httpserver.Serve(gctx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
 		})

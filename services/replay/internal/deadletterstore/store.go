@@ -388,31 +388,51 @@ func (s *Store) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, er
 }
 
 func replay(ctx context.Context, tx pgx.Tx, req ReplayRequest) (ReplayResult, error) {
-	if uuid.Validate(req.ID) != nil {
-		return ReplayResult{}, fmt.Errorf("%q is not a dead letter id: %w", req.ID, deadletter.ErrNotFound)
+	res, before, err := replayOne(ctx, tx, req.ID, req.Payload, req.Force, req.Audit.Actor)
+	if err != nil {
+		return res, err
 	}
-	d, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM dead_letters WHERE id = $1 FOR UPDATE`, req.ID))
+	if res.Deduplicated {
+		req.Audit.Counts = map[string]int{"replayed": 0, "deduplicated": 1}
+	} else {
+		req.Audit.Counts = map[string]int{"replayed": 1, "deduplicated": 0}
+	}
+	if res.Edited && !res.Deduplicated {
+		req.Audit.Before = json.RawMessage(before)
+		req.Audit.After = req.Payload
+	}
+	return res, writeAudit(ctx, tx, req.Audit)
+}
+
+// replayOne replays dead letter id inside tx, for actor: the job moves to
+// replayed (with payload, when given), a new message goes to the outbox,
+// and the dead letter is marked replayed. A dead letter replayed before is
+// Deduplicated (nothing sent) unless force. It returns the job's payload
+// before the replay, for the audit of an edit.
+func replayOne(ctx context.Context, tx pgx.Tx, id string, payload json.RawMessage, force bool, actor string) (ReplayResult, []byte, error) {
+	if uuid.Validate(id) != nil {
+		return ReplayResult{}, nil, fmt.Errorf("%q is not a dead letter id: %w", id, deadletter.ErrNotFound)
+	}
+	d, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM dead_letters WHERE id = $1 FOR UPDATE`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ReplayResult{}, fmt.Errorf("no dead letter %s: %w", req.ID, deadletter.ErrNotFound)
+		return ReplayResult{}, nil, fmt.Errorf("no dead letter %s: %w", id, deadletter.ErrNotFound)
 	}
 	if err != nil {
-		return ReplayResult{}, fmt.Errorf("reading dead letter %s: %w", req.ID, err)
+		return ReplayResult{}, nil, fmt.Errorf("reading dead letter %s: %w", id, err)
 	}
-	res := ReplayResult{DeadLetterID: d.ID, JobID: d.JobID, ReplayCount: d.ReplayCount, MessageID: d.ReplayMessageID, Edited: len(req.Payload) > 0}
+	res := ReplayResult{DeadLetterID: d.ID, JobID: d.JobID, ReplayCount: d.ReplayCount, MessageID: d.ReplayMessageID, Edited: len(payload) > 0}
 	switch {
 	case d.Status == StatusArchived:
-		return res, fmt.Errorf("dead letter %s is archived: %w", d.ID, deadletter.ErrNotReplayable)
+		return res, nil, fmt.Errorf("dead letter %s is archived: %w", d.ID, deadletter.ErrNotReplayable)
 	case d.JobID == "":
-		return res, fmt.Errorf("dead letter %s carries no job (reason %s): purge it, or fix its producer: %w", d.ID, d.Reason, deadletter.ErrNotReplayable)
-	case d.Status == StatusReplayed && !req.Force:
+		return res, nil, fmt.Errorf("dead letter %s carries no job (reason %s): purge it, or fix its producer: %w", d.ID, d.Reason, deadletter.ErrNotReplayable)
+	case d.Status == StatusReplayed && !force:
 		res.Deduplicated = true
-		req.Audit.Counts = map[string]int{"replayed": 0, "deduplicated": 1}
-		return res, writeAudit(ctx, tx, req.Audit)
+		return res, nil, nil
 	}
 
-	payload := d.Payload
-	if len(req.Payload) > 0 {
-		payload = req.Payload
+	if len(payload) == 0 {
+		payload = d.Payload
 	}
 	var jobType, clientID, requestID, traceparent string
 	var before []byte
@@ -425,38 +445,33 @@ func replay(ctx context.Context, tx pgx.Tx, req ReplayRequest) (ReplayResult, er
 	if errors.Is(err, pgx.ErrNoRows) {
 		var status string
 		if err := tx.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, d.JobID).Scan(&status); err != nil {
-			return res, fmt.Errorf("job %s of dead letter %s does not exist: %w", d.JobID, d.ID, deadletter.ErrNotReplayable)
+			return res, nil, fmt.Errorf("job %s of dead letter %s does not exist: %w", d.JobID, d.ID, deadletter.ErrNotReplayable)
 		}
-		return res, fmt.Errorf("job %s of dead letter %s is %s, not dead_lettered: %w", d.JobID, d.ID, status, deadletter.ErrNotReplayable)
+		return res, nil, fmt.Errorf("job %s of dead letter %s is %s, not dead_lettered: %w", d.JobID, d.ID, status, deadletter.ErrNotReplayable)
 	}
 	if err != nil {
-		return res, fmt.Errorf("marking job %s replayed: %w", d.JobID, err)
+		return res, nil, fmt.Errorf("marking job %s replayed: %w", d.JobID, err)
 	}
 	msgID, err := uuid.NewV7()
 	if err != nil {
-		return res, fmt.Errorf("generating message id: %w", err)
+		return res, nil, fmt.Errorf("generating message id: %w", err)
 	}
 	meta := map[string]string{
 		outbox.MetaJobID: d.JobID, outbox.MetaJobType: jobType, outbox.MetaClientID: clientID,
 		outbox.MetaRequestID: requestID, outbox.MetaTraceParent: traceparent, outbox.MetaReplayOf: d.ID,
 	}
 	if err := outbox.Write(ctx, tx, outbox.Message{UUID: msgID.String(), Topic: d.Topic, Payload: payload, Metadata: meta}); err != nil {
-		return res, err
+		return res, nil, err
 	}
 	err = tx.QueryRow(ctx, `
 		UPDATE dead_letters SET status = 'replayed', replay_count = replay_count + 1, replayed_at = now(),
 			replayed_by = $2, replay_message_id = $3
-		WHERE id = $1 RETURNING replay_count`, d.ID, req.Audit.Actor, msgID.String()).Scan(&res.ReplayCount)
+		WHERE id = $1 RETURNING replay_count`, d.ID, actor, msgID.String()).Scan(&res.ReplayCount)
 	if err != nil {
-		return res, fmt.Errorf("marking dead letter %s replayed: %w", d.ID, err)
+		return res, nil, fmt.Errorf("marking dead letter %s replayed: %w", d.ID, err)
 	}
 	res.MessageID = msgID.String()
-	req.Audit.Counts = map[string]int{"replayed": 1, "deduplicated": 0}
-	if res.Edited {
-		req.Audit.Before = json.RawMessage(before)
-		req.Audit.After = json.RawMessage(payload)
-	}
-	return res, writeAudit(ctx, tx, req.Audit)
+	return res, before, nil
 }
 
 // RemoveMode says what DELETE does with a dead letter.
