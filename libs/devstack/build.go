@@ -10,7 +10,7 @@ import (
 )
 
 // Binaries are the main packages `dev up` and the end-to-end tests run.
-var Binaries = []string{"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/demoupstream"}
+var Binaries = []string{"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/replay", "./services/demoupstream"}
 
 // ModuleRoot returns the directory holding the go.mod that encloses dir.
 func ModuleRoot(dir string) (string, error) {

@@ -3,6 +3,7 @@ package sqsqueue_test
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptrace"
 	"testing"
 	"time"
 
@@ -188,3 +189,61 @@ func toString(v any) string {
 }
 
 func jsonNumber(f float64) string { b, _ := json.Marshal(f); return string(b) }
+
+// TestAbandonedLongPoll shows what SQS does with a long poll whose caller
+// gave up (its context cancelled, as a consumer shutting down does): the
+// poll still takes the next message and hides it, although nobody gets it.
+// With ReleaseAbandonedReceives the poll runs out and hands the message
+// back at once.
+func TestAbandonedLongPoll(t *testing.T) {
+	t.Parallel()
+	for _, release := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain client", true: "ReleaseAbandonedReceives"}[release], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			plain := newClient(t)
+			cfg, err := sqsqueue.LoadAWSConfig(ctx)
+			require.NoError(t, err)
+			client := plain
+			if release {
+				client = sqs.NewFromConfig(cfg, sqsqueue.ReleaseAbandonedReceives(plain))
+			}
+			q, err := plain.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(stacktest.QueuePrefix(t) + "abandoned"),
+				Attributes: map[string]string{"VisibilityTimeout": "120"}})
+			require.NoError(t, err)
+
+			// Start a long poll, and give up on it once it is on the wire.
+			wrote := make(chan struct{})
+			pollCtx, cancel := context.WithCancel(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+				WroteRequest: func(httptrace.WroteRequestInfo) { close(wrote) },
+			}))
+			done := make(chan error, 1)
+			go func() {
+				_, err := client.ReceiveMessage(pollCtx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, WaitTimeSeconds: 5, MaxNumberOfMessages: 1})
+				done <- err
+			}()
+			<-wrote
+			cancel()
+			_, err = plain.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("hello")})
+			require.NoError(t, err)
+			require.ErrorIs(t, <-done, context.Canceled)
+
+			if !release {
+				// The abandoned poll took the message: hidden, received by nobody.
+				require.Eventually(t, func() bool {
+					a := queueAttrs(t, plain, *q.QueueUrl)
+					return a["ApproximateNumberOfMessagesNotVisible"] == "1" && a["ApproximateNumberOfMessages"] == "0"
+				}, 15*time.Second, 50*time.Millisecond)
+				return
+			}
+			// The poll ran out before the caller got its error, and the
+			// message is visible again: the next receive gets it.
+			out, err := plain.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, WaitTimeSeconds: 1,
+				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount}})
+			require.NoError(t, err)
+			require.Len(t, out.Messages, 1)
+			require.Equal(t, "hello", aws.ToString(out.Messages[0].Body))
+			require.Equal(t, "2", out.Messages[0].Attributes["ApproximateReceiveCount"], "the abandoned poll's receive, then ours")
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +49,8 @@ func binaries(t *testing.T) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		buildErr = devstack.Build(ctx, root, binDir, raceEnabled,
-			"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/switchyard", "./services/demoupstream")
+			"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/replay",
+			"./services/switchyard", "./services/demoupstream", "./services/e2e/faultworker")
 	})
 	require.NoError(t, buildErr)
 	return binDir
@@ -67,14 +69,36 @@ type platform struct {
 	keysFile string
 	opsPorts map[string]int
 	services []string
+	// replay is the replay service's admin API.
+	replay string
+	// binaries maps a service to the binary that runs it, when not its own.
+	binaries map[string]string
+	// adminSecret is the secret of the admin client ops-alice, when the
+	// platform has one.
+	adminSecret string
 
 	mu      sync.Mutex
 	procs   map[string]*devstack.Process
+	svcEnv  map[string][]string
 	bearers map[string]string
 }
 
 // allServices is what a platform runs unless told otherwise.
 var allServices = []string{"tokens", "relay", "worker", "gateway"}
+
+// knownServices are the services a platform can run (each gets ports).
+var knownServices = []string{"tokens", "relay", "worker", "gateway", "replay"}
+
+// platformOptions change what startPlatformWith runs.
+type platformOptions struct {
+	services []string
+	env      []string
+	// jobs and routes replace the job types and routes files.
+	jobs, routes string
+	// binaries maps a service to another binary to run it with, e.g.
+	// "worker" to "faultworker".
+	binaries map[string]string
+}
 
 const routesFile = `
 routes:
@@ -101,15 +125,29 @@ job_types:
 // the defaults.
 func startPlatform(t *testing.T, services []string, env ...string) *platform {
 	t.Helper()
+	return startPlatformWith(t, platformOptions{services: services, env: env})
+}
+
+// startPlatformWith runs a platform as opts say.
+func startPlatformWith(t *testing.T, opts platformOptions) *platform {
+	t.Helper()
+	services := opts.services
 	if services == nil {
 		services = allServices
+	}
+	jobs, routes := jobsFile, routesFile
+	if opts.jobs != "" {
+		jobs = opts.jobs
+	}
+	if opts.routes != "" {
+		routes = opts.routes
 	}
 	bin := binaries(t)
 	dbURL := stacktest.NewDatabase(t)
 	stacktest.SQSEndpoint(t)
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs.yaml"), []byte(jobsFile), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "routes.yaml"), []byte(routesFile), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs.yaml"), []byte(jobs), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "routes.yaml"), []byte(routes), 0o644))
 	ring, _, err := signingkeys.Ring{}.Rotate(signingkeys.ES256, time.Now(), 0, time.Hour)
 	require.NoError(t, err)
 	keysFile := filepath.Join(dir, "signing-keys.json")
@@ -118,10 +156,13 @@ func startPlatform(t *testing.T, services []string, env ...string) *platform {
 	require.NoError(t, err)
 	tokensPort, err := devstack.FreePort()
 	require.NoError(t, err)
+	replayPort, err := devstack.FreePort()
+	require.NoError(t, err)
 	p := &platform{t: t, bin: bin, logDir: dir, gateway: "http://127.0.0.1:" + strconv.Itoa(gatewayPort),
-		tokens: "http://127.0.0.1:" + strconv.Itoa(tokensPort), keysFile: keysFile, services: services,
-		opsPorts: map[string]int{}, procs: map[string]*devstack.Process{}, bearers: map[string]string{}}
-	for _, svc := range allServices {
+		tokens: "http://127.0.0.1:" + strconv.Itoa(tokensPort), replay: "http://127.0.0.1:" + strconv.Itoa(replayPort),
+		keysFile: keysFile, services: services, binaries: opts.binaries, opsPorts: map[string]int{},
+		procs: map[string]*devstack.Process{}, svcEnv: map[string][]string{}, bearers: map[string]string{}}
+	for _, svc := range knownServices {
 		port, err := devstack.FreePort()
 		require.NoError(t, err)
 		p.opsPorts[svc] = port
@@ -133,12 +174,17 @@ func startPlatform(t *testing.T, services []string, env ...string) *platform {
 		"SWITCHYARD_QUEUE_PREFIX="+stacktest.QueuePrefix(t),
 		// A worker killed mid-message gets it back after this long.
 		"SWITCHYARD_SQS_VISIBILITY_TIMEOUT=10s",
+		// Stopping a worker waits for its polls in flight; keep them short.
+		"SWITCHYARD_WORKER_RECEIVE_WAIT=2s",
 		"SWITCHYARD_GATEWAY_ADDR=127.0.0.1:"+strconv.Itoa(gatewayPort),
 		"SWITCHYARD_GATEWAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["gateway"]),
 		"SWITCHYARD_RELAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["relay"]),
 		"SWITCHYARD_WORKER_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["worker"]),
 		"SWITCHYARD_TOKENS_ADDR=127.0.0.1:"+strconv.Itoa(tokensPort),
 		"SWITCHYARD_TOKENS_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["tokens"]),
+		"SWITCHYARD_REPLAY_ADDR=127.0.0.1:"+strconv.Itoa(replayPort),
+		"SWITCHYARD_REPLAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["replay"]),
+		"SWITCHYARD_REPLAY_OPERATIONS_SCAN=500ms",
 		"SWITCHYARD_TOKENS_ISSUER="+p.tokens,
 		"SWITCHYARD_TOKENS_KEYS_FILE="+keysFile,
 		"SWITCHYARD_TOKENS_KEYS_RELOAD=200ms",
@@ -146,7 +192,7 @@ func startPlatform(t *testing.T, services []string, env ...string) *platform {
 		"SWITCHYARD_ROUTES_FILE="+filepath.Join(dir, "routes.yaml"),
 		"SWITCHYARD_LOG_LEVEL=warn",
 	)
-	p.env = append(p.env, env...)
+	p.env = append(p.env, opts.env...)
 	p.pool, err = pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -159,6 +205,14 @@ func startPlatform(t *testing.T, services []string, env ...string) *platform {
 		}
 		p.pool.Close()
 		if t.Failed() {
+			if keep := os.Getenv("SWITCHYARD_E2E_KEEP_LOGS"); keep != "" {
+				dst := filepath.Join(keep, strings.ReplaceAll(t.Name(), "/", "_"))
+				if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
+					t.Logf("keeping logs: %v", err)
+				} else {
+					t.Logf("logs kept in %s", dst)
+				}
+			}
 			for _, svc := range services {
 				b, _ := os.ReadFile(filepath.Join(dir, svc+".log"))
 				if len(b) > 8000 {
@@ -234,18 +288,46 @@ func (p *platform) bearer(clientID string) string {
 // start runs svc and waits until its /readyz answers 200.
 func (p *platform) start(svc string) {
 	p.t.Helper()
+	require.NoError(p.t, p.startE(svc))
+}
+
+// startE is start for goroutines other than the test's: it returns the
+// error instead of failing the test.
+func (p *platform) startE(svc string) error {
 	logFile, err := os.OpenFile(filepath.Join(p.logDir, svc+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	require.NoError(p.t, err)
+	if err != nil {
+		return err
+	}
 	p.t.Cleanup(func() { _ = logFile.Close() })
-	cmd := exec.Command(filepath.Join(p.bin, svc))
-	cmd.Env = p.env
+	binary := svc
+	if b, ok := p.binaries[svc]; ok {
+		binary = b
+	}
+	cmd := exec.Command(filepath.Join(p.bin, binary))
+	p.mu.Lock()
+	cmd.Env = append(slices.Clone(p.env), p.svcEnv[svc]...)
+	p.mu.Unlock()
 	proc, err := devstack.StartProcess(svc, cmd, logFile, "", syscall.SIGTERM)
-	require.NoError(p.t, err)
+	if err != nil {
+		return err
+	}
 	p.mu.Lock()
 	p.procs[svc] = proc
 	p.mu.Unlock()
 	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", p.opsPorts[svc])
-	require.NoError(p.t, proc.WaitReady(context.Background(), 60*time.Second, devstack.HTTPReady(ready)))
+	return proc.WaitReady(context.Background(), 60*time.Second, devstack.HTTPReady(ready))
+}
+
+// restart stops svc gracefully (SIGTERM) and starts it again with env
+// added to the platform's: a new deployment.
+func (p *platform) restart(svc string, env ...string) {
+	p.t.Helper()
+	p.mu.Lock()
+	proc := p.procs[svc]
+	p.svcEnv[svc] = env
+	p.mu.Unlock()
+	require.NoError(p.t, proc.Stop(30*time.Second))
+	p.start(svc)
 }
 
 // crash kills svc with SIGKILL, as a power cut would, and starts it again.

@@ -43,7 +43,11 @@ type Config struct {
 	DatabaseURL  config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
 	JobsFile     string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file"`
 	CloseTimeout time.Duration `conf:"default:30s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:how long in-flight messages may take to finish on shutdown"`
-	Queues       sqsqueue.Config
+	// ReceiveWait is the long-poll wait of each receive. On shutdown the
+	// polls in flight run to their end (so that SQS hands nothing to a
+	// consumer that left), so it also bounds how long stopping takes.
+	ReceiveWait time.Duration `conf:"default:10s,env:SWITCHYARD_WORKER_RECEIVE_WAIT,help:SQS long-poll wait per receive (1s-20s); stopping waits for the polls in flight"`
+	Queues      sqsqueue.Config
 	// Registry receives the worker's metrics and serves /metrics; nil
 	// means Prometheus's default registry. (Not configurable from the
 	// environment: it lets tests run several workers in one process.)
@@ -65,6 +69,12 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	if err := checkReceiveBudget(catalog, cfg.Queues); err != nil {
 		return err
 	}
+	if cfg.ReceiveWait == 0 { // not from the environment (tests, embedding programs)
+		cfg.ReceiveWait = max(time.Second, min(10*time.Second, cfg.CloseTimeout/2))
+	}
+	if cfg.ReceiveWait < time.Second || cfg.ReceiveWait > 20*time.Second || cfg.ReceiveWait >= cfg.CloseTimeout {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_WORKER_RECEIVE_WAIT %s must be from 1s to 20s and below SWITCHYARD_SHUTDOWN_TIMEOUT (%s)", cfg.ReceiveWait, cfg.CloseTimeout))
+	}
 	maxConns := 2
 	for _, jt := range catalog.Types() {
 		maxConns += jt.Consumers
@@ -85,7 +95,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return fmt.Errorf("creating router: %w", err)
 	}
 	router.AddMiddleware(middleware.Recoverer)
-	sub, err := NewSubscriber(awsCfg, queues, wlogger)
+	sub, err := NewSubscriber(awsCfg, queues, cfg.ReceiveWait, wlogger)
 	if err != nil {
 		return err
 	}
@@ -168,19 +178,22 @@ func checkReceiveBudget(catalog *jobcatalog.Catalog, queues sqsqueue.Config) err
 }
 
 // NewSubscriber returns the watermill-aws SQS subscriber the worker uses:
-// long polling, one message per receive (so a failed message never holds
-// back others received with it), queues resolved (and provisioned with
-// their DLQ) through queues, and messages read by Unmarshaler.
-func NewSubscriber(awsCfg aws.Config, queues *sqsqueue.Queues, logger watermill.LoggerAdapter) (*wmsqs.Subscriber, error) {
+// long polling for wait (at most 20 s), one message per receive (so a
+// failed message never holds back others received with it), queues
+// resolved (and provisioned with their DLQ) through queues, messages read
+// by Unmarshaler, and polls abandoned at shutdown run out with their
+// messages handed back (sqsqueue.ReleaseAbandonedReceives).
+func NewSubscriber(awsCfg aws.Config, queues *sqsqueue.Queues, wait time.Duration, logger watermill.LoggerAdapter) (*wmsqs.Subscriber, error) {
 	sub, err := wmsqs.NewSubscriber(wmsqs.SubscriberConfig{
 		AWSConfig:        awsCfg,
+		OptFns:           []func(*sqs.Options){sqsqueue.ReleaseAbandonedReceives(queues.Client())},
 		QueueUrlResolver: queues,
 		GenerateReceiveMessageInput: func(ctx context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
 			return &sqs.ReceiveMessageInput{
 				QueueUrl:                    aws.String(string(queueURL)),
 				MessageAttributeNames:       []string{"All"},
 				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
-				WaitTimeSeconds:             20,
+				WaitTimeSeconds:             int32(wait / time.Second), //nolint:gosec // at most 20
 				MaxNumberOfMessages:         1,
 			}, nil
 		},

@@ -10,11 +10,14 @@
 //	GET  /control      the knobs and counters (requests, in flight, most
 //	                   in flight at once)
 //	PUT  /control      change knobs: {"latency":"20ms","failure_rate":0.1,
-//	                   "down":true}; omitted fields keep their value
+//	                   "down":true,"reject":true}; omitted fields keep
+//	                   their value
 //	POST /control/reset zero the counters
 //	GET  /healthz
 //
-// Latency, failure rate and down apply to /hooks and /echo. Start-up
+// Latency, failure rate and down apply to /hooks and /echo; reject makes
+// /hooks answer 422 (a permanent failure for the worker, so webhook jobs
+// are dead-lettered at once: a dead-letter drill). Start-up
 // values come from SWITCHYARD_UPSTREAM_LATENCY and
 // SWITCHYARD_UPSTREAM_FAILURE_RATE (0..1: that share is answered 503).
 package upstream
@@ -61,6 +64,8 @@ type Knobs struct {
 	FailureRate float64 `json:"failure_rate"`
 	// Down answers every request 503 at once.
 	Down bool `json:"down"`
+	// Reject answers every webhook delivery 422 (permanent for senders).
+	Reject bool `json:"reject"`
 }
 
 // Counters count the requests to /hooks and /echo.
@@ -229,6 +234,13 @@ func (r *Receiver) deliver(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable body"})
+		return
+	}
+	r.mu.Lock()
+	reject := r.knobs.Reject
+	r.mu.Unlock()
+	if reject {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": "delivery rejected (the demo upstream's reject knob is on)"})
 		return
 	}
 	key := req.Header.Get("Idempotency-Key")

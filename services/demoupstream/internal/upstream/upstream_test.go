@@ -55,6 +55,13 @@ func TestKnobsAndCounters(t *testing.T) {
 
 	resp, _ = do(t, http.MethodPost, srv.URL+"/hooks", `{}`)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	do(t, http.MethodPut, srv.URL+"/control", `{"reject":true}`)
+	resp, body = do(t, http.MethodPost, srv.URL+"/hooks", `{}`)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, "a permanent refusal, for dead-letter drills")
+	require.Contains(t, body, "reject knob")
+	resp, _ = do(t, http.MethodGet, srv.URL+"/echo/x", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "reject is for deliveries only")
+	do(t, http.MethodPut, srv.URL+"/control", `{"reject":false}`)
 	_, body = do(t, http.MethodPost, srv.URL+"/control/reset", "")
 	require.NoError(t, json.Unmarshal([]byte(body), &c))
 	require.Zero(t, c.Counters.Requests)

@@ -179,8 +179,9 @@ type Detail struct {
 	// body is not JSON (PayloadEncoding says how).
 	Payload         json.RawMessage `json:"payload"`
 	PayloadEncoding string          `json:"payload_encoding"`
-	// Attempts is the job's error history, oldest first.
-	Attempts []AttemptView `json:"attempts"`
+	// History is the job's attempts with their errors, oldest first
+	// (DeadLetter.Attempts counts the failed attempts of the message).
+	History []AttemptView `json:"history"`
 	// JobURL links to the job (GET /v1/jobs/{id} on the gateway, for its
 	// owning client).
 	JobURL string `json:"job_url,omitempty"`
@@ -212,10 +213,10 @@ func (a *API) get(c echo.Context) error {
 	if err != nil {
 		return a.recordRead(c, e, err)
 	}
-	out := Detail{DeadLetter: d, Attempts: []AttemptView{}}
+	out := Detail{DeadLetter: d, History: []AttemptView{}}
 	out.Payload, out.PayloadEncoding = renderPayload(d.Payload)
 	for _, at := range attempts {
-		out.Attempts = append(out.Attempts, AttemptView{
+		out.History = append(out.History, AttemptView{
 			Number: at.Number, MessageID: at.MessageID, Outcome: at.Outcome, Error: at.Error, Fingerprint: at.Fingerprint,
 			Permanent: at.Permanent, StartedAt: at.StartedAt, FinishedAt: at.FinishedAt,
 		})
@@ -313,11 +314,16 @@ func (a *API) remove(c echo.Context) error {
 func (a *API) audit(c echo.Context) error {
 	e := auditOf(c, "audit.list", "")
 	q := c.QueryParams()
-	if err := onlyParams(q, []string{"actor", "action", "target", "since", "until", "limit", "cursor"}); err != nil {
+	if err := onlyParams(q, []string{"actor", "action", "target", "since", "until", "skip_reads", "limit", "cursor"}); err != nil {
 		return a.recordRead(c, e, err)
 	}
 	f := deadletterstore.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Target: q.Get("target")}
 	var err error
+	if v := q.Get("skip_reads"); v != "" {
+		if f.SkipReads, err = strconv.ParseBool(v); err != nil {
+			return a.recordRead(c, e, problem.InvalidParameter.Newf("skip_reads %q must be true or false", truncate(v, 20)))
+		}
+	}
 	if f.Since, err = parseTime(q, "since"); err != nil {
 		return a.recordRead(c, e, err)
 	}
@@ -338,7 +344,7 @@ func (a *API) audit(c echo.Context) error {
 			return a.recordRead(c, e, problem.InvalidParameter.New("cursor is not one this API returned"))
 		}
 	}
-	e.Filter = map[string]any{"actor": f.Actor, "action": f.Action, "target": f.Target, "since": f.Since, "until": f.Until}
+	e.Filter = map[string]any{"actor": f.Actor, "action": f.Action, "target": f.Target, "since": f.Since, "until": f.Until, "skip_reads": f.SkipReads}
 	// The read is recorded first, so that it shows in its own answer.
 	if err := a.recordRead(c, e, nil); err != nil {
 		return err

@@ -260,7 +260,8 @@ func TestDrainInspectReplayAudit(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, map[string]any{"text": "a"}, body["payload"])
 	require.Equal(t, "/v1/jobs/"+jobA, body["job_url"])
-	hist := body["attempts"].([]any)
+	require.EqualValues(t, 1, body["attempts"])
+	hist := body["history"].([]any)
 	require.Len(t, hist, 1)
 	require.Equal(t, "failed", hist[0].(map[string]any)["outcome"])
 
@@ -477,4 +478,13 @@ func TestBulkReplayAPI(t *testing.T) {
 	require.Contains(t, actions, "replays.cancel refused: 409")
 	_, body = e.call(t, "GET", "/admin/v1/audit?action=replays.dry_run", "")
 	require.Len(t, items(t, body), 1)
+	_, body = e.call(t, "GET", "/admin/v1/audit?action=replays.*&skip_reads=true", "")
+	got := []string{}
+	for _, r := range items(t, body) {
+		got = append(got, r["action"].(string))
+	}
+	require.Equal(t, []string{"replays.cancel", "replays.cancel", "replays.create", "replays.dry_run"}, got,
+		"the replay steps, newest first, without the reads")
+	status, _ = e.call(t, "GET", "/admin/v1/audit?skip_reads=maybe", "")
+	require.Equal(t, http.StatusBadRequest, status)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,12 +69,21 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 
 // AuditFilter selects audit entries.
 type AuditFilter struct {
-	Actor  string
+	Actor string
+	// Action matches one action, or every action with its prefix when it
+	// ends in "*" ("replays.*").
 	Action string
 	Target string
 	Since  *time.Time
 	Until  *time.Time
+	// SkipReads leaves out reads (ReadActions): lists, shows, stats.
+	SkipReads bool
 }
+
+// ReadActions are the audited calls that only read. (A dry run is not one:
+// it records a decision, with the counts the operator saw.)
+var ReadActions = []string{"dead_letters.list", "dead_letters.stats", "dead_letters.get", "replays.list",
+	"replays.get", "replays.items", "audit.list"}
 
 // ListAudit returns up to limit audit entries matching f, newest first,
 // older than the entry with id before (0 for the first page), and whether
@@ -88,8 +98,15 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter, limit int, before 
 	if f.Actor != "" {
 		add("actor = ", f.Actor)
 	}
-	if f.Action != "" {
+	if prefix, ok := strings.CutSuffix(f.Action, "*"); ok {
+		add("starts_with(action, ", prefix)
+		where += ")"
+	} else if f.Action != "" {
 		add("action = ", f.Action)
+	}
+	if f.SkipReads {
+		add("NOT action = ANY(", ReadActions)
+		where += ")"
 	}
 	if f.Target != "" {
 		add("target = ", f.Target)

@@ -87,6 +87,7 @@ func newDevExecCmd(logger *slog.Logger, dir *string) *cobra.Command {
 type devUpOptions struct {
 	gatewayAddr  string
 	tokensAddr   string
+	replayAddr   string
 	upstreamAddr string
 	database     string
 }
@@ -103,6 +104,7 @@ func newDevUpCmd(logger *slog.Logger, dir *string) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.gatewayAddr, "gateway-addr", "127.0.0.1:8080", "gateway public listener")
 	cmd.Flags().StringVar(&opts.tokensAddr, "tokens-addr", "127.0.0.1:8070", "token service public listener")
+	cmd.Flags().StringVar(&opts.replayAddr, "replay-addr", "127.0.0.1:8083", "replay service admin API listener")
 	cmd.Flags().StringVar(&opts.upstreamAddr, "upstream-addr", "127.0.0.1:8090", "demo upstream listener")
 	cmd.Flags().StringVar(&opts.database, "database", "switchyard_dev", "database to create and use when DATABASE_URL is not set")
 	return cmd
@@ -170,7 +172,7 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 		"SWITCHYARD_DEMO_UPSTREAM_URL=http://"+opts.upstreamAddr,
 		"SWITCHYARD_LOG_FORMAT=text",
 	)
-	ports := make([]int, 4)
+	ports := make([]int, 5)
 	for i := range ports {
 		if ports[i], err = devstack.FreePort(); err != nil {
 			return err
@@ -183,6 +185,8 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 			ready: "http://" + opsAddr(3) + "/readyz"},
 		{name: "relay", env: []string{"SWITCHYARD_RELAY_OPS_ADDR=" + opsAddr(0)}, ready: "http://" + opsAddr(0) + "/readyz"},
 		{name: "worker", env: []string{"SWITCHYARD_WORKER_OPS_ADDR=" + opsAddr(1)}, ready: "http://" + opsAddr(1) + "/readyz"},
+		{name: "replay", env: []string{"SWITCHYARD_REPLAY_ADDR=" + opts.replayAddr, "SWITCHYARD_REPLAY_OPS_ADDR=" + opsAddr(4)},
+			ready: "http://" + opsAddr(4) + "/readyz"},
 		{name: "gateway", env: []string{
 			"SWITCHYARD_GATEWAY_ADDR=" + opts.gatewayAddr, "SWITCHYARD_GATEWAY_OPS_ADDR=" + opsAddr(2),
 		}, ready: "http://" + opsAddr(2) + "/readyz"},
@@ -219,8 +223,13 @@ Token service: %[3]s. OAuth client "dev" (all scopes), secret: %[4]s
        -H 'Content-Type: application/json' -d '{"text":"hello switchyard"}'
   curl -s http://%[1]s/v1/jobs/<id> -H "Authorization: Bearer $TOKEN"
 
+Dead letters (replay service admin API on http://%[5]s):
+  export SWITCHYARD_ADMIN_URL=http://%[5]s SWITCHYARD_TOKEN_URL=%[3]s/oauth2/token
+  export SWITCHYARD_ADMIN_CLIENT_ID=dev SWITCHYARD_ADMIN_CLIENT_SECRET=%[4]s
+  %[6]s dlq stats
+
 Press Ctrl-C to stop every process started here.
-`, opts.gatewayAddr, opsAddr(2), issuer, devSecret)
+`, opts.gatewayAddr, opsAddr(2), issuer, devSecret, opts.replayAddr, os.Args[0])
 
 	exited := make(chan *devstack.Process, len(running))
 	for _, p := range running {
