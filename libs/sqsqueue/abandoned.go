@@ -36,6 +36,9 @@ func ReleaseAbandonedReceives(release *sqs.Client) func(*sqs.Options) {
 					if !ok {
 						return next.HandleInitialize(ctx, in)
 					}
+					if err := ctx.Err(); err != nil {
+						return middleware.InitializeOutput{}, middleware.Metadata{}, err // given up before it started: no poll
+					}
 					wait := time.Duration(input.WaitTimeSeconds)*time.Second + 15*time.Second
 					poll, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 					defer cancel()

@@ -114,16 +114,13 @@ func LoadAWSConfig(ctx context.Context) (aws.Config, error) {
 }
 
 // Connect loads the AWS configuration (see LoadAWSConfig) and returns
-// Queues on an SQS client built from it, with that configuration. The
-// client releases the messages of long polls its callers abandon
-// (ReleaseAbandonedReceives).
+// Queues on an SQS client built from it, with that configuration.
 func Connect(ctx context.Context, cfg Config) (*Queues, aws.Config, error) {
 	awsCfg, err := LoadAWSConfig(ctx)
 	if err != nil {
 		return nil, aws.Config{}, err
 	}
-	client := sqs.NewFromConfig(awsCfg, ReleaseAbandonedReceives(sqs.NewFromConfig(awsCfg)))
-	q, err := NewQueues(client, cfg)
+	q, err := NewQueues(sqs.NewFromConfig(awsCfg), cfg)
 	if err != nil {
 		return nil, aws.Config{}, err
 	}

@@ -247,3 +247,21 @@ func TestAbandonedLongPoll(t *testing.T) {
 		})
 	}
 }
+
+// TestAbandonedBeforeStart: a receive whose context has already ended
+// does not start a poll at all (a consumer loop that comes round once
+// more while closing must not wait out another long poll).
+func TestAbandonedBeforeStart(t *testing.T) {
+	t.Parallel()
+	plain := newClient(t)
+	cfg, err := sqsqueue.LoadAWSConfig(context.Background())
+	require.NoError(t, err)
+	client := sqs.NewFromConfig(cfg, sqsqueue.ReleaseAbandonedReceives(plain))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sent := false
+	traced := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { sent = true }})
+	_, err = client.ReceiveMessage(traced, &sqs.ReceiveMessageInput{QueueUrl: aws.String("http://127.0.0.1:1/000000000000/none"), WaitTimeSeconds: 20})
+	require.ErrorIs(t, err, context.Canceled)
+	require.False(t, sent, "no request went out")
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,30 +74,40 @@ func (e *env) fingerprint(group string) string {
 	return deadletter.Fingerprint("text-stats", true, "group "+group+" is broken")
 }
 
-// settle stands in for the worker: it moves every replayed job to
-// succeeded, or to dead_lettered when fails says so, until ctx ends.
+// settle stands in for the worker: for every replayed job it records an
+// attempt with the replay's message and moves the job to succeeded, or to
+// dead_lettered when fails says so, until ctx ends.
 func (e *env) settle(ctx context.Context, fails func(payload string) bool) {
 	go func() {
 		for ctx.Err() == nil {
-			rows, err := e.pool.Query(ctx, `SELECT id::text, payload::text FROM jobs WHERE status = 'replayed'`)
+			// The message of the job's latest replay.
+			rows, err := e.pool.Query(ctx, `
+				SELECT j.id::text, j.payload::text, d.replay_message_id FROM jobs j
+				JOIN LATERAL (SELECT replay_message_id FROM dead_letters WHERE job_id = j.id AND replay_message_id IS NOT NULL
+					ORDER BY replayed_at DESC LIMIT 1) d ON true
+				WHERE j.status = 'replayed'`)
 			if err != nil {
 				return
 			}
-			type job struct{ id, payload string }
+			type job struct{ id, payload, message string }
 			var js []job
 			for rows.Next() {
 				var j job
-				if rows.Scan(&j.id, &j.payload) == nil {
+				if rows.Scan(&j.id, &j.payload, &j.message) == nil {
 					js = append(js, j)
 				}
 			}
 			rows.Close()
 			for _, j := range js {
-				status := jobs.StatusSucceeded
+				status, outcome := jobs.StatusSucceeded, "succeeded"
 				if fails(j.payload) {
-					status = jobs.StatusDeadLettered
+					status, outcome = jobs.StatusDeadLettered, "failed"
 				}
-				_, _ = e.pool.Exec(ctx, `UPDATE jobs SET status = $2, finished_at = clock_timestamp() WHERE id = $1 AND status = 'replayed'`, j.id, status)
+				_, _ = e.pool.Exec(ctx, `
+					WITH a AS (INSERT INTO job_attempts (job_id, attempt, message_id, outcome, finished_at)
+						SELECT $1, COALESCE(max(attempt), 0) + 1, $3, $4, clock_timestamp() FROM job_attempts WHERE job_id = $1)
+					UPDATE jobs SET status = $2, finished_at = clock_timestamp() WHERE id = $1 AND status = 'replayed'`,
+					j.id, status, j.message, outcome)
 			}
 			select {
 			case <-ctx.Done():
@@ -222,7 +233,8 @@ func TestGuardStopsAReplayThatFailsAgain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.deadLetter("b", 20)
-	e.settle(ctx, func(string) bool { return true }) // still broken
+	var fixed atomic.Bool
+	e.settle(ctx, func(string) bool { return !fixed.Load() }) // still broken
 	stop := e.run()
 	defer stop()
 	op := e.create(deadletterstore.BulkRequest{Filter: deadletterstore.Filter{Fingerprint: e.fingerprint("b")},
@@ -238,6 +250,23 @@ func TestGuardStopsAReplayThatFailsAgain(t *testing.T) {
 	// A stopped operation cannot be cancelled.
 	_, err := e.store.CancelOperation(context.Background(), op.ID, deadletterstore.AuditEntry{Actor: "ops-alice", Action: "replays.cancel"})
 	require.ErrorIs(t, err, deadletter.ErrOperationFinished)
+
+	// The canary's job is fixed and replayed again later: the stopped
+	// operation's record still says its replay failed.
+	fixed.Store(true)
+	items, _, err := e.store.OperationItems(context.Background(), op.ID, deadletterstore.ItemReplayed, 10, 0)
+	require.NoError(t, err)
+	require.Len(t, items, 1)
+	_, err = e.store.Replay(context.Background(), deadletterstore.ReplayRequest{ID: items[0].DeadLetterID, Force: true,
+		Audit: deadletterstore.AuditEntry{Actor: "ops-alice", Action: "dead_letters.replay"}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return e.count(`SELECT count(*) FROM jobs WHERE id = $1 AND status = 'succeeded'`, items[0].JobID) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	again, err := e.store.GetOperation(context.Background(), op.ID)
+	require.NoError(t, err)
+	require.Equal(t, 1, again.Progress.FailedAgain, "outcomes belong to the operation's message, not to the job's status now")
+	require.Zero(t, again.Progress.Succeeded)
 }
 
 func TestCancelStopsAtOnce(t *testing.T) {

@@ -278,18 +278,30 @@ func getOperation(ctx context.Context, q querier, id string, forShare bool) (Ope
 	return o, err
 }
 
-// progress counts the items of operation id, and the outcomes of the
-// replayed ones from their jobs: succeeded, or dead-lettered again (the
-// replay moved the job to replayed, so dead_lettered now is a new failure).
+// progress counts the items of operation id, and what became of the
+// messages the replayed ones sent: an attempt with that message
+// succeeded, or the message was dead-lettered again (stored as a dead
+// letter; or the job is dead-lettered with that message's attempt as its
+// last; or a later message of the job was attempted since, which only a
+// replay of a dead letter can send). Outcomes belong to the message, not to the job's current status,
+// so a later replay of the same job does not rewrite this operation's
+// record.
 func progress(ctx context.Context, q querier, id string) (Progress, error) {
 	var p Progress
 	err := q.QueryRow(ctx, `
 		SELECT count(*), count(*) FILTER (WHERE i.state = 'pending'), count(*) FILTER (WHERE i.state = 'replayed'),
 			count(*) FILTER (WHERE i.state = 'deduplicated'), count(*) FILTER (WHERE i.state = 'skipped'),
-			count(*) FILTER (WHERE i.state = 'replayed' AND j.status = $2),
-			count(*) FILTER (WHERE i.state = 'replayed' AND j.status = $3)
-		FROM replay_operation_items i LEFT JOIN jobs j ON j.id = i.job_id
-		WHERE i.operation_id = $1`, id, string(jobs.StatusSucceeded), string(jobs.StatusDeadLettered)).
+			count(*) FILTER (WHERE o.succeeded), count(*) FILTER (WHERE NOT o.succeeded AND o.failed)
+		FROM replay_operation_items i
+		LEFT JOIN LATERAL (
+			SELECT EXISTS (SELECT 1 FROM job_attempts a WHERE a.message_id = i.message_id AND a.outcome = 'succeeded') AS succeeded,
+				(EXISTS (SELECT 1 FROM dead_letters d WHERE d.message_id = i.message_id)
+				 OR EXISTS (SELECT 1 FROM jobs j WHERE j.id = i.job_id AND j.status = $2
+					AND (SELECT a.message_id FROM job_attempts a WHERE a.job_id = j.id ORDER BY a.attempt DESC LIMIT 1) = i.message_id)
+				 OR EXISTS (SELECT 1 FROM job_attempts later WHERE later.job_id = i.job_id AND later.message_id <> i.message_id
+					AND later.attempt > (SELECT max(a.attempt) FROM job_attempts a WHERE a.message_id = i.message_id))) AS failed
+		) o ON i.state = 'replayed'
+		WHERE i.operation_id = $1`, id, string(jobs.StatusDeadLettered)).
 		Scan(&p.Total, &p.Pending, &p.Replayed, &p.Deduplicated, &p.Skipped, &p.Succeeded, &p.FailedAgain)
 	if err != nil {
 		return p, fmt.Errorf("counting the items of replay operation %s: %w", id, err)

@@ -603,6 +603,9 @@ func follow(ctx context.Context, c *adminClient, id string, out, errw io.Writer,
 	if f, ok := errw.(*os.File); ok && term.IsTerminal(int(f.Fd())) { //nolint:gosec // a file descriptor fits an int
 		tty = true
 	}
+	stoppedFollowing := func() {
+		fmt.Fprintf(errw, "\nstopped following; the operation goes on. Follow: switchyard dlq operation %s --follow; cancel: switchyard dlq cancel %[1]s\n", id)
+	}
 	last := ""
 	var raw []byte
 	var op dlqOperation
@@ -611,7 +614,7 @@ func follow(ctx context.Context, c *adminClient, id string, out, errw io.Writer,
 		raw, err = c.get(ctx, "/admin/v1/replays/"+url.PathEscape(id), nil, &op)
 		if err != nil {
 			if ctx.Err() != nil {
-				fmt.Fprintf(errw, "\nstopped following; the operation goes on. Follow: switchyard dlq operation %s --follow; cancel: switchyard dlq cancel %[1]s\n", id)
+				stoppedFollowing()
 			}
 			return err
 		}
@@ -622,7 +625,7 @@ func follow(ctx context.Context, c *adminClient, id string, out, errw io.Writer,
 		if tty {
 			if bar == nil {
 				bar = progressbar.NewOptions(max(p.Total, 1), progressbar.OptionSetWriter(errw), progressbar.OptionShowCount(),
-					progressbar.OptionSetWidth(30), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond),
+					progressbar.OptionSetWidth(30), progressbar.OptionSetPredictTime(true),
 					progressbar.OptionSetDescription("replaying"))
 			}
 			bar.Describe(status)
@@ -636,7 +639,7 @@ func follow(ctx context.Context, c *adminClient, id string, out, errw io.Writer,
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(errw, "\nstopped following; the operation goes on. Follow: switchyard dlq operation %s --follow; cancel: switchyard dlq cancel %[1]s\n", id)
+			stoppedFollowing()
 			return ctx.Err()
 		case <-time.After(time.Second):
 		}
