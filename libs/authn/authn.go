@@ -45,6 +45,11 @@ func (id Identity) HasScopes(required []string) bool {
 	return true
 }
 
+// HasAnyScope reports whether the identity holds at least one of scopes.
+func (id Identity) HasAnyScope(scopes []string) bool {
+	return slices.ContainsFunc(scopes, func(s string) bool { return slices.Contains(id.Scopes, s) })
+}
+
 // Authenticator establishes the identity behind a request.
 type Authenticator interface {
 	// Authenticate returns the caller's identity, or an error wrapping
@@ -125,6 +130,9 @@ func Middleware(a Authenticator, logger *slog.Logger) echo.MiddlewareFunc {
 type Policy struct {
 	// Scopes the caller must hold, all of them (none: any caller).
 	Scopes []string
+	// AnyScope, when set, also requires at least one of these scopes (a
+	// capability, or a scope that implies it, such as an admin scope).
+	AnyScope []string
 	// Deny refuses every caller (a route that declares no policy).
 	Deny bool
 }
@@ -134,9 +142,10 @@ type Policy struct {
 // §3.1), or 403 for a denied route. One middleware rather than two keeps
 // the per-request cost of a protected route low.
 func Guard(a Authenticator, logger *slog.Logger, p Policy) echo.MiddlewareFunc {
-	scopes := slices.Clone(p.Scopes)
+	scopes, anyScope := slices.Clone(p.Scopes), slices.Clone(p.AnyScope)
 	deny := p.Deny
 	challenge := `Bearer realm="` + Realm + `", error="insufficient_scope", scope="` + strings.Join(scopes, " ") + `"`
+	anyChallenge := `Bearer realm="` + Realm + `", error="insufficient_scope", scope="` + strings.Join(append(slices.Clone(scopes), anyScope...), " ") + `"`
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			id, err := a.Authenticate(c.Request())
@@ -150,6 +159,9 @@ func Guard(a Authenticator, logger *slog.Logger, p Policy) echo.MiddlewareFunc {
 			case !id.HasScopes(scopes):
 				return problem.InsufficientScope.Newf("this route requires the scopes: %s", strings.Join(scopes, " ")).
 					WithHeader("WWW-Authenticate", challenge)
+			case len(anyScope) > 0 && !id.HasAnyScope(anyScope):
+				return problem.InsufficientScope.Newf("this route requires one of the scopes: %s", strings.Join(anyScope, " ")).
+					WithHeader("WWW-Authenticate", anyChallenge)
 			}
 			// Recorded in the request state the shared middleware already
 			// keeps, not in a new context: that would copy the request.

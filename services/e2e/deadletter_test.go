@@ -122,9 +122,15 @@ func (p *platform) admin(method, path, body string, auth ...string) reply {
 // ops-alice's client credentials, and returns its output and exit code.
 func (p *platform) dlq(args ...string) (stdout, stderr string, code int) {
 	p.t.Helper()
+	return p.dlqAs(adminActor, p.adminSecret, args...)
+}
+
+// dlqAs runs `switchyard dlq ARGS` with another client's credentials.
+func (p *platform) dlqAs(clientID, secret string, args ...string) (stdout, stderr string, code int) {
+	p.t.Helper()
 	cmd := exec.Command(filepath.Join(p.bin, "switchyard"), append([]string{"dlq"}, args...)...)
 	cmd.Env = append(slices.Clone(p.env), "SWITCHYARD_ADMIN_URL="+p.replay, "SWITCHYARD_TOKEN_URL="+p.tokens+"/oauth2/token",
-		"SWITCHYARD_ADMIN_CLIENT_ID="+adminActor, "SWITCHYARD_ADMIN_CLIENT_SECRET="+p.adminSecret)
+		"SWITCHYARD_ADMIN_CLIENT_ID="+clientID, "SWITCHYARD_ADMIN_CLIENT_SECRET="+secret)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -272,6 +278,18 @@ func TestPoisonMessages(t *testing.T) {
 		r = p.admin("GET", "/admin/v1/dead-letters", "", "Bearer "+p.bearer("client-7"))
 		require.Equal(t, http.StatusForbidden, r.status)
 		require.Contains(t, r.header.Get("WWW-Authenticate"), "insufficient_scope")
+		// A role narrower than admin: read and replay, not purge nor audit.
+		oncall := p.client("oncall", "dead-letters:read", "dead-letters:replay")
+		out, errOut, code := p.dlqAs("oncall", oncall, "stats")
+		require.Zero(t, code, errOut)
+		require.Contains(t, out, "always-fails")
+		_, errOut, code = p.dlqAs("oncall", oncall, "audit")
+		require.Equal(t, 1, code)
+		require.Contains(t, errOut, "403 Insufficient scope")
+		first := p.deadLetters("type=always-fails")[0]["id"].(string)
+		_, errOut, code = p.dlqAs("oncall", oncall, "purge", first)
+		require.Equal(t, 1, code)
+		require.Contains(t, errOut, "dead-letters:purge")
 		for _, bad := range []struct{ method, path, body string }{
 			{"GET", "/admin/v1/dead-letters?colour=red", ""},
 			{"GET", "/admin/v1/dead-letters?since=yesterday", ""},

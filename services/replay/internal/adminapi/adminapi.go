@@ -5,8 +5,10 @@
 // validated like a new request) or in bulk by filter (dry run, max, rate,
 // staged release, progress, cancel), archived or purged; and the audit
 // log.
-// Every call needs the admin scope and writes an audit row; calls that
-// change something write it in the transaction of the change.
+// Every call needs the admin scope or the capability scope of its route
+// (ScopeRead, ScopeReplay, ScopeEdit, ScopePurge, ScopeAudit) and writes
+// an audit row; calls that change something write it in the transaction
+// of the change.
 package adminapi
 
 import (
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -36,8 +39,32 @@ import (
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 )
 
-// Scope is the scope every admin call requires.
+// Scope grants every admin call.
 const Scope = "switchyard:admin"
+
+// Capability scopes grant parts of the admin API, so that operators can
+// be given roles narrower than Scope (a role is the set of scopes its
+// OAuth client may request): an on-call engineer read and replay, a lead
+// also edit and purge, an auditor audit only.
+const (
+	// ScopeRead: list, show and count dead letters; list and show bulk
+	// replay operations.
+	ScopeRead = "dead-letters:read"
+	// ScopeReplay: replay dead letters (one, or in bulk, dry runs
+	// included) and cancel bulk replays.
+	ScopeReplay = "dead-letters:replay"
+	// ScopeEdit: replay a dead letter with an edited payload (with
+	// ScopeReplay).
+	ScopeEdit = "dead-letters:edit"
+	// ScopePurge: archive and purge dead letters.
+	ScopePurge = "dead-letters:purge"
+	// ScopeAudit: read the audit log.
+	ScopeAudit = "audit:read"
+)
+
+// Guards returns, for a capability scope, the middleware that
+// authenticates a call and requires that scope or Scope.
+type Guards func(capability string) echo.MiddlewareFunc
 
 // Page sizes.
 const (
@@ -65,21 +92,30 @@ func New(store *deadletterstore.Store, catalog *jobcatalog.Catalog, archiveReten
 	return &API{store: store, catalog: catalog, retention: archiveRetention}
 }
 
-// Mount registers the routes on e behind guard (authentication and the
-// admin scope).
-func (a *API) Mount(e *echo.Echo, guard echo.MiddlewareFunc) {
-	g := e.Group("/admin/v1", guard)
-	g.GET("/dead-letters", a.list)
-	g.GET("/dead-letters/stats", a.stats)
-	g.GET("/dead-letters/:id", a.get)
-	g.POST("/dead-letters/:id/replay", a.replay)
-	g.DELETE("/dead-letters/:id", a.remove)
-	g.POST("/replays", a.createReplay)
-	g.GET("/replays", a.listReplays)
-	g.GET("/replays/:id", a.getReplay)
-	g.GET("/replays/:id/items", a.replayItems)
-	g.POST("/replays/:id/cancel", a.cancelReplay)
-	g.GET("/audit", a.audit)
+// Mount registers the routes on e, each behind the guard of its
+// capability.
+func (a *API) Mount(e *echo.Echo, guard Guards) {
+	read, replay, purge, audit := guard(ScopeRead), guard(ScopeReplay), guard(ScopePurge), guard(ScopeAudit)
+	g := e.Group("/admin/v1")
+	g.GET("/dead-letters", a.list, read)
+	g.GET("/dead-letters/stats", a.stats, read)
+	g.GET("/dead-letters/:id", a.get, read)
+	g.POST("/dead-letters/:id/replay", a.replay, replay)
+	g.DELETE("/dead-letters/:id", a.remove, purge)
+	g.POST("/replays", a.createReplay, replay)
+	g.GET("/replays", a.listReplays, read)
+	g.GET("/replays/:id", a.getReplay, read)
+	g.GET("/replays/:id/items", a.replayItems, read)
+	g.POST("/replays/:id/cancel", a.cancelReplay, replay)
+	g.GET("/audit", a.audit, audit)
+}
+
+// GuardsFor returns Guards on authenticator: each requires its capability
+// or Scope.
+func GuardsFor(authenticator authn.Authenticator, logger *slog.Logger) Guards {
+	return func(capability string) echo.MiddlewareFunc {
+		return authn.Guard(authenticator, logger, authn.Policy{AnyScope: []string{capability, Scope}})
+	}
 }
 
 // auditOf starts the audit entry of the call in c.
@@ -262,6 +298,10 @@ func (a *API) replay(c echo.Context) error {
 	}
 	e.Filter = map[string]any{"force": body.Force, "edited": len(body.Payload) > 0}
 	if len(body.Payload) > 0 {
+		if id, _ := authn.FromContext(c.Request().Context()); !id.HasAnyScope([]string{ScopeEdit, Scope}) {
+			return a.recordRead(c, e, problem.InsufficientScope.Newf("replaying an edited payload requires one of the scopes: %s %s", ScopeEdit, Scope).
+				WithHeader("WWW-Authenticate", `Bearer realm="`+authn.Realm+`", error="insufficient_scope", scope="`+ScopeEdit+` `+Scope+`"`))
+		}
 		d, err := a.store.Get(c.Request().Context(), id)
 		if err != nil {
 			return a.recordRead(c, e, err)

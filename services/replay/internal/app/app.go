@@ -19,7 +19,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/accesstoken"
-	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/httpserver"
@@ -98,7 +97,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	e := httpserver.NewEcho(logger)
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Kick = runner.Kick
-	api.Mount(e, authn.Guard(verifier, logger, authn.Policy{Scopes: []string{adminapi.Scope}}))
+	api.Mount(e, adminapi.GuardsFor(verifier, logger))
 	e.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
 
 	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)

@@ -18,9 +18,6 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 )
 
-// adminScope is the scope the admin API requires.
-const adminScope = "switchyard:admin"
-
 // adminFlags say where the replay service's admin API is and how to
 // authenticate to it.
 type adminFlags struct {
@@ -34,7 +31,7 @@ type adminFlags struct {
 func (f *adminFlags) register(cmd *cobra.Command) {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.url, "admin-url", envOr("SWITCHYARD_ADMIN_URL", "http://127.0.0.1:8083"), "replay service admin API ($SWITCHYARD_ADMIN_URL)")
-	pf.StringVar(&f.token, "token", "", "access token with the switchyard:admin scope (default $SWITCHYARD_ADMIN_TOKEN)")
+	pf.StringVar(&f.token, "token", "", "access token (default $SWITCHYARD_ADMIN_TOKEN)")
 	pf.StringVar(&f.clientID, "client-id", os.Getenv("SWITCHYARD_ADMIN_CLIENT_ID"), "OAuth client to get a token with, instead of --token ($SWITCHYARD_ADMIN_CLIENT_ID)")
 	pf.StringVar(&f.tokenURL, "token-url", envOr("SWITCHYARD_TOKEN_URL", "http://127.0.0.1:8070/oauth2/token"), "token endpoint for --client-id ($SWITCHYARD_TOKEN_URL)")
 	pf.BoolVar(&f.json, "json", false, "print the API's JSON instead of tables")
@@ -76,12 +73,13 @@ func newAdminClient(ctx context.Context, f *adminFlags) (*adminClient, error) {
 		if secret == "" {
 			return nil, usageError{errors.New("--client-id needs its secret in $SWITCHYARD_ADMIN_CLIENT_SECRET")}
 		}
-		cc := clientcredentials.Config{ClientID: f.clientID, ClientSecret: secret, TokenURL: f.tokenURL,
-			Scopes: []string{adminScope}, AuthStyle: oauth2.AuthStyleInHeader}
+		// No scope asked: the token carries every scope the client may
+		// have (the admin scope, or a role's capability scopes).
+		cc := clientcredentials.Config{ClientID: f.clientID, ClientSecret: secret, TokenURL: f.tokenURL, AuthStyle: oauth2.AuthStyleInHeader}
 		hc = cc.Client(context.WithValue(ctx, oauth2.HTTPClient, plain))
 	default:
 		return nil, usageError{errors.New("no credentials for the admin API: set $SWITCHYARD_ADMIN_TOKEN (or --token), " +
-			"or --client-id with $SWITCHYARD_ADMIN_CLIENT_SECRET for a client with the switchyard:admin scope")}
+			"or --client-id with $SWITCHYARD_ADMIN_CLIENT_SECRET for a client with the switchyard:admin scope or a role's dead-letters:* scopes")}
 	}
 	hc.Timeout = 30 * time.Second
 	return &adminClient{base: base, http: hc}, nil

@@ -27,9 +27,12 @@ func newDLQCmd() *cobra.Command {
 		Long: `Inspect, replay and purge dead letters through the replay service's admin
 API (every call is audited under the token's client id).
 
-Credentials: $SWITCHYARD_ADMIN_TOKEN (an access token with the
-switchyard:admin scope), or --client-id (or $SWITCHYARD_ADMIN_CLIENT_ID)
-with $SWITCHYARD_ADMIN_CLIENT_SECRET, exchanged at --token-url.
+Credentials: $SWITCHYARD_ADMIN_TOKEN (an access token), or --client-id
+(or $SWITCHYARD_ADMIN_CLIENT_ID) with $SWITCHYARD_ADMIN_CLIENT_SECRET,
+exchanged at --token-url. switchyard:admin allows every command; roles
+get capability scopes: dead-letters:read (list, show, stats, operations),
+dead-letters:replay (replay, replay-bulk, cancel), dead-letters:edit
+(replay --payload), dead-letters:purge (archive, purge), audit:read.
 
 Times (--since, --until) are RFC 3339 (2026-11-30T08:00:00Z) or a
 duration back from now (90m, 36h).`,
