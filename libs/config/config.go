@@ -8,10 +8,13 @@
 //
 //	vault:<mount>/<path>#<key>    a key of a Vault KV v2 secret
 //
-// References are resolved once at start-up, through a Vault client built
-// from VAULT_ADDR and VAULT_TOKEN unless the caller supplies a Source. A
-// reference that cannot be read fails start-up with a message naming the
-// setting and the reference.
+// References are resolved once at start-up through a libs/secrets client:
+// the one of the secrets.Config embedded in the configuration (connected
+// here, so that the service can keep using it: Config.Client), or one
+// built from the standard Vault variables when the configuration has
+// none, unless the caller supplies a Source. A reference that cannot be
+// read fails start-up with a message naming the setting and the
+// reference.
 package config
 
 import (
@@ -19,11 +22,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"reflect"
 	"strings"
 
 	"github.com/ardanlabs/conf/v3"
+
+	"github.com/switchyard/switchyard/libs/secrets"
 )
 
 // ErrHelp is returned by Load when --help or --version was asked for; the
@@ -91,6 +95,15 @@ func Load(ctx context.Context, cfg any, opts ...Option) error {
 		}
 		return Invalid(fmt.Errorf("reading configuration: %w", err))
 	}
+	if vc := findVaultConfig(reflect.ValueOf(cfg)); vc != nil && vc.Enabled() {
+		// Log in now, references or not: bad credentials fail start-up,
+		// and the service gets a live client (Config.Client).
+		client, err := vc.Connect(ctx, o.logger)
+		if err != nil {
+			return err
+		}
+		o.sources = append(o.sources, client)
+	}
 	return resolveSecrets(ctx, cfg, o)
 }
 
@@ -115,7 +128,7 @@ func resolveSecrets(ctx context.Context, cfg any, o options) error {
 			o.logger.Info("secret from environment (development fallback)", "setting", name)
 			return
 		}
-		src, err := sourceFor(scheme, o)
+		src, err := sourceFor(ctx, cfg, scheme, &o)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("setting %s: %w", name, err))
 			return
@@ -135,20 +148,70 @@ func resolveSecrets(ctx context.Context, cfg any, o options) error {
 // contains a colon, such as a URL ("postgres://...").
 func isScheme(s string) bool { return s == "vault" }
 
-func sourceFor(scheme string, o options) (Source, error) {
+func sourceFor(ctx context.Context, cfg any, scheme string, o *options) (Source, error) {
 	for _, src := range o.sources {
 		if src.Scheme() == scheme {
 			return src, nil
 		}
 	}
-	if scheme == "vault" {
-		addr, token := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN")
-		if addr == "" {
-			return nil, errors.New("a vault: reference needs VAULT_ADDR (and VAULT_TOKEN)")
-		}
-		return NewVaultKV(addr, token)
+	if scheme != "vault" {
+		return nil, fmt.Errorf("no secret source for %q", scheme)
 	}
-	return nil, fmt.Errorf("no secret source for %q", scheme)
+	vc := findVaultConfig(reflect.ValueOf(cfg))
+	if vc == nil {
+		// No Vault settings in this configuration: the standard variables.
+		fromEnv, err := secretsConfigFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		vc = &fromEnv
+	}
+	if !vc.Enabled() {
+		return nil, errors.New("a vault: reference needs VAULT_ADDR and Vault credentials (VAULT_TOKEN, or VAULT_AUTH_METHOD=approle with VAULT_ROLE_ID and VAULT_SECRET_ID)")
+	}
+	client, err := vc.Connect(ctx, o.logger)
+	if err != nil {
+		return nil, err
+	}
+	o.sources = append(o.sources, client) // the next reference reuses it
+	return client, nil
+}
+
+var vaultConfigType = reflect.TypeOf(secrets.Config{})
+
+// findVaultConfig returns the first secrets.Config field of cfg.
+func findVaultConfig(v reflect.Value) *secrets.Config {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	if v.Type() == vaultConfigType && v.CanAddr() {
+		return v.Addr().Interface().(*secrets.Config)
+	}
+	for i := range v.NumField() {
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
+		if found := findVaultConfig(v.Field(i)); found != nil {
+			return found
+		}
+	}
+	return nil
+}
+
+// secretsConfigFromEnv reads the Vault settings of secrets.Config from the
+// environment, with their defaults.
+func secretsConfigFromEnv() (secrets.Config, error) {
+	var wrapper struct{ Vault secrets.Config }
+	if _, err := conf.Parse("", &wrapper); err != nil {
+		return secrets.Config{}, Invalid(fmt.Errorf("reading the Vault settings: %w", err))
+	}
+	return wrapper.Vault, nil
 }
 
 var secretType = reflect.TypeOf(Secret{})

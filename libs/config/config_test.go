@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/secrets"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -75,6 +76,45 @@ func TestVaultReference(t *testing.T) {
 		require.ErrorContains(t, err, want, ref)
 		require.ErrorContains(t, err, "setting Nested.Token", "the error names the setting")
 	}
+}
+
+// TestVaultReferenceWithAppRole: a configuration that embeds
+// secrets.Config logs in with AppRole once, resolves its references with
+// that client, and keeps it for the service (Config.Client).
+func TestVaultReferenceWithAppRole(t *testing.T) {
+	addr, _ := stacktest.Vault(t)
+	mount, roleID, secretID := stacktest.AppRole(t, "1m", stacktest.ReadSecretsPolicy)
+	path := "switchyard/config-test-" + stacktest.RandomSuffix(t, 4)
+	_, err := stacktest.VaultRoot(t).KVv2("secret").Put(context.Background(), path, map[string]any{"a": "one", "b": "two"})
+	require.NoError(t, err)
+	t.Setenv("VAULT_ADDR", addr)
+	t.Setenv("VAULT_TOKEN", "")
+	t.Setenv("VAULT_AUTH_METHOD", "approle")
+	t.Setenv("VAULT_AUTH_MOUNT", mount)
+	t.Setenv("VAULT_ROLE_ID", roleID)
+	t.Setenv("VAULT_SECRET_ID", secretID)
+	t.Setenv("CONFIG_TEST_PASSWORD", "vault:secret/"+path+"#a")
+	t.Setenv("CONFIG_TEST_TOKEN", "vault:secret/"+path+"#b")
+	var s struct {
+		App   settings
+		Vault secrets.Config
+	}
+	var logs bytes.Buffer
+	require.NoError(t, config.Load(context.Background(), &s, config.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))))
+	require.Equal(t, "one", s.App.Password.Value())
+	require.Equal(t, "two", s.App.Nested.Token.Value())
+	client := s.Vault.Client()
+	require.NotNil(t, client, "the service gets the client the references were resolved with")
+	require.Equal(t, 1, client.Stats().Logins, "one login for both references")
+	require.NotContains(t, logs.String(), secretID)
+	require.NotContains(t, config.String(&s), secretID, "the secret id is masked")
+
+	t.Setenv("VAULT_SECRET_ID", "wrong")
+	var bad struct {
+		App   settings
+		Vault secrets.Config
+	}
+	require.ErrorContains(t, config.Load(context.Background(), &bad), "approle login")
 }
 
 func TestVaultReferenceWithoutVault(t *testing.T) {

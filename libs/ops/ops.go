@@ -1,6 +1,7 @@
 // Package ops serves a process's operational endpoints on a listener of
 // their own, apart from any public API: /healthz (the process is alive),
-// /readyz (every dependency check passes, and the process is not draining)
+// /readyz (every dependency check passes, and the process is not draining;
+// degraded checks are reported without failing it)
 // and /metrics (Prometheus).
 package ops
 
@@ -31,6 +32,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	checks   map[string]CheckFunc
+	degraded map[string]bool
 	draining atomic.Bool
 }
 
@@ -40,7 +42,7 @@ func New(logger *slog.Logger, gatherer prometheus.Gatherer) *Server {
 	if gatherer == nil {
 		gatherer = prometheus.DefaultGatherer
 	}
-	return &Server{logger: logger, gatherer: gatherer, checks: map[string]CheckFunc{}}
+	return &Server{logger: logger, gatherer: gatherer, checks: map[string]CheckFunc{}, degraded: map[string]bool{}}
 }
 
 // AddCheck registers a readiness check.
@@ -48,6 +50,18 @@ func (s *Server) AddCheck(name string, fn CheckFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.checks[name] = fn
+}
+
+// AddDegradedCheck registers a check whose failure degrades the process
+// without making it unready: /readyz still answers 200, with status
+// "degraded" and the check's error. For dependencies the process can work
+// without for a while (Vault, while cached secrets last): failing
+// readiness would take every replica out of service at once.
+func (s *Server) AddDegradedCheck(name string, fn CheckFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks[name] = fn
+	s.degraded[name] = true
 }
 
 // Drain makes /readyz fail from now on, so load balancers stop sending
@@ -76,6 +90,10 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	for k, v := range s.checks {
 		checks[k] = v
 	}
+	soft := make(map[string]bool, len(s.degraded))
+	for k, v := range s.degraded {
+		soft[k] = v
+	}
 	s.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -90,6 +108,9 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 			res := checkResult{Status: "ok"}
 			if err := fn(ctx); err != nil {
 				res = checkResult{Status: "failing", Error: err.Error()}
+				if soft[name] {
+					res.Status = "degraded"
+				}
 			}
 			mu.Lock()
 			results[name] = res
@@ -102,7 +123,12 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	names := make([]string, 0, len(results))
 	for name, res := range results {
 		names = append(names, name)
-		if res.Status != "ok" {
+		if res.Status == "degraded" && code == http.StatusOK {
+			status = "degraded"
+		}
+	}
+	for _, res := range results {
+		if res.Status == "failing" {
 			status, code = "not_ready", http.StatusServiceUnavailable
 		}
 	}
@@ -110,7 +136,11 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		status, code = "draining", http.StatusServiceUnavailable
 	}
-	if code != http.StatusOK {
+	switch status {
+	case "ready":
+	case "degraded":
+		s.logger.Warn("readiness degraded", "status", status, "checks", results)
+	default:
 		s.logger.Warn("not ready", "status", status, "checks", results)
 	}
 	writeJSON(w, code, map[string]any{"status": status, "checks": results})

@@ -34,10 +34,16 @@ func get(t *testing.T, url string) (int, map[string]any) {
 func TestReadinessAndDrain(t *testing.T) {
 	t.Parallel()
 	srv := ops.New(slog.New(slog.DiscardHandler), nil)
-	var dbDown atomic.Bool
+	var dbDown, vaultDown atomic.Bool
 	srv.AddCheck("postgres", func(context.Context) error {
 		if dbDown.Load() {
 			return errors.New("connection refused")
+		}
+		return nil
+	})
+	srv.AddDegradedCheck("vault", func(context.Context) error {
+		if vaultDown.Load() {
+			return errors.New("vault unreachable; serving cached secrets")
 		}
 		return nil
 	})
@@ -67,6 +73,19 @@ func TestReadinessAndDrain(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Equal(t, "connection refused", body["checks"].(map[string]any)["postgres"].(map[string]any)["error"])
 	dbDown.Store(false)
+
+	// A degraded dependency is reported, and the process stays in service.
+	vaultDown.Store(true)
+	code, body = get(t, base+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "degraded", body["status"])
+	require.Equal(t, "degraded", body["checks"].(map[string]any)["vault"].(map[string]any)["status"])
+	dbDown.Store(true)
+	code, body = get(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "a failing check still fails readiness")
+	require.Equal(t, "not_ready", body["status"])
+	dbDown.Store(false)
+	vaultDown.Store(false)
 
 	code, _ = get(t, base+"/metrics")
 	require.Equal(t, http.StatusOK, code)

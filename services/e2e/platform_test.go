@@ -98,6 +98,8 @@ type platformOptions struct {
 	// binaries maps a service to another binary to run it with, e.g.
 	// "worker" to "faultworker".
 	binaries map[string]string
+	// databaseURL is a database made beforehand (default: a new one).
+	databaseURL string
 }
 
 const routesFile = `
@@ -143,7 +145,10 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 		routes = opts.routes
 	}
 	bin := binaries(t)
-	dbURL := stacktest.NewDatabase(t)
+	dbURL := opts.databaseURL
+	if dbURL == "" {
+		dbURL = stacktest.NewDatabase(t)
+	}
 	stacktest.SQSEndpoint(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs.yaml"), []byte(jobs), 0o644))

@@ -27,6 +27,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
 	"github.com/switchyard/switchyard/services/gateway/internal/respcache"
@@ -48,6 +49,9 @@ type Config struct {
 	Auth            AuthConfig
 	DrainDelay      time.Duration `conf:"default:0s,env:SWITCHYARD_DRAIN_DELAY,help:time between failing /readyz and closing the listener"`
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+	// Vault is where secrets come from (VAULT_ADDR and login); empty:
+	// none, secrets from the environment (development).
+	Vault secrets.Config
 }
 
 // AuthConfig says which access tokens the gateway accepts.
@@ -115,7 +119,10 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	logger.Info("gateway listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(),
 		"routes", len(routeFile.Routes), "issuer", cfg.Auth.Issuer)
 
-	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
+	if vc := cfg.Vault.Client(); vc != nil {
+		opsSrv.AddDegradedCheck("vault", vc.Ready)
+	}
+	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
 		go disabled.Run(ctx)
 		verifier.Start(ctx)
 		srvCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -126,7 +133,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		})
 		defer stop()
 		return httpserver.Serve(srvCtx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
-	})
+	}))
 }
 
 // Services are what the routes file's routes are served by.

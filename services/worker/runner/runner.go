@@ -32,6 +32,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/worker/httptarget"
 	"github.com/switchyard/switchyard/services/worker/internal/processor"
@@ -52,6 +53,9 @@ type Config struct {
 	// means Prometheus's default registry. (Not configurable from the
 	// environment: it lets tests run several workers in one process.)
 	Registry *prometheus.Registry `conf:"-"`
+	// Vault is where secrets come from (VAULT_ADDR and login); empty:
+	// none, secrets from the environment (development).
+	Vault secrets.Config
 }
 
 // Run processes messages of every job type in the catalog until ctx ends.
@@ -127,12 +131,15 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	})
 	opsSrv.AddCheck("sqs", queues.Ping)
 	logger.Info("worker running", "ops_addr", opsL.Addr().String(), "job_types", catalog.Names())
-	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
+	if vc := cfg.Vault.Client(); vc != nil {
+		opsSrv.AddDegradedCheck("vault", vc.Ready)
+	}
+	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
 		if err := router.Run(ctx); err != nil {
 			return fmt.Errorf("running message router: %w", err)
 		}
 		return nil
-	})
+	}))
 }
 
 // Bindings resolves every job type of catalog to its handler: the one named

@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/relay/internal/forwarder"
 )
@@ -28,6 +29,9 @@ type Config struct {
 	BatchSize    int           `conf:"default:50,env:SWITCHYARD_RELAY_BATCH_SIZE,help:outbox rows per claimed batch"`
 	PollInterval time.Duration `conf:"default:5s,env:SWITCHYARD_RELAY_POLL_INTERVAL,help:longest sleep without a NOTIFY"`
 	Queues       sqsqueue.Config
+	// Vault is where secrets come from (VAULT_ADDR and login); empty:
+	// none, secrets from the environment (development).
+	Vault secrets.Config
 }
 
 // Run forwards the outbox until ctx ends.
@@ -70,5 +74,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	opsSrv.AddCheck("outbox_notifications", fwd.Listening)
 	opsSrv.AddCheck("sqs", queues.Ping)
 	logger.Info("relay running", "ops_addr", opsL.Addr().String(), "loops", cfg.Loops, "batch_size", cfg.BatchSize)
-	return opsSrv.Serve(ctx, opsL, fwd.Run)
+	if vc := cfg.Vault.Client(); vc != nil {
+		opsSrv.AddDegradedCheck("vault", vc.Ready)
+	}
+	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), fwd.Run))
 }

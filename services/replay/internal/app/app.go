@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
 	"github.com/switchyard/switchyard/services/replay/internal/bulkreplay"
@@ -45,6 +46,9 @@ type Config struct {
 	ShutdownTimeout  time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
 	Auth             accesstoken.Settings
 	Queues           sqsqueue.Config
+	// Vault is where secrets come from (VAULT_ADDR and login); empty:
+	// none, secrets from the environment (development).
+	Vault secrets.Config
 }
 
 // Run serves the admin API and drains the DLQs until ctx ends.
@@ -111,7 +115,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	opsSrv.AddCheck("disabled_clients", disabled.Ready)
 	opsSrv.AddCheck("dlq_drain", dr.Ready)
 	logger.Info("replay service running", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "dead_letter_queues", jobTypes)
-	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
+	if vc := cfg.Vault.Client(); vc != nil {
+		opsSrv.AddDegradedCheck("vault", vc.Ready)
+	}
+	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
 		go disabled.Run(ctx)
 		verifier.Start(ctx)
 		g, gctx := errgroup.WithContext(ctx)
@@ -122,7 +129,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			return httpserver.Serve(gctx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
 		})
 		return g.Wait()
-	})
+	}))
 }
 
 // dlqTypes returns the job types whose DLQs to drain: those of the catalog

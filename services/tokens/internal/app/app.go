@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/signingkeys"
 	"github.com/switchyard/switchyard/services/tokens/internal/tokenapi"
 )
@@ -37,6 +38,9 @@ type Config struct {
 	RatePerClient   float64       `conf:"default:5,env:SWITCHYARD_TOKENS_RATE_PER_CLIENT,help:token requests per second per client id (0: off)"`
 	BurstPerClient  int           `conf:"default:20,env:SWITCHYARD_TOKENS_BURST_PER_CLIENT,help:burst per client id"`
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+	// Vault is where secrets come from (VAULT_ADDR and login); empty:
+	// none, secrets from the environment (development).
+	Vault secrets.Config
 }
 
 // Run serves the token service until ctx ends, then drains.
@@ -74,8 +78,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	opsSrv.AddCheck("signing_keys", keys.Err)
 	logger.Info("token service listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "issuer", cfg.Issuer)
 
-	return opsSrv.Serve(ctx, opsL, func(ctx context.Context) error {
+	if vc := cfg.Vault.Client(); vc != nil {
+		opsSrv.AddDegradedCheck("vault", vc.Ready)
+	}
+	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
 		go keys.Run(ctx)
 		return httpserver.Serve(ctx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
-	})
+	}))
 }

@@ -1,0 +1,55 @@
+package stacktest
+
+import (
+	"testing"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// VaultRoot returns a client of the test Vault with its root token.
+func VaultRoot(tb testing.TB) *vault.Client {
+	tb.Helper()
+	addr, token := Vault(tb)
+	cfg := vault.DefaultConfig()
+	cfg.Address = addr
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		tb.Fatalf("stacktest: Vault client: %v", err)
+	}
+	c.SetToken(token)
+	return c
+}
+
+// AppRole enables AppRole auth at a mount of the test's own, with a role
+// whose tokens live ttl (renewable up to a minute) under a policy of
+// policyHCL, and returns the mount, the role id and a secret id. The
+// mount is disabled when the test ends.
+func AppRole(tb testing.TB, ttl, policyHCL string) (mount, roleID, secretID string) {
+	tb.Helper()
+	rc := VaultRoot(tb)
+	mount = "approle-" + RandomSuffix(tb, 4)
+	fail := func(what string, err error) {
+		if err != nil {
+			tb.Fatalf("stacktest: AppRole %s: %v", what, err)
+		}
+	}
+	fail("enable", rc.Sys().EnableAuthWithOptions(mount, &vault.EnableAuthOptions{Type: "approle"}))
+	tb.Cleanup(func() { _ = rc.Sys().DisableAuth(mount) })
+	policy := "policy-" + mount
+	fail("policy", rc.Sys().PutPolicy(policy, policyHCL))
+	_, err := rc.Logical().Write("auth/"+mount+"/role/svc", map[string]any{
+		"token_ttl": ttl, "token_max_ttl": "60s", "token_policies": policy, "secret_id_num_uses": 0,
+	})
+	fail("role", err)
+	s, err := rc.Logical().Read("auth/" + mount + "/role/svc/role-id")
+	fail("role id", err)
+	roleID, _ = s.Data["role_id"].(string)
+	s, err = rc.Logical().Write("auth/"+mount+"/role/svc/secret-id", nil)
+	fail("secret id", err)
+	secretID, _ = s.Data["secret_id"].(string)
+	return mount, roleID, secretID
+}
+
+// ReadSecretsPolicy lets a token read every KV v2 secret under secret/.
+const ReadSecretsPolicy = `path "secret/data/*" { capabilities = ["read"] }
+path "secret/metadata/*" { capabilities = ["read"] }`
