@@ -1,4 +1,9 @@
-// Package database opens the pgx connection pools Switchyard's services use.
+// Package database opens the pgx connection pools, and the single
+// connections for LISTEN, that Switchyard's services use, with the user
+// and password of the URL or, with Vault's dynamic credentials, of the
+// current lease: new connections use the current user, connections of a
+// replaced user are closed as soon as they are idle, and in-flight work
+// finishes on the connection it started on.
 package database
 
 import (
@@ -6,8 +11,20 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchyard/switchyard/libs/secrets"
 )
+
+// Credentials supplies the user and password of new connections in place
+// of the URL's (secrets.DatabaseCredentials does, from Vault).
+type Credentials interface {
+	// Current returns the user and password to connect with now.
+	Current() (user, password string)
+	// OnRotate registers fn to run after the user changed.
+	OnRotate(fn func())
+}
 
 // Config tunes a pool. Zero values take the defaults noted.
 type Config struct {
@@ -19,10 +36,11 @@ type Config struct {
 	MaxConns int32
 	// ConnectTimeout bounds each connection attempt (default 5 s).
 	ConnectTimeout time.Duration
+	// Credentials, when set, replace the URL's user and password.
+	Credentials Credentials
 }
 
-// Open creates a pool and checks that the database answers.
-func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+func (cfg Config) connConfig() (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parsing database URL: %w", err)
@@ -40,15 +58,93 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 	if cfg.ApplicationName != "" {
 		pc.ConnConfig.RuntimeParams["application_name"] = cfg.ApplicationName
 	}
+	return pc, nil
+}
+
+// Open creates a pool and checks that the database answers.
+func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+	pc, err := cfg.connConfig()
+	if err != nil {
+		return nil, err
+	}
+	if creds := cfg.Credentials; creds != nil {
+		pc.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
+			cc.User, cc.Password = creds.Current()
+			return nil
+		}
+		current := func(c *pgx.Conn) bool {
+			user, _ := creds.Current()
+			return c.Config().User == user
+		}
+		// A connection of a replaced user is not handed out again (the
+		// caller gets another) and is closed when returned.
+		pc.PrepareConn = func(_ context.Context, c *pgx.Conn) (bool, error) { return current(c), nil }
+		pc.AfterRelease = current
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("creating database pool: %w", err)
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, timeout)
+	if cfg.Credentials != nil {
+		// Idle connections of the old user close at once; checked-out ones
+		// when they are returned.
+		cfg.Credentials.OnRotate(pool.Reset)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connecting to database %s@%s/%s: %w", pc.ConnConfig.User, pc.ConnConfig.Host, pc.ConnConfig.Database, err)
+		user := pc.ConnConfig.User
+		if cfg.Credentials != nil {
+			user, _ = cfg.Credentials.Current()
+		}
+		return nil, fmt.Errorf("connecting to database %s@%s/%s: %w", user, pc.ConnConfig.Host, pc.ConnConfig.Database, err)
 	}
 	return pool, nil
+}
+
+// UseVault makes cfg connect as short-lived users of vault's database
+// role (secrets.Config.DatabaseRole), when it names one.
+func (cfg *Config) UseVault(ctx context.Context, vault secrets.Config) error {
+	creds, err := vault.DatabaseCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	if creds != nil {
+		cfg.Credentials = creds
+	}
+	return nil
+}
+
+// Dialer opens single connections (for LISTEN) the way Open's pool does.
+type Dialer struct {
+	cfg Config
+}
+
+// NewDialer returns a Dialer for cfg (MaxConns is ignored).
+func NewDialer(cfg Config) Dialer { return Dialer{cfg: cfg} }
+
+// Connect opens one connection with the current credentials.
+func (d Dialer) Connect(ctx context.Context) (*pgx.Conn, error) {
+	pc, err := d.cfg.connConfig()
+	if err != nil {
+		return nil, err
+	}
+	cc := pc.ConnConfig
+	if d.cfg.Credentials != nil {
+		cc.User, cc.Password = d.cfg.Credentials.Current()
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to database %s@%s/%s: %w", cc.User, cc.Host, cc.Database, err)
+	}
+	return conn, nil
+}
+
+// OnRotate registers fn to run when the credentials change (never without
+// Credentials), so that a long-lived connection can be replaced.
+func (d Dialer) OnRotate(fn func()) {
+	if d.cfg.Credentials != nil {
+		d.cfg.Credentials.OnRotate(fn)
+	}
 }

@@ -33,13 +33,14 @@ type DisabledSet struct {
 const DefaultPollInterval = 10 * time.Second
 
 // NewDisabledSet returns a DisabledSet reading from store, notified through
-// a dedicated connection to dbURL. interval <= 0 means DefaultPollInterval.
-func NewDisabledSet(store *Store, dbURL string, interval time.Duration, logger *slog.Logger) *DisabledSet {
+// a dedicated connection from listen. interval <= 0 means
+// DefaultPollInterval.
+func NewDisabledSet(store *Store, listen pgnotify.Connector, interval time.Duration, logger *slog.Logger) *DisabledSet {
 	if interval <= 0 {
 		interval = DefaultPollInterval
 	}
 	d := &DisabledSet{store: store, logger: logger, interval: interval, reload: make(chan struct{}, 1)}
-	d.listener = pgnotify.New(dbURL, NotifyChannel, d.requestReload, logger)
+	d.listener = pgnotify.New(listen, NotifyChannel, d.requestReload, logger)
 	notLoaded := errors.New("disabled clients not loaded yet")
 	d.loadErr.Store(&notLoaded)
 	return d

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 )
@@ -114,7 +115,7 @@ func TestDisabledSetFollowsNotifications(t *testing.T) {
 	c, _, err := store.Create(ctx, oauthclients.NewClient{})
 	require.NoError(t, err)
 
-	set := oauthclients.NewDisabledSet(store, dbURL, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	set := oauthclients.NewDisabledSet(store, database.NewDialer(database.Config{URL: dbURL}), time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.Error(t, set.Ready(ctx), "not ready before the first load")
 	go set.Run(ctx)
 	require.Eventually(t, func() bool { return set.Ready(ctx) == nil }, 10*time.Second, 10*time.Millisecond)

@@ -1,12 +1,13 @@
 // Package pgnotify keeps a Postgres LISTEN open on a dedicated connection
 // and calls back on every notification, reconnecting with backoff when the
-// connection is lost. The callback also runs after every (re)connect, since
-// notifications sent while disconnected are gone: a listener uses it to
-// catch up.
+// connection is lost, and at once when the database credentials rotate.
+// The callback also runs after every (re)connect, since notifications sent
+// while disconnected are gone: a listener uses it to catch up.
 package pgnotify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,23 +16,46 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// Connector opens the listener's connection (database.Dialer does).
+type Connector interface {
+	Connect(ctx context.Context) (*pgx.Conn, error)
+	// OnRotate registers fn to run when new connections would use other
+	// credentials: the listener then replaces its connection.
+	OnRotate(fn func())
+}
+
 // Listener listens on one channel.
 type Listener struct {
-	dbURL    string
-	channel  string
-	onNotify func()
-	logger   *slog.Logger
+	connector Connector
+	channel   string
+	onNotify  func()
+	logger    *slog.Logger
 
-	mu  sync.Mutex
-	err error
+	mu     sync.Mutex
+	err    error
+	cancel context.CancelFunc // of the current connection
 }
 
-// New returns a Listener for channel on the database at dbURL; onNotify
-// runs on the listener's goroutine and should return quickly.
-func New(dbURL, channel string, onNotify func(), logger *slog.Logger) *Listener {
-	return &Listener{dbURL: dbURL, channel: channel, onNotify: onNotify, logger: logger,
+// New returns a Listener for channel on connections from connector;
+// onNotify runs on the listener's goroutine and should return quickly.
+func New(connector Connector, channel string, onNotify func(), logger *slog.Logger) *Listener {
+	l := &Listener{connector: connector, channel: channel, onNotify: onNotify, logger: logger,
 		err: fmt.Errorf("not listening on %s yet", channel)}
+	connector.OnRotate(l.replace)
+	return l
 }
+
+// replace closes the current connection; Run opens a new one at once.
+func (l *Listener) replace() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+	}
+}
+
+// errReplaced ends a connection that replace closed.
+var errReplaced = errors.New("connection replaced after a credentials rotation")
 
 // Run listens until ctx ends, reconnecting after failures (100 ms backoff
 // doubling to 5 s).
@@ -41,6 +65,10 @@ func (l *Listener) Run(ctx context.Context) {
 		err := l.listenOnce(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errReplaced) {
+			l.logger.Info("reconnecting for LISTEN with the new credentials", "channel", l.channel)
+			continue
 		}
 		l.setErr(err)
 		l.logger.Warn("notifications lost; reconnecting", "channel", l.channel, "error", err, "backoff", backoff)
@@ -68,12 +96,22 @@ func (l *Listener) setErr(err error) {
 	l.err = err
 }
 
-func (l *Listener) listenOnce(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, l.dbURL)
+func (l *Listener) listenOnce(parent context.Context) (err error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	l.mu.Lock()
+	l.cancel = func() { cancel(errReplaced) }
+	l.mu.Unlock()
+	conn, err := l.connector.Connect(ctx)
 	if err != nil {
 		return fmt.Errorf("connecting for LISTEN: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		if errors.Is(context.Cause(ctx), errReplaced) && parent.Err() == nil {
+			err = errReplaced
+		}
+	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
 		return fmt.Errorf("listening on %s: %w", l.channel, err)
 	}

@@ -28,6 +28,9 @@ func (c *Client) Run(ctx context.Context) error {
 	for _, w := range c.watches {
 		wg.Go(func() { c.follow(ctx, w) })
 	}
+	for _, d := range c.databases {
+		wg.Go(func() { d.keep(ctx) })
+	}
 	c.mu.Unlock()
 	wg.Go(func() { c.keepAlive(ctx) })
 	wg.Wait()

@@ -65,8 +65,30 @@ type Config struct {
 	// read (default 30 s; it starts at 1 s and doubles).
 	RetryMax time.Duration `conf:"default:30s,env:SWITCHYARD_VAULT_RETRY_MAX,help:longest wait between retries when Vault fails"`
 
+	// DatabaseRole, when set, gives the service short-lived database users
+	// of this role of Vault's database secrets engine at DatabaseMount, in
+	// place of DATABASE_URL's user and password.
+	DatabaseRole  string `conf:"env:SWITCHYARD_VAULT_DATABASE_ROLE,help:role of Vault's database secrets engine whose short-lived users replace DATABASE_URL's user and password (empty: DATABASE_URL's)"`
+	DatabaseMount string `conf:"default:database,env:SWITCHYARD_VAULT_DATABASE_MOUNT,help:mount of Vault's database secrets engine"`
+
 	// client is the Client Connect made from this configuration.
 	client *Client
+}
+
+// DatabaseCredentials fetches a user of DatabaseRole through the client
+// Connect made; nil and no error when no role is configured.
+func (c Config) DatabaseCredentials(ctx context.Context) (*DatabaseCredentials, error) {
+	if c.DatabaseRole == "" {
+		return nil, nil
+	}
+	if c.client == nil {
+		return nil, errors.New("SWITCHYARD_VAULT_DATABASE_ROLE needs Vault (VAULT_ADDR and a login)")
+	}
+	mount := c.DatabaseMount
+	if mount == "" {
+		mount = "database"
+	}
+	return c.client.DatabaseCredentials(ctx, mount, c.DatabaseRole)
 }
 
 // Connect logs in (see New) once and keeps the Client in c, so that the
@@ -157,9 +179,10 @@ type Client struct {
 	lastErr map[string]error // by concern: "auth", "<mount>/<path>"
 	// newLogin is signalled when a read logged in again, so that the
 	// renewal loop watches the new token.
-	newLogin chan struct{}
-	watches  []*watch
-	runCtx   context.Context //nolint:containedctx // the context Run was given, for watches added later
+	newLogin  chan struct{}
+	watches   []*watch
+	databases []*DatabaseCredentials
+	runCtx    context.Context //nolint:containedctx // the context Run was given, for watches added later
 }
 
 // Stats counts what the client did, for metrics and tests.

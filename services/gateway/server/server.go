@@ -71,7 +71,11 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	if cfg.CacheMaxBytes < 0 {
 		return config.Invalid(fmt.Errorf("SWITCHYARD_GATEWAY_CACHE_MAX_BYTES %d must not be negative", cfg.CacheMaxBytes))
 	}
-	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-gateway", MaxConns: cfg.DBMaxConns})
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-gateway", MaxConns: cfg.DBMaxConns}
+	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
+		return err
+	}
+	pool, err := database.Open(ctx, dbCfg)
 	if err != nil {
 		return err
 	}
@@ -81,7 +85,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	if err != nil {
 		return err
 	}
-	disabled := oauthclients.NewDisabledSet(clients, cfg.DatabaseURL.Value(), cfg.Auth.DisabledPoll, logger)
+	disabled := oauthclients.NewDisabledSet(clients, database.NewDialer(dbCfg), cfg.Auth.DisabledPoll, logger)
 	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Disabled, prometheus.DefaultRegisterer, logger))
 	if err != nil {
 		return err

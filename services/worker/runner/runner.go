@@ -83,7 +83,11 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	for _, jt := range catalog.Types() {
 		maxConns += jt.Consumers
 	}
-	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-worker", MaxConns: int32(maxConns)})
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-worker", MaxConns: int32(maxConns)}
+	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
+		return err
+	}
+	pool, err := database.Open(ctx, dbCfg)
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("SWITCHYARD_RELAY_LOOPS=%d must be between 1 and 256", cfg.Loops)
 	}
 	// One connection per loop, one spare for readiness checks.
-	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops) + 1}) //nolint:gosec // bounded above
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops) + 1} //nolint:gosec // bounded above
+	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
+		return err
+	}
+	pool, err := database.Open(ctx, dbCfg)
 	if err != nil {
 		return err
 	}
@@ -58,7 +62,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			return fmt.Errorf("provisioning queues: %w", err)
 		}
 	}
-	fwd, err := forwarder.New(pool, cfg.DatabaseURL.Value(), queues,
+	fwd, err := forwarder.New(pool, database.NewDialer(dbCfg), queues,
 		forwarder.Config{Loops: cfg.Loops, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval},
 		logger, forwarder.NewMetrics(prometheus.DefaultRegisterer))
 	if err != nil {

@@ -94,7 +94,6 @@ func (c Config) Validate() error {
 // Forwarder drains the outbox into SQS.
 type Forwarder struct {
 	pool    *pgxpool.Pool
-	dbURL   string
 	queues  *sqsqueue.Queues
 	cfg     Config
 	logger  *slog.Logger
@@ -103,9 +102,9 @@ type Forwarder struct {
 	notify  *pgnotify.Listener
 }
 
-// New returns a Forwarder. dbURL is used for the dedicated LISTEN
-// connection; metrics may be nil.
-func New(pool *pgxpool.Pool, dbURL string, queues *sqsqueue.Queues, cfg Config, logger *slog.Logger, metrics *Metrics) (*Forwarder, error) {
+// New returns a Forwarder. listen opens the dedicated LISTEN connection;
+// metrics may be nil.
+func New(pool *pgxpool.Pool, listen pgnotify.Connector, queues *sqsqueue.Queues, cfg Config, logger *slog.Logger, metrics *Metrics) (*Forwarder, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid forwarder config: %w", err)
@@ -113,8 +112,8 @@ func New(pool *pgxpool.Pool, dbURL string, queues *sqsqueue.Queues, cfg Config, 
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	f := &Forwarder{pool: pool, dbURL: dbURL, queues: queues, cfg: cfg, logger: logger, metrics: metrics, wake: newWaker()}
-	f.notify = pgnotify.New(dbURL, outbox.NotifyChannel, f.wake.broadcast, logger)
+	f := &Forwarder{pool: pool, queues: queues, cfg: cfg, logger: logger, metrics: metrics, wake: newWaker()}
+	f.notify = pgnotify.New(listen, outbox.NotifyChannel, f.wake.broadcast, logger)
 	return f, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
@@ -56,7 +57,7 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) forwarder(t testing.TB, cfg forwarder.Config) *forwarder.Forwarder {
 	t.Helper()
-	f, err := forwarder.New(e.pool, e.dbURL, e.queues, cfg, e.logger, nil)
+	f, err := forwarder.New(e.pool, database.NewDialer(database.Config{URL: e.dbURL}), e.queues, cfg, e.logger, nil)
 	require.NoError(t, err)
 	return f
 }

@@ -69,7 +69,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.MaxOperations < 1 || cfg.MaxOperations > 16 {
 		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", cfg.MaxOperations))
 	}
-	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: int32(8 + cfg.MaxOperations)})
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: int32(8 + cfg.MaxOperations)}
+	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
+		return err
+	}
+	pool, err := database.Open(ctx, dbCfg)
 	if err != nil {
 		return err
 	}
@@ -86,7 +90,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	disabled := oauthclients.NewDisabledSet(clients, cfg.DatabaseURL.Value(), cfg.Auth.DisabledPoll, logger)
+	disabled := oauthclients.NewDisabledSet(clients, database.NewDialer(dbCfg), cfg.Auth.DisabledPoll, logger)
 	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Disabled, prometheus.DefaultRegisterer, logger))
 	if err != nil {
 		return err

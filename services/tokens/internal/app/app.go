@@ -45,7 +45,11 @@ type Config struct {
 
 // Run serves the token service until ctx ends, then drains.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	pool, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-tokens", MaxConns: cfg.DBMaxConns})
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-tokens", MaxConns: cfg.DBMaxConns}
+	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
+		return err
+	}
+	pool, err := database.Open(ctx, dbCfg)
 	if err != nil {
 		return err
 	}
