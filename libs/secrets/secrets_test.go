@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/secrets"
+	"github.com/switchyard/switchyard/libs/signingkeys"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -223,4 +225,60 @@ func TestVaultOutageKeepsTheLastVersion(t *testing.T) {
 	proxy.Restore()
 	require.Eventually(t, func() bool { return c.Ready(context.Background()) == nil && last.Load() == "two" }, 10*time.Second, 20*time.Millisecond,
 		"recovers and picks up the version written meanwhile")
+}
+
+// TestTransitKeys: the versions of a transit key are a signing key ring
+// whose tokens verify with the published public keys; a rotation adds a
+// version that is published at once and signs only after the lead.
+func TestTransitKeys(t *testing.T) {
+	t.Parallel()
+	rc, addr := root(t)
+	_, token := stacktest.Vault(t)
+	mount := "transit-" + stacktest.RandomSuffix(t, 4)
+	require.NoError(t, rc.Sys().Mount(mount, &vault.MountInput{Type: "transit"}))
+	t.Cleanup(func() { _ = rc.Sys().Unmount(mount) })
+	c, err := secrets.New(context.Background(), secrets.Config{Addr: addr, Token: token}, nil)
+	require.NoError(t, err)
+
+	for typ, alg := range map[string]string{"ecdsa-p256": signingkeys.ES256, "ed25519": signingkeys.EdDSA, "rsa-2048": signingkeys.RS256} {
+		_, err := rc.Logical().Write(mount+"/keys/jwt-"+typ, map[string]any{"type": typ})
+		require.NoError(t, err)
+		src := c.TransitKeys(mount, "jwt-"+typ, time.Hour)
+		ring, err := src.Load(context.Background())
+		require.NoError(t, err)
+		require.Len(t, ring.Keys, 1)
+		key, ok := ring.Active(time.Now())
+		require.True(t, ok, "the first version signs at once")
+		require.Equal(t, alg, key.Algorithm)
+
+		method, err := signingkeys.SigningMethod(alg)
+		require.NoError(t, err)
+		tok := jwt.NewWithClaims(method, jwt.MapClaims{"sub": "x"})
+		tok.Header["kid"] = key.ID
+		signed, err := tok.SignedString(key.Signer)
+		require.NoError(t, err, typ)
+		_, err = jwt.Parse(signed, func(*jwt.Token) (any, error) { return key.Public(), nil }, jwt.WithValidMethods([]string{alg}))
+		require.NoError(t, err, "%s: Vault's signature verifies with the published key", typ)
+
+		if typ != "ecdsa-p256" {
+			continue
+		}
+		_, err = rc.Logical().Write(mount+"/keys/jwt-"+typ+"/rotate", nil)
+		require.NoError(t, err)
+		ring, err = src.Load(context.Background())
+		require.NoError(t, err)
+		require.Len(t, ring.Keys, 2)
+		require.Len(t, ring.Published(time.Now(), time.Hour), 2, "the new version is published at once")
+		active, _ := ring.Active(time.Now())
+		require.Equal(t, key.ID, active.ID, "and signs only after the lead")
+		later, _ := ring.Active(time.Now().Add(time.Hour + time.Minute))
+		require.Equal(t, ring.Keys[1].ID, later.ID)
+	}
+
+	_, err = c.TransitKeys(mount, "no-such-key", time.Hour).Load(context.Background())
+	require.ErrorContains(t, err, "no transit key")
+	_, err = rc.Logical().Write(mount+"/keys/aes", map[string]any{"type": "aes256-gcm96"})
+	require.NoError(t, err)
+	_, err = c.TransitKeys(mount, "aes", time.Hour).Load(context.Background())
+	require.ErrorContains(t, err, "tokens need ecdsa-p256")
 }

@@ -11,8 +11,9 @@
 //     signed keep verifying until they expire; after that it is dropped.
 //
 // Keys come from a Source. FileSource reads a JSON file of PKCS#8 PEM keys
-// (written by `switchyard keys`); a Vault-backed source implements the same
-// interface.
+// (written by `switchyard keys`); secrets.TransitKeys reads the versions of
+// a key of Vault's transit engine, which signs there (SigningMethod signs
+// with any crypto.Signer).
 package signingkeys
 
 import (
@@ -132,6 +133,10 @@ func Generate(alg string, now, activatesAt time.Time) (Key, error) {
 	}
 	return Key{ID: id, Algorithm: alg, CreatedAt: now.UTC(), ActivatesAt: activatesAt.UTC(), Signer: signer}, nil
 }
+
+// KeyID is the kid of a public key: the first 128 bits of the SHA-256 of
+// its SubjectPublicKeyInfo, base64url.
+func KeyID(pub crypto.PublicKey) (string, error) { return thumbprint(pub) }
 
 // thumbprint names a key by the SHA-256 of its SubjectPublicKeyInfo.
 func thumbprint(pub crypto.PublicKey) (string, error) {

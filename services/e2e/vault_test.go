@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	vault "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
@@ -270,4 +273,130 @@ func TestDynamicDatabaseCredentials(t *testing.T) {
 		return true
 	}, 45*time.Second, 500*time.Millisecond, "Vault drops the replaced users")
 	t.Logf("%d jobs submitted and succeeded, 0 failed; %d users seen, all replaced ones dropped", ok.Load(), len(replaced))
+}
+
+// TestTransitKeyRotationUnderTraffic runs the token service with its
+// signing key in Vault's transit engine (tokens are signed by Vault) and
+// rotates the key twice while clients keep fetching tokens and calling the
+// gateway: every new key is in the JWKS before a token carries its kid,
+// and no valid token is ever refused (zero 401s), without a restart.
+func TestTransitKeyRotationUnderTraffic(t *testing.T) {
+	rc := stacktest.VaultRoot(t)
+	mount := "transit-" + stacktest.RandomSuffix(t, 4)
+	require.NoError(t, rc.Sys().Mount(mount, &vault.MountInput{Type: "transit"}))
+	t.Cleanup(func() { _ = rc.Sys().Unmount(mount) })
+	_, err := rc.Logical().Write(mount+"/keys/jwt", map[string]any{"type": "ecdsa-p256"})
+	require.NoError(t, err)
+	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "gateway"}, env: []string{
+		"SWITCHYARD_TOKENS_KEYS_FILE=",
+		"SWITCHYARD_TOKENS_KEYS_TRANSIT=" + mount + "/jwt",
+		"SWITCHYARD_TOKENS_KEY_LEAD=3s",
+		"SWITCHYARD_AUTH_JWKS_REFRESH=1s",
+	}})
+	pids := map[string]int{"tokens": p.procs["tokens"].Pid(), "gateway": p.procs["gateway"].Pid()}
+
+	kidOf := func(tok string) string {
+		parsed, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
+		require.NoError(t, err)
+		return parsed.Header["kid"].(string)
+	}
+	var mu sync.Mutex
+	firstToken := map[string]time.Time{} // kid -> first token carrying it
+	firstJWKS := map[string]time.Time{}  // kid -> first JWKS showing it
+	stop := make(chan struct{})
+	var calls, unauthorized, other atomic.Int64
+	var wg sync.WaitGroup
+	for c := range 4 {
+		id := fmt.Sprintf("rot-%d", c)
+		secret := p.client(id, "jobs:read")
+		wg.Go(func() {
+			for sleepOr(stop, 150*time.Millisecond) {
+				tok, err := p.token(id, secret)
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				kid := kidOf(tok)
+				mu.Lock()
+				if _, ok := firstToken[kid]; !ok {
+					firstToken[kid] = time.Now()
+				}
+				mu.Unlock()
+				r := p.call("GET", "/v1/jobs/"+uuid.NewString(), "Bearer "+tok, "")
+				calls.Add(1)
+				switch r.status {
+				case http.StatusNotFound:
+				case http.StatusUnauthorized:
+					unauthorized.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for sleepOr(stop, 50*time.Millisecond) {
+			resp, err := http.Get(p.tokens + "/.well-known/jwks.json")
+			if err != nil {
+				continue
+			}
+			var set struct {
+				Keys []struct {
+					Kid string `json:"kid"`
+				} `json:"keys"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&set)
+			_ = resp.Body.Close()
+			mu.Lock()
+			for _, k := range set.Keys {
+				if _, ok := firstJWKS[k.Kid]; !ok {
+					firstJWKS[k.Kid] = time.Now()
+				}
+			}
+			mu.Unlock()
+		}
+	})
+
+	kids := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(firstToken)
+	}
+	require.Eventually(t, func() bool { return kids() == 1 && calls.Load() >= 10 }, 30*time.Second, 20*time.Millisecond)
+	mu.Lock()
+	var initial string
+	for kid := range firstToken {
+		initial = kid
+	}
+	mu.Unlock()
+	for want := 2; want <= 3; want++ {
+		_, err := rc.Logical().Write(mount+"/keys/jwt/rotate", nil)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return kids() == want }, 30*time.Second, 20*time.Millisecond,
+			"tokens signed by version %d", want)
+		// Keep traffic on the new key for a while.
+		n := calls.Load()
+		require.Eventually(t, func() bool { return calls.Load() >= n+10 }, 30*time.Second, 20*time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Zero(t, unauthorized.Load(), "no valid token was refused")
+	for kid, signed := range firstToken {
+		if kid == initial {
+			continue // published since start-up
+		}
+		published, ok := firstJWKS[kid]
+		require.True(t, ok, "kid %s was published", kid)
+		require.True(t, published.Before(signed), "kid %s was in the JWKS (%s) before a token carried it (%s)", kid,
+			published.Format(time.RFC3339Nano), signed.Format(time.RFC3339Nano))
+	}
+	require.Zero(t, unauthorized.Load(), "no valid token was refused")
+	require.Zero(t, other.Load(), "every token request and call answered as expected")
+	t.Logf("%d calls with tokens of %d keys signed by Vault transit, 0 refused", calls.Load(), len(firstToken))
+	for svc, pid := range pids {
+		require.Equal(t, pid, p.procs[svc].Pid(), "%s was not restarted", svc)
+	}
 }

@@ -4,7 +4,10 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +31,9 @@ type Config struct {
 	Audience        string        `conf:"default:switchyard,env:SWITCHYARD_TOKENS_AUDIENCE,help:aud claim of issued tokens"`
 	TokenTTL        time.Duration `conf:"default:15m,env:SWITCHYARD_TOKENS_TTL,help:access token lifetime (1m to 24h)"`
 	ClockSkew       time.Duration `conf:"default:1m,env:SWITCHYARD_TOKENS_CLOCK_SKEW,help:added to the token lifetime to keep replaced keys published"`
-	KeysFile        string        `conf:"required,env:SWITCHYARD_TOKENS_KEYS_FILE,help:signing keys file (written by 'switchyard keys rotate')"`
+	KeysFile        string        `conf:"env:SWITCHYARD_TOKENS_KEYS_FILE,help:signing keys file (written by 'switchyard keys rotate'); or SWITCHYARD_TOKENS_KEYS_TRANSIT"`
+	KeysTransit     string        `conf:"env:SWITCHYARD_TOKENS_KEYS_TRANSIT,help:<mount>/<key> of Vault's transit engine that signs the tokens (the private keys stay in Vault)"`
+	KeyLead         time.Duration `conf:"default:6m,env:SWITCHYARD_TOKENS_KEY_LEAD,help:how long a new transit key version is published before it signs (above the gateways' JWKS refresh)"`
 	KeysReload      time.Duration `conf:"default:10s,env:SWITCHYARD_TOKENS_KEYS_RELOAD,help:how often the signing keys are re-read"`
 	JWKSMaxAge      time.Duration `conf:"default:60s,env:SWITCHYARD_TOKENS_JWKS_MAX_AGE,help:Cache-Control max-age of the JWKS"`
 	DatabaseURL     config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
@@ -41,6 +46,31 @@ type Config struct {
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
+}
+
+// keySource is where the signing keys come from: a transit key in Vault,
+// or the keys file.
+func keySource(cfg Config) (signingkeys.Source, error) {
+	switch {
+	case cfg.KeysTransit != "" && cfg.KeysFile != "":
+		return nil, config.Invalid(errors.New("set SWITCHYARD_TOKENS_KEYS_TRANSIT or SWITCHYARD_TOKENS_KEYS_FILE, not both"))
+	case cfg.KeysTransit != "":
+		mount, name, ok := strings.Cut(cfg.KeysTransit, "/")
+		if !ok || mount == "" || name == "" || strings.Contains(name, "/") {
+			return nil, config.Invalid(fmt.Errorf("SWITCHYARD_TOKENS_KEYS_TRANSIT %q must be <mount>/<key>", cfg.KeysTransit))
+		}
+		vc := cfg.Vault.Client()
+		if vc == nil {
+			return nil, config.Invalid(errors.New("SWITCHYARD_TOKENS_KEYS_TRANSIT needs Vault (VAULT_ADDR and a login)"))
+		}
+		if cfg.KeyLead < 0 {
+			return nil, config.Invalid(errors.New("SWITCHYARD_TOKENS_KEY_LEAD must not be negative"))
+		}
+		return vc.TransitKeys(mount, name, cfg.KeyLead), nil
+	case cfg.KeysFile != "":
+		return signingkeys.FileSource{Path: cfg.KeysFile}, nil
+	}
+	return nil, config.Invalid(errors.New("no signing keys: set SWITCHYARD_TOKENS_KEYS_TRANSIT (Vault) or SWITCHYARD_TOKENS_KEYS_FILE"))
 }
 
 // Run serves the token service until ctx ends, then drains.
@@ -58,7 +88,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	keys, err := signingkeys.NewWatcher(ctx, signingkeys.FileSource{Path: cfg.KeysFile}, cfg.KeysReload, logger)
+	source, err := keySource(cfg)
+	if err != nil {
+		return err
+	}
+	keys, err := signingkeys.NewWatcher(ctx, source, cfg.KeysReload, logger)
 	if err != nil {
 		return err
 	}

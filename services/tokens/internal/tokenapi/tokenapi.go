@@ -343,9 +343,9 @@ func (a *API) sign(clientID string, scopes []string) (string, error) {
 		},
 		ClientID: clientID, Scope: strings.Join(scopes, " "),
 	}
-	method := jwt.GetSigningMethod(key.Algorithm)
-	if method == nil {
-		return "", fmt.Errorf("no JWT signing method for %s", key.Algorithm)
+	method, err := signingkeys.SigningMethod(key.Algorithm)
+	if err != nil {
+		return "", err
 	}
 	t := jwt.NewWithClaims(method, claims)
 	t.Header["typ"] = TokenType
