@@ -2,7 +2,9 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -40,9 +42,11 @@ func (p *platform) readiness(svc string) (int, map[string]any) {
 // succeeds on the secrets read at start, every service's /readyz says
 // "degraded" (still 200, so no replica leaves service), and all of them
 // recover by themselves once Vault is back. No secret value (the database
-// URL, the AppRole secret id, Vault tokens) appears in any log, written at
-// debug level.
+// URL, the AppRole secret id, Vault tokens, OAuth client secrets) appears
+// in any log, written at debug level, nor does the private key material
+// of the signing keys file (transit keys never leave Vault).
 func TestVaultOutage(t *testing.T) {
+	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	addr, rootToken := stacktest.Vault(t)
 	proxy := stacktest.NewProxy(t, addr)
 	mount, roleID, secretID := stacktest.AppRole(t, "5s", stacktest.ReadSecretsPolicy)
@@ -74,9 +78,16 @@ func TestVaultOutage(t *testing.T) {
 	var failures sync.Map
 	var wg sync.WaitGroup
 	client := http.Client{Timeout: 10 * time.Second}
+	clientSecrets := map[string]string{}
 	for c := range 4 {
 		clientID := fmt.Sprintf("vault-client-%d", c)
-		p.bearer(clientID)
+		secret := p.client(clientID, "jobs:submit", "jobs:read")
+		clientSecrets[clientID] = secret
+		tok, err := p.token(clientID, secret)
+		require.NoError(t, err)
+		p.mu.Lock()
+		p.bearers[clientID] = tok
+		p.mu.Unlock()
 		wg.Go(func() {
 			for n := 0; ; n++ {
 				select {
@@ -137,6 +148,23 @@ func TestVaultOutage(t *testing.T) {
 	require.NoError(t, err)
 	password, _ := u.User.Password()
 	secretValues := map[string]string{"AppRole secret id": secretID, "Vault root token": rootToken}
+	for id, secret := range clientSecrets {
+		secretValues["client secret of "+id] = secret
+	}
+	keysJSON, err := os.ReadFile(p.keysFile)
+	require.NoError(t, err)
+	var keyFile struct {
+		Keys []struct {
+			PrivateKey string `json:"private_key"`
+		} `json:"keys"`
+	}
+	require.NoError(t, json.Unmarshal(keysJSON, &keyFile))
+	require.NotEmpty(t, keyFile.Keys)
+	for i, k := range keyFile.Keys {
+		block, _ := pem.Decode([]byte(k.PrivateKey))
+		require.NotNil(t, block, "signing key %d is PEM", i)
+		secretValues[fmt.Sprintf("signing key %d", i)] = base64.StdEncoding.EncodeToString(block.Bytes)[:32]
+	}
 	if password != "" {
 		secretValues["database password"] = password
 	}
@@ -166,6 +194,7 @@ func sleepOr(stop <-chan struct{}, d time.Duration) bool {
 // two minutes of traffic: each service's user rolls at least twice, no
 // request fails, and Vault drops the users it replaced.
 func TestDynamicDatabaseCredentials(t *testing.T) {
+	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	dbURL := stacktest.NewDatabase(t)
 	mount := stacktest.DatabaseEngine(t, dbURL, "30s")
 	services := []string{"tokens", "relay", "worker", "gateway"}
@@ -281,6 +310,7 @@ func TestDynamicDatabaseCredentials(t *testing.T) {
 // gateway: every new key is in the JWKS before a token carries its kid,
 // and no valid token is ever refused (zero 401s), without a restart.
 func TestTransitKeyRotationUnderTraffic(t *testing.T) {
+	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	rc := stacktest.VaultRoot(t)
 	mount := "transit-" + stacktest.RandomSuffix(t, 4)
 	require.NoError(t, rc.Sys().Mount(mount, &vault.MountInput{Type: "transit"}))
