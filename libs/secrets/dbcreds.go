@@ -39,6 +39,7 @@ func (c *Client) DatabaseCredentials(ctx context.Context, mount, role string) (*
 	if err := d.fetch(ctx); err != nil {
 		return nil, err
 	}
+	c.logger.Info("database credentials from Vault", "role", d.concern(), "user", d.User(), "lease_ends", d.Expires())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.databases = append(c.databases, d)

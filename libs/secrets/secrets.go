@@ -47,7 +47,8 @@ type Config struct {
 	// Token is the token for AuthToken.
 	Token string `conf:"mask,env:VAULT_TOKEN,help:Vault token (auth method token)"`
 	// RoleID and SecretID (or SecretIDFile) are AppRole's credentials.
-	RoleID       string `conf:"env:VAULT_ROLE_ID,help:AppRole role id (auth method approle)"`
+	RoleID       string `conf:"env:VAULT_ROLE_ID,help:AppRole role id (auth method approle); or VAULT_ROLE_ID_FILE"`
+	RoleIDFile   string `conf:"env:VAULT_ROLE_ID_FILE,help:file holding the AppRole role id"`
 	SecretID     string `conf:"mask,env:VAULT_SECRET_ID,help:AppRole secret id (auth method approle); or VAULT_SECRET_ID_FILE"`
 	SecretIDFile string `conf:"env:VAULT_SECRET_ID_FILE,help:file holding the AppRole secret id"`
 	// KubernetesRole is the Vault role for AuthKubernetes; the JWT is read
@@ -125,8 +126,8 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("VAULT_TOKEN is required with VAULT_AUTH_METHOD=token"))
 		}
 	case AuthAppRole:
-		if c.RoleID == "" || (c.SecretID == "" && c.SecretIDFile == "") {
-			errs = append(errs, errors.New("VAULT_ROLE_ID and VAULT_SECRET_ID (or VAULT_SECRET_ID_FILE) are required with VAULT_AUTH_METHOD=approle"))
+		if (c.RoleID == "" && c.RoleIDFile == "") || (c.SecretID == "" && c.SecretIDFile == "") {
+			errs = append(errs, errors.New("VAULT_ROLE_ID and VAULT_SECRET_ID (or their _FILE variants) are required with VAULT_AUTH_METHOD=approle"))
 		}
 	case AuthKubernetes:
 		if c.KubernetesRole == "" {
@@ -226,6 +227,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Client, error) 
 	if err := c.authenticate(ctx); err != nil {
 		return nil, fmt.Errorf("logging in to Vault at %s (%s): %w", cfg.Addr, cfg.Auth, err)
 	}
+	st := c.Stats()
+	c.logger.Info("logged in to Vault", "auth", cfg.Auth, "accessor", st.Accessor, "token_ttl", st.TokenTTL.String())
 	return c, nil
 }
 
@@ -290,15 +293,15 @@ func (c *Client) authenticate(ctx context.Context) error {
 func (c *Client) loginBody() (map[string]any, error) {
 	switch c.cfg.Auth {
 	case AuthAppRole:
-		secretID := c.cfg.SecretID
-		if c.cfg.SecretIDFile != "" {
-			b, err := os.ReadFile(c.cfg.SecretIDFile)
-			if err != nil {
-				return nil, fmt.Errorf("reading VAULT_SECRET_ID_FILE: %w", err)
-			}
-			secretID = strings.TrimSpace(string(b))
+		roleID, err := valueOrFile(c.cfg.RoleID, c.cfg.RoleIDFile, "VAULT_ROLE_ID_FILE")
+		if err != nil {
+			return nil, err
 		}
-		return map[string]any{"role_id": c.cfg.RoleID, "secret_id": secretID}, nil
+		secretID, err := valueOrFile(c.cfg.SecretID, c.cfg.SecretIDFile, "VAULT_SECRET_ID_FILE")
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"role_id": roleID, "secret_id": secretID}, nil
 	case AuthKubernetes:
 		b, err := os.ReadFile(c.cfg.KubernetesTokenFile)
 		if err != nil {
@@ -307,6 +310,20 @@ func (c *Client) loginBody() (map[string]any, error) {
 		return map[string]any{"role": c.cfg.KubernetesRole, "jwt": strings.TrimSpace(string(b))}, nil
 	}
 	return nil, fmt.Errorf("auth method %q has no login", c.cfg.Auth)
+}
+
+// valueOrFile returns the contents of file (trimmed) when it is set, else
+// value. The file is read at every login, so a rotated secret id is used
+// without a restart.
+func valueOrFile(value, file, name string) (string, error) {
+	if file == "" {
+		return value, nil
+	}
+	b, err := os.ReadFile(file) //nolint:gosec // the operator configures which file holds the credential
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", name, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // Stats returns what the client did so far.

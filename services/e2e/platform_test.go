@@ -100,6 +100,8 @@ type platformOptions struct {
 	binaries map[string]string
 	// databaseURL is a database made beforehand (default: a new one).
 	databaseURL string
+	// serviceEnv adds environment to one service.
+	serviceEnv map[string][]string
 }
 
 const routesFile = `
@@ -167,6 +169,9 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 		tokens: "http://127.0.0.1:" + strconv.Itoa(tokensPort), replay: "http://127.0.0.1:" + strconv.Itoa(replayPort),
 		keysFile: keysFile, services: services, binaries: opts.binaries, opsPorts: map[string]int{},
 		procs: map[string]*devstack.Process{}, svcEnv: map[string][]string{}, bearers: map[string]string{}}
+	for svc, env := range opts.serviceEnv {
+		p.svcEnv[svc] = env
+	}
 	for _, svc := range knownServices {
 		port, err := devstack.FreePort()
 		require.NoError(t, err)

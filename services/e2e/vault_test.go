@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/devstack"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 )
 
@@ -429,4 +431,70 @@ func TestTransitKeyRotationUnderTraffic(t *testing.T) {
 	for svc, pid := range pids {
 		require.Equal(t, pid, p.procs[svc].Pid(), "%s was not restarted", svc)
 	}
+}
+
+// TestProvisionedPlatform provisions the test Vault with `switchyard vault
+// provision`, as the compose init step does, and runs every service with
+// what it set up: its own AppRole (credentials from files), its own
+// database role's short-lived users, and the token service signing with
+// the transit key. A job goes through, and the admin API answers.
+func TestProvisionedPlatform(t *testing.T) {
+	t.Parallel() // beside the other Vault tests
+	bin := binaries(t)
+	dbURL := stacktest.NewDatabase(t)
+	suffix := stacktest.RandomSuffix(t, 4)
+	prefix := "t" + suffix
+	creds := t.TempDir()
+	rc := stacktest.VaultRoot(t)
+	t.Cleanup(func() {
+		_ = rc.Sys().Unmount("database-" + suffix)
+		_ = rc.Sys().Unmount("transit-" + suffix)
+		_ = rc.Sys().DisableAuth("approle-" + suffix)
+	})
+	cmd := exec.Command(filepath.Join(bin, "switchyard"), "vault", "provision", "--prefix", prefix, "--credentials-dir", creds,
+		"--database-mount", "database-"+suffix, "--transit-mount", "transit-"+suffix, "--approle-mount", "approle-"+suffix,
+		"--database-url", dbURL, "--db-ttl", "5m")
+	cmd.Env = append(os.Environ(), stacktest.Env(t, devstack.Vault)...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	t.Logf("switchyard vault provision:\n%s", out)
+	require.Contains(t, string(out), "SWITCHYARD_TOKENS_KEYS_TRANSIT=transit-"+suffix+"/"+prefix+"-jwt")
+
+	services := []string{"tokens", "relay", "worker", "replay", "gateway"}
+	perService := map[string][]string{}
+	for _, svc := range services {
+		perService[svc] = []string{
+			"VAULT_TOKEN=", "VAULT_AUTH_METHOD=approle", "VAULT_AUTH_MOUNT=approle-" + suffix,
+			"VAULT_ROLE_ID_FILE=" + filepath.Join(creds, svc, "role-id"), "VAULT_SECRET_ID_FILE=" + filepath.Join(creds, svc, "secret-id"),
+			"SWITCHYARD_VAULT_DATABASE_ROLE=" + prefix + "-" + svc, "SWITCHYARD_VAULT_DATABASE_MOUNT=database-" + suffix,
+		}
+	}
+	perService["tokens"] = append(perService["tokens"], "SWITCHYARD_TOKENS_KEYS_FILE=",
+		"SWITCHYARD_TOKENS_KEYS_TRANSIT=transit-"+suffix+"/"+prefix+"-jwt", "SWITCHYARD_TOKENS_KEY_LEAD=0s")
+	p := startPlatformWith(t, platformOptions{services: services, databaseURL: dbURL, serviceEnv: perService})
+
+	id, err := p.submit(http.Client{Timeout: 10 * time.Second}, "prov-client", 1)
+	require.NoError(t, err)
+	require.NoError(t, p.awaitSucceeded(http.Client{Timeout: 10 * time.Second}, "prov-client", id, time.Minute))
+	adminSecret := p.client("prov-admin", "switchyard:admin")
+	adminToken, err := p.token("prov-admin", adminSecret)
+	require.NoError(t, err)
+	r := p.admin("GET", "/admin/v1/dead-letters/stats", "", "Bearer "+adminToken)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+
+	// Each service on users of its own database role.
+	rows, err := p.pool.Query(context.Background(), `
+		SELECT application_name, count(DISTINCT usename) FILTER (WHERE usename LIKE 'v-%'), count(DISTINCT usename)
+		FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'switchyard-%' GROUP BY 1`)
+	require.NoError(t, err)
+	seen := 0
+	for rows.Next() {
+		var app string
+		var vaultUsers, allUsers int
+		require.NoError(t, rows.Scan(&app, &vaultUsers, &allUsers))
+		require.Equal(t, allUsers, vaultUsers, "%s connects only as Vault's users", app)
+		seen++
+	}
+	rows.Close()
+	require.Equal(t, len(services), seen)
 }

@@ -13,12 +13,14 @@ import (
 	"syscall"
 	"time"
 
+	vault "github.com/hashicorp/vault/api"
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/devstack"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/migrations"
+	"github.com/switchyard/switchyard/services/switchyard/internal/vaultsetup"
 )
 
 func newDevCmd(logger *slog.Logger) *cobra.Command {
@@ -152,8 +154,11 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 		return err
 	}
 
-	keysFile := filepath.Join(dir, "signing-keys.json")
-	if err := ensureSigningKeys(ctx, keysFile, io.Discard); err != nil {
+	// Vault as production has it: each service logs in with its own
+	// AppRole, gets short-lived database users, and tokens are signed by
+	// the transit engine.
+	vaultRes, err := provisionDevVault(ctx, stack, dbURL, filepath.Join(dir, "vault-credentials"))
+	if err != nil {
 		return err
 	}
 	devSecret, err := ensureDevClient(ctx, dbURL)
@@ -163,7 +168,6 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 	issuer := "http://" + opts.tokensAddr
 	base := append(stack.Env(),
 		"DATABASE_URL="+dbURL,
-		"SWITCHYARD_TOKENS_KEYS_FILE="+keysFile,
 		"SWITCHYARD_TOKENS_ISSUER="+issuer,
 		"SWITCHYARD_AUTH_ISSUER="+issuer,
 		"SWITCHYARD_ROUTES_FILE="+filepath.Join(root, "deployments", "config", "routes.yaml"),
@@ -204,6 +208,9 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 		cmd := exec.Command(filepath.Join(binDir, svc.name))
 		cmd.Dir = root
 		cmd.Env = append(append(os.Environ(), base...), svc.env...)
+		if _, ok := vaultRes.Roles[svc.name]; ok {
+			cmd.Env = append(cmd.Env, vaultRes.Env(svc.name, stack.VaultAddr)...)
+		}
 		p, err := devstack.StartProcess(svc.name, cmd, out, fmt.Sprintf("%-13s| ", svc.name), syscall.SIGTERM)
 		if err != nil {
 			return err
@@ -242,6 +249,23 @@ Press Ctrl-C to stop every process started here.
 	case p := <-exited:
 		return fmt.Errorf("%s exited unexpectedly: %w", p.Name(), p.Err())
 	}
+}
+
+// provisionDevVault sets the stack's Vault up as `switchyard vault
+// provision` does, with the services' credentials under credsDir.
+func provisionDevVault(ctx context.Context, stack *devstack.Stack, dbURL, credsDir string) (vaultsetup.Result, error) {
+	cfg := vault.DefaultConfig()
+	cfg.Address = stack.VaultAddr
+	client, err := vault.NewClient(cfg)
+	if err != nil {
+		return vaultsetup.Result{}, fmt.Errorf("creating Vault client: %w", err)
+	}
+	client.SetToken(stack.VaultToken)
+	res, err := vaultsetup.Provision(ctx, client, vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: credsDir})
+	if err != nil {
+		return res, fmt.Errorf("provisioning Vault at %s: %w", stack.VaultAddr, err)
+	}
+	return res, nil
 }
 
 // devClientID is the OAuth client dev up provides.

@@ -53,3 +53,16 @@ func TestDLQReportsProblems(t *testing.T) {
 	require.Contains(t, stderr, `the admin API answered 400 Invalid parameter: limit "9" is odd (request req-42)`)
 	require.NotContains(t, stderr, "secret-token", "the token is never printed")
 }
+
+func TestVaultProvisionUsageErrors(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "")
+	code, _, stderr := run("vault", "provision", "--database-url", "postgres://x@h/db")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "set VAULT_ADDR and VAULT_TOKEN")
+	t.Setenv("VAULT_ADDR", "http://127.0.0.1:1")
+	t.Setenv("VAULT_TOKEN", "t")
+	t.Setenv("DATABASE_URL", "")
+	code, _, stderr = run("vault", "provision")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "no database")
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/signingkeys"
 	"github.com/switchyard/switchyard/migrations"
+	"github.com/switchyard/switchyard/services/switchyard/internal/vaultsetup"
 )
 
 // newInitCmd is the one-shot set-up step of a deployment (the compose
@@ -33,7 +34,10 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
   SWITCHYARD_TOKENS_KEYS_FILE           create the signing keys file if it is missing
   SWITCHYARD_BOOTSTRAP_CLIENT_ID        create this OAuth client if it is missing, with
   SWITCHYARD_BOOTSTRAP_CLIENT_SECRET    this secret (at least 32 characters) and
-  SWITCHYARD_BOOTSTRAP_CLIENT_SCOPES    these scopes (space-separated)`,
+  SWITCHYARD_BOOTSTRAP_CLIENT_SCOPES    these scopes (space-separated)
+  SWITCHYARD_INIT_VAULT_CREDENTIALS_DIR provision Vault (VAULT_ADDR, VAULT_TOKEN) as
+                                        'switchyard vault provision' does, writing
+                                        the services' AppRole credentials here`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dbURL := os.Getenv("DATABASE_URL")
@@ -58,6 +62,9 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
 				if err := ensureBootstrapClient(cmd, dbURL, id); err != nil {
 					return err
 				}
+			}
+			if dir := os.Getenv("SWITCHYARD_INIT_VAULT_CREDENTIALS_DIR"); dir != "" {
+				return provisionVault(cmd, vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: dir})
 			}
 			return nil
 		},

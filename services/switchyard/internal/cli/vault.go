@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard/switchyard/services/switchyard/internal/vaultsetup"
+)
+
+func newVaultCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vault",
+		Short: "Set Vault up for Switchyard (VAULT_ADDR, VAULT_TOKEN of an operator)",
+	}
+	cmd.AddCommand(newVaultProvisionCmd())
+	return cmd
+}
+
+// provisionVault runs vaultsetup.Provision with VAULT_ADDR and VAULT_TOKEN
+// and prints what it did.
+func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) error {
+	addr := os.Getenv("VAULT_ADDR")
+	if addr == "" || os.Getenv("VAULT_TOKEN") == "" {
+		return usageError{errors.New("set VAULT_ADDR and VAULT_TOKEN (a token allowed to manage mounts, policies and auth methods)")}
+	}
+	if plan.DatabaseURL == "" {
+		return usageError{errors.New("no database: set DATABASE_URL or --database-url (an admin user who can create roles)")}
+	}
+	cfg := vault.DefaultConfig()
+	cfg.Address = addr
+	client, err := vault.NewClient(cfg)
+	if err != nil {
+		return fmt.Errorf("creating Vault client: %w", err)
+	}
+	res, err := vaultsetup.Provision(cmd.Context(), client, plan)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	for _, c := range res.Created {
+		fmt.Fprintln(out, "created", c)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tAPPROLE\tDATABASE ROLE\tSECRET ID FILE")
+	for _, r := range res.Ordered() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Service, r.AppRole, r.DatabaseRole, dash(r.SecretIDFile))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+	fmt.Fprintf(out, "token signing key: SWITCHYARD_TOKENS_KEYS_TRANSIT=%s\n", res.TransitKey)
+	return nil
+}
+
+func newVaultProvisionCmd() *cobra.Command {
+	var plan vaultsetup.Plan
+	var services string
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Provision Vault for every service (idempotent): AppRoles, policies, database users, signing key",
+		Long: `Provision Vault for Switchyard; every step is idempotent.
+
+  - per service an AppRole <prefix>-<service> whose policy allows only what
+    the service needs: its database role, its own and the shared KV secrets
+    (<kv>/<prefix>/<service>/*, <kv>/<prefix>/shared/*), and for the token
+    service signing with the transit key;
+  - the database secrets engine, connected with DATABASE_URL's user (who
+    must be able to create roles), with a role per service whose users are
+    created IN ROLE switchyard_app (run migrations first);
+  - the transit key <prefix>-jwt (ecdsa-p256) that signs access tokens;
+  - with --credentials-dir, each service's role-id and secret-id files
+    (a secret id that still logs in is kept).
+
+Run it with an operator's token (VAULT_TOKEN); the services then log in
+with VAULT_AUTH_METHOD=approle and the files (VAULT_ROLE_ID_FILE,
+VAULT_SECRET_ID_FILE), SWITCHYARD_VAULT_DATABASE_ROLE=<prefix>-<service>,
+and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if services != "" {
+				plan.Services = strings.Split(services, ",")
+			}
+			return provisionVault(cmd, plan)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&plan.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "admin connection for the database engine (default $DATABASE_URL)")
+	fl.StringVar(&plan.CredentialsDir, "credentials-dir", "", "write <service>/role-id and <service>/secret-id here")
+	fl.StringVar(&plan.Prefix, "prefix", "switchyard", "name of every role, policy and KV path")
+	fl.StringVar(&services, "services", "", "comma-separated services (default: gateway,tokens,relay,worker,replay)")
+	fl.DurationVar(&plan.DatabaseTTL, "db-ttl", time.Hour, "lease of a database user")
+	fl.DurationVar(&plan.DatabaseMaxTTL, "db-max-ttl", 24*time.Hour, "longest life of a database user")
+	fl.DurationVar(&plan.TokenTTL, "token-ttl", time.Hour, "TTL of the services' Vault tokens (they renew them)")
+	fl.StringVar(&plan.KVMount, "kv-mount", "secret", "KV v2 mount")
+	fl.StringVar(&plan.DatabaseMount, "database-mount", "database", "database secrets engine mount")
+	fl.StringVar(&plan.TransitMount, "transit-mount", "transit", "transit engine mount")
+	fl.StringVar(&plan.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
+	return cmd
+}

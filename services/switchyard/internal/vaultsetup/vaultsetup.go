@@ -1,0 +1,383 @@
+// Package vaultsetup provisions a Vault for Switchyard, idempotently: per
+// service an AppRole with a policy of least privilege, a role of the
+// database secrets engine (short-lived Postgres users in switchyard_app),
+// the token service's signing key in the transit engine, shared KV secrets
+// written once, and each service's AppRole credentials in files. It is
+// what `switchyard vault provision` runs for the compose init step and
+// `switchyard dev up`; production runs it (or its Terraform twin) with an
+// operator's token.
+package vaultsetup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// Services are the services that get an identity in Vault.
+var Services = []string{"gateway", "tokens", "relay", "worker", "replay"}
+
+// Plan says what to provision. Zero values take the defaults noted.
+type Plan struct {
+	// Services to provision (default Services).
+	Services []string
+	// Prefix names every role, policy and KV path (default "switchyard").
+	Prefix string
+	// DatabaseURL is the admin connection the database engine creates
+	// users with (a role with CREATEROLE that owns the tables' grants).
+	DatabaseURL string
+	// DatabaseTTL and DatabaseMaxTTL bound the users' leases (default 1h
+	// and 24h).
+	DatabaseTTL, DatabaseMaxTTL time.Duration
+	// Mounts (defaults: secret, database, transit, approle).
+	KVMount, DatabaseMount, TransitMount, AppRoleMount string
+	// TransitKey is the token service's signing key (default
+	// "<prefix>-jwt", ecdsa-p256).
+	TransitKey string
+	// TokenTTL and TokenMaxTTL bound the services' Vault tokens (default
+	// 1h and 24h; they renew them).
+	TokenTTL, TokenMaxTTL time.Duration
+	// Secrets are KV secrets written only when absent (a pepper must not
+	// change on a second run), keyed by their path under <prefix>/:
+	// "shared/<name>" is readable by every service, "<service>/<name>" by
+	// that service, anything else by none (operators only).
+	Secrets map[string]map[string]any
+	// CredentialsDir, when set, receives <service>/role-id and
+	// <service>/secret-id (mode 0600). An existing secret id that still
+	// logs in is kept; otherwise a new one is issued.
+	CredentialsDir string
+}
+
+func (p *Plan) setDefaults() {
+	if len(p.Services) == 0 {
+		p.Services = Services
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&p.Prefix, "switchyard")
+	def(&p.KVMount, "secret")
+	def(&p.DatabaseMount, "database")
+	def(&p.TransitMount, "transit")
+	def(&p.AppRoleMount, "approle")
+	def(&p.TransitKey, p.Prefix+"-jwt")
+	durDef := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	durDef(&p.DatabaseTTL, time.Hour)
+	durDef(&p.DatabaseMaxTTL, 24*time.Hour)
+	durDef(&p.TokenTTL, time.Hour)
+	durDef(&p.TokenMaxTTL, 24*time.Hour)
+}
+
+// Role is what one service needs to log in and find its secrets.
+type Role struct {
+	Service string
+	// AppRole is the role name; RoleID its role id.
+	AppRole, RoleID string
+	// RoleIDFile and SecretIDFile are the credential files, when written.
+	RoleIDFile, SecretIDFile string
+	// DatabaseRole is the service's role of the database engine.
+	DatabaseRole string
+	// Policy is the name of the service's policy.
+	Policy string
+}
+
+// Result says what Provision set up.
+type Result struct {
+	Roles map[string]Role
+	// TransitKey is "<mount>/<key>", for SWITCHYARD_TOKENS_KEYS_TRANSIT.
+	TransitKey string
+	// DatabaseMount and AppRoleMount are where the engines are.
+	DatabaseMount, AppRoleMount string
+	// Created lists what did not exist before (for the operator's log).
+	Created []string
+}
+
+// Provision sets Vault up according to p with client (a token allowed to
+// manage mounts, policies and auth methods).
+func Provision(ctx context.Context, client *vault.Client, p Plan) (Result, error) {
+	p.setDefaults()
+	res := Result{Roles: map[string]Role{}, TransitKey: p.TransitMount + "/" + p.TransitKey,
+		DatabaseMount: p.DatabaseMount, AppRoleMount: p.AppRoleMount}
+	if p.DatabaseURL == "" {
+		return res, errors.New("no database URL for the database secrets engine")
+	}
+	for _, m := range []struct{ path, typ string }{
+		{p.KVMount, "kv-v2"}, {p.DatabaseMount, "database"}, {p.TransitMount, "transit"},
+	} {
+		created, err := ensureMount(ctx, client, m.path, m.typ)
+		if err != nil {
+			return res, err
+		}
+		if created {
+			res.Created = append(res.Created, "secrets engine "+m.typ+" at "+m.path)
+		}
+	}
+	created, err := ensureAuth(ctx, client, p.AppRoleMount, "approle")
+	if err != nil {
+		return res, err
+	}
+	if created {
+		res.Created = append(res.Created, "auth method approle at "+p.AppRoleMount)
+	}
+	if created, err := ensureTransitKey(ctx, client, p.TransitMount, p.TransitKey); err != nil {
+		return res, err
+	} else if created {
+		res.Created = append(res.Created, "transit key "+res.TransitKey)
+	}
+	if err := configureDatabase(ctx, client, p); err != nil {
+		return res, err
+	}
+	for name, data := range p.Secrets {
+		path := p.Prefix + "/" + name
+		written, err := writeIfAbsent(ctx, client, p.KVMount, path, data)
+		if err != nil {
+			return res, err
+		}
+		if written {
+			res.Created = append(res.Created, "KV secret "+p.KVMount+"/"+path)
+		}
+	}
+	for _, svc := range p.Services {
+		role, err := provisionService(ctx, client, p, svc)
+		if err != nil {
+			return res, fmt.Errorf("provisioning %s: %w", svc, err)
+		}
+		res.Roles[svc] = role
+	}
+	return res, nil
+}
+
+func ensureMount(ctx context.Context, c *vault.Client, path, typ string) (bool, error) {
+	mounts, err := c.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("listing secrets engines: %w", err)
+	}
+	if m, ok := mounts[strings.Trim(path, "/")+"/"]; ok {
+		want := typ
+		if typ == "kv-v2" {
+			want = "kv"
+			if m.Options["version"] != "2" {
+				return false, fmt.Errorf("%s is a KV version %q engine; Switchyard needs version 2", path, m.Options["version"])
+			}
+		}
+		if m.Type != want {
+			return false, fmt.Errorf("%s is mounted as %s, not %s", path, m.Type, typ)
+		}
+		return false, nil
+	}
+	in := &vault.MountInput{Type: typ}
+	if typ == "kv-v2" {
+		in = &vault.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}
+	}
+	if err := c.Sys().MountWithContext(ctx, path, in); err != nil {
+		return false, fmt.Errorf("enabling %s at %s: %w", typ, path, err)
+	}
+	return true, nil
+}
+
+func ensureAuth(ctx context.Context, c *vault.Client, path, typ string) (bool, error) {
+	auths, err := c.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("listing auth methods: %w", err)
+	}
+	if a, ok := auths[strings.Trim(path, "/")+"/"]; ok {
+		if a.Type != typ {
+			return false, fmt.Errorf("auth method at %s is %s, not %s", path, a.Type, typ)
+		}
+		return false, nil
+	}
+	if err := c.Sys().EnableAuthWithOptionsWithContext(ctx, path, &vault.EnableAuthOptions{Type: typ}); err != nil {
+		return false, fmt.Errorf("enabling auth method %s at %s: %w", typ, path, err)
+	}
+	return true, nil
+}
+
+func ensureTransitKey(ctx context.Context, c *vault.Client, mount, name string) (bool, error) {
+	s, err := c.Logical().ReadWithContext(ctx, mount+"/keys/"+name)
+	if err != nil {
+		return false, fmt.Errorf("reading transit key %s/%s: %w", mount, name, err)
+	}
+	if s != nil {
+		if typ, _ := s.Data["type"].(string); typ != "ecdsa-p256" && typ != "ed25519" && !strings.HasPrefix(typ, "rsa-") {
+			return false, fmt.Errorf("transit key %s/%s is of type %q, which cannot sign tokens", mount, name, typ)
+		}
+		return false, nil
+	}
+	if _, err := c.Logical().WriteWithContext(ctx, mount+"/keys/"+name, map[string]any{"type": "ecdsa-p256"}); err != nil {
+		return false, fmt.Errorf("creating transit key %s/%s: %w", mount, name, err)
+	}
+	return true, nil
+}
+
+// creationStatement creates a user that may use the tables (through
+// switchyard_app, migrations/00009) and owns nothing, so that Vault can
+// drop it.
+const creationStatement = `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE switchyard_app;`
+
+func configureDatabase(ctx context.Context, c *vault.Client, p Plan) error {
+	u, err := url.Parse(p.DatabaseURL)
+	if err != nil || u.User == nil || u.User.Username() == "" {
+		return errors.New("the database URL must name the admin user the database engine connects as")
+	}
+	user := u.User.Username()
+	password, _ := u.User.Password()
+	if password == "" {
+		password = "unused" // the engine insists on one; trust authentication ignores it
+	}
+	u.User = url.UserPassword("{{username}}", "{{password}}")
+	connURL := strings.NewReplacer("%7B", "{", "%7D", "}").Replace(u.String())
+	roles := make([]string, len(p.Services))
+	for i, svc := range p.Services {
+		roles[i] = p.Prefix + "-" + svc
+	}
+	if _, err := c.Logical().WriteWithContext(ctx, p.DatabaseMount+"/config/"+p.Prefix, map[string]any{
+		"plugin_name": "postgresql-database-plugin", "connection_url": connURL, "username": user, "password": password,
+		"allowed_roles": strings.Join(roles, ","), "verify_connection": true,
+	}); err != nil {
+		return fmt.Errorf("configuring the database engine: %w", err)
+	}
+	for _, role := range roles {
+		if _, err := c.Logical().WriteWithContext(ctx, p.DatabaseMount+"/roles/"+role, map[string]any{
+			"db_name": p.Prefix, "creation_statements": []string{creationStatement},
+			"default_ttl": p.DatabaseTTL.String(), "max_ttl": p.DatabaseMaxTTL.String(),
+		}); err != nil {
+			return fmt.Errorf("creating database role %s: %w", role, err)
+		}
+	}
+	return nil
+}
+
+func writeIfAbsent(ctx context.Context, c *vault.Client, mount, path string, data map[string]any) (bool, error) {
+	_, err := c.KVv2(mount).Get(ctx, path)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, vault.ErrSecretNotFound) {
+		return false, fmt.Errorf("reading %s/%s: %w", mount, path, err)
+	}
+	if _, err := c.KVv2(mount).Put(ctx, path, data); err != nil {
+		return false, fmt.Errorf("writing %s/%s: %w", mount, path, err)
+	}
+	return true, nil
+}
+
+// Policy returns the HCL of svc's policy: its database role, its own and
+// the shared KV secrets, and for the token service signing with the
+// transit key. (Token renewal and lease renewal come with Vault's default
+// policy.)
+func Policy(p Plan, svc string) string {
+	p.setDefaults()
+	var b strings.Builder
+	fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.DatabaseMount+"/creds/"+p.Prefix+"-"+svc)
+	fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.KVMount+"/data/"+p.Prefix+"/"+svc+"/*")
+	fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.KVMount+"/data/"+p.Prefix+"/shared/*")
+	if svc == "tokens" {
+		fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.TransitMount+"/keys/"+p.TransitKey)
+		fmt.Fprintf(&b, "path %q { capabilities = [\"update\"] }\n", p.TransitMount+"/sign/"+p.TransitKey)
+		fmt.Fprintf(&b, "path %q { capabilities = [\"update\"] }\n", p.TransitMount+"/sign/"+p.TransitKey+"/*")
+	}
+	return b.String()
+}
+
+func provisionService(ctx context.Context, c *vault.Client, p Plan, svc string) (Role, error) {
+	role := Role{Service: svc, AppRole: p.Prefix + "-" + svc, DatabaseRole: p.Prefix + "-" + svc, Policy: p.Prefix + "-" + svc}
+	if err := c.Sys().PutPolicyWithContext(ctx, role.Policy, Policy(p, svc)); err != nil {
+		return role, fmt.Errorf("writing policy %s: %w", role.Policy, err)
+	}
+	base := "auth/" + p.AppRoleMount + "/role/" + role.AppRole
+	if _, err := c.Logical().WriteWithContext(ctx, base, map[string]any{
+		"token_policies": role.Policy, "token_ttl": p.TokenTTL.String(), "token_max_ttl": p.TokenMaxTTL.String(),
+		"secret_id_num_uses": 0,
+	}); err != nil {
+		return role, fmt.Errorf("writing AppRole %s: %w", role.AppRole, err)
+	}
+	s, err := c.Logical().ReadWithContext(ctx, base+"/role-id")
+	if err != nil || s == nil {
+		return role, fmt.Errorf("reading the role id of %s: %w", role.AppRole, err)
+	}
+	role.RoleID, _ = s.Data["role_id"].(string)
+	if p.CredentialsDir == "" {
+		return role, nil
+	}
+	dir := filepath.Join(p.CredentialsDir, svc)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return role, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	role.RoleIDFile, role.SecretIDFile = filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id")
+	if err := os.WriteFile(role.RoleIDFile, []byte(role.RoleID+"\n"), 0o600); err != nil {
+		return role, fmt.Errorf("writing %s: %w", role.RoleIDFile, err)
+	}
+	if existing, err := os.ReadFile(role.SecretIDFile); err == nil && logsIn(ctx, c, p.AppRoleMount, role.RoleID, strings.TrimSpace(string(existing))) {
+		return role, nil
+	}
+	s, err = c.Logical().WriteWithContext(ctx, base+"/secret-id", nil)
+	if err != nil || s == nil {
+		return role, fmt.Errorf("issuing a secret id for %s: %w", role.AppRole, err)
+	}
+	secretID, _ := s.Data["secret_id"].(string)
+	tmp := role.SecretIDFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(secretID+"\n"), 0o600); err != nil {
+		return role, fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, role.SecretIDFile); err != nil {
+		return role, fmt.Errorf("writing %s: %w", role.SecretIDFile, err)
+	}
+	return role, nil
+}
+
+// logsIn reports whether the AppRole credentials still work (a Vault dev
+// server forgets everything when it restarts).
+func logsIn(ctx context.Context, c *vault.Client, mount, roleID, secretID string) bool {
+	lc, err := c.Clone()
+	if err != nil {
+		return false
+	}
+	lc.ClearToken()
+	s, err := lc.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{"role_id": roleID, "secret_id": secretID})
+	if err != nil || s == nil || s.Auth == nil {
+		return false
+	}
+	lc.SetToken(s.Auth.ClientToken)
+	_ = lc.Auth().Token().RevokeSelfWithContext(ctx, "")
+	return true
+}
+
+// Ordered returns the roles sorted by service.
+func (r Result) Ordered() []Role {
+	out := make([]Role, 0, len(r.Roles))
+	for _, role := range r.Roles {
+		out = append(out, role)
+	}
+	slices.SortFunc(out, func(a, b Role) int { return strings.Compare(a.Service, b.Service) })
+	return out
+}
+
+// Env returns the environment svc needs to run against what Provision set
+// up: AppRole login from the credential files, its database role, and for
+// the token service the transit key.
+func (r Result) Env(svc, vaultAddr string) []string {
+	role := r.Roles[svc]
+	env := []string{
+		"VAULT_ADDR=" + vaultAddr, "VAULT_TOKEN=", "VAULT_AUTH_METHOD=approle", "VAULT_AUTH_MOUNT=" + r.AppRoleMount,
+		"VAULT_ROLE_ID_FILE=" + role.RoleIDFile, "VAULT_SECRET_ID_FILE=" + role.SecretIDFile,
+		"SWITCHYARD_VAULT_DATABASE_ROLE=" + role.DatabaseRole, "SWITCHYARD_VAULT_DATABASE_MOUNT=" + r.DatabaseMount,
+	}
+	if svc == "tokens" {
+		env = append(env, "SWITCHYARD_TOKENS_KEYS_TRANSIT="+r.TransitKey, "SWITCHYARD_TOKENS_KEYS_FILE=")
+	}
+	return slices.Clip(env)
+}
