@@ -94,17 +94,25 @@ type NewClient struct {
 type Store struct {
 	pool      *pgxpool.Pool
 	dummyHash string
+	pepper    []byte
 }
 
 // New returns a Store on pool.
-func New(pool *pgxpool.Pool) (*Store, error) {
+func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	// Unknown client ids are checked against this hash so that they take
 	// as long as known ones.
 	dummy, err := argon2id.CreateHash(rand.Text(), HashParams)
 	if err != nil {
 		return nil, fmt.Errorf("creating the dummy secret hash: %w", err)
 	}
-	return &Store{pool: pool, dummyHash: dummy}, nil
+	s := &Store{pool: pool, dummyHash: dummy}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.pepper != nil && len(s.pepper) < MinPepperLength {
+		return nil, fmt.Errorf("the client-secret pepper must be at least %d bytes", MinPepperLength)
+	}
+	return s, nil
 }
 
 // ValidateScopes checks that every scope is an RFC 6749 scope-token.
@@ -144,9 +152,9 @@ func (s *Store) Create(ctx context.Context, nc NewClient) (Client, string, error
 	} else if len(secret) < 32 || len(secret) > MaxSecretLength {
 		return Client{}, "", fmt.Errorf("a provided secret must be 32 to %d characters", MaxSecretLength)
 	}
-	hash, err := argon2id.CreateHash(secret, HashParams)
+	hash, err := s.hash(secret)
 	if err != nil {
-		return Client{}, "", fmt.Errorf("hashing client secret: %w", err)
+		return Client{}, "", err
 	}
 	c, err := scanClient(s.pool.QueryRow(ctx, `
 		INSERT INTO oauth_clients (client_id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4)
@@ -230,9 +238,9 @@ func (s *Store) RotateSecret(ctx context.Context, id string, grace time.Duration
 		return Client{}, "", errors.New("the grace period cannot be negative")
 	}
 	secret := NewSecret()
-	hash, err := argon2id.CreateHash(secret, HashParams)
+	hash, err := s.hash(secret)
 	if err != nil {
-		return Client{}, "", fmt.Errorf("hashing client secret: %w", err)
+		return Client{}, "", err
 	}
 	c, err := scanClient(s.pool.QueryRow(ctx, `
 		UPDATE oauth_clients
@@ -272,12 +280,12 @@ func (s *Store) Authenticate(ctx context.Context, id, secret string) (Client, er
 		_, _ = argon2id.ComparePasswordAndHash("", s.dummyHash)
 		return Client{}, ErrInvalidCredentials
 	}
-	ok, err := argon2id.ComparePasswordAndHash(secret, current)
+	ok, err := s.matches(secret, current)
 	if err != nil {
 		return Client{}, fmt.Errorf("checking the secret of client %q: %w", id, err)
 	}
 	if !ok && previous != "" && previousExpires != nil && time.Now().Before(*previousExpires) {
-		if ok, err = argon2id.ComparePasswordAndHash(secret, previous); err != nil {
+		if ok, err = s.matches(secret, previous); err != nil {
 			return Client{}, fmt.Errorf("checking the previous secret of client %q: %w", id, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,4 +131,52 @@ func TestDisabledSetFollowsNotifications(t *testing.T) {
 	_, err = store.SetDisabled(ctx, c.ID, false)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return !set.Disabled(c.ID) }, 10*time.Second, 5*time.Millisecond)
+}
+
+// TestPepper: with a pepper, new secrets are stored peppered (the hash
+// alone verifies nothing without it); secrets hashed before the pepper
+// keep working; another pepper is told apart from a wrong secret.
+func TestPepper(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	plain, err := oauthclients.New(pool)
+	require.NoError(t, err)
+	_, oldSecret, err := plain.Create(ctx, oauthclients.NewClient{ID: "before-pepper"})
+	require.NoError(t, err)
+
+	peppered, err := oauthclients.New(pool, oauthclients.WithPepper([]byte("pepper-0123456789abcdef")))
+	require.NoError(t, err)
+	_, secret, err := peppered.Create(ctx, oauthclients.NewClient{ID: "with-pepper"})
+	require.NoError(t, err)
+	var stored string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT secret_hash FROM oauth_clients WHERE client_id = 'with-pepper'`).Scan(&stored))
+	require.True(t, strings.HasPrefix(stored, "pepper:"), stored)
+	require.NotContains(t, stored, secret)
+
+	_, err = peppered.Authenticate(ctx, "with-pepper", secret)
+	require.NoError(t, err)
+	_, err = peppered.Authenticate(ctx, "with-pepper", secret+"x")
+	require.ErrorIs(t, err, oauthclients.ErrInvalidCredentials)
+	_, err = peppered.Authenticate(ctx, "before-pepper", oldSecret)
+	require.NoError(t, err, "a secret hashed before the pepper still works")
+
+	_, err = plain.Authenticate(ctx, "with-pepper", secret)
+	require.ErrorIs(t, err, oauthclients.ErrWrongPepper, "without the pepper, a peppered secret cannot be checked")
+	other, err := oauthclients.New(pool, oauthclients.WithPepper([]byte("another-pepper-0123456789")))
+	require.NoError(t, err)
+	_, err = other.Authenticate(ctx, "with-pepper", secret)
+	require.ErrorIs(t, err, oauthclients.ErrWrongPepper)
+
+	// Rotating under the pepper keeps the previous (unpeppered) secret for
+	// the grace period.
+	_, rotated, err := peppered.RotateSecret(ctx, "before-pepper", time.Hour)
+	require.NoError(t, err)
+	_, err = peppered.Authenticate(ctx, "before-pepper", rotated)
+	require.NoError(t, err)
+	_, err = peppered.Authenticate(ctx, "before-pepper", oldSecret)
+	require.NoError(t, err, "the previous secret, within its grace")
+
+	_, err = oauthclients.New(pool, oauthclients.WithPepper([]byte("short")))
+	require.ErrorContains(t, err, "at least 16 bytes")
 }

@@ -19,8 +19,11 @@ import (
 	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/switchyard/switchyard/libs/config"
 )
 
 // Config describes how queues are named and created. The conf tags let
@@ -42,6 +45,12 @@ type Config struct {
 	// DLQRetention is how long the DLQ keeps a message. Default 14 days
 	// (the SQS maximum), so operators have time to look.
 	DLQRetention time.Duration `conf:"default:336h,env:SWITCHYARD_SQS_DLQ_RETENTION,help:message retention of dead-letter queues"`
+	// AccessKeyID and SecretAccessKey, when both are set, are the SQS
+	// credentials (for example vault:secret/switchyard/shared/sqs#...);
+	// otherwise the AWS SDK's chain finds them (environment, shared
+	// files, an instance or pod role, which production should prefer).
+	AccessKeyID     config.Secret `conf:"mask,env:SWITCHYARD_SQS_ACCESS_KEY_ID,help:SQS access key id, or vault:<mount>/<path>#<key> (default: the AWS SDK's chain)"`
+	SecretAccessKey config.Secret `conf:"mask,env:SWITCHYARD_SQS_SECRET_ACCESS_KEY,help:SQS secret access key, or vault:<mount>/<path>#<key>"`
 }
 
 // DLQSuffix ends the name of every dead-letter queue.
@@ -113,12 +122,20 @@ func LoadAWSConfig(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
-// Connect loads the AWS configuration (see LoadAWSConfig) and returns
-// Queues on an SQS client built from it, with that configuration.
+// Connect loads the AWS configuration (see LoadAWSConfig), with cfg's
+// credentials when it has some, and returns Queues on an SQS client built
+// from it, with that configuration.
 func Connect(ctx context.Context, cfg Config) (*Queues, aws.Config, error) {
 	awsCfg, err := LoadAWSConfig(ctx)
 	if err != nil {
 		return nil, aws.Config{}, err
+	}
+	id, secret := cfg.AccessKeyID.Value(), cfg.SecretAccessKey.Value()
+	switch {
+	case id != "" && secret != "":
+		awsCfg.Credentials = aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(id, secret, ""))
+	case id != "" || secret != "":
+		return nil, aws.Config{}, config.Invalid(errors.New("set both SWITCHYARD_SQS_ACCESS_KEY_ID and SWITCHYARD_SQS_SECRET_ACCESS_KEY, or neither"))
 	}
 	q, err := NewQueues(sqs.NewFromConfig(awsCfg), cfg)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 )
@@ -264,4 +265,22 @@ func TestAbandonedBeforeStart(t *testing.T) {
 	_, err = client.ReceiveMessage(traced, &sqs.ReceiveMessageInput{QueueUrl: aws.String("http://127.0.0.1:1/000000000000/none"), WaitTimeSeconds: 20})
 	require.ErrorIs(t, err, context.Canceled)
 	require.False(t, sent, "no request went out")
+}
+
+// TestConnectWithConfiguredCredentials: credentials in the configuration
+// (from Vault in production set-ups) replace the SDK chain's, and one
+// without the other is refused.
+func TestConnectWithConfiguredCredentials(t *testing.T) {
+	stacktest.SQSEndpoint(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "from-the-environment")
+	q, awsCfg, err := sqsqueue.Connect(context.Background(), sqsqueue.Config{Prefix: stacktest.QueuePrefix(t),
+		AccessKeyID: config.NewSecret("AKIDFROMVAULT"), SecretAccessKey: config.NewSecret("s3cr3t")})
+	require.NoError(t, err)
+	creds, err := awsCfg.Credentials.Retrieve(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "AKIDFROMVAULT", creds.AccessKeyID)
+	require.NoError(t, q.Ping(context.Background()), "the SQS server answers requests signed with them")
+
+	_, _, err = sqsqueue.Connect(context.Background(), sqsqueue.Config{AccessKeyID: config.NewSecret("only-the-id")})
+	require.ErrorIs(t, err, config.ErrInvalid)
 }

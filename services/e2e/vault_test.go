@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -436,8 +437,9 @@ func TestTransitKeyRotationUnderTraffic(t *testing.T) {
 // TestProvisionedPlatform provisions the test Vault with `switchyard vault
 // provision`, as the compose init step does, and runs every service with
 // what it set up: its own AppRole (credentials from files), its own
-// database role's short-lived users, and the token service signing with
-// the transit key. A job goes through, and the admin API answers.
+// database role's short-lived users, SQS credentials read from Vault (none
+// in the environment), and the token service signing with the transit
+// key. A job goes through, and the admin API answers.
 func TestProvisionedPlatform(t *testing.T) {
 	t.Parallel() // beside the other Vault tests
 	bin := binaries(t)
@@ -453,7 +455,7 @@ func TestProvisionedPlatform(t *testing.T) {
 	})
 	cmd := exec.Command(filepath.Join(bin, "switchyard"), "vault", "provision", "--prefix", prefix, "--credentials-dir", creds,
 		"--database-mount", "database-"+suffix, "--transit-mount", "transit-"+suffix, "--approle-mount", "approle-"+suffix,
-		"--database-url", dbURL, "--db-ttl", "5m")
+		"--database-url", dbURL, "--db-ttl", "5m", "--sqs-credentials-from-env")
 	cmd.Env = append(os.Environ(), stacktest.Env(t, devstack.Vault)...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
@@ -469,9 +471,36 @@ func TestProvisionedPlatform(t *testing.T) {
 			"SWITCHYARD_VAULT_DATABASE_ROLE=" + prefix + "-" + svc, "SWITCHYARD_VAULT_DATABASE_MOUNT=database-" + suffix,
 		}
 	}
-	perService["tokens"] = append(perService["tokens"], "SWITCHYARD_TOKENS_KEYS_FILE=",
+	for _, svc := range []string{"relay", "worker", "replay"} {
+		// No AWS credentials in the environment: only Vault's.
+		perService[svc] = append(perService[svc], "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=",
+			"SWITCHYARD_SQS_ACCESS_KEY_ID=vault:secret/"+prefix+"/shared/sqs#access_key_id",
+			"SWITCHYARD_SQS_SECRET_ACCESS_KEY=vault:secret/"+prefix+"/shared/sqs#secret_access_key")
+	}
+	pepperRef := "vault:secret/" + prefix + "/tokens/oauth#pepper"
+	perService["tokens"] = append(perService["tokens"], "SWITCHYARD_CLIENT_SECRET_PEPPER="+pepperRef, "SWITCHYARD_TOKENS_KEYS_FILE=",
 		"SWITCHYARD_TOKENS_KEYS_TRANSIT=transit-"+suffix+"/"+prefix+"-jwt", "SWITCHYARD_TOKENS_KEY_LEAD=0s")
 	p := startPlatformWith(t, platformOptions{services: services, databaseURL: dbURL, serviceEnv: perService})
+
+	// A client made by the operator's CLI has its secret hashed with the
+	// pepper from Vault; the token service, reading the same pepper with
+	// its own AppRole, accepts it.
+	cli := exec.Command(filepath.Join(bin, "switchyard"), "clients", "create", "--id", "peppered", "--scope", "jobs:read", "-o", "json")
+	cli.Env = append(slices.Clone(p.env), stacktest.Env(t, devstack.Vault)...)
+	cli.Env = append(cli.Env, "SWITCHYARD_CLIENT_SECRET_PEPPER="+pepperRef)
+	created, err := cli.Output()
+	require.NoError(t, err)
+	var peppered struct {
+		ClientSecret string `json:"client_secret"`
+	}
+	require.NoError(t, json.Unmarshal(created, &peppered))
+	var hash string
+	require.NoError(t, p.pool.QueryRow(context.Background(), `SELECT secret_hash FROM oauth_clients WHERE client_id = 'peppered'`).Scan(&hash))
+	require.True(t, strings.HasPrefix(hash, "pepper:"), "stored peppered")
+	_, err = p.token("peppered", peppered.ClientSecret)
+	require.NoError(t, err, "the token service checks it with the pepper from Vault")
+	_, err = p.token("peppered", peppered.ClientSecret+"x")
+	require.ErrorContains(t, err, "401")
 
 	id, err := p.submit(http.Client{Timeout: 10 * time.Second}, "prov-client", 1)
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 )
@@ -68,13 +70,34 @@ makes every gateway refuse its unexpired tokens within milliseconds
 	return cmd
 }
 
+// clientStoreOptions are the client store's options from the
+// environment: the pepper of SWITCHYARD_CLIENT_SECRET_PEPPER (a value, or
+// a vault: reference read with the VAULT_* login), which the token service
+// must share.
+func clientStoreOptions(ctx context.Context) ([]oauthclients.Option, error) {
+	var cfg struct {
+		Pepper config.Secret `conf:"mask,env:SWITCHYARD_CLIENT_SECRET_PEPPER"`
+	}
+	if err := config.Load(ctx, &cfg); err != nil {
+		return nil, fmt.Errorf("reading SWITCHYARD_CLIENT_SECRET_PEPPER: %w", err)
+	}
+	if p := cfg.Pepper.Value(); p != "" {
+		return []oauthclients.Option{oauthclients.WithPepper([]byte(p))}, nil
+	}
+	return nil, nil
+}
+
 func withClients(cmd *cobra.Command, f *clientsFlags, fn func(*oauthclients.Store) error) error {
+	opts, err := clientStoreOptions(cmd.Context())
+	if err != nil {
+		return err
+	}
 	pool, err := database.Open(cmd.Context(), database.Config{URL: f.dbURL, ApplicationName: "switchyard-cli", MaxConns: 2})
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store, err := oauthclients.New(pool)
+	store, err := oauthclients.New(pool, opts...)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -161,7 +162,9 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 	if err != nil {
 		return err
 	}
-	devSecret, err := ensureDevClient(ctx, dbURL)
+	// The dev client's secret is hashed with the pepper the token service
+	// reads from Vault.
+	devSecret, err := ensureDevClient(ctx, dbURL, oauthclients.WithPepper([]byte(vaultRes.Pepper)))
 	if err != nil {
 		return err
 	}
@@ -261,9 +264,28 @@ func provisionDevVault(ctx context.Context, stack *devstack.Stack, dbURL, credsD
 		return vaultsetup.Result{}, fmt.Errorf("creating Vault client: %w", err)
 	}
 	client.SetToken(stack.VaultToken)
-	res, err := vaultsetup.Provision(ctx, client, vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: credsDir})
+	// The stack's SQS credentials become the services', read from Vault.
+	awsEnv := func(name string) string {
+		for _, kv := range stack.Env() {
+			if v, ok := strings.CutPrefix(kv, name+"="); ok {
+				return v
+			}
+		}
+		return os.Getenv(name)
+	}
+	// The dev server forgets everything when it stops; the pepper is kept
+	// beside the credentials, so that clients made in an earlier run (in
+	// the database that stays) keep working.
+	pepperFile := filepath.Join(credsDir, "client-secret-pepper")
+	pepper, _ := os.ReadFile(pepperFile)
+	res, err := vaultsetup.Provision(ctx, client, vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: credsDir,
+		ClientSecretPepper: true, PepperValue: strings.TrimSpace(string(pepper)),
+		SQSAccessKeyID: awsEnv("AWS_ACCESS_KEY_ID"), SQSSecretAccessKey: awsEnv("AWS_SECRET_ACCESS_KEY")})
 	if err != nil {
 		return res, fmt.Errorf("provisioning Vault at %s: %w", stack.VaultAddr, err)
+	}
+	if err := os.WriteFile(pepperFile, []byte(res.Pepper+"\n"), 0o600); err != nil {
+		return res, fmt.Errorf("keeping the pepper: %w", err)
 	}
 	return res, nil
 }
@@ -273,13 +295,13 @@ const devClientID = "dev"
 
 // ensureDevClient gives the local stack a client with every scope the
 // shipped routes use, with a fresh secret each run (printed by dev up).
-func ensureDevClient(ctx context.Context, dbURL string) (string, error) {
+func ensureDevClient(ctx context.Context, dbURL string, opts ...oauthclients.Option) (string, error) {
 	pool, err := database.Open(ctx, database.Config{URL: dbURL, ApplicationName: "switchyard-cli", MaxConns: 2})
 	if err != nil {
 		return "", err
 	}
 	defer pool.Close()
-	store, err := oauthclients.New(pool)
+	store, err := oauthclients.New(pool, opts...)
 	if err != nil {
 		return "", err
 	}

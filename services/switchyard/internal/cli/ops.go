@@ -58,13 +58,19 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
 					return err
 				}
 			}
+			if dir := os.Getenv("SWITCHYARD_INIT_VAULT_CREDENTIALS_DIR"); dir != "" {
+				// The init step's AWS credentials become the services' SQS
+				// credentials, read from Vault; the pepper is made before the
+				// bootstrap client's secret is hashed with it.
+				if err := provisionVault(cmd, vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: dir, ClientSecretPepper: true,
+					SQSAccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SQSSecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}); err != nil {
+					return err
+				}
+			}
 			if id := os.Getenv("SWITCHYARD_BOOTSTRAP_CLIENT_ID"); id != "" {
 				if err := ensureBootstrapClient(cmd, dbURL, id); err != nil {
 					return err
 				}
-			}
-			if dir := os.Getenv("SWITCHYARD_INIT_VAULT_CREDENTIALS_DIR"); dir != "" {
-				return provisionVault(cmd, vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: dir})
 			}
 			return nil
 		},

@@ -56,12 +56,19 @@ func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) error {
 		return fmt.Errorf("writing output: %w", err)
 	}
 	fmt.Fprintf(out, "token signing key: SWITCHYARD_TOKENS_KEYS_TRANSIT=%s\n", res.TransitKey)
+	if res.PepperRef != "" {
+		fmt.Fprintf(out, "client-secret pepper: SWITCHYARD_CLIENT_SECRET_PEPPER=%s (the token service and 'switchyard clients')\n", res.PepperRef)
+	}
+	if res.SQSSecret != "" {
+		fmt.Fprintf(out, "SQS credentials: SWITCHYARD_SQS_ACCESS_KEY_ID=vault:%[1]s#access_key_id SWITCHYARD_SQS_SECRET_ACCESS_KEY=vault:%[1]s#secret_access_key\n", res.SQSSecret)
+	}
 	return nil
 }
 
 func newVaultProvisionCmd() *cobra.Command {
 	var plan vaultsetup.Plan
 	var services string
+	var sqsFromEnv bool
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Provision Vault for every service (idempotent): AppRoles, policies, database users, signing key",
@@ -87,6 +94,12 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 			if services != "" {
 				plan.Services = strings.Split(services, ",")
 			}
+			if sqsFromEnv {
+				plan.SQSAccessKeyID, plan.SQSSecretAccessKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+				if plan.SQSAccessKeyID == "" || plan.SQSSecretAccessKey == "" {
+					return usageError{errors.New("--sqs-credentials-from-env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")}
+				}
+			}
 			return provisionVault(cmd, plan)
 		},
 	}
@@ -102,5 +115,7 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 	fl.StringVar(&plan.DatabaseMount, "database-mount", "database", "database secrets engine mount")
 	fl.StringVar(&plan.TransitMount, "transit-mount", "transit", "transit engine mount")
 	fl.StringVar(&plan.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
+	fl.BoolVar(&plan.ClientSecretPepper, "client-secret-pepper", true, "create the token service's client-secret pepper (<kv>/<prefix>/tokens/oauth, written once)")
+	fl.BoolVar(&sqsFromEnv, "sqs-credentials-from-env", false, "store AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY as the services' SQS credentials (<kv>/<prefix>/shared/sqs, written once)")
 	return cmd
 }

@@ -10,6 +10,8 @@ package vaultsetup
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -50,6 +52,15 @@ type Plan struct {
 	// "shared/<name>" is readable by every service, "<service>/<name>" by
 	// that service, anything else by none (operators only).
 	Secrets map[string]map[string]any
+	// ClientSecretPepper creates the token service's client-secret pepper
+	// (<kv>/<prefix>/tokens/oauth, written once): PepperValue, or 32 random
+	// bytes.
+	ClientSecretPepper bool
+	PepperValue        string
+	// SQSCredentials, when both are set, are stored as the shared secret
+	// shared/sqs (written once), and the services read their SQS
+	// credentials from there.
+	SQSAccessKeyID, SQSSecretAccessKey string
 	// CredentialsDir, when set, receives <service>/role-id and
 	// <service>/secret-id (mode 0600). An existing secret id that still
 	// logs in is kept; otherwise a new one is issued.
@@ -102,6 +113,13 @@ type Result struct {
 	TransitKey string
 	// DatabaseMount and AppRoleMount are where the engines are.
 	DatabaseMount, AppRoleMount string
+	// SQSSecret is the KV reference base of the SQS credentials
+	// ("<kv>/<prefix>/shared/sqs"), when they are stored.
+	SQSSecret string
+	// PepperRef is the reference of the client-secret pepper
+	// ("vault:<kv>/<prefix>/tokens/oauth#pepper") and Pepper its value,
+	// when it is provisioned.
+	PepperRef, Pepper string
 	// Created lists what did not exist before (for the operator's log).
 	Created []string
 }
@@ -141,6 +159,28 @@ func Provision(ctx context.Context, client *vault.Client, p Plan) (Result, error
 	if err := configureDatabase(ctx, client, p); err != nil {
 		return res, err
 	}
+	if p.SQSAccessKeyID != "" && p.SQSSecretAccessKey != "" {
+		if p.Secrets == nil {
+			p.Secrets = map[string]map[string]any{}
+		}
+		p.Secrets["shared/sqs"] = map[string]any{"access_key_id": p.SQSAccessKeyID, "secret_access_key": p.SQSSecretAccessKey}
+		res.SQSSecret = p.KVMount + "/" + p.Prefix + "/shared/sqs"
+	}
+	if p.ClientSecretPepper {
+		value := p.PepperValue
+		if value == "" {
+			pepper := make([]byte, 32)
+			if _, err := rand.Read(pepper); err != nil {
+				return res, fmt.Errorf("generating the pepper: %w", err)
+			}
+			value = base64.RawStdEncoding.EncodeToString(pepper)
+		}
+		if p.Secrets == nil {
+			p.Secrets = map[string]map[string]any{}
+		}
+		p.Secrets["tokens/oauth"] = map[string]any{"pepper": value}
+		res.PepperRef = "vault:" + p.KVMount + "/" + p.Prefix + "/tokens/oauth#pepper"
+	}
 	for name, data := range p.Secrets {
 		path := p.Prefix + "/" + name
 		written, err := writeIfAbsent(ctx, client, p.KVMount, path, data)
@@ -150,6 +190,14 @@ func Provision(ctx context.Context, client *vault.Client, p Plan) (Result, error
 		if written {
 			res.Created = append(res.Created, "KV secret "+p.KVMount+"/"+path)
 		}
+	}
+	if res.PepperRef != "" {
+		// The stored pepper: written now or on an earlier run.
+		s, err := client.KVv2(p.KVMount).Get(ctx, p.Prefix+"/tokens/oauth")
+		if err != nil {
+			return res, fmt.Errorf("reading the pepper: %w", err)
+		}
+		res.Pepper, _ = s.Data["pepper"].(string)
 	}
 	for _, svc := range p.Services {
 		role, err := provisionService(ctx, client, p, svc)
@@ -378,6 +426,13 @@ func (r Result) Env(svc, vaultAddr string) []string {
 	}
 	if svc == "tokens" {
 		env = append(env, "SWITCHYARD_TOKENS_KEYS_TRANSIT="+r.TransitKey, "SWITCHYARD_TOKENS_KEYS_FILE=")
+		if r.PepperRef != "" {
+			env = append(env, "SWITCHYARD_CLIENT_SECRET_PEPPER="+r.PepperRef)
+		}
+	}
+	if r.SQSSecret != "" && svc != "tokens" && svc != "gateway" {
+		env = append(env, "SWITCHYARD_SQS_ACCESS_KEY_ID=vault:"+r.SQSSecret+"#access_key_id",
+			"SWITCHYARD_SQS_SECRET_ACCESS_KEY=vault:"+r.SQSSecret+"#secret_access_key")
 	}
 	return slices.Clip(env)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 
 	vault "github.com/hashicorp/vault/api"
@@ -31,8 +32,8 @@ func TestProvision(t *testing.T) {
 	plan := vaultsetup.Plan{
 		Prefix: "t" + suffix, DatabaseURL: stacktest.NewDatabase(t),
 		DatabaseMount: "database-" + suffix, TransitMount: "transit-" + suffix, AppRoleMount: "approle-" + suffix,
-		CredentialsDir: t.TempDir(),
-		Secrets:        map[string]map[string]any{"shared/oauth": {"pepper": "pepper-" + suffix}, "admin/bootstrap": {"secret": "s"}},
+		CredentialsDir: t.TempDir(), ClientSecretPepper: true, SQSAccessKeyID: "AKID", SQSSecretAccessKey: "sqs-secret",
+		Secrets: map[string]map[string]any{"shared/oauth": {"pepper": "pepper-" + suffix}, "admin/bootstrap": {"secret": "s"}},
 	}
 	t.Cleanup(func() {
 		for _, m := range []string{plan.DatabaseMount, plan.TransitMount} {
@@ -42,7 +43,8 @@ func TestProvision(t *testing.T) {
 	})
 	res, err := vaultsetup.Provision(ctx, rc, plan)
 	require.NoError(t, err)
-	require.Len(t, res.Created, 6, "the database and transit engines (KV is there), the auth method, the transit key, two secrets: %v", res.Created)
+	require.Len(t, res.Created, 8, "the database and transit engines (KV is there), the auth method, the transit key, four secrets: %v", res.Created)
+	require.Len(t, res.Pepper, 43, "32 random bytes, base64")
 	firstSecret, err := os.ReadFile(res.Roles["gateway"].SecretIDFile)
 	require.NoError(t, err)
 
@@ -52,6 +54,7 @@ func TestProvision(t *testing.T) {
 	secret, err := os.ReadFile(again.Roles["gateway"].SecretIDFile)
 	require.NoError(t, err)
 	require.Equal(t, firstSecret, secret, "a secret id that still works is kept")
+	require.Equal(t, res.Pepper, again.Pepper, "the pepper is written once")
 
 	login := func(svc string) *secrets.Client {
 		t.Helper()
@@ -81,6 +84,16 @@ func TestProvision(t *testing.T) {
 		require.Equal(t, "pepper-"+suffix, v)
 		_, err = c.ReadKV(ctx, "secret", plan.Prefix+"/admin/bootstrap")
 		require.True(t, denied(err), "%s may not read the operators' secrets: %v", svc, err)
+		sqsKey, err := c.Read(ctx, "secret/"+plan.Prefix+"/shared/sqs#access_key_id")
+		require.NoError(t, err)
+		require.Equal(t, "AKID", sqsKey)
+		pepper, err := c.Read(ctx, strings.TrimPrefix(res.PepperRef, "vault:"))
+		if svc == "tokens" {
+			require.NoError(t, err)
+			require.Equal(t, res.Pepper, pepper)
+		} else {
+			require.True(t, denied(err), "%s may not read the pepper: %v", svc, err)
+		}
 		ring, err := c.TransitKeys(plan.TransitMount, plan.Prefix+"-jwt", 0).Load(ctx)
 		if svc == "tokens" {
 			require.NoError(t, err)
@@ -93,4 +106,6 @@ func TestProvision(t *testing.T) {
 		}
 	}
 	require.Contains(t, res.Env("tokens", addr), "SWITCHYARD_TOKENS_KEYS_TRANSIT="+plan.TransitMount+"/"+plan.Prefix+"-jwt")
+	require.Contains(t, res.Env("tokens", addr), "SWITCHYARD_CLIENT_SECRET_PEPPER="+res.PepperRef)
+	require.Contains(t, res.Env("worker", addr), "SWITCHYARD_SQS_ACCESS_KEY_ID=vault:secret/"+plan.Prefix+"/shared/sqs#access_key_id")
 }

@@ -37,6 +37,7 @@ type Config struct {
 	KeysReload      time.Duration `conf:"default:10s,env:SWITCHYARD_TOKENS_KEYS_RELOAD,help:how often the signing keys are re-read"`
 	JWKSMaxAge      time.Duration `conf:"default:60s,env:SWITCHYARD_TOKENS_JWKS_MAX_AGE,help:Cache-Control max-age of the JWKS"`
 	DatabaseURL     config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
+	SecretPepper    config.Secret `conf:"mask,env:SWITCHYARD_CLIENT_SECRET_PEPPER,help:pepper of the client-secret hashes (16+ bytes; a vault: reference), kept out of the database; empty: none"`
 	DBMaxConns      int32         `conf:"default:8,env:SWITCHYARD_TOKENS_DB_MAX_CONNS,help:Postgres pool size"`
 	RatePerIP       float64       `conf:"default:20,env:SWITCHYARD_TOKENS_RATE_PER_IP,help:token requests per second per peer IP (0: off)"`
 	BurstPerIP      int           `conf:"default:40,env:SWITCHYARD_TOKENS_BURST_PER_IP,help:burst per peer IP"`
@@ -84,7 +85,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	clients, err := oauthclients.New(pool)
+	var storeOpts []oauthclients.Option
+	if p := cfg.SecretPepper.Value(); p != "" {
+		storeOpts = append(storeOpts, oauthclients.WithPepper([]byte(p)))
+	}
+	clients, err := oauthclients.New(pool, storeOpts...)
 	if err != nil {
 		return err
 	}

@@ -223,6 +223,10 @@ func (a *API) issue(c echo.Context, ip string, presented *string) (TokenResponse
 		return TokenResponse{}, "", nil, fail(http.StatusUnauthorized, "invalid_client", "client authentication failed", "bad_credentials")
 	case errors.Is(err, oauthclients.ErrDisabled):
 		return TokenResponse{}, "", nil, fail(http.StatusUnauthorized, "invalid_client", "client authentication failed", "client_disabled")
+	case errors.Is(err, oauthclients.ErrWrongPepper):
+		// The caller learns nothing; the operator learns which pepper.
+		a.logger.WarnContext(req.Context(), "client secret hashed with another pepper: the client needs a new secret", "client_id", id, "error", err)
+		return TokenResponse{}, "", nil, fail(http.StatusUnauthorized, "invalid_client", "client authentication failed", "wrong_pepper")
 	case err != nil:
 		a.logger.ErrorContext(req.Context(), "authenticating client", "error", err)
 		return TokenResponse{}, "", nil, fail(http.StatusServiceUnavailable, "temporarily_unavailable",
