@@ -40,27 +40,29 @@ func (p *platform) readiness(svc string) (int, map[string]any) {
 }
 
 // TestVaultOutage runs every service with AppRole logins (tokens of a 5 s
-// TTL) and DATABASE_URL read from Vault, then makes Vault unreachable for
-// 30 s while clients submit jobs and read their status: every request
+// TTL) and DATABASE_URL read from Vault, a Vault server of the test's own
+// (server mode, file storage), then stops that server for 30 s while
+// clients submit jobs and read their status, and starts it again (it comes
+// back sealed; the test unseals it, as an operator would): every request
 // succeeds on the secrets read at start, every service's /readyz says
-// "degraded" (still 200, so no replica leaves service), and all of them
-// recover by themselves once Vault is back. No secret value (the database
-// URL, the AppRole secret id, Vault tokens, OAuth client secrets) appears
-// in any log, written at debug level, nor does the private key material
-// of the signing keys file (transit keys never leave Vault).
+// "degraded" meanwhile (still 200, so no replica leaves service), and all
+// of them recover by themselves. No secret value (the database URL, the
+// AppRole secret id, Vault tokens, OAuth client secrets) appears in any
+// log, written at debug level, nor does the private key material of the
+// signing keys file (transit keys never leave Vault).
 func TestVaultOutage(t *testing.T) {
 	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
-	addr, rootToken := stacktest.Vault(t)
-	proxy := stacktest.NewProxy(t, addr)
-	mount, roleID, secretID := stacktest.AppRole(t, "5s", stacktest.ReadSecretsPolicy)
+	vs := stacktest.NewVaultServer(t)
+	rootToken := vs.RootToken
+	mount, roleID, secretID := stacktest.AppRoleOn(t, vs.Root(), "5s", stacktest.ReadSecretsPolicy)
 	dbURL := stacktest.NewDatabase(t)
 	path := "switchyard/e2e/" + stacktest.RandomSuffix(t, 4)
-	_, err := stacktest.VaultRoot(t).KVv2("secret").Put(context.Background(), path, map[string]any{"database_url": dbURL})
+	_, err := vs.Root().KVv2("secret").Put(context.Background(), path, map[string]any{"database_url": dbURL})
 	require.NoError(t, err)
 	services := []string{"tokens", "relay", "worker", "gateway"}
 	p := startPlatformWith(t, platformOptions{services: services, databaseURL: dbURL, env: []string{
 		"DATABASE_URL=vault:secret/" + path + "#database_url",
-		"VAULT_ADDR=" + proxy.URL(),
+		"VAULT_ADDR=" + vs.URL(),
 		"VAULT_TOKEN=",
 		"VAULT_AUTH_METHOD=approle",
 		"VAULT_AUTH_MOUNT=" + mount,
@@ -113,10 +115,10 @@ func TestVaultOutage(t *testing.T) {
 	}
 
 	require.Eventually(t, func() bool { return ok.Load() >= 20 }, time.Minute, 20*time.Millisecond)
-	proxy.Cut()
+	vs.Stop()
 	cutAt := time.Now()
 	before := ok.Load()
-	t.Logf("Vault unreachable after %d jobs", before)
+	t.Logf("Vault stopped after %d jobs", before)
 	for _, svc := range services {
 		require.Eventually(t, func() bool {
 			code, body := p.readiness(svc)
@@ -129,9 +131,9 @@ func TestVaultOutage(t *testing.T) {
 		}
 	}
 	during := ok.Load() - before
-	proxy.Restore()
-	t.Logf("Vault back after %s; %d jobs succeeded meanwhile", time.Since(cutAt).Round(time.Second), during)
-	require.Positive(t, during, "traffic went on while Vault was away")
+	vs.Start()
+	t.Logf("Vault started and unsealed again after %s; %d jobs succeeded meanwhile", time.Since(cutAt).Round(time.Second), during)
+	require.Positive(t, during, "traffic went on while Vault was stopped")
 	for _, svc := range services {
 		require.Eventually(t, func() bool {
 			code, body := p.readiness(svc)
@@ -144,7 +146,7 @@ func TestVaultOutage(t *testing.T) {
 	wg.Wait()
 	failures.Range(func(k, _ any) bool { t.Logf("failure: %s", k); return true })
 	require.Zero(t, failed.Load(), "no request failed")
-	t.Logf("%d jobs submitted and succeeded, 0 failed; %d while Vault was unreachable", ok.Load(), during)
+	t.Logf("%d jobs submitted and succeeded, 0 failed; %d while Vault was stopped", ok.Load(), during)
 
 	// No secret value in any log.
 	u, err := url.Parse(dbURL)

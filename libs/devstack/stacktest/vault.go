@@ -28,7 +28,12 @@ func VaultRoot(tb testing.TB) *vault.Client {
 // mount is disabled when the test ends.
 func AppRole(tb testing.TB, ttl, policyHCL string) (mount, roleID, secretID string) {
 	tb.Helper()
-	rc := VaultRoot(tb)
+	return AppRoleOn(tb, VaultRoot(tb), ttl, policyHCL)
+}
+
+// AppRoleOn is AppRole on the Vault of rc, a client with a root token.
+func AppRoleOn(tb testing.TB, rc *vault.Client, ttl, policyHCL string) (mount, roleID, secretID string) {
+	tb.Helper()
 	mount = "approle-" + RandomSuffix(tb, 4)
 	fail := func(what string, err error) {
 		if err != nil {

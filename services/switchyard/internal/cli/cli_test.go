@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/switchyard/internal/cli"
 )
@@ -163,4 +164,60 @@ func TestClientsAndKeysCommands(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, stdout, "signing")
 	require.Contains(t, stdout, "published, not yet signing")
+}
+
+// TestInitWithVault runs the init step with Vault, twice: it provisions
+// Vault, generates the bootstrap client's secret and keeps it in Vault,
+// hashed with the pepper it made, and the second run reuses both.
+func TestInitWithVault(t *testing.T) {
+	ctx := context.Background()
+	dbURL := stacktest.NewDatabase(t)
+	addr, token := stacktest.Vault(t)
+	rc := stacktest.VaultRoot(t)
+	t.Cleanup(func() {
+		_ = rc.Sys().Unmount("database")
+		_ = rc.Sys().Unmount("transit")
+		_ = rc.Sys().DisableAuth("approle")
+		_ = rc.KVv2("secret").DeleteMetadata(ctx, "switchyard/admin/bootstrap-client")
+		_ = rc.KVv2("secret").DeleteMetadata(ctx, "switchyard/tokens/oauth")
+		_ = rc.KVv2("secret").DeleteMetadata(ctx, "switchyard/shared/sqs")
+	})
+	stacktest.SQSEndpoint(t)
+	jobs := filepath.Join(t.TempDir(), "jobs.yaml")
+	require.NoError(t, os.WriteFile(jobs, []byte("job_types:\n  alpha:\n    handler: x\n"), 0o644))
+	for k, v := range map[string]string{
+		"DATABASE_URL": dbURL, "SWITCHYARD_JOBS_FILE": jobs, "SWITCHYARD_QUEUE_PREFIX": stacktest.QueuePrefix(t),
+		"VAULT_ADDR": addr, "VAULT_TOKEN": token, "SWITCHYARD_INIT_VAULT_CREDENTIALS_DIR": t.TempDir(),
+		"SWITCHYARD_BOOTSTRAP_CLIENT_ID": "admin", "SWITCHYARD_BOOTSTRAP_CLIENT_SECRET": "",
+		"SWITCHYARD_BOOTSTRAP_CLIENT_SCOPES": "switchyard:admin",
+		"SWITCHYARD_CLIENT_SECRET_PEPPER":    "vault:secret/switchyard/tokens/oauth#pepper",
+		"SWITCHYARD_TOKENS_KEYS_FILE":        "",
+	} {
+		t.Setenv(k, v)
+	}
+	var secrets []string
+	for i := range 2 {
+		code, stdout, stderr := run("init")
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "its secret is in Vault at secret/switchyard/admin/bootstrap-client")
+		if i == 0 {
+			require.Contains(t, stdout, "created bootstrap client admin")
+			require.Contains(t, stdout, "created transit key transit/switchyard-jwt")
+		} else {
+			require.Contains(t, stdout, "bootstrap client admin present")
+		}
+		s, err := rc.KVv2("secret").Get(ctx, "switchyard/admin/bootstrap-client")
+		require.NoError(t, err)
+		secrets = append(secrets, s.Data["client_secret"].(string))
+	}
+	require.Equal(t, secrets[0], secrets[1], "the bootstrap secret is made once")
+	require.Len(t, secrets[0], 43)
+
+	pepper, err := rc.KVv2("secret").Get(ctx, "switchyard/tokens/oauth")
+	require.NoError(t, err)
+	pool := stacktest.NewPoolURL(t, dbURL)
+	store, err := oauthclients.New(pool, oauthclients.WithPepper([]byte(pepper.Data["pepper"].(string))))
+	require.NoError(t, err)
+	_, err = store.Authenticate(ctx, "admin", secrets[0])
+	require.NoError(t, err, "the bootstrap client authenticates with the secret from Vault and the pepper")
 }

@@ -33,7 +33,9 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
   SWITCHYARD_JOBS_FILE, SQS settings    create every job type's queue and DLQ
   SWITCHYARD_TOKENS_KEYS_FILE           create the signing keys file if it is missing
   SWITCHYARD_BOOTSTRAP_CLIENT_ID        create this OAuth client if it is missing, with
-  SWITCHYARD_BOOTSTRAP_CLIENT_SECRET    this secret (at least 32 characters) and
+  SWITCHYARD_BOOTSTRAP_CLIENT_SECRET    this secret (at least 32 characters; with Vault:
+                                        generated when empty, kept in Vault at
+                                        secret/switchyard/admin/bootstrap-client) and
   SWITCHYARD_BOOTSTRAP_CLIENT_SCOPES    these scopes (space-separated)
   SWITCHYARD_INIT_VAULT_CREDENTIALS_DIR provision Vault (VAULT_ADDR, VAULT_TOKEN) as
                                         'switchyard vault provision' does, writing
@@ -58,17 +60,37 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
 					return err
 				}
 			}
+			bootstrapID := os.Getenv("SWITCHYARD_BOOTSTRAP_CLIENT_ID")
+			bootstrapSecret := os.Getenv("SWITCHYARD_BOOTSTRAP_CLIENT_SECRET")
 			if dir := os.Getenv("SWITCHYARD_INIT_VAULT_CREDENTIALS_DIR"); dir != "" {
 				// The init step's AWS credentials become the services' SQS
 				// credentials, read from Vault; the pepper is made before the
-				// bootstrap client's secret is hashed with it.
-				if err := provisionVault(cmd, vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: dir, ClientSecretPepper: true,
-					SQSAccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SQSSecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}); err != nil {
+				// bootstrap client's secret is hashed with it; that secret is
+				// kept in Vault (operators only), generated when not given.
+				plan := vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: dir, ClientSecretPepper: true,
+					SQSAccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SQSSecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}
+				if bootstrapID != "" {
+					if bootstrapSecret == "" {
+						bootstrapSecret = oauthclients.NewSecret()
+					}
+					plan.Secrets = map[string]map[string]any{bootstrapClientSecret: {"client_id": bootstrapID, "client_secret": bootstrapSecret}}
+				}
+				_, client, err := provisionVault(cmd, plan)
+				if err != nil {
 					return err
 				}
+				if bootstrapID != "" {
+					// The secret Vault holds: this run's, or an earlier one's.
+					s, err := client.KVv2("secret").Get(cmd.Context(), "switchyard/"+bootstrapClientSecret)
+					if err != nil {
+						return fmt.Errorf("reading the bootstrap client's secret: %w", err)
+					}
+					bootstrapSecret, _ = s.Data["client_secret"].(string)
+					fmt.Fprintf(cmd.OutOrStdout(), "bootstrap client %s: its secret is in Vault at secret/switchyard/%s\n", bootstrapID, bootstrapClientSecret)
+				}
 			}
-			if id := os.Getenv("SWITCHYARD_BOOTSTRAP_CLIENT_ID"); id != "" {
-				if err := ensureBootstrapClient(cmd, dbURL, id); err != nil {
+			if bootstrapID != "" {
+				if err := ensureBootstrapClient(cmd, dbURL, bootstrapID, bootstrapSecret); err != nil {
 					return err
 				}
 			}
@@ -97,8 +119,11 @@ func ensureSigningKeys(ctx context.Context, path string, out io.Writer) error {
 	return nil
 }
 
-func ensureBootstrapClient(cmd *cobra.Command, dbURL, id string) error {
-	secret := os.Getenv("SWITCHYARD_BOOTSTRAP_CLIENT_SECRET")
+// bootstrapClientSecret is where, under secret/switchyard/, the init step
+// keeps the bootstrap client's id and secret (no service may read it).
+const bootstrapClientSecret = "admin/bootstrap-client"
+
+func ensureBootstrapClient(cmd *cobra.Command, dbURL, id, secret string) error {
 	if len(secret) < 32 {
 		return usageError{errors.New("SWITCHYARD_BOOTSTRAP_CLIENT_SECRET must hold at least 32 characters")}
 	}

@@ -23,25 +23,25 @@ func newVaultCmd() *cobra.Command {
 	return cmd
 }
 
-// provisionVault runs vaultsetup.Provision with VAULT_ADDR and VAULT_TOKEN
-// and prints what it did.
-func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) error {
+// provisionVault runs vaultsetup.Provision with VAULT_ADDR and VAULT_TOKEN,
+// prints what it did, and returns it with the client it used.
+func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) (vaultsetup.Result, *vault.Client, error) {
 	addr := os.Getenv("VAULT_ADDR")
 	if addr == "" || os.Getenv("VAULT_TOKEN") == "" {
-		return usageError{errors.New("set VAULT_ADDR and VAULT_TOKEN (a token allowed to manage mounts, policies and auth methods)")}
+		return vaultsetup.Result{}, nil, usageError{errors.New("set VAULT_ADDR and VAULT_TOKEN (a token allowed to manage mounts, policies and auth methods)")}
 	}
 	if plan.DatabaseURL == "" {
-		return usageError{errors.New("no database: set DATABASE_URL or --database-url (an admin user who can create roles)")}
+		return vaultsetup.Result{}, nil, usageError{errors.New("no database: set DATABASE_URL or --database-url (an admin user who can create roles)")}
 	}
 	cfg := vault.DefaultConfig()
 	cfg.Address = addr
 	client, err := vault.NewClient(cfg)
 	if err != nil {
-		return fmt.Errorf("creating Vault client: %w", err)
+		return vaultsetup.Result{}, nil, fmt.Errorf("creating Vault client: %w", err)
 	}
 	res, err := vaultsetup.Provision(cmd.Context(), client, plan)
 	if err != nil {
-		return err
+		return res, nil, err
 	}
 	out := cmd.OutOrStdout()
 	for _, c := range res.Created {
@@ -53,7 +53,7 @@ func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Service, r.AppRole, r.DatabaseRole, dash(r.SecretIDFile))
 	}
 	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("writing output: %w", err)
+		return res, nil, fmt.Errorf("writing output: %w", err)
 	}
 	fmt.Fprintf(out, "token signing key: SWITCHYARD_TOKENS_KEYS_TRANSIT=%s\n", res.TransitKey)
 	if res.PepperRef != "" {
@@ -62,7 +62,7 @@ func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) error {
 	if res.SQSSecret != "" {
 		fmt.Fprintf(out, "SQS credentials: SWITCHYARD_SQS_ACCESS_KEY_ID=vault:%[1]s#access_key_id SWITCHYARD_SQS_SECRET_ACCESS_KEY=vault:%[1]s#secret_access_key\n", res.SQSSecret)
 	}
-	return nil
+	return res, client, nil
 }
 
 func newVaultProvisionCmd() *cobra.Command {
@@ -100,7 +100,8 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 					return usageError{errors.New("--sqs-credentials-from-env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")}
 				}
 			}
-			return provisionVault(cmd, plan)
+			_, _, err := provisionVault(cmd, plan)
+			return err
 		},
 	}
 	fl := cmd.Flags()
