@@ -287,6 +287,19 @@ func TestPoisonMessages(t *testing.T) {
 		require.Equal(t, 1, code)
 		require.Contains(t, errOut, "403 Insufficient scope")
 		first := p.deadLetters("type=always-fails")[0]["id"].(string)
+		out, errOut, code = p.dlqAs("oncall", oncall, "list", "--type", "always-fails", "--all", "--limit", "1")
+		require.Zero(t, code, errOut)
+		require.Contains(t, out, first)
+		require.Contains(t, out, "attempts_exhausted")
+		out, errOut, code = p.dlqAs("oncall", oncall, "list", "--type", "always-fails", "--json")
+		require.Zero(t, code, errOut)
+		var listed struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &listed))
+		require.Equal(t, first, listed.Items[0].ID)
 		_, errOut, code = p.dlqAs("oncall", oncall, "purge", first)
 		require.Equal(t, 1, code)
 		require.Contains(t, errOut, "dead-letters:purge")

@@ -196,22 +196,24 @@ func newDLQListCmd(f *adminFlags) *cobra.Command {
 			}
 			q.Set("limit", strconv.Itoa(limit))
 			return withAdmin(cmd, f, func(ctx context.Context, c *adminClient) error {
-				var items []dlqDeadLetter
+				// Pages are kept as the API sent them (for --json) and decoded
+				// for the table only when one is printed.
 				var raws []json.RawMessage
 				for {
-					var page dlqPage[dlqDeadLetter]
-					raw, err := c.get(ctx, "/admin/v1/dead-letters", q, &page)
-					if err != nil {
+					var page dlqPage[json.RawMessage]
+					if _, err := c.get(ctx, "/admin/v1/dead-letters", q, &page); err != nil {
 						return err
 					}
-					var rawPage dlqPage[json.RawMessage]
-					if err := decodeInto(raw, &rawPage); err != nil {
-						return err
-					}
-					items, raws = append(items, page.Items...), append(raws, rawPage.Items...)
+					raws = append(raws, page.Items...)
 					if !all || page.NextCursor == "" {
 						if f.json {
 							return printJSONValue(cmd.OutOrStdout(), map[string]any{"items": orEmpty(raws), "next_cursor": page.NextCursor})
+						}
+						items := make([]dlqDeadLetter, len(raws))
+						for i, r := range raws {
+							if err := decodeInto(r, &items[i]); err != nil {
+								return err
+							}
 						}
 						return printDeadLetters(cmd.OutOrStdout(), items, page.NextCursor)
 					}
