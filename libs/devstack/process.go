@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os/exec"
@@ -167,8 +168,21 @@ func HTTPReady(url string) func(context.Context) error {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
+// is picked below the kernel's ephemeral range (32768-60999 on Linux), so
+// that the outgoing connections of a busy test, which take their local
+// ports from that range, cannot take it before the server that is to
+// listen on it starts.
 func FreePort() (int, error) {
+	for range 200 {
+		port := 20000 + rand.IntN(12000) //nolint:gosec // not a secret, a port
+		l, err := net.Listen("tcp", hostPort(port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port, nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port: %w", err)

@@ -2,7 +2,8 @@
 // with the behaviour every API shares: panics become 500 problems (logged
 // with their stack, never sent), every error is an RFC 9457 problem with
 // the request id, every response carries X-Request-ID, one access-log line
-// per request, and graceful shutdown with a deadline.
+// per request, request paths are normalised before routing
+// (NormalizePath), and graceful shutdown with a deadline.
 package httpserver
 
 import (
@@ -84,9 +85,11 @@ func NewEcho(logger *slog.Logger) *echo.Echo {
 	e.HTTPErrorHandler = errorHandler(logger)
 	// The TCP peer, never X-Forwarded-For: no proxy is trusted yet.
 	e.IPExtractor = echo.ExtractIPDirect()
-	e.Use(requestIDMiddleware)
-	e.Use(accessLog(logger))
-	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+	// Before routing, so that a request refused for its path still gets a
+	// request id, an access-log line and a problem body.
+	e.Pre(requestIDMiddleware)
+	e.Pre(accessLog(logger))
+	e.Pre(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 			logger.ErrorContext(c.Request().Context(), "panic in handler",
@@ -94,6 +97,7 @@ func NewEcho(logger *slog.Logger) *echo.Echo {
 			return err
 		},
 	}))
+	e.Pre(normalizePathMiddleware)
 	return e
 }
 
@@ -201,10 +205,18 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 }
 
 // Serve runs srv on l until ctx ends, then shuts it down, giving in-flight
-// requests up to grace to finish.
+// requests up to grace to finish. With srv.TLSConfig set it serves TLS
+// (HTTP/2 and HTTP/1.1).
 func Serve(ctx context.Context, srv *http.Server, l net.Listener, grace time.Duration) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			// The certificate comes from TLSConfig (GetCertificate).
+			errc <- srv.ServeTLS(l, "", "")
+			return
+		}
+		errc <- srv.Serve(l)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving %s: %w", l.Addr(), err)

@@ -52,6 +52,10 @@ var (
 	ValidationFailed     = Kind{"validation-failed", "Payload does not match the job type's schema", http.StatusUnprocessableEntity}
 	IdempotencyKeyReused = Kind{"idempotency-key-reused", "Idempotency key reused for a different request", http.StatusUnprocessableEntity}
 	RateLimited          = Kind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
+	QuotaExceeded        = Kind{"quota-exceeded", "Quota used up", http.StatusTooManyRequests}
+	AddressDenied        = Kind{"address-denied", "Address not allowed", http.StatusForbidden}
+	CountryDenied        = Kind{"country-denied", "Country not allowed", http.StatusForbidden}
+	Blocked              = Kind{"blocked", "Temporarily blocked", http.StatusForbidden}
 	Internal             = Kind{"internal", "Internal error", http.StatusInternalServerError}
 	Unavailable          = Kind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
 	// Sync routes.

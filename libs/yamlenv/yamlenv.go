@@ -37,6 +37,12 @@ func Expand(n *yaml.Node) error {
 				errs = append(errs, fmt.Errorf("line %d: environment variable %s is not set", n.Line, m[1]))
 				return ""
 			})
+			// An unquoted value takes the type of what it expanded to
+			// (rate: ${RATE} is a number when RATE is), as if written so.
+			if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 && n.Tag == "!!str" {
+				n.Tag = ""
+				n.Tag = n.ShortTag()
+			}
 		}
 		for i, c := range n.Content {
 			walk(c, n.Kind == yaml.MappingNode && i%2 == 0)

@@ -30,3 +30,14 @@ schema: {$ref: "#/defs/a"}
 	require.NoError(t, yaml.Unmarshal([]byte("a: 1\nb: ${YAMLENV_MISSING}\n"), &missing))
 	require.EqualError(t, yamlenv.Expand(&missing), "line 2: environment variable YAMLENV_MISSING is not set")
 }
+
+func TestExpandedTypes(t *testing.T) {
+	t.Setenv("YAMLENV_RATE", "100")
+	var n yaml.Node
+	require.NoError(t, yaml.Unmarshal([]byte("rate: ${YAMLENV_RATE}\nquoted: \"${YAMLENV_RATE}\"\nflag: ${YAMLENV_FLAG:-true}\n"), &n))
+	require.NoError(t, yamlenv.Expand(&n))
+	m := n.Content[0]
+	require.Equal(t, "!!int", m.Content[1].Tag)
+	require.Equal(t, "!!str", m.Content[3].Tag, "quoted stays a string")
+	require.Equal(t, "!!bool", m.Content[5].Tag)
+}

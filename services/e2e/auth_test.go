@@ -336,13 +336,29 @@ func TestScopeMatrix(t *testing.T) {
 	}
 	full := tokenFor()
 	for _, path := range []string{"/", "/v1/jobs", "/v2/jobs/" + jobID, "/admin/v1/dead-letters", "/v1/jobs/" + jobID + "/extra",
-		"/v1/jobs/text-stats/../" + jobID, "/v1/jobs/text-stats%2F..%2F" + jobID, "/.well-known/jwks.json"} {
+		"/v1/jobs/text-stats%2F..%2F" + jobID, "/admin%2Fv1/jobs/" + jobID, "/.well-known/jwks.json"} {
 		for _, auth := range []string{"", full} {
 			st := p.call("GET", path, auth, "").status
 			require.True(t, st == http.StatusNotFound || st == http.StatusUnauthorized || st == http.StatusBadRequest,
 				"GET %s (token: %t) answered %d", path, auth != "", st)
 		}
 	}
+
+	// Paths are normalised before routing, so the route and its policy are
+	// those of the canonical path, whatever the encoding: dot segments
+	// (encoded or not) and doubled slashes never skip a guard.
+	readOnly := tokenFor("jobs:read")
+	for _, path := range []string{"/v1/%2e%2e/admin/v1/jobs/" + jobID, "/v1/jobs/../../admin/v1/jobs/" + jobID,
+		"//admin//v1/jobs/" + jobID, "/admin/v1/./jobs/%2E/" + jobID, "/v1/%2E%2e/admin/v1/jobs/" + jobID} {
+		require.Equal(t, http.StatusUnauthorized, p.call("GET", path, "", "").status, path+": no token")
+		require.Equal(t, http.StatusForbidden, p.call("GET", path, readOnly, "").status, path+": the admin route's policy applies")
+		require.Equal(t, http.StatusOK, p.call("GET", path, tokenFor("switchyard:admin"), "").status, path+": it is the admin route")
+	}
+	resolved := "/v1/jobs/text-stats/../" + jobID
+	require.Equal(t, http.StatusForbidden, p.call("GET", resolved, wrong, "").status, "the job-status route's policy applies")
+	require.Equal(t, http.StatusOK, p.call("GET", resolved, readOnly, "").status)
+	require.Equal(t, http.StatusBadRequest, p.call("GET", "/v1/jobs/%00", readOnly, "").status, "control characters are refused")
+	require.Equal(t, http.StatusBadRequest, p.call("GET", "/../admin/v1/jobs/"+jobID, full, "").status, "above the root")
 }
 
 // metric reads a counter from a service's /metrics.

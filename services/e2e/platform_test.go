@@ -59,12 +59,14 @@ func binaries(t *testing.T) string {
 // platform is one running Switchyard: its own database, queues and
 // signing keys, with the services as separate processes.
 type platform struct {
-	t        *testing.T
-	bin      string
-	env      []string
-	logDir   string
-	pool     *pgxpool.Pool
-	gateway  string
+	t       *testing.T
+	bin     string
+	env     []string
+	logDir  string
+	pool    *pgxpool.Pool
+	gateway string
+	// gateway2 is the second gateway's URL (when the platform runs one).
+	gateway2 string
 	tokens   string
 	keysFile string
 	opsPorts map[string]int
@@ -77,17 +79,20 @@ type platform struct {
 	// platform has one.
 	adminSecret string
 
-	mu      sync.Mutex
-	procs   map[string]*devstack.Process
-	svcEnv  map[string][]string
-	bearers map[string]string
+	mu     sync.Mutex
+	procs  map[string]*devstack.Process
+	svcEnv map[string][]string
+	// fixedEnv is a service's own environment that restarts keep.
+	fixedEnv map[string][]string
+	bearers  map[string]string
 }
 
 // allServices is what a platform runs unless told otherwise.
 var allServices = []string{"tokens", "relay", "worker", "gateway"}
 
 // knownServices are the services a platform can run (each gets ports).
-var knownServices = []string{"tokens", "relay", "worker", "gateway", "replay"}
+// gateway2 is a second replica of the gateway, on its own ports.
+var knownServices = []string{"tokens", "relay", "worker", "gateway", "replay", "gateway2"}
 
 // platformOptions change what startPlatformWith runs.
 type platformOptions struct {
@@ -165,17 +170,23 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 	require.NoError(t, err)
 	replayPort, err := devstack.FreePort()
 	require.NoError(t, err)
+	gateway2Port, err := devstack.FreePort()
+	require.NoError(t, err)
 	p := &platform{t: t, bin: bin, logDir: dir, gateway: "http://127.0.0.1:" + strconv.Itoa(gatewayPort),
 		tokens: "http://127.0.0.1:" + strconv.Itoa(tokensPort), replay: "http://127.0.0.1:" + strconv.Itoa(replayPort),
 		keysFile: keysFile, services: services, binaries: opts.binaries, opsPorts: map[string]int{},
 		procs: map[string]*devstack.Process{}, svcEnv: map[string][]string{}, bearers: map[string]string{}}
-	for svc, env := range opts.serviceEnv {
-		p.svcEnv[svc] = env
-	}
 	for _, svc := range knownServices {
 		port, err := devstack.FreePort()
 		require.NoError(t, err)
 		p.opsPorts[svc] = port
+	}
+	p.gateway2 = "http://127.0.0.1:" + strconv.Itoa(gateway2Port)
+	p.fixedEnv = map[string][]string{}
+	p.fixedEnv["gateway2"] = []string{"SWITCHYARD_GATEWAY_ADDR=127.0.0.1:" + strconv.Itoa(gateway2Port),
+		"SWITCHYARD_GATEWAY_OPS_ADDR=127.0.0.1:" + strconv.Itoa(p.opsPorts["gateway2"])}
+	for svc, env := range opts.serviceEnv {
+		p.svcEnv[svc] = append(p.svcEnv[svc], env...)
 	}
 	p.env = append(os.Environ(), stacktest.Env(t, devstack.SQS)...)
 	p.env = append(p.env,
@@ -201,6 +212,9 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 		"SWITCHYARD_AUTH_ISSUER="+p.tokens,
 		"SWITCHYARD_ROUTES_FILE="+filepath.Join(dir, "routes.yaml"),
 		"SWITCHYARD_LOG_LEVEL=warn",
+		// Tests send many refused requests from 127.0.0.1 on purpose;
+		// TestAutoBlock turns blocking on.
+		"SWITCHYARD_EDGE_BLOCK_THRESHOLD=0",
 	)
 	p.env = append(p.env, opts.env...)
 	p.pool, err = pgxpool.New(context.Background(), dbURL)
@@ -310,12 +324,15 @@ func (p *platform) startE(svc string) error {
 	}
 	p.t.Cleanup(func() { _ = logFile.Close() })
 	binary := svc
+	if svc == "gateway2" {
+		binary = "gateway"
+	}
 	if b, ok := p.binaries[svc]; ok {
 		binary = b
 	}
 	cmd := exec.Command(filepath.Join(p.bin, binary))
 	p.mu.Lock()
-	cmd.Env = append(slices.Clone(p.env), p.svcEnv[svc]...)
+	cmd.Env = append(append(slices.Clone(p.env), p.fixedEnv[svc]...), p.svcEnv[svc]...)
 	p.mu.Unlock()
 	proc, err := devstack.StartProcess(svc, cmd, logFile, "", syscall.SIGTERM)
 	if err != nil {

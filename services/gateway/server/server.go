@@ -11,25 +11,38 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/net/netutil"
 
 	"github.com/switchyard/switchyard/libs/accesstoken"
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
+	"github.com/switchyard/switchyard/libs/geoip"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/ratelimit"
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/synchandler"
+	"github.com/switchyard/switchyard/libs/tlsreload"
+	"github.com/switchyard/switchyard/services/gateway/internal/edge"
 	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
+	"github.com/switchyard/switchyard/services/gateway/internal/quota"
 	"github.com/switchyard/switchyard/services/gateway/internal/respcache"
 	"github.com/switchyard/switchyard/services/gateway/internal/routes"
 	"github.com/switchyard/switchyard/services/gateway/internal/syncroute"
@@ -38,20 +51,39 @@ import (
 // Config is the gateway's configuration; every setting names its
 // environment variable.
 type Config struct {
-	Addr            string        `conf:"default::8080,env:SWITCHYARD_GATEWAY_ADDR,help:public listener address"`
-	OpsAddr         string        `conf:"default::9090,env:SWITCHYARD_GATEWAY_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
-	PublicURL       string        `conf:"env:SWITCHYARD_GATEWAY_PUBLIC_URL,help:external base URL for status links (default: relative links)"`
-	DatabaseURL     config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
-	DBMaxConns      int32         `conf:"default:32,env:SWITCHYARD_GATEWAY_DB_MAX_CONNS,help:Postgres pool size"`
-	JobsFile        string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file"`
-	RoutesFile      string        `conf:"default:deployments/config/routes.yaml,env:SWITCHYARD_ROUTES_FILE,help:routes and access policies file"`
-	CacheMaxBytes   int64         `conf:"default:67108864,env:SWITCHYARD_GATEWAY_CACHE_MAX_BYTES,help:memory the sync routes' response cache may hold (bytes; 0 turns caching off)"`
-	Auth            AuthConfig
+	Addr          string        `conf:"default::8080,env:SWITCHYARD_GATEWAY_ADDR,help:public listener address"`
+	OpsAddr       string        `conf:"default::9090,env:SWITCHYARD_GATEWAY_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
+	PublicURL     string        `conf:"env:SWITCHYARD_GATEWAY_PUBLIC_URL,help:external base URL for status links (default: relative links)"`
+	DatabaseURL   config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
+	DBMaxConns    int32         `conf:"default:32,env:SWITCHYARD_GATEWAY_DB_MAX_CONNS,help:Postgres pool size"`
+	JobsFile      string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file"`
+	RoutesFile    string        `conf:"default:deployments/config/routes.yaml,env:SWITCHYARD_ROUTES_FILE,help:routes and access policies file"`
+	CacheMaxBytes int64         `conf:"default:67108864,env:SWITCHYARD_GATEWAY_CACHE_MAX_BYTES,help:memory the sync routes' response cache may hold (bytes; 0 turns caching off)"`
+	Auth          AuthConfig
+	// Edge is what stands in front of the routes (internal/edge).
+	Edge edge.Config
+	// HTTP is the public listener's TLS, limits and timeouts.
+	HTTP            HTTPConfig
+	RedisURL        config.Secret `conf:"mask,env:SWITCHYARD_REDIS_URL,help:Redis for rate limits shared by all gateways (redis://[:password@]host:port/db or vault:…; empty: each gateway limits on its own)"`
 	DrainDelay      time.Duration `conf:"default:0s,env:SWITCHYARD_DRAIN_DELAY,help:time between failing /readyz and closing the listener"`
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
+}
+
+// HTTPConfig is the public listener's TLS, limits and timeouts.
+type HTTPConfig struct {
+	TLSCertFile       string        `conf:"env:SWITCHYARD_GATEWAY_TLS_CERT_FILE,help:PEM certificate chain for HTTPS (with the key file; reloaded when replaced; empty: plain HTTP)"`
+	TLSKeyFile        string        `conf:"env:SWITCHYARD_GATEWAY_TLS_KEY_FILE,help:PEM private key of the certificate"`
+	TLSReload         time.Duration `conf:"default:5s,env:SWITCHYARD_GATEWAY_TLS_RELOAD,help:how often the certificate files are checked for a replacement"`
+	RedirectAddr      string        `conf:"env:SWITCHYARD_GATEWAY_REDIRECT_ADDR,help:plain-HTTP listener that redirects every request to SWITCHYARD_GATEWAY_PUBLIC_URL (https; 308; empty: none)"`
+	ReadHeaderTimeout time.Duration `conf:"default:5s,env:SWITCHYARD_GATEWAY_READ_HEADER_TIMEOUT,help:time a client has to send the request line and headers (slow-header attacks)"`
+	ReadTimeout       time.Duration `conf:"default:30s,env:SWITCHYARD_GATEWAY_READ_TIMEOUT,help:time a client has to send the whole request"`
+	WriteTimeout      time.Duration `conf:"default:60s,env:SWITCHYARD_GATEWAY_WRITE_TIMEOUT,help:time to answer, from the end of the headers"`
+	IdleTimeout       time.Duration `conf:"default:120s,env:SWITCHYARD_GATEWAY_IDLE_TIMEOUT,help:how long an idle keep-alive connection stays open"`
+	MaxHeaderBytes    int           `conf:"default:65536,env:SWITCHYARD_GATEWAY_MAX_HEADER_BYTES,help:largest request line plus headers (431 above)"`
+	MaxConns          int           `conf:"default:10000,env:SWITCHYARD_GATEWAY_MAX_CONNS,help:open connections at most; more wait to be accepted"`
 }
 
 // AuthConfig says which access tokens the gateway accepts.
@@ -70,6 +102,30 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	}
 	if cfg.CacheMaxBytes < 0 {
 		return config.Invalid(fmt.Errorf("SWITCHYARD_GATEWAY_CACHE_MAX_BYTES %d must not be negative", cfg.CacheMaxBytes))
+	}
+	if err := cfg.Edge.Validate(); err != nil {
+		return config.Invalid(err)
+	}
+	tlsFiles := tlsreload.Files{CertFile: cfg.HTTP.TLSCertFile, KeyFile: cfg.HTTP.TLSKeyFile}
+	if err := tlsFiles.Validate(); err != nil {
+		return config.Invalid(err)
+	}
+	if cfg.HTTP.RedirectAddr != "" {
+		if u, err := url.Parse(cfg.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return config.Invalid(errors.New("SWITCHYARD_GATEWAY_REDIRECT_ADDR redirects to the public URL: set SWITCHYARD_GATEWAY_PUBLIC_URL to its https:// address"))
+		}
+	}
+	var cert *tlsreload.Certificate
+	if tlsFiles.Enabled() {
+		if cert, err = tlsreload.Load("public", tlsFiles, tlsreload.NewMetrics(prometheus.DefaultRegisterer), logger); err != nil {
+			return config.Invalid(err)
+		}
+	}
+	var countries *geoip.DB
+	if cfg.Edge.CountryDB != "" {
+		if countries, err = geoip.Open(cfg.Edge.CountryDB, logger); err != nil {
+			return config.Invalid(err)
+		}
 	}
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-gateway", MaxConns: cfg.DBMaxConns}
 	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
@@ -90,8 +146,23 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	if err != nil {
 		return err
 	}
+	limiter, shared, err := newLimiter(cfg.RedisURL.Value(), logger)
+	if err != nil {
+		return config.Invalid(err)
+	}
+	quotas := quota.New(pool, prometheus.DefaultRegisterer, logger)
+	audit := edge.NewAuditLog(pool, logger)
+	protections, err := edge.New(edge.Options{
+		Config: cfg.Edge, File: routeFile.Edge, Limiter: limiter, Quotas: quotas, Countries: countries,
+		OnBlock: audit.Record, Logger: logger, Registerer: prometheus.DefaultRegisterer,
+	})
+	if err != nil {
+		return config.Invalid(err)
+	}
 
 	e := httpserver.NewEcho(logger)
+	e.IPExtractor = protections.ClientIP
+	e.Pre(protections.Pre)
 	api := jobsapi.New(jobstore.New(pool), catalog, cfg.PublicURL)
 	metrics := syncroute.NewMetrics(prometheus.DefaultRegisterer)
 	var cache *respcache.Cache
@@ -103,8 +174,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		API: api, Catalog: catalog,
 		Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(verifier, logger, p) },
 		Sync:  syncroute.Options{Handlers: handlers, Cache: cache, Metrics: metrics, Logger: logger},
+		Edge:  protections,
 	}); err != nil {
-		return err
+		return config.Invalid(err)
 	}
 	for _, r := range routeFile.Routes {
 		if r.Denied {
@@ -116,19 +188,58 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	if err != nil {
 		return err
 	}
+	var redirectL net.Listener
+	if cfg.HTTP.RedirectAddr != "" {
+		if redirectL, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTP.RedirectAddr); err != nil {
+			_ = publicL.Close()
+			_ = opsL.Close()
+			return fmt.Errorf("listening on %s: %w", cfg.HTTP.RedirectAddr, err)
+		}
+	}
+	if cfg.HTTP.MaxConns > 0 {
+		publicL = netutil.LimitListener(publicL, cfg.HTTP.MaxConns)
+	}
 	opsSrv := ops.New(logger, nil)
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("issuer_keys", verifier.Ready)
 	opsSrv.AddCheck("disabled_clients", disabled.Ready)
+	if shared != nil {
+		opsSrv.AddDegradedCheck("rate_limits_shared", shared.Ready)
+	}
 	logger.Info("gateway listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(),
-		"routes", len(routeFile.Routes), "issuer", cfg.Auth.Issuer)
+		"tls", cert != nil, "routes", len(routeFile.Routes), "issuer", cfg.Auth.Issuer, "shared_rate_limits", shared != nil)
 
 	if vc := cfg.Vault.Client(); vc != nil {
 		opsSrv.AddDegradedCheck("vault", vc.Ready)
 	}
+	srv := httpserver.NewServer(e, logger)
+	srv.ReadHeaderTimeout, srv.ReadTimeout = cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.ReadTimeout
+	srv.WriteTimeout, srv.IdleTimeout, srv.MaxHeaderBytes = cfg.HTTP.WriteTimeout, cfg.HTTP.IdleTimeout, cfg.HTTP.MaxHeaderBytes
+	if cert != nil {
+		srv.TLSConfig = cert.Config()
+	}
 	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
 		go disabled.Run(ctx)
 		verifier.Start(ctx)
+		if cert != nil {
+			cert.Watch(ctx, cfg.HTTP.TLSReload)
+		}
+		if countries != nil {
+			countries.Watch(ctx, 30*time.Second)
+		}
+		if redirectL != nil {
+			go serveRedirect(ctx, redirectL, cfg.PublicURL, logger)
+		}
+		// Quota counts and audit entries are written until the last
+		// in-flight request has finished, then flushed.
+		bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+		var background sync.WaitGroup
+		background.Go(func() { quotas.Run(bgCtx, cfg.Edge.QuotaFlush) })
+		background.Go(func() { audit.Run(bgCtx) })
+		defer func() {
+			stopBackground()
+			background.Wait()
+		}()
 		srvCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		defer cancel()
 		stop := context.AfterFunc(ctx, func() {
@@ -136,8 +247,44 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 			cancel()
 		})
 		defer stop()
-		return httpserver.Serve(srvCtx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
+		return httpserver.Serve(srvCtx, srv, publicL, cfg.ShutdownTimeout)
 	}))
+}
+
+// newLimiter returns the rate limiter: Redis with a local fallback when
+// redisURL is set (shared is then the Failover, for readiness), or local.
+func newLimiter(redisURL string, logger *slog.Logger) (limiter ratelimit.Limiter, shared *ratelimit.Failover, err error) {
+	if redisURL == "" {
+		return ratelimit.NewLocal(), nil, nil
+	}
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("SWITCHYARD_REDIS_URL: %w", err)
+	}
+	// Fail fast: a slow or dead Redis must cost a request little; the
+	// limiter then decides locally until Redis answers again.
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 250*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+	opts.MaxRetries = -1
+	f := ratelimit.NewFailover(ratelimit.FailoverConfig{
+		Primary: ratelimit.NewRedis(redis.NewClient(opts), "switchyard:rl:"), Fallback: ratelimit.NewLocal(),
+		Logger: logger, Registerer: prometheus.DefaultRegisterer,
+	})
+	return f, f, nil
+}
+
+// serveRedirect answers every plain-HTTP request with a 308 to the same
+// path and query under the public URL (https; never a host the request
+// names, so the listener cannot be used as an open redirect).
+func serveRedirect(ctx context.Context, l net.Listener, publicURL string, logger *slog.Logger) {
+	base := strings.TrimSuffix(publicURL, "/")
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", base+r.URL.RequestURI())
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+	srv := httpserver.NewServer(h, logger)
+	if err := httpserver.Serve(ctx, srv, l, 5*time.Second); err != nil {
+		logger.Error("redirect listener stopped", "error", err)
+	}
 }
 
 // Services are what the routes file's routes are served by.
@@ -149,6 +296,8 @@ type Services struct {
 	Sync syncroute.Options
 	// Guard authenticates the caller and applies the route's policy.
 	Guard func(authn.Policy) echo.MiddlewareFunc
+	// Edge adds each route's own protections (nil: none).
+	Edge *edge.Edge
 }
 
 // Mount registers every route of f on e behind the guard with the route's
@@ -164,6 +313,7 @@ func Mount(e *echo.Echo, f *routes.File, s Services) error {
 		}
 	}
 	declared := map[string]bool{}
+	preflight := map[string]bool{}
 	for _, r := range f.Routes {
 		declared[r.Method+" "+r.EchoPath()] = true
 	}
@@ -197,7 +347,29 @@ func Mount(e *echo.Echo, f *routes.File, s Services) error {
 		}
 		// Wrapped once here: Echo would apply route middleware anew on
 		// every request.
+		var protect edge.Route
+		if s.Edge != nil {
+			var err error
+			if protect, err = s.Edge.ForRoute(r); err != nil {
+				return err
+			}
+		}
+		if protect.Inner != nil {
+			h = protect.Inner(h)
+		}
 		guarded := s.Guard(authn.Policy{Scopes: r.Scopes, Deny: r.Denied})(h)
+		if protect.Outer != nil {
+			guarded = protect.Outer(guarded)
+		}
+		if protect.CORS != nil {
+			guarded = protect.CORS(guarded)
+			// Preflights carry no credentials: answered by CORS alone. The
+			// first route of a path with CORS answers them.
+			if !preflight[r.EchoPath()] {
+				preflight[r.EchoPath()] = true
+				e.OPTIONS(r.EchoPath(), protect.CORS(func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }))
+			}
+		}
 		for _, m := range methods {
 			e.Add(m, r.EchoPath(), guarded)
 		}

@@ -44,7 +44,9 @@ const DefaultAdminScope = "switchyard:admin"
 type File struct {
 	// AdminScope is the scope every /admin/ route must require.
 	AdminScope string
-	Routes     []Route
+	// Edge applies to every route (edge.go).
+	Edge   Edge
+	Routes []Route
 }
 
 // Route is one public route.
@@ -66,6 +68,8 @@ type Route struct {
 	Denied bool
 	// Sync says how a sync route is served (nil for other modes).
 	Sync *Sync
+	// Edge is the route's own protections, on top of the file's.
+	Edge Edge
 	// Line is where the route starts in the file.
 	Line int
 }
@@ -140,8 +144,8 @@ var (
 	methods      = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 	segmentRe    = regexp.MustCompile(`^(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+|\{[a-z][a-z0-9_]{0,31}\})$`)
 	routeNameRe  = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-	routeKeys    = append([]string{"name", "method", "path", "mode", "job_type", "scopes"}, syncKeys...)
-	topLevelKeys = []string{"admin_scope", "routes"}
+	routeKeys    = append([]string{"name", "method", "path", "mode", "job_type", "scopes", "edge"}, syncKeys...)
+	topLevelKeys = []string{"admin_scope", "edge", "routes"}
 )
 
 // Parse reads and validates a routes document; name is used in errors.
@@ -171,6 +175,12 @@ func Parse(name string, data []byte, known Known) (*File, error) {
 				return nil, fail(v.Line, "admin_scope", "must be a scope token")
 			}
 			f.AdminScope = v.Value
+		case "edge":
+			e, err := parseEdge(v, "edge", true, fail)
+			if err != nil {
+				return nil, err
+			}
+			f.Edge = e
 		case "routes":
 			routesNode = v
 		default:
@@ -220,6 +230,11 @@ func parseRoute(rn *yaml.Node, field string, fail func(int, string, string, ...a
 			err = scalar(v, &r.Mode)
 		case "job_type":
 			err = scalar(v, &r.JobType)
+		case "edge":
+			r.Edge, err = parseEdge(v, ff, false, fail)
+			if err != nil {
+				return Route{}, err
+			}
 		case "handler", "upstream", "timeout", "max_concurrent", "max_body_bytes", "retries", "breaker", "cache", "fallback_job_type":
 			if r.Sync == nil {
 				r.Sync = defaultSync()

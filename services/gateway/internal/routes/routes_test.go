@@ -5,7 +5,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/services/gateway/internal/routes"
@@ -150,4 +152,60 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestEdgeSection: the file's and a route's edge settings are read, and
+// mistakes name their line and field.
+func TestEdgeSection(t *testing.T) {
+	t.Parallel()
+	route := func(body string) string {
+		return "routes:\n  - " + strings.ReplaceAll(strings.TrimSpace(body), "\n", "\n    ") + "\n"
+	}
+	f, err := routes.Parse("routes.yaml", []byte(`
+edge:
+  ip: {deny: ["192.0.2.0/24", "::ffff:198.51.100.0/120"]}
+  countries: {deny: [kp]}
+  rate_limit:
+    per_client: {rate: 100, burst: 20}
+    per_ip: {rate: 10, per: 1m}
+  quota: {daily: 1000, monthly: 20000}
+  clients:
+    partner: {rate_limit: {rate: 500}, quota: {daily: 5000}}
+routes:
+  - name: r
+    method: POST
+    path: /v1/jobs/webhook
+    mode: async
+    job_type: webhook
+    scopes: [a]
+    edge:
+      ip: {allow: [10.0.0.0/8]}
+      content_types: [application/json]
+      cors: {allow_origins: ["https://app.example.com"], allow_headers: [Authorization]}
+`), known)
+	require.NoError(t, err)
+	assert.Equal(t, "192.0.2.0/24,198.51.100.0/24", f.Edge.IP.Deny.String())
+	assert.Equal(t, []string{"KP"}, f.Edge.Countries.Deny)
+	assert.Equal(t, 20, f.Edge.PerClient.Burst)
+	assert.Equal(t, 10, f.Edge.PerIP.Burst, "burst defaults to the rate")
+	assert.Equal(t, time.Minute, f.Edge.PerIP.Period)
+	assert.Equal(t, int64(20000), f.Edge.Quota.Monthly)
+	assert.Equal(t, int64(5000), f.Edge.Clients["partner"].Quota.Daily)
+	r := f.Routes[0].Edge
+	assert.Equal(t, "10.0.0.0/8", r.IP.Allow.String())
+	assert.Equal(t, []string{"https://app.example.com"}, r.CORS.AllowOrigins)
+
+	for name, tc := range map[string]struct{ doc, want string }{
+		"host bits":      {"edge: {ip: {deny: [10.1.2.3/8]}}\nroutes: []", "routes.yaml:1: edge.ip.deny"},
+		"country":        {"edge: {countries: {allow: [Germany]}}\nroutes: []", "edge.countries.allow"},
+		"zero rate":      {"edge: {rate_limit: {per_ip: {rate: 0}}}\nroutes: []", "edge.rate_limit.per_ip.rate"},
+		"route quota":    {route("method: POST\npath: /a\nmode: async\njob_type: webhook\nscopes: [a]\nedge: {quota: {daily: 1}}"), "quotas are per client"},
+		"cors wildcard":  {route("method: POST\npath: /a\nmode: async\njob_type: webhook\nscopes: [a]\nedge: {cors: {allow_origins: ['*'], allow_credentials: true}}"), "allow_credentials"},
+		"unknown key":    {"edge: {waf: true}\nroutes: []", "edge.waf: unknown field"},
+		"bad media type": {route("method: POST\npath: /a\nmode: async\njob_type: webhook\nscopes: [a]\nedge: {content_types: [json]}"), "content_types"},
+	} {
+		_, err := routes.Parse("routes.yaml", []byte(tc.doc), known)
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), tc.want, name)
+	}
 }

@@ -584,6 +584,10 @@ func readBody(req *http.Request, limit int64) ([]byte, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, problem.PayloadTooLarge.Newf("the body exceeds the gateway's limit of %d bytes", mbe.Limit)
+		}
 		return nil, problem.BadRequest.New("the request body could not be read").WithCause(err)
 	}
 	if int64(len(data)) > limit {

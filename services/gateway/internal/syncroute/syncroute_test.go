@@ -355,9 +355,11 @@ upstream: {url: "`+up.srv.URL+`/api/things/{id}?ref={id}"}`)
 		require.Equal(t, []string{tt.wantID}, got.URL.Query()["ref"], "%s: the query gets one field", tt.path)
 	}
 	hits := up.hits.Load()
-	for _, bad := range []string{"/v1/things/..", "/v1/things/%2e%2e", "/v1/things/."} {
+	// Dot segments are resolved before routing (httpserver.NormalizePath):
+	// these paths are /v1 and /v1/things, which no route serves.
+	for _, bad := range []string{"/v1/things/..", "/v1/things/%2e%2e", "/v1/things/.", "/v1/things/%2E"} {
 		r := g.get(t, bad, "c")
-		require.Equal(t, http.StatusBadRequest, r.status, bad)
+		require.Equal(t, http.StatusNotFound, r.status, bad)
 	}
 	require.Equal(t, hits, up.hits.Load(), "refused before any call")
 }

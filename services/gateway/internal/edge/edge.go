@@ -1,0 +1,502 @@
+// Package edge is what stands in front of the gateway's routes, so that the
+// gateway can face the internet without a WAF or an API gateway before it:
+// security headers, the client address behind trusted proxies, address and
+// country rules, a body limit enforced before the body is read, rate limits
+// per address and per client (shared through Redis when configured),
+// quotas per client, content types, CORS, and automatic blocking of
+// addresses and clients that keep failing authentication or breaking
+// rules.
+//
+// The order for a request: Pre (before routing: headers, address, block
+// list, the file's address and country rules, body limit, per-address
+// limit), then per route Outer (the route's address and country rules,
+// per-address limit and content types), the authentication guard, and
+// Inner (block list for the client, per-client limits, quota).
+package edge
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/geoip"
+	"github.com/switchyard/switchyard/libs/netrules"
+	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/libs/ratelimit"
+	"github.com/switchyard/switchyard/services/gateway/internal/quota"
+	"github.com/switchyard/switchyard/services/gateway/internal/routes"
+)
+
+// Config is the edge's part of the gateway's environment.
+type Config struct {
+	TrustedProxies  string        `conf:"env:SWITCHYARD_EDGE_TRUSTED_PROXIES,help:CIDRs of the proxies and load balancers whose forwarding header is believed (empty: none; the TCP peer is the client)"`
+	ForwardedHeader string        `conf:"default:X-Forwarded-For,env:SWITCHYARD_EDGE_FORWARDED_HEADER,help:the one forwarding header the trusted proxies maintain: X-Forwarded-For or Forwarded"`
+	CountryHeader   string        `conf:"env:SWITCHYARD_EDGE_COUNTRY_HEADER,help:header a trusted CDN sets to the client's ISO country (e.g. CloudFront-Viewer-Country); believed only from trusted proxies"`
+	CountryDB       string        `conf:"env:SWITCHYARD_EDGE_COUNTRY_DB,help:MaxMind-format country database (.mmdb: GeoLite2/GeoIP2 Country) for country rules; reloaded when replaced"`
+	MaxBodyBytes    int64         `conf:"default:1048576,env:SWITCHYARD_GATEWAY_MAX_BODY_BYTES,help:largest request body on any route; larger is 413 before it is read (routes and job types may allow less)"`
+	HSTSMaxAge      time.Duration `conf:"default:8760h,env:SWITCHYARD_GATEWAY_HSTS_MAX_AGE,help:Strict-Transport-Security max-age on HTTPS responses (0: no header)"`
+	BlockThreshold  int           `conf:"default:50,env:SWITCHYARD_EDGE_BLOCK_THRESHOLD,help:authentication failures or rule violations within the window that block an address or client (0: never block)"`
+	BlockWindow     time.Duration `conf:"default:1m,env:SWITCHYARD_EDGE_BLOCK_WINDOW,help:window in which violations are counted"`
+	BlockCooldown   time.Duration `conf:"default:15m,env:SWITCHYARD_EDGE_BLOCK_COOLDOWN,help:how long a block lasts"`
+	QuotaFlush      time.Duration `conf:"default:1s,env:SWITCHYARD_EDGE_QUOTA_FLUSH,help:how often quota counts are added to Postgres (a quota can be overrun by what the replicas admit in this time)"`
+}
+
+// Validate checks what the types do not.
+func (c Config) Validate() error {
+	if _, err := netrules.ParsePrefixList(c.TrustedProxies); err != nil {
+		return fmt.Errorf("SWITCHYARD_EDGE_TRUSTED_PROXIES: %w", err)
+	}
+	if c.ForwardedHeader != netrules.HeaderXForwardedFor && c.ForwardedHeader != netrules.HeaderForwarded {
+		return fmt.Errorf("SWITCHYARD_EDGE_FORWARDED_HEADER %q: use %s or %s", c.ForwardedHeader, netrules.HeaderXForwardedFor, netrules.HeaderForwarded)
+	}
+	if c.MaxBodyBytes < 1 {
+		return fmt.Errorf("SWITCHYARD_GATEWAY_MAX_BODY_BYTES %d must be positive", c.MaxBodyBytes)
+	}
+	if c.BlockThreshold < 0 || (c.BlockThreshold > 0 && (c.BlockWindow <= 0 || c.BlockCooldown <= 0)) {
+		return fmt.Errorf("auto-block needs a threshold ≥ 0 and, when on, a positive window and cool-down")
+	}
+	if c.QuotaFlush <= 0 {
+		return fmt.Errorf("SWITCHYARD_EDGE_QUOTA_FLUSH must be positive")
+	}
+	return nil
+}
+
+// Options are what New builds an Edge from.
+type Options struct {
+	Config Config
+	// File is the routes file's own edge section.
+	File routes.Edge
+	// Limiter decides rate limits (required when any route has one).
+	Limiter ratelimit.Limiter
+	// Quotas counts quotas (required when the file sets any).
+	Quotas *quota.Counter
+	// Countries looks up the client's country (nil: only CountryHeader).
+	Countries *geoip.DB
+	// OnBlock records a new block (the audit log).
+	OnBlock    func(Block)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Edge holds the protections; see the package comment for the order.
+type Edge struct {
+	cfg       Config
+	file      routes.Edge
+	clientIP  netrules.ClientIP
+	limiter   ratelimit.Limiter
+	quotas    *quota.Counter
+	countries *geoip.DB
+	blocker   *Blocker
+	logger    *slog.Logger
+	hsts      string
+	filePerIP []ratelimit.Check
+	metrics   metrics
+}
+
+type metrics struct {
+	refused *prometheus.CounterVec
+	blocks  *prometheus.CounterVec
+}
+
+// Reasons a request is refused, the label of switchyard_edge_refusals_total.
+const (
+	reasonAddress     = "address_denied"
+	reasonCountry     = "country_denied"
+	reasonBlocked     = "blocked"
+	reasonRateLimited = "rate_limited"
+	reasonQuota       = "quota_exceeded"
+	reasonBodyLarge   = "body_too_large"
+	reasonMediaType   = "unsupported_media_type"
+)
+
+// New returns an Edge.
+func New(opts Options) (*Edge, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	trusted, _ := netrules.ParsePrefixList(opts.Config.TrustedProxies)
+	e := &Edge{
+		cfg: opts.Config, file: opts.File, limiter: opts.Limiter, quotas: opts.Quotas, countries: opts.Countries, logger: opts.Logger,
+		clientIP: netrules.ClientIP{Trusted: trusted, Header: opts.Config.ForwardedHeader},
+	}
+	if opts.Config.HSTSMaxAge > 0 {
+		e.hsts = "max-age=" + strconv.FormatInt(int64(opts.Config.HSTSMaxAge.Seconds()), 10) + "; includeSubDomains"
+	}
+	e.metrics = metrics{
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_edge_refusals_total",
+			Help: "Requests the edge refused, by reason (address_denied, country_denied, blocked, rate_limited, quota_exceeded, body_too_large, unsupported_media_type).",
+		}, []string{"reason"}),
+		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_edge_blocks_total",
+			Help: "Addresses (kind ip) and clients (kind client) blocked for too many violations.",
+		}, []string{"kind"}),
+	}
+	for _, r := range []string{reasonAddress, reasonCountry, reasonBlocked, reasonRateLimited, reasonQuota, reasonBodyLarge, reasonMediaType} {
+		e.metrics.refused.WithLabelValues(r)
+	}
+	e.metrics.blocks.WithLabelValues("ip")
+	e.metrics.blocks.WithLabelValues("client")
+	e.blocker = NewBlocker(opts.Config.BlockThreshold, opts.Config.BlockWindow, opts.Config.BlockCooldown, func(b Block) {
+		kind, _, _ := strings.Cut(b.Key, ":")
+		e.metrics.blocks.WithLabelValues(kind).Inc()
+		e.logger.Warn("blocked for too many violations", "key", b.Key, "violations", b.Violations, "reason", b.Reason, "until", b.Until)
+		if opts.OnBlock != nil {
+			opts.OnBlock(b)
+		}
+	})
+	if opts.Registerer != nil {
+		blocked := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchyard_edge_blocked",
+			Help: "Addresses and clients blocked now.",
+		}, func() float64 { return float64(e.blocker.BlockedCount()) })
+		opts.Registerer.MustRegister(e.metrics.refused, e.metrics.blocks, blocked)
+	}
+	if opts.File.PerIP != nil {
+		e.filePerIP = []ratelimit.Check{{Name: "ip", Limit: *opts.File.PerIP}}
+	}
+	if e.limiter == nil && opts.File.PerIP != nil {
+		return nil, fmt.Errorf("rate limits need a limiter")
+	}
+	if (opts.Config.CountryHeader == "" && opts.Countries == nil) && !opts.File.Countries.Empty() {
+		return nil, fmt.Errorf("country rules need a country database (SWITCHYARD_EDGE_COUNTRY_DB) or a CDN's header (SWITCHYARD_EDGE_COUNTRY_HEADER)")
+	}
+	return e, nil
+}
+
+// Blocker is the edge's block list (for tests and the ops listener).
+func (e *Edge) Blocker() *Blocker { return e.blocker }
+
+// request is what Pre learned about a request.
+type request struct {
+	client   netip.Addr
+	viaProxy bool
+	country  string // "" until looked up
+}
+
+const requestKey = "switchyard.edge"
+
+func (e *Edge) requestOf(c echo.Context) *request {
+	if r, ok := c.Get(requestKey).(*request); ok {
+		return r
+	}
+	// Not through Pre (a test mounting routes alone): resolve now.
+	client, via := e.clientIP.Resolve(c.Request())
+	r := &request{client: client, viaProxy: via}
+	c.Set(requestKey, r)
+	return r
+}
+
+// ClientIP is the client address of r behind trusted proxies, for Echo's
+// IPExtractor (and so c.RealIP()).
+func (e *Edge) ClientIP(r *http.Request) string {
+	a, _ := e.clientIP.Resolve(r)
+	return a.String()
+}
+
+func (e *Edge) country(c echo.Context, r *request) string {
+	if r.country != "" {
+		return r.country
+	}
+	r.country = geoip.Unknown
+	if h := e.cfg.CountryHeader; h != "" && r.viaProxy {
+		if v := c.Request().Header.Get(h); geoip.ValidCode(v) {
+			r.country = strings.ToUpper(v)
+			return r.country
+		}
+	}
+	if e.countries != nil {
+		r.country = e.countries.Country(r.client)
+	}
+	return r.country
+}
+
+// Pre runs before routing, for every request.
+func (e *Edge) Pre(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		client, via := e.clientIP.Resolve(req)
+		r := &request{client: client, viaProxy: via}
+		c.Set(requestKey, r)
+		if e.hsts != "" && (req.TLS != nil || (via && strings.EqualFold(req.Header.Get("X-Forwarded-Proto"), "https"))) {
+			h.Set("Strict-Transport-Security", e.hsts)
+		}
+		ipKey := "ip:" + client.String()
+		if e.blocker.Enabled() {
+			if left, blocked := e.blocker.Blocked(ipKey); blocked {
+				return e.refuseBlocked(left)
+			}
+		}
+		if err := e.rules(c, r, e.file.IP, e.file.Countries, "the gateway"); err != nil {
+			e.blocker.Violation(ipKey, "rules")
+			return err
+		}
+		if req.ContentLength > e.cfg.MaxBodyBytes {
+			e.metrics.refused.WithLabelValues(reasonBodyLarge).Inc()
+			// The body stays unread: close the connection after answering
+			// rather than drain it.
+			h.Set("Connection", "close")
+			return problem.PayloadTooLarge.Newf("the body is %d bytes; this gateway takes at most %d", req.ContentLength, e.cfg.MaxBodyBytes)
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, e.cfg.MaxBodyBytes)
+		}
+		if len(e.filePerIP) > 0 {
+			checks := [1]ratelimit.Check{e.filePerIP[0]}
+			checks[0].Key = ipKey
+			if err := e.limit(c, checks[:]); err != nil {
+				return err
+			}
+		}
+		err := next(c)
+		if e.blocker.Enabled() {
+			e.countViolation(c, ipKey, err)
+		}
+		return err
+	}
+}
+
+// countViolation counts a refused authentication (401) or authorization
+// (403) against the address, and the client when known.
+func (e *Edge) countViolation(c echo.Context, ipKey string, err error) {
+	status := c.Response().Status
+	if err != nil {
+		status = problem.From(err).Status
+	}
+	if status != http.StatusUnauthorized && status != http.StatusForbidden {
+		return
+	}
+	reason := "auth_failure"
+	if status == http.StatusForbidden {
+		reason = "forbidden"
+		if p := problem.From(err); err != nil && p.Type == problem.Blocked.Type() {
+			return // refused because already blocked: no new violation
+		}
+	}
+	e.blocker.Violation(ipKey, reason)
+	if id, ok := authn.FromContext(c.Request().Context()); ok {
+		e.blocker.Violation("client:"+id.ClientID, reason)
+	}
+}
+
+func (e *Edge) refuseBlocked(left time.Duration) error {
+	e.metrics.refused.WithLabelValues(reasonBlocked).Inc()
+	return problem.Blocked.Newf("too many failed or refused requests; blocked for another %s", left.Round(time.Second)).
+		WithHeader("Retry-After", seconds(left))
+}
+
+// rules applies address and country rules; where names whose they are.
+func (e *Edge) rules(c echo.Context, r *request, ip netrules.Rules, countries routes.CountryRules, where string) error {
+	if !ip.Empty() && !ip.Permits(r.client) {
+		e.metrics.refused.WithLabelValues(reasonAddress).Inc()
+		return problem.AddressDenied.Newf("%s does not accept requests from this address", where)
+	}
+	if !countries.Empty() {
+		if code := e.country(c, r); !countries.Permits(code) {
+			e.metrics.refused.WithLabelValues(reasonCountry).Inc()
+			return problem.CountryDenied.Newf("%s does not accept requests from this country (%s)", where, code)
+		}
+	}
+	return nil
+}
+
+// limit takes a token from each bucket of checks or answers 429.
+func (e *Edge) limit(c echo.Context, checks []ratelimit.Check) error {
+	d, err := e.limiter.Allow(c.Request().Context(), checks)
+	if err != nil {
+		// Only a cancelled request gets here (Failover falls back).
+		return fmt.Errorf("rate limit: %w", err)
+	}
+	lc := checks[d.Limiting]
+	h := c.Response().Header()
+	h.Add("RateLimit-Policy", policy(lc.Name, lc.Limit))
+	h.Add("RateLimit", fmt.Sprintf("%q;r=%d;t=%s", lc.Name, d.Remaining, seconds(d.Reset)))
+	if !d.Allowed {
+		e.metrics.refused.WithLabelValues(reasonRateLimited).Inc()
+		return problem.RateLimited.Newf("the %s rate limit (%s per %s, burst %d) is spent; retry in %s",
+			lc.Name, strconv.FormatFloat(lc.Limit.Rate, 'f', -1, 64), lc.Limit.Period, lc.Limit.Burst, d.RetryAfter.Round(time.Millisecond)).
+			WithHeader("Retry-After", seconds(d.RetryAfter))
+	}
+	return nil
+}
+
+// policy is one RateLimit-Policy item: the bucket as a quota of Burst
+// requests over the time it takes to refill.
+func policy(name string, l ratelimit.Limit) string {
+	window := time.Duration(float64(l.Period) * float64(l.Burst) / l.Rate)
+	return fmt.Sprintf("%q;q=%d;w=%s", name, l.Burst, seconds(window))
+}
+
+// seconds rounds d up to whole seconds, at least 1 when d > 0.
+func seconds(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10)
+}
+
+// Route is what the edge adds around one route.
+type Route struct {
+	// Outer runs before authentication, Inner after it.
+	Outer, Inner echo.MiddlewareFunc
+	// CORS answers the route's preflights and decorates its responses
+	// (nil: no CORS).
+	CORS echo.MiddlewareFunc
+}
+
+// ForRoute builds the route's middleware.
+func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
+	out := Route{}
+	label := rt.Label()
+	re := rt.Edge
+	if (re.PerIP != nil || re.PerClient != nil || e.file.PerClient != nil || len(e.file.Clients) > 0) && e.limiter == nil {
+		return out, fmt.Errorf("route %s: rate limits need a limiter", label)
+	}
+	if !re.Countries.Empty() && e.cfg.CountryHeader == "" && e.countries == nil {
+		return out, fmt.Errorf("route %s: country rules need a country database (SWITCHYARD_EDGE_COUNTRY_DB) or a CDN's header (SWITCHYARD_EDGE_COUNTRY_HEADER)", label)
+	}
+	where := "route " + label
+	var routeIP *ratelimit.Check
+	if re.PerIP != nil {
+		routeIP = &ratelimit.Check{Name: "route-ip", Limit: *re.PerIP}
+	}
+	types := slices.Clone(re.ContentTypes)
+	if !re.IP.Empty() || !re.Countries.Empty() || routeIP != nil || len(types) > 0 {
+		out.Outer = func(next echo.HandlerFunc) echo.HandlerFunc {
+			return func(c echo.Context) error {
+				r := e.requestOf(c)
+				if err := e.rules(c, r, re.IP, re.Countries, where); err != nil {
+					e.blocker.Violation("ip:"+r.client.String(), "rules")
+					return err
+				}
+				if len(types) > 0 {
+					if err := e.contentType(c.Request(), types); err != nil {
+						return err
+					}
+				}
+				if routeIP != nil {
+					checks := [1]ratelimit.Check{*routeIP}
+					checks[0].Key = "ip:" + r.client.String() + "|r:" + label
+					if err := e.limit(c, checks[:]); err != nil {
+						return err
+					}
+				}
+				return next(c)
+			}
+		}
+	}
+	perClient := e.file.PerClient
+	var routeClient *ratelimit.Limit
+	if re.PerClient != nil {
+		routeClient = re.PerClient
+	}
+	hasQuota := e.file.Quota != (routes.Quota{})
+	for _, p := range e.file.Clients {
+		if p.Quota != nil {
+			hasQuota = true
+		}
+	}
+	if hasQuota && e.quotas == nil {
+		return out, fmt.Errorf("quotas need a quota counter")
+	}
+	if perClient != nil || routeClient != nil || len(e.file.Clients) > 0 || hasQuota || e.blocker.Enabled() {
+		out.Inner = func(next echo.HandlerFunc) echo.HandlerFunc {
+			return func(c echo.Context) error {
+				id, ok := authn.FromContext(c.Request().Context())
+				if !ok {
+					return next(c)
+				}
+				clientKey := "client:" + id.ClientID
+				if left, blocked := e.blocker.Blocked(clientKey); blocked {
+					return e.refuseBlocked(left)
+				}
+				limit, q := perClient, e.file.Quota
+				if plan, ok := e.file.Clients[id.ClientID]; ok {
+					if plan.PerClient != nil {
+						limit = plan.PerClient
+					}
+					if plan.Quota != nil {
+						q = *plan.Quota
+					}
+				}
+				var buf [2]ratelimit.Check
+				checks := buf[:0]
+				if limit != nil {
+					checks = append(checks, ratelimit.Check{Key: clientKey, Name: "client", Limit: *limit})
+				}
+				if routeClient != nil {
+					checks = append(checks, ratelimit.Check{Key: clientKey + "|r:" + label, Name: "route-client", Limit: *routeClient})
+				}
+				if len(checks) > 0 {
+					if err := e.limit(c, checks); err != nil {
+						return err
+					}
+				}
+				if q != (routes.Quota{}) {
+					if err := e.quota(c, id.ClientID, q); err != nil {
+						return err
+					}
+				}
+				return next(c)
+			}
+		}
+	}
+	if re.CORS != nil {
+		methods := []string{rt.Method}
+		if rt.Method == http.MethodGet {
+			methods = append(methods, http.MethodHead)
+		}
+		out.CORS = corsMiddleware(*re.CORS, methods)
+	}
+	return out, nil
+}
+
+func (e *Edge) quota(c echo.Context, client string, q routes.Quota) error {
+	d := e.quotas.Take(c.Request().Context(), client, quota.Limits{Daily: q.Daily, Monthly: q.Monthly})
+	if d.Period == "" {
+		return nil
+	}
+	name := "daily"
+	window := 24 * time.Hour
+	if d.Period == quota.Month {
+		name, window = "monthly", 30*24*time.Hour
+	}
+	h := c.Response().Header()
+	h.Add("RateLimit-Policy", fmt.Sprintf("%q;q=%d;w=%s", name, d.Limit, seconds(window)))
+	h.Add("RateLimit", fmt.Sprintf("%q;r=%d;t=%s", name, d.Remaining, seconds(d.Reset)))
+	if !d.Allowed {
+		e.metrics.refused.WithLabelValues(reasonQuota).Inc()
+		return problem.QuotaExceeded.Newf("the %s quota of %d requests is used up; it renews in %s (UTC periods)", name, d.Limit, d.Reset.Round(time.Second)).
+			WithHeader("Retry-After", seconds(d.Reset))
+	}
+	return nil
+}
+
+// contentType insists that a request with a body has one of types.
+func (e *Edge) contentType(req *http.Request, types []string) error {
+	if req.ContentLength == 0 || req.Body == nil || req.Body == http.NoBody {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err == nil && slices.Contains(types, strings.ToLower(mt)) {
+		return nil
+	}
+	e.metrics.refused.WithLabelValues(reasonMediaType).Inc()
+	return problem.UnsupportedMedia.Newf("this route takes bodies of type %s", strings.Join(types, ", "))
+}
