@@ -83,7 +83,8 @@ func NewEcho(logger *slog.Logger) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(logger)
-	// The TCP peer, never X-Forwarded-For: no proxy is trusted yet.
+	// The TCP peer, never X-Forwarded-For; the gateway replaces this with
+	// its trusted-proxy resolution (netrules.ClientIP).
 	e.IPExtractor = echo.ExtractIPDirect()
 	// Before routing, so that a request refused for its path still gets a
 	// request id, an access-log line and a problem body.

@@ -58,9 +58,15 @@ func (c ClientIP) Resolve(r *http.Request) (client netip.Addr, viaTrustedProxy b
 	client = peer
 	// Right to left over every value of every header line.
 	for i := len(values) - 1; i >= 0; i-- {
-		entries := strings.Split(values[i], ",")
-		for j := len(entries) - 1; j >= 0; j-- {
-			a, ok := c.parseEntry(entries[j])
+		rest := values[i]
+		for rest != "" {
+			entry := rest
+			if k := strings.LastIndexByte(rest, ','); k >= 0 {
+				entry, rest = rest[k+1:], rest[:k]
+			} else {
+				rest = ""
+			}
+			a, ok := c.parseEntry(entry)
 			if !ok {
 				// Garbage or an obfuscated node: stop at the last address
 				// a trusted proxy vouched for.

@@ -325,3 +325,51 @@ func TestGatewayTLS(t *testing.T) {
 	assert.Zero(t, failures.Load())
 	assert.GreaterOrEqual(t, p.metricWith("gateway", "switchyard_tls_reloads_total", `listener="public",outcome="ok"`), 1.0)
 }
+
+// TestAdminMutualTLS: with a client CA configured, the replay service's
+// admin API takes only callers with a client certificate from it, and
+// still wants their token.
+func TestAdminMutualTLS(t *testing.T) {
+	t.Parallel()
+	ca, clients := stacktest.NewCA(t), stacktest.NewCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")
+	ca.Issue(false, "127.0.0.1").Write(t, certFile, keyFile)
+	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "replay"}, env: []string{
+		"SWITCHYARD_REPLAY_TLS_CERT_FILE=" + certFile, "SWITCHYARD_REPLAY_TLS_KEY_FILE=" + keyFile,
+		"SWITCHYARD_REPLAY_TLS_CLIENT_CA_FILE=" + clients.WriteCA(dir, "operators.pem"),
+	}})
+	secret := p.client(adminActor, "switchyard:admin")
+	tok, err := p.token(adminActor, secret)
+	require.NoError(t, err)
+	url := strings.Replace(p.replay, "http://", "https://", 1) + "/admin/v1/dead-letters"
+	get := func(cert *tls.Certificate, bearer string) (int, error) {
+		cfg := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		tr := &http.Transport{TLSClientConfig: cfg}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	_, err = get(nil, tok)
+	require.Error(t, err, "no client certificate: no connection")
+	issued := clients.Issue(true, "ops-alice")
+	cert, err := tls.X509KeyPair(issued.CertPEM, issued.KeyPEM)
+	require.NoError(t, err)
+	status, err := get(&cert, "")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnauthorized, status, "a certificate is not a token")
+	status, err = get(&cert, tok)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, status)
+}

@@ -15,6 +15,7 @@
 package edge
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -101,7 +102,11 @@ type Edge struct {
 	logger    *slog.Logger
 	hsts      string
 	filePerIP []ratelimit.Check
-	metrics   metrics
+	// ipSpent remembers addresses whose per-address bucket was found
+	// empty, until it has a token again, so that Pre refuses them without
+	// asking the limiter (see Pre).
+	ipSpent spentSet
+	metrics metrics
 }
 
 type metrics struct {
@@ -181,8 +186,11 @@ func (e *Edge) Blocker() *Blocker { return e.blocker }
 // request is what Pre learned about a request.
 type request struct {
 	client   netip.Addr
+	ipKey    string
 	viaProxy bool
 	country  string // "" until looked up
+	// ipCounted: the per-address bucket was charged (with the client's).
+	ipCounted bool
 }
 
 const requestKey = "switchyard.edge"
@@ -232,12 +240,12 @@ func (e *Edge) Pre(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 		client, via := e.clientIP.Resolve(req)
-		r := &request{client: client, viaProxy: via}
+		ipKey := "ip:" + client.String()
+		r := &request{client: client, viaProxy: via, ipKey: ipKey}
 		c.Set(requestKey, r)
 		if e.hsts != "" && (req.TLS != nil || (via && strings.EqualFold(req.Header.Get("X-Forwarded-Proto"), "https"))) {
 			h.Set("Strict-Transport-Security", e.hsts)
 		}
-		ipKey := "ip:" + client.String()
 		if e.blocker.Enabled() {
 			if left, blocked := e.blocker.Blocked(ipKey); blocked {
 				return e.refuseBlocked(left)
@@ -257,14 +265,26 @@ func (e *Edge) Pre(next echo.HandlerFunc) echo.HandlerFunc {
 		if req.Body != nil && req.Body != http.NoBody {
 			req.Body = http.MaxBytesReader(c.Response(), req.Body, e.cfg.MaxBodyBytes)
 		}
+		// The file's per-address bucket is charged once per request: with
+		// the client's buckets in the same limiter call when the request
+		// authenticates (Inner), else after the handler. An address found
+		// spent is refused here, without a call, until it has a token again.
 		if len(e.filePerIP) > 0 {
-			checks := [1]ratelimit.Check{e.filePerIP[0]}
-			checks[0].Key = ipKey
-			if err := e.limit(c, checks[:]); err != nil {
-				return err
+			if left, spent := e.ipSpent.spent(ipKey); spent {
+				e.metrics.refused.WithLabelValues(reasonRateLimited).Inc()
+				h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], policy("ip", e.filePerIP[0].Limit))
+				return problem.RateLimited.Newf("the ip rate limit is spent; retry in %s", left.Round(time.Millisecond)).
+					WithHeader("Retry-After", seconds(left))
 			}
 		}
 		err := next(c)
+		if len(e.filePerIP) > 0 && !r.ipCounted {
+			checks := [1]ratelimit.Check{e.filePerIP[0]}
+			checks[0].Key = ipKey
+			if d, lerr := e.limiter.Allow(context.WithoutCancel(req.Context()), checks[:]); lerr == nil && !d.Allowed {
+				e.ipSpent.mark(ipKey, d.RetryAfter)
+			}
+		}
 		if e.blocker.Enabled() {
 			e.countViolation(c, ipKey, err)
 		}
@@ -318,6 +338,12 @@ func (e *Edge) rules(c echo.Context, r *request, ip netrules.Rules, countries ro
 
 // limit takes a token from each bucket of checks or answers 429.
 func (e *Edge) limit(c echo.Context, checks []ratelimit.Check) error {
+	return e.limitNoting(c, checks, -1)
+}
+
+// limitNoting is limit; when the check at ipAt is the one that refused,
+// the address is remembered as spent.
+func (e *Edge) limitNoting(c echo.Context, checks []ratelimit.Check, ipAt int) error {
 	d, err := e.limiter.Allow(c.Request().Context(), checks)
 	if err != nil {
 		// Only a cancelled request gets here (Failover falls back).
@@ -325,9 +351,12 @@ func (e *Edge) limit(c echo.Context, checks []ratelimit.Check) error {
 	}
 	lc := checks[d.Limiting]
 	h := c.Response().Header()
-	h.Add("RateLimit-Policy", policy(lc.Name, lc.Limit))
-	h.Add("RateLimit", fmt.Sprintf("%q;r=%d;t=%s", lc.Name, d.Remaining, seconds(d.Reset)))
+	h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], policy(lc.Name, lc.Limit))
+	h["Ratelimit"] = append(h["Ratelimit"], `"`+lc.Name+`";r=`+strconv.Itoa(d.Remaining)+";t="+seconds(d.Reset))
 	if !d.Allowed {
+		if d.Limiting == ipAt {
+			e.ipSpent.mark(checks[ipAt].Key, d.RetryAfter)
+		}
 		e.metrics.refused.WithLabelValues(reasonRateLimited).Inc()
 		return problem.RateLimited.Newf("the %s rate limit (%s per %s, burst %d) is spent; retry in %s",
 			lc.Name, strconv.FormatFloat(lc.Limit.Rate, 'f', -1, 64), lc.Limit.Period, lc.Limit.Burst, d.RetryAfter.Round(time.Millisecond)).
@@ -340,7 +369,7 @@ func (e *Edge) limit(c echo.Context, checks []ratelimit.Check) error {
 // requests over the time it takes to refill.
 func policy(name string, l ratelimit.Limit) string {
 	window := time.Duration(float64(l.Period) * float64(l.Burst) / l.Rate)
-	return fmt.Sprintf("%q;q=%d;w=%s", name, l.Burst, seconds(window))
+	return `"` + name + `";q=` + strconv.Itoa(l.Burst) + ";w=" + seconds(window)
 }
 
 // seconds rounds d up to whole seconds, at least 1 when d > 0.
@@ -415,7 +444,7 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 	if hasQuota && e.quotas == nil {
 		return out, fmt.Errorf("quotas need a quota counter")
 	}
-	if perClient != nil || routeClient != nil || len(e.file.Clients) > 0 || hasQuota || e.blocker.Enabled() {
+	if perClient != nil || routeClient != nil || len(e.file.Clients) > 0 || hasQuota || e.blocker.Enabled() || len(e.filePerIP) > 0 {
 		out.Inner = func(next echo.HandlerFunc) echo.HandlerFunc {
 			return func(c echo.Context) error {
 				id, ok := authn.FromContext(c.Request().Context())
@@ -435,8 +464,15 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 						q = *plan.Quota
 					}
 				}
-				var buf [2]ratelimit.Check
+				var buf [3]ratelimit.Check
 				checks := buf[:0]
+				r := e.requestOf(c)
+				ipAt := -1
+				if len(e.filePerIP) > 0 && !r.ipCounted {
+					ipAt = len(checks)
+					checks = append(checks, ratelimit.Check{Key: r.ipKey, Name: "ip", Limit: e.filePerIP[0].Limit})
+					r.ipCounted = true
+				}
 				if limit != nil {
 					checks = append(checks, ratelimit.Check{Key: clientKey, Name: "client", Limit: *limit})
 				}
@@ -444,7 +480,7 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 					checks = append(checks, ratelimit.Check{Key: clientKey + "|r:" + label, Name: "route-client", Limit: *routeClient})
 				}
 				if len(checks) > 0 {
-					if err := e.limit(c, checks); err != nil {
+					if err := e.limitNoting(c, checks, ipAt); err != nil {
 						return err
 					}
 				}
@@ -478,8 +514,8 @@ func (e *Edge) quota(c echo.Context, client string, q routes.Quota) error {
 		name, window = "monthly", 30*24*time.Hour
 	}
 	h := c.Response().Header()
-	h.Add("RateLimit-Policy", fmt.Sprintf("%q;q=%d;w=%s", name, d.Limit, seconds(window)))
-	h.Add("RateLimit", fmt.Sprintf("%q;r=%d;t=%s", name, d.Remaining, seconds(d.Reset)))
+	h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], `"`+name+`";q=`+strconv.FormatInt(d.Limit, 10)+";w="+seconds(window))
+	h["Ratelimit"] = append(h["Ratelimit"], `"`+name+`";r=`+strconv.FormatInt(d.Remaining, 10)+";t="+seconds(d.Reset))
 	if !d.Allowed {
 		e.metrics.refused.WithLabelValues(reasonQuota).Inc()
 		return problem.QuotaExceeded.Newf("the %s quota of %d requests is used up; it renews in %s (UTC periods)", name, d.Limit, d.Reset.Round(time.Second)).

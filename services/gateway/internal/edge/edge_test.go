@@ -433,3 +433,28 @@ func TestConfigErrors(t *testing.T) {
 	_, err = edge.New(edge.Options{Config: defaults(), File: routes.Edge{Countries: routes.CountryRules{Deny: []string{"KP"}}}, Logger: slog.Default()})
 	require.True(t, err != nil && !errors.Is(err, context.Canceled), "country rules without a source of countries")
 }
+
+// TestPerAddressLimit: the file's per-address bucket is charged once per
+// request, authenticated or not; a spent address is refused before
+// authentication.
+func TestPerAddressLimit(t *testing.T) {
+	g := newGateway(t, defaults(), `
+edge:
+  rate_limit:
+    per_ip: {rate: 1, per: 1h, burst: 3}
+routes:
+  - {name: open, method: GET, path: /v1/open, mode: sync, handler: hello, scopes: []}
+`)
+	assert.Equal(t, http.StatusUnauthorized, g.call(t, "127.0.0.11", http.MethodGet, "/v1/open", "Authorization", "Bearer bad").status)
+	assert.Equal(t, http.StatusNotFound, g.call(t, "127.0.0.11", http.MethodGet, "/v1/nowhere").status)
+	assert.Equal(t, http.StatusOK, g.call(t, "127.0.0.11", http.MethodGet, "/v1/open", "Authorization", "Bearer good").status)
+	r := g.call(t, "127.0.0.11", http.MethodGet, "/v1/open", "Authorization", "Bearer good")
+	assert.Equal(t, http.StatusTooManyRequests, r.status, "three requests of any kind spent the burst")
+	assert.Equal(t, `"ip";q=3;w=10800`, r.header.Get("RateLimit-Policy"))
+	hits := g.hits.Load()
+	r = g.call(t, "127.0.0.11", http.MethodGet, "/v1/open", "Authorization", "Bearer bad")
+	assert.Equal(t, http.StatusTooManyRequests, r.status, "refused before authentication")
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	assert.Equal(t, hits, g.hits.Load())
+	assert.Equal(t, http.StatusOK, g.call(t, "127.0.0.12", http.MethodGet, "/v1/open", "Authorization", "Bearer good").status, "another address")
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/libs/tlsreload"
 	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
 	"github.com/switchyard/switchyard/services/replay/internal/bulkreplay"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
@@ -44,6 +45,9 @@ type Config struct {
 	OperationsScan   time.Duration `conf:"default:2s,env:SWITCHYARD_REPLAY_OPERATIONS_SCAN,help:how often to look for bulk replays no replay service is running (a killed one's are resumed)"`
 	MaxOperations    int           `conf:"default:4,env:SWITCHYARD_REPLAY_MAX_OPERATIONS,help:bulk replays one replay service runs at once"`
 	ShutdownTimeout  time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+	TLSCertFile      string        `conf:"env:SWITCHYARD_REPLAY_TLS_CERT_FILE,help:PEM certificate for HTTPS on the admin listener (reloaded when replaced; empty: plain HTTP)"`
+	TLSKeyFile       string        `conf:"env:SWITCHYARD_REPLAY_TLS_KEY_FILE,help:PEM private key of the certificate"`
+	TLSClientCAFile  string        `conf:"env:SWITCHYARD_REPLAY_TLS_CLIENT_CA_FILE,help:PEM CA bundle: callers must present a client certificate from it (mTLS) as well as a token"`
 	Auth             accesstoken.Settings
 	Queues           sqsqueue.Config
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
@@ -102,6 +106,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	runner := bulkreplay.New(store, bulkreplay.Config{
 		ScanInterval: cfg.OperationsScan, MaxConcurrent: cfg.MaxOperations, Logger: logger, Registerer: prometheus.DefaultRegisterer,
 	})
+	tlsFiles := tlsreload.Files{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, ClientCAFile: cfg.TLSClientCAFile}
+	var cert *tlsreload.Certificate
+	if tlsFiles.Enabled() || tlsFiles.ClientCAFile != "" {
+		if cert, err = tlsreload.Load("admin", tlsFiles, tlsreload.NewMetrics(prometheus.DefaultRegisterer), logger); err != nil {
+			return config.Invalid(err)
+		}
+	}
 	e := httpserver.NewEcho(logger)
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Kick = runner.Kick
@@ -129,8 +140,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		g.Go(func() error { return dr.Run(gctx, jobTypes) })
 		g.Go(func() error { janitor(gctx, store, logger); return nil })
 		g.Go(func() error { return runner.Run(gctx) })
+		srv := httpserver.NewServer(e, logger)
+		if cert != nil {
+			srv.TLSConfig = cert.Config()
+			cert.Watch(gctx, 5*time.Second)
+		}
 		g.Go(func() error {
-			return httpserver.Serve(gctx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)
+			return httpserver.Serve(gctx, srv, publicL, cfg.ShutdownTimeout)
 		})
 		return g.Wait()
 	}))
