@@ -30,6 +30,10 @@ import (
 const (
 	DefaultMaxBodyBytes = 64 << 10
 	MaxBodyBytesLimit   = 240 << 10
+	// DefaultMaxJSONDepth bounds how deeply a payload's arrays and
+	// objects nest; MaxJSONDepthLimit is the most a job type may allow.
+	DefaultMaxJSONDepth = 32
+	MaxJSONDepthLimit   = 1000
 	DefaultConsumers    = 4
 	DefaultTimeout      = 25 * time.Second
 )
@@ -45,6 +49,8 @@ type JobType struct {
 	Description string
 	// MaxBodyBytes caps the request body.
 	MaxBodyBytes int64
+	// MaxJSONDepth caps how deeply the payload's arrays and objects nest.
+	MaxJSONDepth int
 	// Handler names a Go handler registered in the worker; exclusive with HTTP.
 	Handler string
 	// HTTP is an HTTP target the worker POSTs the payload to.
@@ -73,6 +79,7 @@ type fileDoc struct {
 type typeDoc struct {
 	Description  string         `yaml:"description"`
 	MaxBodyBytes int64          `yaml:"max_body_bytes"`
+	MaxJSONDepth int            `yaml:"max_json_depth"`
 	Schema       map[string]any `yaml:"schema"`
 	Handler      string         `yaml:"handler"`
 	HTTP         *httpDoc       `yaml:"http"`
@@ -152,7 +159,7 @@ func build(name string, td typeDoc) (*JobType, error) {
 		return nil, err
 	}
 	jt := &JobType{
-		Name: name, Description: td.Description, MaxBodyBytes: td.MaxBodyBytes,
+		Name: name, Description: td.Description, MaxBodyBytes: td.MaxBodyBytes, MaxJSONDepth: td.MaxJSONDepth,
 		Handler: td.Handler, Consumers: td.Consumers, Timeout: td.Timeout,
 	}
 	var errs []error
@@ -161,6 +168,12 @@ func build(name string, td typeDoc) (*JobType, error) {
 		jt.MaxBodyBytes = DefaultMaxBodyBytes
 	case jt.MaxBodyBytes < 0 || jt.MaxBodyBytes > MaxBodyBytesLimit:
 		errs = append(errs, fmt.Errorf("max_body_bytes %d must be between 1 and %d", jt.MaxBodyBytes, MaxBodyBytesLimit))
+	}
+	switch {
+	case jt.MaxJSONDepth == 0:
+		jt.MaxJSONDepth = DefaultMaxJSONDepth
+	case jt.MaxJSONDepth < 0 || jt.MaxJSONDepth > MaxJSONDepthLimit:
+		errs = append(errs, fmt.Errorf("max_json_depth %d must be between 1 and %d", jt.MaxJSONDepth, MaxJSONDepthLimit))
 	}
 	switch {
 	case jt.Consumers == 0:

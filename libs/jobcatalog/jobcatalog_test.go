@@ -15,6 +15,7 @@ job_types:
   text-stats:
     description: counts words
     max_body_bytes: 1024
+    max_json_depth: 4
     handler: text-stats
     consumers: 2
     timeout: 5s
@@ -41,6 +42,7 @@ func TestParse(t *testing.T) {
 	ts, ok := c.Lookup("text-stats")
 	require.True(t, ok)
 	require.EqualValues(t, 1024, ts.MaxBodyBytes)
+	require.Equal(t, 4, ts.MaxJSONDepth)
 	require.Equal(t, 2, ts.Consumers)
 	require.Equal(t, 5*time.Second, ts.Timeout)
 	require.Equal(t, jobs.RetryPolicy{Attempts: 3, Base: time.Second, Max: 10 * time.Second}, ts.Retry)
@@ -50,6 +52,7 @@ func TestParse(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:9999/hook", wh.HTTP.URL)
 	require.Equal(t, jobcatalog.DefaultTimeout, wh.HTTP.Timeout)
 	require.EqualValues(t, jobcatalog.DefaultMaxBodyBytes, wh.MaxBodyBytes)
+	require.Equal(t, jobcatalog.DefaultMaxJSONDepth, wh.MaxJSONDepth)
 	require.Equal(t, jobs.DefaultRetryPolicy(), wh.Retry)
 
 	_, ok = c.Lookup("nope")
@@ -96,6 +99,7 @@ func TestParseErrors(t *testing.T) {
 		"both targets":     {"job_types:\n  a:\n    handler: x\n    http: {url: http://h/}\n", "exactly one of handler"},
 		"relative url":     {"job_types:\n  a:\n    http: {url: /hook}\n", "absolute http(s) URL"},
 		"huge body":        {"job_types:\n  a:\n    handler: x\n    max_body_bytes: 10000000\n", "max_body_bytes"},
+		"deep json":        {"job_types:\n  a:\n    handler: x\n    max_json_depth: 5000\n", "max_json_depth"},
 		"negative timeout": {"job_types:\n  a:\n    handler: x\n    timeout: -1s\n", "timeout"},
 		"no attempts":      {"job_types:\n  a:\n    handler: x\n    retry: {attempts: -1}\n", "retry.attempts"},
 		"max below base":   {"job_types:\n  a:\n    handler: x\n    retry: {base: 1m, max: 1s}\n", "retry.max"},

@@ -14,14 +14,19 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jsonbody"
 	"github.com/switchyard/switchyard/libs/problem"
 )
 
 // Check validates body as a payload of jt and returns a problem error
-// (400 malformed, 413 too large, 422 schema violations) when it is not one.
+// (400 malformed or nested too deeply, 413 too large, 422 schema
+// violations) when it is not one.
 func Check(jt *jobcatalog.JobType, body []byte) error {
 	if int64(len(body)) > jt.MaxBodyBytes {
 		return problem.PayloadTooLarge.Newf("the payload is %d bytes; job type %q takes at most %d", len(body), jt.Name, jt.MaxBodyBytes)
+	}
+	if err := jsonbody.CheckDepth(body, jt.MaxJSONDepth); err != nil {
+		return err
 	}
 	if err := CheckJSON(body); err != nil {
 		return err

@@ -33,6 +33,7 @@ type Kind struct {
 var (
 	BadRequest           = Kind{"bad-request", "Bad request", http.StatusBadRequest}
 	MalformedJSON        = Kind{"malformed-json", "Request body is not valid JSON", http.StatusBadRequest}
+	JSONTooDeep          = Kind{"json-too-deep", "Request body nests too deeply", http.StatusBadRequest}
 	InvalidParameter     = Kind{"invalid-parameter", "Invalid parameter", http.StatusBadRequest}
 	Unauthorized         = Kind{"unauthorized", "Authentication required", http.StatusUnauthorized}
 	InvalidToken         = Kind{"invalid-token", "Invalid access token", http.StatusUnauthorized}

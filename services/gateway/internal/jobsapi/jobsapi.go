@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"regexp"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobpayload"
 	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jsonbody"
 	"github.com/switchyard/switchyard/libs/problem"
 )
 
@@ -183,8 +183,7 @@ func (a *API) statusURL(id string) string { return a.publicURL + "/v1/jobs/" + i
 
 // requireJSON accepts application/json and any application/*+json type.
 func requireJSON(contentType string) error {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err == nil && (mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
+	if jsonbody.IsMediaType(contentType) {
 		return nil
 	}
 	if contentType == "" {

@@ -150,6 +150,7 @@ func TestBadInputIsRefusedAndNothingIsWritten(t *testing.T) {
 		{"wrong content type", call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{"Content-Type": "text/plain"}}, 415, problem.UnsupportedMedia},
 		{"no content type", call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{"Content-Type": ""}}, 415, problem.UnsupportedMedia},
 		{"unknown job type", call{"POST", "/v1/jobs/nope", `{}`, nil}, 404, problem.UnknownJobType},
+		{"nested 33 deep", call{"POST", "/v1/jobs/open", `{"x":` + strings.Repeat("[", 32) + strings.Repeat("]", 32) + `}`, nil}, 400, problem.JSONTooDeep},
 		{"2 MiB body", call{"POST", "/v1/jobs/text-stats", big, nil}, 413, problem.PayloadTooLarge},
 		{"schema violation", call{"POST", "/v1/jobs/text-stats", `{"txt":"x"}`, nil}, 422, problem.ValidationFailed},
 		{"not an object", call{"POST", "/v1/jobs/open", `[1,2]`, nil}, 422, problem.ValidationFailed},

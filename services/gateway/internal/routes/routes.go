@@ -235,13 +235,6 @@ func parseRoute(rn *yaml.Node, field string, fail func(int, string, string, ...a
 			if err != nil {
 				return Route{}, err
 			}
-		case "handler", "upstream", "timeout", "max_concurrent", "max_body_bytes", "retries", "breaker", "cache", "fallback_job_type":
-			if r.Sync == nil {
-				r.Sync = defaultSync()
-			}
-			if err := parseSyncField(r.Sync, k.Value, v, ff, fail); err != nil {
-				return Route{}, err
-			}
 		case "scopes":
 			if v.Kind != yaml.SequenceNode {
 				return Route{}, fail(v.Line, ff, "must be a list of scopes ([] allows any authenticated caller)")
@@ -261,7 +254,15 @@ func parseRoute(rn *yaml.Node, field string, fail func(int, string, string, ...a
 			}
 			r.Denied = false
 		default:
-			return Route{}, fail(k.Line, ff, "unknown field (known: %s)", strings.Join(routeKeys, ", "))
+			if !slices.Contains(syncKeys, k.Value) {
+				return Route{}, fail(k.Line, ff, "unknown field (known: %s)", strings.Join(routeKeys, ", "))
+			}
+			if r.Sync == nil {
+				r.Sync = defaultSync()
+			}
+			if err := parseSyncField(r.Sync, k.Value, v, ff, fail); err != nil {
+				return Route{}, err
+			}
 		}
 		if err != nil {
 			return Route{}, fail(v.Line, ff, "%v", err)

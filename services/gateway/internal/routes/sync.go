@@ -28,6 +28,9 @@ type Sync struct {
 	MaxConcurrent int
 	// MaxBodyBytes limits the request body (default 1 MiB).
 	MaxBodyBytes int64
+	// MaxJSONDepth limits how deeply a JSON request body (Content-Type
+	// application/json or +json) nests (default 32).
+	MaxJSONDepth int
 	// Retries applies to idempotent methods only.
 	Retries Retries
 	// Breaker is the route's circuit breaker.
@@ -105,6 +108,7 @@ const (
 	DefaultSyncTimeout       = 5 * time.Second
 	DefaultMaxConcurrent     = 100
 	DefaultSyncMaxBodyBytes  = 1 << 20
+	DefaultSyncMaxJSONDepth  = 32
 	DefaultMaxResponseBytes  = 10 << 20
 	DefaultRetryBackoff      = 25 * time.Millisecond
 	DefaultRetryBudget       = 0.2
@@ -112,11 +116,12 @@ const (
 	maxCacheTTL              = 24 * time.Hour
 	maxRetryAttempts         = 5
 	maxSyncBodyBytes         = 10 << 20
+	maxSyncJSONDepth         = 1000
 	maxUpstreamResponseBytes = 100 << 20
 )
 
 var (
-	syncKeys     = []string{"handler", "upstream", "timeout", "max_concurrent", "max_body_bytes", "retries", "breaker", "cache", "fallback_job_type"}
+	syncKeys     = []string{"handler", "upstream", "timeout", "max_concurrent", "max_body_bytes", "max_json_depth", "retries", "breaker", "cache", "fallback_job_type"}
 	upstreamKeys = []string{"url", "method", "forward_headers", "headers", "max_response_bytes"}
 	retriesKeys  = []string{"attempts", "backoff", "per_try_timeout", "budget"}
 	breakerKeys  = []string{"enabled", "consecutive_failures", "failure_ratio", "min_requests", "window", "open_for", "half_open_requests"}
@@ -131,7 +136,8 @@ var (
 func defaultSync() *Sync {
 	return &Sync{
 		Timeout: DefaultSyncTimeout, MaxConcurrent: DefaultMaxConcurrent, MaxBodyBytes: DefaultSyncMaxBodyBytes,
-		Retries: Retries{Backoff: DefaultRetryBackoff, Budget: DefaultRetryBudget},
+		MaxJSONDepth: DefaultSyncMaxJSONDepth,
+		Retries:      Retries{Backoff: DefaultRetryBackoff, Budget: DefaultRetryBudget},
 		Breaker: Breaker{Enabled: true, ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20,
 			Window: 10 * time.Second, OpenFor: 10 * time.Second, HalfOpenRequests: 3},
 	}
@@ -162,6 +168,8 @@ func parseSyncField(s *Sync, key string, v *yaml.Node, field string, fail failFu
 		return at(intIn(v, 1, 100_000, &s.MaxConcurrent))
 	case "max_body_bytes":
 		return at(int64In(v, 1, maxSyncBodyBytes, &s.MaxBodyBytes))
+	case "max_json_depth":
+		return at(intIn(v, 1, maxSyncJSONDepth, &s.MaxJSONDepth))
 	case "upstream":
 		s.Upstream = &Upstream{MaxResponseBytes: DefaultMaxResponseBytes}
 		return eachField(v, field, upstreamKeys, fail, func(k string, n *yaml.Node) error {

@@ -32,6 +32,7 @@ const (
 	outcomeOverloaded = "overloaded"  // the bulkhead was full
 	outcomeCanceled   = "canceled"    // the client went away
 	outcomeTooLarge   = "too_large"   // request or upstream response over its limit
+	outcomeTooDeep    = "too_deep"    // JSON request body nested deeper than the route allows
 )
 
 // NewMetrics registers the sync route series with reg.
@@ -78,7 +79,7 @@ type routeMetrics struct {
 }
 
 var (
-	allOutcomes     = []string{outcomeOK, outcomeCacheHit, outcomeRejected, outcomeFailed, outcomeTimeout, outcomeUnreach, outcomeOpen, outcomeDegraded, outcomeOverloaded, outcomeCanceled, outcomeTooLarge}
+	allOutcomes     = []string{outcomeOK, outcomeCacheHit, outcomeRejected, outcomeFailed, outcomeTimeout, outcomeUnreach, outcomeOpen, outcomeDegraded, outcomeOverloaded, outcomeCanceled, outcomeTooLarge, outcomeTooDeep}
 	allCacheResults = []string{"hit", "miss", "coalesced", "bypass"}
 )
 

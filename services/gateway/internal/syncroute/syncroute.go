@@ -42,6 +42,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/jsonbody"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/services/gateway/internal/respcache"
@@ -199,6 +200,12 @@ func (rt *Route) Handle(c echo.Context) error {
 	if err != nil {
 		rt.count(outcomeTooLarge)
 		return err
+	}
+	if len(body) > 0 && jsonbody.IsMediaType(req.Header.Get("Content-Type")) {
+		if err := jsonbody.CheckDepth(body, rt.sync.MaxJSONDepth); err != nil {
+			rt.count(outcomeTooDeep)
+			return err
+		}
 	}
 	in, err := rt.inbound(c, body)
 	if err != nil {

@@ -497,3 +497,30 @@ max_body_bytes: 16`)
 	require.Equal(t, http.StatusRequestEntityTooLarge, r.status)
 	require.EqualValues(t, 0, up.hits.Load())
 }
+
+// TestJSONDepthLimit: a JSON body nested deeper than max_json_depth is a
+// 400 before any call; other media types are the upstream's business.
+func TestJSONDepthLimit(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, answer(200, `{}`))
+	g := newGateway(t, `
+method: POST
+path: /v1/x
+mode: sync
+upstream: {url: "`+up.srv.URL+`/x", forward_headers: [Content-Type]}
+max_json_depth: 3`)
+	deep := `{"a":[{"b":[]}]}`
+	r, err := g.do(context.Background(), t, http.MethodPost, "/v1/x", "c", deep)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.body, "urn:switchyard:problem:json-too-deep")
+	require.EqualValues(t, 0, up.hits.Load())
+
+	r, err = g.do(context.Background(), t, http.MethodPost, "/v1/x", "c", `{"a":[{"b":1}]}`)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status)
+	r, err = g.do(context.Background(), t, http.MethodPost, "/v1/x", "c", deep, "Content-Type", "text/plain")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status)
+	require.EqualValues(t, 2, up.hits.Load())
+}

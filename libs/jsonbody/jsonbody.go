@@ -1,0 +1,67 @@
+// Package jsonbody holds the checks every JSON request body gets before
+// anything decodes it: is it JSON by its media type, and how deeply does it
+// nest. Size limits alone do not stop a small body such as 100,000 '['
+// from costing a decoder (or a JSON Schema validator, or a handler walking
+// the value recursively) a deep recursion; a byte scan does, in one pass
+// and without allocating.
+package jsonbody
+
+import (
+	"mime"
+	"strings"
+
+	"github.com/switchyard/switchyard/libs/problem"
+)
+
+// IsMediaType reports whether contentType is application/json or an
+// application/*+json type (parameters such as charset allowed).
+func IsMediaType(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")))
+}
+
+// DepthExceeds reports the byte offset of the first '[' or '{' that opens level
+// limit+1 of body, or -1 when no value nests deeper than limit. Brackets
+// inside strings do not count. It does not check that body is well-formed
+// JSON (the decoder that runs next does); on any input it returns without
+// error, so it is safe to run first.
+func DepthExceeds(body []byte, limit int) int {
+	depth := 0
+	inString, escaped := false, false
+	for i, b := range body {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+			continue
+		}
+		switch b {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+			if depth > limit {
+				return i
+			}
+		case ']', '}':
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return -1
+}
+
+// CheckDepth refuses, as a json-too-deep problem (400), a body whose arrays
+// and objects nest more than limit levels deep.
+func CheckDepth(body []byte, limit int) error {
+	if at := DepthExceeds(body, limit); at >= 0 {
+		return problem.JSONTooDeep.Newf("the JSON nests more than %d levels deep (at byte %d)", limit, at)
+	}
+	return nil
+}
