@@ -3,7 +3,8 @@
 // with their stack, never sent), every error is an RFC 9457 problem with
 // the request id, every response carries X-Request-ID, one access-log line
 // per request, request paths are normalised before routing
-// (NormalizePath), and graceful shutdown with a deadline.
+// (NormalizePath), a server span per request continuing the caller's W3C
+// trace context (libs/tracing), and graceful shutdown with a deadline.
 package httpserver
 
 import (
@@ -89,6 +90,7 @@ func NewEcho(logger *slog.Logger) *echo.Echo {
 	// Before routing, so that a request refused for its path still gets a
 	// request id, an access-log line and a problem body.
 	e.Pre(requestIDMiddleware)
+	e.Pre(traceMiddleware())
 	e.Pre(accessLog(logger))
 	e.Pre(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll: true,

@@ -1,8 +1,9 @@
 // Package lifecycle is the shared skeleton of Switchyard's service
-// binaries: a JSON logger named after the service, a context cancelled by
-// SIGINT or SIGTERM (services drain when it ends), --help printed rather
-// than treated as a failure, and a non-zero exit status on error (2 for
-// invalid configuration).
+// binaries: a JSON logger named after the service, OpenTelemetry tracing
+// as the OTEL_* environment says (off by default; spans flushed at exit), a
+// context cancelled by SIGINT or SIGTERM (services drain when it ends),
+// --help printed rather than treated as a failure, and a non-zero exit
+// status on error (2 for invalid configuration).
 package lifecycle
 
 import (
@@ -13,9 +14,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/logging"
+	"github.com/switchyard/switchyard/libs/tracing"
 )
 
 // Main runs run for service and exits the process: 0 on success or after
@@ -24,8 +27,19 @@ import (
 func Main(service string, run func(ctx context.Context, logger *slog.Logger) error) {
 	logger, _ := logging.New(service)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, logger)
-	stop()
+	shutdownTracing, err := tracing.Setup(ctx, service, logger)
+	if err == nil {
+		err = run(ctx, logger)
+		stop()
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if ferr := shutdownTracing(flushCtx); ferr != nil {
+			logger.Warn("flushing spans at exit", "error", ferr)
+		}
+		cancel()
+	} else {
+		stop()
+		err = config.Invalid(err)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, config.ErrHelp):

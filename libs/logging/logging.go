@@ -1,39 +1,105 @@
 // Package logging builds the structured logger every Switchyard process
 // uses: log/slog, JSON lines on stderr by default, with the service name on
-// every line and the level set by SWITCHYARD_LOG_LEVEL.
+// every line, the trace and span ids of the context a line is logged with
+// (OpenTelemetry), values of secret-bearing keys redacted, and a level that
+// can be changed while the process runs (the ops listener's /loglevel).
 package logging
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Environment variables read by New.
 const (
 	EnvLevel  = "SWITCHYARD_LOG_LEVEL"  // debug, info (default), warn, error
 	EnvFormat = "SWITCHYARD_LOG_FORMAT" // json (default) or text
+	// EnvRedact names more keys whose values are never logged, comma
+	// separated (payload fields, say), beside the built-in ones.
+	EnvRedact = "SWITCHYARD_LOG_REDACT"
 )
 
-// New returns a logger for service writing to stderr, and the LevelVar
-// that controls it, so the level can be changed while running.
-func New(service string) (*slog.Logger, *slog.LevelVar) {
-	return NewTo(os.Stderr, service, os.Getenv(EnvLevel), os.Getenv(EnvFormat))
+// Redacted replaces the value of a redacted key.
+const Redacted = "[REDACTED]"
+
+// builtinRedacted are keys whose values are credentials wherever they
+// appear (matched case-insensitively, in any group).
+var builtinRedacted = []string{
+	"authorization", "proxy-authorization", "cookie", "set-cookie", "password", "passwd", "secret", "client_secret",
+	"secret_id", "token", "access_token", "refresh_token", "id_token", "api_key", "apikey", "private_key", "pepper",
+	"vault_token", "database_url",
 }
 
-// NewTo is New with explicit output, level and format.
-func NewTo(w io.Writer, service, level, format string) (*slog.Logger, *slog.LevelVar) {
+// New returns a logger for service writing to stderr, and the LevelVar
+// that controls it, so the level can be changed while running. The
+// LevelVar is also the process's (ProcessLevel).
+func New(service string) (*slog.Logger, *slog.LevelVar) {
+	logger, lv := NewTo(os.Stderr, service, os.Getenv(EnvLevel), os.Getenv(EnvFormat), strings.Split(os.Getenv(EnvRedact), ",")...)
+	processLevel = lv
+	return logger, lv
+}
+
+var processLevel *slog.LevelVar
+
+// ProcessLevel is the level of the logger New built last, or nil.
+func ProcessLevel() *slog.LevelVar { return processLevel }
+
+// NewTo is New with explicit output, level, format and extra redacted
+// keys.
+func NewTo(w io.Writer, service, level, format string, redact ...string) (*slog.Logger, *slog.LevelVar) {
 	lv := new(slog.LevelVar)
 	if err := lv.UnmarshalText([]byte(strings.TrimSpace(level))); err != nil || level == "" {
 		lv.Set(slog.LevelInfo)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: redactor(redact)}
 	var h slog.Handler
 	if strings.EqualFold(format, "text") {
 		h = slog.NewTextHandler(w, opts)
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(h).With("service", service), lv
+	return slog.New(traceHandler{h}).With("service", service), lv
+}
+
+// redactor returns a ReplaceAttr that hides the values of secret keys.
+func redactor(extra []string) func(groups []string, a slog.Attr) slog.Attr {
+	keys := map[string]bool{}
+	for _, k := range append(builtinRedacted, extra...) {
+		if k = strings.ToLower(strings.TrimSpace(k)); k != "" {
+			keys[k] = true
+		}
+	}
+	return func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() != slog.KindGroup && keys[strings.ToLower(a.Key)] {
+			return slog.String(a.Key, Redacted)
+		}
+		return a
+	}
+}
+
+// traceHandler adds trace_id and span_id to records logged with a context
+// that holds a span (or a caller's trace context).
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
+		if sc.HasSpanID() {
+			r.AddAttrs(slog.String("span_id", sc.SpanID().String()))
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
 }

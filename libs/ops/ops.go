@@ -1,17 +1,21 @@
 // Package ops serves a process's operational endpoints on a listener of
 // their own, apart from any public API: /healthz (the process is alive),
 // /readyz (every dependency check passes, and the process is not draining;
-// degraded checks are reported without failing it)
-// and /metrics (Prometheus).
+// degraded checks are reported without failing it), /metrics (Prometheus)
+// and /loglevel (GET the process's log level, PUT a new one: debug, info,
+// warn or error, as the body or ?level=).
 package ops
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/logging"
 )
 
 // CheckFunc reports whether a dependency is reachable.
@@ -33,6 +38,7 @@ type Server struct {
 	mu       sync.Mutex
 	checks   map[string]CheckFunc
 	degraded map[string]bool
+	level    *slog.LevelVar
 	draining atomic.Bool
 }
 
@@ -76,7 +82,61 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /loglevel", s.getLevel)
+	mux.HandleFunc("PUT /loglevel", s.setLevel)
 	return mux
+}
+
+// SetLevelVar makes /loglevel read and change lv (by default the
+// process's, logging.ProcessLevel).
+func (s *Server) SetLevelVar(lv *slog.LevelVar) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.level = lv
+}
+
+func (s *Server) levelVar() *slog.LevelVar {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.level != nil {
+		return s.level
+	}
+	return logging.ProcessLevel()
+}
+
+func (s *Server) getLevel(w http.ResponseWriter, _ *http.Request) {
+	lv := s.levelVar()
+	if lv == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this process has no adjustable log level"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"level": strings.ToLower(lv.Level().String())})
+}
+
+func (s *Server) setLevel(w http.ResponseWriter, r *http.Request) {
+	lv := s.levelVar()
+	if lv == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this process has no adjustable log level"})
+		return
+	}
+	text := r.URL.Query().Get("level")
+	if text == "" {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading the body: " + err.Error()})
+			return
+		}
+		text = strings.Trim(strings.TrimSpace(string(body)), `"`)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(text)); err != nil || text == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("level %q is not one of debug, info, warn, error", text)})
+		return
+	}
+	old := lv.Level()
+	lv.Set(level)
+	s.logger.Warn("log level changed", "from", strings.ToLower(old.String()), "to", strings.ToLower(level.String()))
+	writeJSON(w, http.StatusOK, map[string]string{"level": strings.ToLower(level.String())})
 }
 
 type checkResult struct {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -104,4 +106,35 @@ func TestReadinessAndDrain(t *testing.T) {
 	require.NoError(t, <-done)
 	_, err = http.Get(base + "/healthz") //nolint:noctx
 	require.Error(t, err, "the listener is closed once work is done")
+}
+
+func TestLogLevel(t *testing.T) {
+	t.Parallel()
+	srv := ops.New(slog.New(slog.DiscardHandler), nil)
+	lv := new(slog.LevelVar)
+	srv.SetLevelVar(lv)
+	h := srv.Handler()
+	do := func(method, target, body string) (int, string) {
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, strings.TrimSpace(rec.Body.String())
+	}
+	code, body := do(http.MethodGet, "/loglevel", "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"level":"info"}`, body)
+
+	code, _ = do(http.MethodPut, "/loglevel", "debug")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, slog.LevelDebug, lv.Level())
+	code, _ = do(http.MethodPut, "/loglevel?level=WARN", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, slog.LevelWarn, lv.Level())
+
+	code, body = do(http.MethodPut, "/loglevel", "loud")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, "loud")
+	code, _ = do(http.MethodPut, "/loglevel", "")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Equal(t, slog.LevelWarn, lv.Level(), "a refused change changes nothing")
 }

@@ -14,8 +14,11 @@ import (
 	"net/http"
 	"strconv"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/tracing"
 )
 
 // maxResultBytes caps how much of a response becomes the job's result.
@@ -28,9 +31,17 @@ type Target struct {
 }
 
 // New returns a Target for cfg using client (http.DefaultClient when nil).
+// With tracing on, its transport is wrapped: each call is a client span in
+// the job's trace, and the target receives that span as its traceparent
+// (with tracing off, the job's traceparent).
 func New(cfg jobcatalog.HTTPTarget, client *http.Client) *Target {
 	if client == nil {
 		client = http.DefaultClient
+	}
+	if tracing.Enabled() {
+		traced := *client
+		traced.Transport = otelhttp.NewTransport(client.Transport)
+		client = &traced
 	}
 	return &Target{cfg: cfg, client: client}
 }
@@ -55,6 +66,8 @@ func (t *Target) Handle(ctx context.Context, task jobhandler.Task) (json.RawMess
 	req.Header.Set("X-Switchyard-Job-Type", task.Type)
 	req.Header.Set("X-Switchyard-Attempt", strconv.Itoa(task.Attempt))
 	if task.TraceParent != "" {
+		// The transport replaces it with the call's own span when ctx
+		// holds one.
 		req.Header.Set("traceparent", task.TraceParent)
 	}
 	resp, err := t.client.Do(req)

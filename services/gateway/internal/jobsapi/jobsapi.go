@@ -18,6 +18,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/httpserver"
@@ -26,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jsonbody"
 	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/libs/tracing"
 )
 
 // Store is what the API needs from the job store.
@@ -98,15 +101,15 @@ type Status struct {
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
 	// NextAttemptAt is when a failed job will be tried again.
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	// TraceID is the W3C trace the job belongs to: the submitting
+	// request's, which the relay, the worker and any replay continue.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // HeaderIdempotencyKey is the header that makes a submission idempotent.
 const HeaderIdempotencyKey = "Idempotency-Key"
 
-var (
-	idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
-	traceParentPattern    = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
-)
+var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
 func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 	req := c.Request()
@@ -139,14 +142,16 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 	sub := jobs.Submission{
 		ID: jobID.String(), MessageID: msgID.String(), Type: jt.Name, ClientID: id.ClientID, ClientScopes: id.Scopes,
 		Payload: body, IdempotencyKey: key, RequestID: httpserver.RequestID(req.Context()),
-	}
-	if tp := req.Header.Get("traceparent"); traceParentPattern.MatchString(tp) {
-		sub.TraceParent = tp
+		// The request's span (or, with tracing off, the caller's
+		// traceparent): the relay and the worker continue this trace.
+		TraceParent: tracing.TraceParent(req.Context()),
 	}
 	job, created, err := a.store.Accept(req.Context(), sub)
 	if err != nil {
 		return err
 	}
+	trace.SpanFromContext(req.Context()).SetAttributes(attribute.String("switchyard.job_id", job.ID),
+		attribute.String("switchyard.job_type", jt.Name), attribute.Bool("switchyard.job_created", created))
 	statusURL := a.statusURL(job.ID)
 	c.Response().Header().Set("Location", statusURL)
 	code := http.StatusAccepted
@@ -176,6 +181,7 @@ func (a *API) get(c echo.Context, param string) error {
 		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError,
 		Result: job.Result, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt,
 		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt, NextAttemptAt: job.NextAttemptAt,
+		TraceID: tracing.TraceIDOf(job.TraceParent),
 	})
 }
 

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
 	"github.com/switchyard/switchyard/libs/synchandler"
+	"github.com/switchyard/switchyard/libs/tracing"
 	"github.com/switchyard/switchyard/services/gateway/internal/routes"
 )
 
@@ -96,8 +99,12 @@ func NewTransport() *http.Transport {
 }
 
 // NewClient returns the upstream client over transport: redirects are
-// passed to the client, not followed.
+// passed to the client, not followed. With tracing on, each call is a
+// client span, sent upstream as its traceparent.
 func NewClient(transport http.RoundTripper) *http.Client {
+	if tracing.Enabled() {
+		transport = otelhttp.NewTransport(transport)
+	}
 	return &http.Client{
 		Transport:     transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -154,6 +161,8 @@ func (u *upstreamTarget) call(ctx context.Context, in *inbound) (*reply, error) 
 	for k, v := range u.spec.Headers {
 		req.Header.Set(k, v)
 	}
+	// The caller's trace context; with tracing on, the transport replaces
+	// it with the call's own span.
 	for _, h := range []string{"Traceparent", "Tracestate"} {
 		if v := in.header.Get(h); v != "" {
 			req.Header.Set(h, v)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -24,12 +25,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/pgnotify"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/libs/tracing"
 )
 
 // Config tunes the forwarder. Zero values take the defaults noted.
@@ -100,6 +105,7 @@ type Forwarder struct {
 	metrics *Metrics
 	wake    *waker
 	notify  *pgnotify.Listener
+	tracer  trace.Tracer
 }
 
 // New returns a Forwarder. listen opens the dedicated LISTEN connection;
@@ -112,7 +118,8 @@ func New(pool *pgxpool.Pool, listen pgnotify.Connector, queues *sqsqueue.Queues,
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	f := &Forwarder{pool: pool, queues: queues, cfg: cfg, logger: logger, metrics: metrics, wake: newWaker()}
+	f := &Forwarder{pool: pool, queues: queues, cfg: cfg, logger: logger, metrics: metrics, wake: newWaker(),
+		tracer: tracing.Tracer("github.com/switchyard/switchyard/services/relay/internal/forwarder")}
 	f.notify = pgnotify.New(listen, outbox.NotifyChannel, f.wake.broadcast, logger)
 	return f, nil
 }
@@ -248,10 +255,34 @@ func (f *Forwarder) sendChunk(ctx context.Context, c chunk) ([]outbox.Row, error
 	if err != nil {
 		return nil, fmt.Errorf("resolving queue of topic %s: %w", c.topic, err)
 	}
+	queue := f.queues.Name(c.topic)
 	entries := make([]types.SendMessageBatchRequestEntry, len(c.rows))
+	spans := make([]trace.Span, len(c.rows))
+	defer func() {
+		for _, sp := range spans {
+			if sp != nil {
+				sp.End()
+			}
+		}
+	}()
 	for i, r := range c.rows {
-		sm, err := marshal(r.Message)
+		// Each message gets a producer span in its job's trace, and
+		// carries that span on to the worker.
+		var sctx context.Context
+		sctx, spans[i] = f.tracer.Start(tracing.Extract(ctx, r.Message.Metadata), "send "+queue,
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+				semconv.MessagingSystemAWSSQS, semconv.MessagingOperationTypeSend, semconv.MessagingDestinationName(queue),
+				semconv.MessagingMessageID(r.Message.UUID), semconv.MessagingBatchMessageCount(len(c.rows)),
+				attribute.String("switchyard.job_id", r.Message.Metadata[outbox.MetaJobID]),
+				attribute.Int64("switchyard.outbox_offset", r.Offset)))
+		msg := r.Message
+		if spans[i].IsRecording() {
+			msg.Metadata = maps.Clone(msg.Metadata)
+			tracing.Inject(sctx, msg.Metadata)
+		}
+		sm, err := marshal(msg)
 		if err != nil {
+			tracing.Fail(spans[i], err)
 			return nil, err
 		}
 		entries[i] = types.SendMessageBatchRequestEntry{
@@ -262,7 +293,11 @@ func (f *Forwarder) sendChunk(ctx context.Context, c chunk) ([]outbox.Row, error
 	}
 	out, err := f.queues.Client().SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &url, Entries: entries})
 	if err != nil {
-		return nil, fmt.Errorf("sending %d messages to %s: %w", len(entries), f.queues.Name(c.topic), err)
+		err = fmt.Errorf("sending %d messages to %s: %w", len(entries), queue, err)
+		for _, sp := range spans {
+			tracing.Fail(sp, err)
+		}
+		return nil, err
 	}
 	sent := make([]outbox.Row, 0, len(out.Successful))
 	for _, s := range out.Successful {
@@ -277,8 +312,12 @@ func (f *Forwarder) sendChunk(ctx context.Context, c chunk) ([]outbox.Row, error
 	}
 	var errs []error
 	for _, fe := range out.Failed {
-		errs = append(errs, fmt.Errorf("SQS refused a message for %s (sender fault %t): %s: %s",
-			f.queues.Name(c.topic), fe.SenderFault, ptrValue(fe.Code), ptrValue(fe.Message)))
+		err := fmt.Errorf("SQS refused a message for %s (sender fault %t): %s: %s",
+			queue, fe.SenderFault, ptrValue(fe.Code), ptrValue(fe.Message))
+		if i, aerr := strconv.Atoi(ptrValue(fe.Id)); aerr == nil && i >= 0 && i < len(spans) {
+			tracing.Fail(spans[i], err)
+		}
+		errs = append(errs, err)
 	}
 	return sent, errors.Join(errs...)
 }

@@ -16,11 +16,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/tracing"
 )
 
 // Statuses of a dead letter.
@@ -460,6 +463,15 @@ func replayOne(ctx context.Context, tx pgx.Tx, id string, payload json.RawMessag
 		outbox.MetaJobID: d.JobID, outbox.MetaJobType: jobType, outbox.MetaClientID: clientID,
 		outbox.MetaRequestID: requestID, outbox.MetaTraceParent: traceparent, outbox.MetaReplayOf: d.ID,
 	}
+	// The replay continues the job's own trace, so that one trace shows
+	// the submission, the failed attempts and the replayed ones; it links
+	// to the operator's request (or bulk operation) that asked for it.
+	rctx, span := tracer.Start(tracing.Extract(ctx, map[string]string{tracing.MetaTraceParent: traceparent}), "replay "+d.Topic,
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(trace.LinkFromContext(ctx)),
+		trace.WithAttributes(attribute.String("switchyard.job_id", d.JobID), attribute.String("switchyard.dead_letter_id", d.ID),
+			attribute.String("switchyard.actor", actor), attribute.Bool("switchyard.edited", res.Edited)))
+	defer span.End()
+	tracing.Inject(rctx, meta)
 	if err := outbox.Write(ctx, tx, outbox.Message{UUID: msgID.String(), Topic: d.Topic, Payload: payload, Metadata: meta}); err != nil {
 		return res, nil, err
 	}
@@ -473,6 +485,8 @@ func replayOne(ctx context.Context, tx pgx.Tx, id string, payload json.RawMessag
 	res.MessageID = msgID.String()
 	return res, before, nil
 }
+
+var tracer = tracing.Tracer("github.com/switchyard/switchyard/services/replay/internal/deadletterstore")
 
 // RemoveMode says what DELETE does with a dead letter.
 type RemoveMode string

@@ -28,9 +28,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/libs/tracing"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 )
 
@@ -146,7 +151,19 @@ func (d *Drain) Once(ctx context.Context, jobType string) (int, error) {
 				"job_type", jobType, "message_id", incoming[i].MessageID, "job_id", incoming[i].JobID, "receive_count", incoming[i].ReceiveCount)
 		}
 	}
+	// Each dead letter's arrival in the store is a span of its job's trace.
+	spans := make([]trace.Span, len(incoming))
+	for i, in := range incoming {
+		_, spans[i] = tracer.Start(tracing.Extract(ctx, in.Attributes), "store dead letter "+jobType,
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+				semconv.MessagingSystemAWSSQS, semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(d.queues.DLQName(jobType)),
+				semconv.MessagingMessageID(in.MessageID), attribute.String("switchyard.job_id", in.JobID)))
+	}
 	stored, err := d.store.Ingest(ctx, incoming)
+	for _, sp := range spans {
+		tracing.Fail(sp, err)
+		sp.End()
+	}
 	if err != nil {
 		return len(out.Messages), err
 	}
@@ -174,6 +191,8 @@ func (d *Drain) Once(ctx context.Context, jobType string) (int, error) {
 	}
 	return len(out.Messages), nil
 }
+
+var tracer = tracing.Tracer("github.com/switchyard/switchyard/services/replay/internal/drain")
 
 // Parse reads a DLQ message: the worker's metadata when it carries some,
 // the job id and attributes, SQS's receive count and sent time.

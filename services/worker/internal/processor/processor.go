@@ -27,6 +27,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/inbox"
@@ -35,6 +39,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/libs/tracing"
 )
 
 // Metadata keys the worker's SQS unmarshaler adds to every received
@@ -76,8 +81,9 @@ type Config struct {
 
 // Processor runs handlers for messages.
 type Processor struct {
-	cfg   Config
-	store *jobstore.Store
+	cfg    Config
+	store  *jobstore.Store
+	tracer trace.Tracer
 }
 
 // New returns a Processor.
@@ -91,7 +97,8 @@ func New(cfg Config) *Processor {
 	if cfg.Jitter == nil {
 		cfg.Jitter = rand.Float64
 	}
-	return &Processor{cfg: cfg, store: jobstore.New(cfg.Pool)}
+	return &Processor{cfg: cfg, store: jobstore.New(cfg.Pool),
+		tracer: tracing.Tracer("github.com/switchyard/switchyard/services/worker/internal/processor")}
 }
 
 // Binding ties a job type to the handler that runs it.
@@ -120,7 +127,23 @@ func (p *Processor) HandlerFunc(b Binding) message.NoPublishHandlerFunc {
 	}
 	return func(msg *message.Message) error {
 		start := time.Now()
+		// The consumer span continues the trace the message carries (the
+		// relay's send, in the submitting request's trace).
+		ctx, span := p.tracer.Start(tracing.Extract(msg.Context(), msg.Metadata), "process "+b.JobType,
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+				semconv.MessagingSystemAWSSQS, semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(b.JobType),
+				semconv.MessagingMessageID(msg.UUID), attribute.String("switchyard.job_id", msg.Metadata.Get(outbox.MetaJobID)),
+				attribute.String("switchyard.handler", b.HandlerName)))
+		msg.SetContext(ctx)
 		outcome, err := p.process(msg, b)
+		span.SetAttributes(attribute.String("switchyard.outcome", outcome))
+		switch {
+		case err != nil:
+			tracing.Fail(span, err)
+		case outcome == OutcomeRetrying || outcome == OutcomeDeadLettered:
+			span.SetStatus(codes.Error, outcome)
+		}
+		span.End()
 		p.cfg.Metrics.observe(b.JobType, outcome, time.Since(start))
 		if outcome == OutcomeRetrying {
 			msg.Nack()
@@ -148,7 +171,8 @@ const bookkeepingTimeout = 10 * time.Second
 func (p *Processor) process(msg *message.Message, b Binding) (string, error) {
 	jobID := msg.Metadata.Get(outbox.MetaJobID)
 	log := p.cfg.Logger.With("message_id", msg.UUID, "job_id", jobID, "job_type", b.JobType,
-		"client_id", msg.Metadata.Get(outbox.MetaClientID), "request_id", msg.Metadata.Get(outbox.MetaRequestID))
+		"client_id", msg.Metadata.Get(outbox.MetaClientID), "request_id", msg.Metadata.Get(outbox.MetaRequestID),
+		"trace_id", tracing.TraceID(msg.Context()))
 	// The handler gets the whole timeout even while the worker shuts down,
 	// so that work that started also finishes and commits.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), b.Timeout)
@@ -216,7 +240,7 @@ func (p *Processor) apply(ctx context.Context, msg *message.Message, b Binding, 
 	}
 	result, err = b.Handler.Handle(ctx, jobhandler.Task{
 		JobID: jobID, Type: b.JobType, ClientID: msg.Metadata.Get(outbox.MetaClientID), MessageID: msg.UUID,
-		Attempt: attempt, Payload: json.RawMessage(msg.Payload), TraceParent: msg.Metadata.Get(outbox.MetaTraceParent), Tx: tx,
+		Attempt: attempt, Payload: json.RawMessage(msg.Payload), TraceParent: tracing.TraceParent(ctx), Tx: tx,
 	})
 	if err != nil {
 		return nil, false, err
@@ -360,6 +384,8 @@ func (p *Processor) writeDeadLetter(ctx context.Context, tx pgx.Tx, id string, m
 				attrs[k] = v
 			}
 		}
+		// The dead letter travels on as the child of this attempt.
+		tracing.Inject(ctx, attrs)
 	}
 	return outbox.Write(ctx, tx, outbox.Message{UUID: id, Topic: sqsqueue.DeadLetterTopic(b.JobType), Payload: msg.Payload, Metadata: attrs})
 }

@@ -1,0 +1,201 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+)
+
+// hookTarget is an HTTP job target that records the traceparent of each
+// call and refuses (400, permanently) payloads saying {"ok": false}.
+type hookTarget struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	// parents maps a job id to the traceparents of the calls for it.
+	parents map[string][]string
+}
+
+func newHookTarget(t *testing.T) *hookTarget {
+	h := &hookTarget{parents: map[string][]string{}}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		job := r.Header.Get("X-Switchyard-Job-Id")
+		h.parents[job] = append(h.parents[job], r.Header.Get("Traceparent"))
+		h.mu.Unlock()
+		var in struct {
+			OK *bool `json:"ok"`
+		}
+		_ = json.Unmarshal(raw, &in)
+		if in.OK != nil && !*in.OK {
+			http.Error(w, `{"error":"not ok"}`, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"done":true}`))
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hookTarget) calls(job string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.parents[job]...)
+}
+
+// traceView indexes one trace's spans.
+type traceView struct {
+	spans []stacktest.Span
+	byID  map[string]stacktest.Span
+}
+
+func viewOf(spans []stacktest.Span) traceView {
+	v := traceView{spans: spans, byID: map[string]stacktest.Span{}}
+	for _, s := range spans {
+		v.byID[s.SpanID] = s
+	}
+	return v
+}
+
+// find returns the spans of service whose name starts with prefix.
+func (v traceView) find(service, prefix string) []stacktest.Span {
+	var out []stacktest.Span
+	for _, s := range v.spans {
+		if s.Service == service && strings.HasPrefix(s.Name, prefix) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (v traceView) String() string {
+	var b strings.Builder
+	for _, s := range v.spans {
+		fmt.Fprintf(&b, "\n  %s %-28s %s parent %s", s.Service, s.Name, s.SpanID, s.ParentSpanID)
+	}
+	return b.String()
+}
+
+// TestOneTracePerJob: with OTLP export on (to a collector in the test),
+// one job's spans from the gateway, the relay, the worker and its HTTP
+// target call form one trace, each the child of the one before; a job
+// that fails permanently, is dead-lettered and replayed by an operator
+// continues its own trace through the replay service, linked to the
+// operator's request.
+func TestOneTracePerJob(t *testing.T) {
+	collector := stacktest.NewTraceCollector(t)
+	target := newHookTarget(t)
+	p := startPlatformWith(t, platformOptions{
+		services: []string{"tokens", "relay", "worker", "replay", "gateway"},
+		jobs: `
+job_types:
+  hook:
+    http: {url: "` + target.srv.URL + `/hook", timeout: 4s}
+    consumers: 2
+    retry: {attempts: 2, base: 200ms, max: 1s}
+`,
+		routes: `
+routes:
+  - {method: POST, path: "/v1/jobs/hook", mode: async, job_type: hook, scopes: [jobs:submit]}
+  - {method: GET, path: "/v1/jobs/{id}", mode: job-status, scopes: [jobs:read]}
+`,
+		env: append(collector.Env(), "SWITCHYARD_REPLAY_DRAIN_WAIT=2s"),
+	})
+	secret := p.client(adminActor, "switchyard:admin")
+	tok, err := p.token(adminActor, secret)
+	require.NoError(t, err)
+	p.mu.Lock()
+	p.bearers[adminActor] = tok
+	p.mu.Unlock()
+
+	// A job that succeeds: gateway -> relay -> worker -> target.
+	id := p.submitAs("tracer", "hook", `{"ok": true}`)
+	client := http.Client{Timeout: 10 * time.Second}
+	require.NoError(t, p.awaitSucceeded(client, "tracer", id, time.Minute))
+	status := p.call("GET", "/v1/jobs/"+id, "Bearer "+p.bearer("tracer"), "")
+	traceID, _ := status.body["trace_id"].(string)
+	require.Len(t, traceID, 32, "the job's status names its trace: %v", status.body)
+
+	var v traceView
+	require.Eventually(t, func() bool {
+		v = viewOf(collector.Trace(traceID))
+		return len(v.find("switchyard-gateway", "POST /v1/jobs/hook")) == 1 && len(v.find("switchyard-relay", "send ")) == 1 &&
+			len(v.find("switchyard-worker", "process hook")) == 1 && len(v.find("switchyard-worker", "HTTP POST")) == 1
+	}, 30*time.Second, 100*time.Millisecond, "spans of trace %s so far: %v", traceID, &v)
+	accept := v.find("switchyard-gateway", "POST /v1/jobs/hook")[0]
+	send := v.find("switchyard-relay", "send ")[0]
+	process := v.find("switchyard-worker", "process hook")[0]
+	call := v.find("switchyard-worker", "HTTP POST")[0]
+	t.Logf("trace %s:%s", traceID, v)
+	require.Equal(t, tracepb.Span_SPAN_KIND_SERVER, accept.Kind)
+	require.Empty(t, accept.ParentSpanID, "the client sent no traceparent: the gateway starts the trace")
+	require.Equal(t, id, accept.Attributes["switchyard.job_id"])
+	require.Equal(t, accept.SpanID, send.ParentSpanID, "relay's send is the child of the accepting request")
+	require.Equal(t, tracepb.Span_SPAN_KIND_PRODUCER, send.Kind)
+	require.Equal(t, send.SpanID, process.ParentSpanID, "worker's processing is the child of the relay's send")
+	require.Equal(t, tracepb.Span_SPAN_KIND_CONSUMER, process.Kind)
+	require.Equal(t, "succeeded", process.Attributes["switchyard.outcome"])
+	require.Equal(t, process.SpanID, call.ParentSpanID, "the target call is the child of the processing")
+	require.Equal(t, []string{"00-" + traceID + "-" + call.SpanID + "-01"}, target.calls(id), "the target got the call's span as traceparent")
+
+	// A job that fails permanently, then is replayed with a fixed payload.
+	clientTrace := "4bf92f3577b34da6a3ce929d0e0e4736"
+	bad := p.submitAs("tracer", "hook", `{"ok": false}`, "traceparent", "00-"+clientTrace+"-00f067aa0ba902b7-01")
+	p.awaitDeadLetter("hook", bad, time.Minute)
+	dl := p.deadLetters("type=hook")[0]
+	require.Equal(t, clientTrace, dl["trace_id"], "the dead letter names the client's trace")
+	r := p.admin("POST", "/admin/v1/dead-letters/"+dl["id"].(string)+"/replay", `{"payload": {"ok": true}}`)
+	require.Equal(t, http.StatusAccepted, r.status, r.body)
+	require.NoError(t, p.awaitSucceeded(client, "tracer", bad, time.Minute))
+	require.Eventually(t, func() bool {
+		v = viewOf(collector.Trace(clientTrace))
+		return len(v.find("switchyard-replay", "replay hook")) == 1 && len(v.find("switchyard-worker", "process hook")) == 2 &&
+			len(v.find("switchyard-replay", "store dead letter hook")) == 1 &&
+			len(v.find("switchyard-relay", "send ")) >= 3 // the job, its dead letter, the replay
+	}, 30*time.Second, 100*time.Millisecond, "spans of trace %s so far: %v", clientTrace, &v)
+	t.Logf("trace %s:%s", clientTrace, v)
+	accept = v.find("switchyard-gateway", "POST /v1/jobs/hook")[0]
+	require.Equal(t, "00f067aa0ba902b7", accept.ParentSpanID, "the gateway continues the client's trace")
+	stored := v.find("switchyard-replay", "store dead letter hook")
+	require.Len(t, stored, 1)
+	dlqSend := v.byID[stored[0].ParentSpanID]
+	require.Equal(t, "switchyard-relay", dlqSend.Service, "stored from the relay's send to the DLQ")
+	failed := v.byID[dlqSend.ParentSpanID]
+	require.Equal(t, "process hook", failed.Name, "dead-lettered by the failed attempt")
+	require.Equal(t, "dead_lettered", failed.Attributes["switchyard.outcome"])
+	require.True(t, failed.Error)
+	replay := v.find("switchyard-replay", "replay hook")[0]
+	require.Equal(t, bad, replay.Attributes["switchyard.job_id"])
+	require.Len(t, replay.Links, 1, "linked to the operator's request")
+	admin, ok := func() (stacktest.Span, bool) {
+		for _, s := range collector.Trace(replay.Links[0].TraceID) {
+			if s.SpanID == replay.Links[0].SpanID {
+				return s, true
+			}
+		}
+		return stacktest.Span{}, false
+	}()
+	require.True(t, ok, "the linked span was exported")
+	require.Equal(t, "switchyard-replay", admin.Service)
+	require.Equal(t, "POST /admin/v1/dead-letters/:id/replay", admin.Name)
+	var replayed []stacktest.Span
+	for _, s := range v.find("switchyard-worker", "process hook") {
+		if send, ok := v.byID[s.ParentSpanID]; ok && v.byID[send.ParentSpanID].SpanID == replay.SpanID {
+			replayed = append(replayed, s)
+		}
+	}
+	require.Len(t, replayed, 1, "the replayed attempt descends from the replay: replay -> relay send -> worker")
+	require.Equal(t, "succeeded", replayed[0].Attributes["switchyard.outcome"])
+}
