@@ -8,11 +8,14 @@ package database
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/IBM/pgxpoolprometheus"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/libs/secrets"
 )
@@ -38,6 +41,10 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Credentials, when set, replace the URL's user and password.
 	Credentials Credentials
+	// Registerer, when set, receives the pool's statistics
+	// (switchyard_pgxpool_*: connections acquired, idle, total and max,
+	// acquire count and wait time, connections opened and destroyed).
+	Registerer prometheus.Registerer
 }
 
 func (cfg Config) connConfig() (*pgxpool.Config, error) {
@@ -84,6 +91,15 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("creating database pool: %w", err)
+	}
+	if cfg.Registerer != nil {
+		reg := prometheus.WrapRegistererWithPrefix("switchyard_", cfg.Registerer)
+		// Another pool of this process already reports (tests, a CLI
+		// command opening two): keep the first.
+		if err := reg.Register(pgxpoolprometheus.NewCollector(pool, nil)); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			pool.Close()
+			return nil, fmt.Errorf("registering the pool's metrics: %w", err)
+		}
 	}
 	if cfg.Credentials != nil {
 		// Idle connections of the old user close at once; checked-out ones

@@ -79,7 +79,11 @@ func Principal(ctx context.Context) any {
 var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:+=/-]{1,128}$`)
 
 // NewEcho returns an Echo with the shared middleware and error handling.
-func NewEcho(logger *slog.Logger) *echo.Echo {
+func NewEcho(logger *slog.Logger, opts ...Option) *echo.Echo {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -91,7 +95,7 @@ func NewEcho(logger *slog.Logger) *echo.Echo {
 	// request id, an access-log line and a problem body.
 	e.Pre(requestIDMiddleware)
 	e.Pre(traceMiddleware())
-	e.Pre(accessLog(logger))
+	e.Pre(accessLog(logger, o.metrics))
 	e.Pre(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -133,11 +137,15 @@ func AddLogAttrs(c echo.Context, attrs ...slog.Attr) {
 	}
 }
 
-func accessLog(logger *slog.Logger) echo.MiddlewareFunc {
+func accessLog(logger *slog.Logger, metrics *HTTPMetrics) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
 			req := c.Request()
+			if metrics != nil {
+				metrics.inFlight.Inc()
+				defer metrics.inFlight.Dec()
+			}
 			err := next(c)
 			if err != nil {
 				// Let the error handler write the problem now so that the
@@ -145,6 +153,9 @@ func accessLog(logger *slog.Logger) echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			status := c.Response().Status
+			if metrics != nil {
+				metrics.observe(c.Path(), req.Method, status, time.Since(start))
+			}
 			level := slog.LevelInfo
 			if status >= 500 {
 				level = slog.LevelError

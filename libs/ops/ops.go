@@ -9,6 +9,7 @@ package ops
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/logging"
+	"github.com/switchyard/switchyard/libs/secrets"
 )
 
 // CheckFunc reports whether a dependency is reachable.
@@ -68,6 +70,33 @@ func (s *Server) AddDegradedCheck(name string, fn CheckFunc) {
 	defer s.mu.Unlock()
 	s.checks[name] = fn
 	s.degraded[name] = true
+}
+
+// AddVault reports Vault through c (nothing when c is nil, Vault not
+// configured) as a degraded readiness check, and exports its login,
+// renewal and lease state on /metrics.
+func (s *Server) AddVault(c *secrets.Client) {
+	if c == nil {
+		return
+	}
+	s.AddDegradedCheck("vault", c.Ready)
+	s.Register(c)
+}
+
+// Register exports collector on /metrics: in the registry the server
+// gathers from when it is one, else in Prometheus's default registry.
+// Registering the same collector twice is not an error.
+func (s *Server) Register(collector prometheus.Collector) {
+	reg := prometheus.DefaultRegisterer
+	if r, ok := s.gatherer.(prometheus.Registerer); ok {
+		reg = r
+	}
+	if err := reg.Register(collector); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			s.logger.Error("registering metrics", "error", err)
+		}
+	}
 }
 
 // Drain makes /readyz fail from now on, so load balancers stop sending

@@ -95,17 +95,3 @@ func (c *Claim) Complete(ctx context.Context, forwarded []int64) error {
 func (c *Claim) Release(ctx context.Context) {
 	_ = c.tx.Rollback(context.WithoutCancel(ctx))
 }
-
-// Backlog returns how many rows wait to be forwarded and the age in seconds
-// of the oldest (0 when empty).
-func Backlog(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}) (count int64, oldestAgeSeconds float64, err error) {
-	err = q.QueryRow(ctx, `
-		SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-		FROM watermill_outbox WHERE NOT acked`).Scan(&count, &oldestAgeSeconds)
-	if err != nil {
-		return 0, 0, fmt.Errorf("reading outbox backlog: %w", err)
-	}
-	return count, oldestAgeSeconds, nil
-}

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -104,4 +105,34 @@ func decodeEnvelope(raw []byte) (Message, error) {
 		return Message{}, errors.New("forwarder envelope lacks a destination topic or message UUID")
 	}
 	return Message{UUID: e.UUID, Topic: e.DestinationTopic, Payload: e.Payload, Metadata: e.Metadata}, nil
+}
+
+// Backlog is what the outbox holds now.
+type Backlog struct {
+	// Pending is how many messages wait to be forwarded.
+	Pending int64
+	// OldestAge is how long the oldest pending message has waited (0
+	// when none waits).
+	OldestAge time.Duration
+	// Parked is how many rows were parked (not forwarder envelopes).
+	Parked int64
+}
+
+// ReadBacklog counts the outbox's pending and parked rows and the age of
+// the oldest pending one, on the database's clock.
+func ReadBacklog(ctx context.Context, db interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) (Backlog, error) {
+	var b Backlog
+	var ageSeconds float64
+	err := db.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE NOT acked),
+		       COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE NOT acked)), 0)::float8,
+		       count(*) FILTER (WHERE acked)
+		FROM watermill_outbox`).Scan(&b.Pending, &ageSeconds, &b.Parked)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("reading the outbox backlog: %w", err)
+	}
+	b.OldestAge = time.Duration(max(ageSeconds, 0) * float64(time.Second))
+	return b, nil
 }

@@ -41,9 +41,9 @@ func TestWriteIsTransactional(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, outbox.Write(ctx, tx, msg(1)))
 	require.NoError(t, tx.Rollback(ctx))
-	n, _, err := outbox.Backlog(ctx, pool)
+	bl, err := outbox.ReadBacklog(ctx, pool)
 	require.NoError(t, err)
-	require.Zero(t, n)
+	require.Zero(t, bl.Pending)
 
 	require.Error(t, outbox.Write(ctx, nil, outbox.Message{Topic: "", UUID: "x"}))
 }
@@ -55,10 +55,10 @@ func TestClaimsDoNotOverlap(t *testing.T) {
 	for i := range 10 {
 		write(t, pool, msg(i))
 	}
-	n, age, err := outbox.Backlog(ctx, pool)
+	bl, err := outbox.ReadBacklog(ctx, pool)
 	require.NoError(t, err)
-	require.EqualValues(t, 10, n)
-	require.GreaterOrEqual(t, age, 0.0)
+	require.EqualValues(t, 10, bl.Pending)
+	require.Positive(t, bl.OldestAge, "the oldest row has waited since it was written")
 
 	a, err := outbox.ClaimBatch(ctx, pool, 6)
 	require.NoError(t, err)
@@ -78,9 +78,9 @@ func TestClaimsDoNotOverlap(t *testing.T) {
 	// a forwards only two of its rows; the rest go back.
 	require.NoError(t, a.Complete(ctx, []int64{a.Rows[0].Offset, a.Rows[1].Offset}))
 	b.Release(ctx)
-	n, _, err = outbox.Backlog(ctx, pool)
+	bl, err = outbox.ReadBacklog(ctx, pool)
 	require.NoError(t, err)
-	require.EqualValues(t, 8, n)
+	require.EqualValues(t, 8, bl.Pending)
 
 	c, err := outbox.ClaimBatch(ctx, pool, 100)
 	require.NoError(t, err)
@@ -112,6 +112,9 @@ func TestUndecodableRowsAreParked(t *testing.T) {
 	var kept int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM watermill_outbox WHERE uuid = 'junk' AND acked`).Scan(&kept))
 	require.Equal(t, 1, kept, "kept for inspection")
+	bl, err := outbox.ReadBacklog(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, outbox.Backlog{Parked: 1}, bl, "parked rows are counted apart from the (empty) backlog")
 }
 
 // TestStockForwarderReadsOurRows proves the rows are in Watermill's own
@@ -151,7 +154,7 @@ func TestStockForwarderReadsOurRows(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"m-001": `{"n":1}|1`, "m-002": `{"n":2}|2`}, got)
 	require.Eventually(t, func() bool {
-		n, _, err := outbox.Backlog(ctx, pool)
-		return err == nil && n == 0
+		bl, err := outbox.ReadBacklog(ctx, pool)
+		return err == nil && bl.Pending == 0
 	}, 10*time.Second, 20*time.Millisecond, "the stock forwarder deletes what it forwarded")
 }

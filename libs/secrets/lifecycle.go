@@ -103,6 +103,7 @@ func (c *Client) watchToken(ctx context.Context, w *vault.LifetimeWatcher) (reas
 			c.stats.Renewals++
 			if r.Secret != nil && r.Secret.Auth != nil {
 				c.stats.TokenTTL = time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
+				c.stats.TokenExpires = expiry(c.stats.TokenTTL)
 			}
 			c.mu.Unlock()
 			c.setErr("auth", nil)

@@ -194,6 +194,9 @@ type Stats struct {
 	ReadErrors  int
 	// TokenTTL is the token's TTL at its last login or renewal.
 	TokenTTL time.Duration
+	// TokenExpires is when the token ends unless renewed (zero for a
+	// token without a TTL).
+	TokenExpires time.Time
 	// Accessor identifies the current token without revealing it.
 	Accessor string
 }
@@ -248,6 +251,7 @@ func (c *Client) authenticate(ctx context.Context) error {
 		defer c.mu.Unlock()
 		c.stats.Logins++
 		c.stats.TokenTTL, c.stats.Accessor = ttl, accessor
+		c.stats.TokenExpires = expiry(ttl)
 		c.loginAt = time.Now()
 		c.gen++
 		c.login = nil
@@ -286,6 +290,7 @@ func (c *Client) authenticate(ctx context.Context) error {
 	c.gen++
 	c.stats.Logins++
 	c.stats.TokenTTL = time.Duration(s.Auth.LeaseDuration) * time.Second
+	c.stats.TokenExpires = expiry(c.stats.TokenTTL)
 	c.stats.Accessor = s.Auth.Accessor
 	return nil
 }
@@ -310,6 +315,14 @@ func (c *Client) loginBody() (map[string]any, error) {
 		return map[string]any{"role": c.cfg.KubernetesRole, "jwt": strings.TrimSpace(string(b))}, nil
 	}
 	return nil, fmt.Errorf("auth method %q has no login", c.cfg.Auth)
+}
+
+// expiry is when a TTL granted now ends; zero for no TTL.
+func expiry(ttl time.Duration) time.Time {
+	if ttl <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(ttl)
 }
 
 // valueOrFile returns the contents of file (trimmed) when it is set, else

@@ -3,6 +3,7 @@ package sqsqueue_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http/httptrace"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/config"
@@ -283,4 +285,53 @@ func TestConnectWithConfiguredCredentials(t *testing.T) {
 
 	_, _, err = sqsqueue.Connect(context.Background(), sqsqueue.Config{AccessKeyID: config.NewSecret("only-the-id")})
 	require.ErrorIs(t, err, config.ErrInvalid)
+}
+
+// TestDepthSampler reads visible, in-flight and delayed messages of a
+// queue and its DLQ from a real SQS server into the gauges.
+func TestDepthSampler(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClient(t)
+	q, err := sqsqueue.NewQueues(c, sqsqueue.Config{Prefix: stacktest.QueuePrefix(t), VisibilityTimeout: 30 * time.Second})
+	require.NoError(t, err)
+	url, err := q.Ensure(ctx, "deep")
+	require.NoError(t, err)
+	dlq, err := q.Ensure(ctx, sqsqueue.DeadLetterTopic("deep"))
+	require.NoError(t, err)
+	for range 3 {
+		_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(`{}`)})
+		require.NoError(t, err)
+	}
+	_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(`{}`), DelaySeconds: 60})
+	require.NoError(t, err)
+	_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &dlq, MessageBody: aws.String(`{}`)})
+	require.NoError(t, err)
+	out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1)
+
+	reg := prometheus.NewRegistry()
+	s := sqsqueue.NewDepthSampler(q, []string{"deep"}, time.Minute, reg, slog.New(slog.DiscardHandler))
+	s.SampleOnce(ctx)
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "switchyard_sqs_messages" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			require.Equal(t, "deep", l["job_type"])
+			got[l["queue"]+"/"+l["state"]] = m.GetGauge().GetValue()
+		}
+	}
+	require.Equal(t, map[string]float64{
+		"jobs/visible": 2, "jobs/in_flight": 1, "jobs/delayed": 1,
+		"dlq/visible": 1, "dlq/in_flight": 0, "dlq/delayed": 0,
+	}, got)
 }

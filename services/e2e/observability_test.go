@@ -6,11 +6,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
@@ -198,4 +202,159 @@ routes:
 	}
 	require.Len(t, replayed, 1, "the replayed attempt descends from the replay: replay -> relay send -> worker")
 	require.Equal(t, "succeeded", replayed[0].Attributes["switchyard.outcome"])
+}
+
+// scrape reads a service's /metrics into its families.
+func (p *platform) scrape(svc string) map[string]*dto.MetricFamily {
+	p.t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(p.opsPorts[svc]) + "/metrics")
+	require.NoError(p.t, err)
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	require.NoError(p.t, err, "%s /metrics is valid exposition text", svc)
+	return families
+}
+
+// value is the sum of the samples of family name (counter, gauge, or a
+// histogram's count) whose labels include want ("k=v" pairs); ok is false
+// when the family or every matching series is absent.
+func value(families map[string]*dto.MetricFamily, name string, want ...string) (float64, bool) {
+	mf, found := families[name]
+	if !found {
+		return 0, false
+	}
+	var sum float64
+	matched := false
+series:
+	for _, m := range mf.GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		for _, kv := range want {
+			k, v, _ := strings.Cut(kv, "=")
+			if labels[k] != v {
+				continue series
+			}
+		}
+		matched = true
+		switch {
+		case m.GetCounter() != nil:
+			sum += m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			sum += m.GetGauge().GetValue()
+		case m.GetHistogram() != nil:
+			sum += float64(m.GetHistogram().GetSampleCount())
+		case m.GetUntyped() != nil:
+			sum += m.GetUntyped().GetValue()
+		}
+	}
+	return sum, matched
+}
+
+// TestMetricsAfterTraffic scrapes every service after real traffic (jobs
+// that succeed, jobs that dead-letter, refused requests) and checks that
+// the series an operator alerts and builds dashboards on are there, with
+// values that follow from the traffic.
+func TestMetricsAfterTraffic(t *testing.T) {
+	p := startPlatformWith(t, platformOptions{
+		services: []string{"tokens", "relay", "worker", "replay", "gateway"},
+		jobs:     faultJobsFile, routes: faultRoutesFile,
+		binaries: map[string]string{"worker": "faultworker"},
+		env: []string{
+			fmt.Sprintf("SWITCHYARD_SQS_MAX_RECEIVE_COUNT=%d", maxReceives),
+			"SWITCHYARD_REPLAY_DRAIN_WAIT=1s",
+			"SWITCHYARD_RELAY_SAMPLE_INTERVAL=300ms",
+			"SWITCHYARD_REPLAY_STATS_INTERVAL=300ms",
+		},
+	})
+	client := http.Client{Timeout: 10 * time.Second}
+	const jobsN, failing = 20, 2
+	ids := make([]string, 0, jobsN)
+	for i := range jobsN {
+		ids = append(ids, p.submitAs("metered", "text-stats", fmt.Sprintf(`{"text":"job %d"}`, i)))
+	}
+	var poison []string
+	for range failing {
+		poison = append(poison, p.submitAs("metered", "always-fails", `{}`))
+	}
+	require.Equal(t, http.StatusUnauthorized, p.call("POST", "/v1/jobs/text-stats", "", `{"text":"x"}`).status)
+	require.Equal(t, http.StatusUnauthorized, p.call("POST", "/v1/jobs/text-stats", "Bearer not-a-token", `{"text":"x"}`).status)
+	for _, id := range ids {
+		require.NoError(t, p.awaitSucceeded(client, "metered", id, time.Minute))
+	}
+	secret := p.client(adminActor, "switchyard:admin")
+	tok, err := p.token(adminActor, secret)
+	require.NoError(t, err)
+	p.mu.Lock()
+	p.bearers[adminActor] = tok
+	p.mu.Unlock()
+	for _, id := range poison {
+		p.awaitDeadLetter("always-fails", id, 2*time.Minute)
+	}
+
+	gw := p.scrape("gateway")
+	mustAtLeast := func(families map[string]*dto.MetricFamily, min float64, name string, labels ...string) float64 {
+		t.Helper()
+		v, ok := value(families, name, labels...)
+		require.True(t, ok, "series %s%v is exported", name, labels)
+		require.GreaterOrEqual(t, v, min, "%s%v", name, labels)
+		return v
+	}
+	mustAtLeast(gw, jobsN, "switchyard_http_requests_total", "route=/v1/jobs/text-stats", "method=POST", "status=202")
+	mustAtLeast(gw, 2, "switchyard_http_requests_total", "route=/v1/jobs/text-stats", "method=POST", "status=401")
+	mustAtLeast(gw, jobsN, "switchyard_http_requests_total", "route=/v1/jobs/:id", "method=GET", "status=200")
+	mustAtLeast(gw, jobsN+2, "switchyard_http_request_duration_seconds", "route=/v1/jobs/text-stats", "method=POST")
+	mustAtLeast(gw, 1, "switchyard_auth_failures_total")
+	mustAtLeast(gw, 1, "switchyard_pgxpool_total_conns")
+	mustAtLeast(gw, jobsN, "switchyard_pgxpool_acquire_count")
+	mustAtLeast(gw, 1, "go_goroutines")
+	mustAtLeast(gw, 1<<20, "process_resident_memory_bytes")
+	_, ok := value(gw, "switchyard_ratelimit_shared_up")
+	require.False(t, ok, "no Redis configured: no shared-limit gauge")
+
+	tokens := p.scrape("tokens")
+	mustAtLeast(tokens, 2, "switchyard_tokens_issued_total")
+	mustAtLeast(tokens, 2, "switchyard_http_requests_total", "route=/oauth2/token", "method=POST", "status=200")
+
+	relay := p.scrape("relay")
+	// The job messages and the dead letters went through the outbox.
+	mustAtLeast(relay, jobsN+2*failing, "switchyard_relay_forwarded_total")
+	mustAtLeast(relay, 1, "switchyard_relay_send_seconds")
+	require.Eventually(t, func() bool {
+		relay = p.scrape("relay")
+		pending, ok1 := value(relay, "switchyard_outbox_backlog_messages")
+		age, ok2 := value(relay, "switchyard_outbox_oldest_age_seconds")
+		dlq, ok3 := value(relay, "switchyard_sqs_messages", "job_type=always-fails", "queue=dlq")
+		jobs, ok4 := value(relay, "switchyard_sqs_messages", "job_type=text-stats", "queue=jobs")
+		return ok1 && ok2 && ok3 && ok4 && pending == 0 && age == 0 && dlq == 0 && jobs == 0
+	}, 30*time.Second, 200*time.Millisecond, "backlog and queues drain to 0 in the sampled gauges")
+
+	worker := p.scrape("worker")
+	mustAtLeast(worker, jobsN, "switchyard_worker_messages_total", "job_type=text-stats", "outcome=succeeded")
+	mustAtLeast(worker, failing, "switchyard_worker_messages_total", "job_type=always-fails", "outcome=dead_lettered")
+	mustAtLeast(worker, failing, "switchyard_worker_messages_total", "job_type=always-fails", "outcome=retrying")
+	mustAtLeast(worker, failing, "switchyard_worker_dead_letters_total", "job_type=always-fails")
+	mustAtLeast(worker, failing, "switchyard_worker_retry_delay_seconds", "job_type=always-fails")
+	mustAtLeast(worker, jobsN, "switchyard_worker_message_seconds", "job_type=text-stats", "outcome=succeeded")
+	mustAtLeast(worker, 1, "switchyard_pgxpool_total_conns")
+
+	replay := p.scrape("replay")
+	mustAtLeast(replay, failing, "switchyard_replay_dlq_received_total")
+	require.Eventually(t, func() bool {
+		v, ok := value(p.scrape("replay"), "switchyard_dead_letters", "job_type=always-fails", "status=stored")
+		return ok && v == failing
+	}, 30*time.Second, 200*time.Millisecond, "the stored dead letters by fingerprint")
+	replay = p.scrape("replay")
+	fingerprints := map[string]bool{}
+	for _, m := range replay["switchyard_dead_letters"].GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == "fingerprint" {
+				fingerprints[lp.GetValue()] = true
+			}
+		}
+	}
+	require.Len(t, fingerprints, 1, "one cause, one fingerprint")
+	mustAtLeast(replay, 1, "switchyard_http_requests_total", "route=/admin/v1/dead-letters", "method=GET", "status=200")
 }

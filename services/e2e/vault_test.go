@@ -130,6 +130,8 @@ func TestVaultOutage(t *testing.T) {
 			code, body := p.readiness(svc)
 			return code == http.StatusOK && body["status"] == "degraded"
 		}, 20*time.Second, 100*time.Millisecond, "%s reports degraded, and stays in service", svc)
+		healthy, exported := value(p.scrape(svc), "switchyard_vault_healthy")
+		require.True(t, exported && healthy == 0, "%s's switchyard_vault_healthy says 0 while Vault is down", svc)
 	}
 	for time.Since(cutAt) < 30*time.Second {
 		if !sleepOr(stop, 100*time.Millisecond) {
@@ -145,6 +147,8 @@ func TestVaultOutage(t *testing.T) {
 			code, body := p.readiness(svc)
 			return code == http.StatusOK && body["status"] == "ready"
 		}, 30*time.Second, 100*time.Millisecond, "%s recovers by itself", svc)
+		healthy, _ := value(p.scrape(svc), "switchyard_vault_healthy")
+		require.EqualValues(t, 1, healthy, svc)
 	}
 	after := ok.Load()
 	require.Eventually(t, func() bool { return ok.Load() >= after+10 }, time.Minute, 20*time.Millisecond)
@@ -277,6 +281,14 @@ func TestDynamicDatabaseCredentials(t *testing.T) {
 		seen := users["switchyard-"+svc]
 		t.Logf("%s: %d rotations; its connections were seen logged in as %d users", svc, rotations, len(seen))
 		require.GreaterOrEqual(t, rotations, 2, "%s's credentials rolled at least twice", svc)
+		metrics := p.scrape(svc)
+		rolled, okRolled := value(metrics, "switchyard_vault_lease_rotations_total")
+		require.True(t, okRolled, "%s exports its lease rotations", svc)
+		require.InDelta(t, rotations, rolled, 1, "%s: the metric counts the rotations the log shows", svc)
+		expiry, _ := value(metrics, "switchyard_vault_lease_expiry_timestamp_seconds")
+		require.Greater(t, expiry, float64(time.Now().Unix()), "%s's current lease has not ended", svc)
+		healthy, _ := value(metrics, "switchyard_vault_healthy")
+		require.EqualValues(t, 1, healthy, svc)
 		if svc != "tokens" { // the token service is idle once the clients have their tokens
 			require.GreaterOrEqual(t, len(seen), 3, "%s's connections moved to each new user", svc)
 		}

@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 			return config.Invalid(err)
 		}
 	}
-	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-gateway", MaxConns: cfg.DBMaxConns}
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-gateway", MaxConns: cfg.DBMaxConns, Registerer: prometheus.DefaultRegisterer}
 	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		return config.Invalid(err)
 	}
 
-	e := httpserver.NewEcho(logger)
+	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)))
 	e.IPExtractor = protections.ClientIP
 	e.Pre(protections.Pre)
 	api := jobsapi.New(jobstore.New(pool), catalog, cfg.PublicURL)
@@ -209,9 +209,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	logger.Info("gateway listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(),
 		"tls", cert != nil, "routes", len(routeFile.Routes), "issuer", cfg.Auth.Issuer, "shared_rate_limits", shared != nil)
 
-	if vc := cfg.Vault.Client(); vc != nil {
-		opsSrv.AddDegradedCheck("vault", vc.Ready)
-	}
+	opsSrv.AddVault(cfg.Vault.Client())
 	srv := httpserver.NewServer(e, logger)
 	srv.ReadHeaderTimeout, srv.ReadTimeout = cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.ReadTimeout
 	srv.WriteTimeout, srv.IdleTimeout, srv.MaxHeaderBytes = cfg.HTTP.WriteTimeout, cfg.HTTP.IdleTimeout, cfg.HTTP.MaxHeaderBytes

@@ -83,7 +83,11 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	for _, jt := range catalog.Types() {
 		maxConns += jt.Consumers
 	}
-	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-worker", MaxConns: int32(maxConns)}
+	registerer, gatherer := prometheus.DefaultRegisterer, prometheus.DefaultGatherer
+	if cfg.Registry != nil {
+		registerer, gatherer = cfg.Registry, cfg.Registry
+	}
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-worker", MaxConns: int32(maxConns), Registerer: registerer}
 	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
 		return err
 	}
@@ -106,10 +110,6 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	sub, err := NewSubscriber(awsCfg, queues, cfg.ReceiveWait, wlogger)
 	if err != nil {
 		return err
-	}
-	registerer, gatherer := prometheus.DefaultRegisterer, prometheus.DefaultGatherer
-	if cfg.Registry != nil {
-		registerer, gatherer = cfg.Registry, cfg.Registry
 	}
 	proc := processor.New(processor.Config{
 		Pool: pool, Logger: logger, Metrics: processor.NewMetrics(registerer),
@@ -135,9 +135,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 	})
 	opsSrv.AddCheck("sqs", queues.Ping)
 	logger.Info("worker running", "ops_addr", opsL.Addr().String(), "job_types", catalog.Names())
-	if vc := cfg.Vault.Client(); vc != nil {
-		opsSrv.AddDegradedCheck("vault", vc.Ready)
-	}
+	opsSrv.AddVault(cfg.Vault.Client())
 	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
 		if err := router.Run(ctx); err != nil {
 			return fmt.Errorf("running message router: %w", err)

@@ -28,7 +28,10 @@ type Config struct {
 	Loops        int           `conf:"default:4,env:SWITCHYARD_RELAY_LOOPS,help:batches forwarded concurrently"`
 	BatchSize    int           `conf:"default:50,env:SWITCHYARD_RELAY_BATCH_SIZE,help:outbox rows per claimed batch"`
 	PollInterval time.Duration `conf:"default:5s,env:SWITCHYARD_RELAY_POLL_INTERVAL,help:longest sleep without a NOTIFY"`
-	Queues       sqsqueue.Config
+	// SampleInterval paces the backlog metrics: the outbox (one query)
+	// and every job type's queue and DLQ (one GetQueueAttributes each).
+	SampleInterval time.Duration `conf:"default:15s,env:SWITCHYARD_RELAY_SAMPLE_INTERVAL,help:how often the outbox backlog and the SQS queue depths are read for the metrics"`
+	Queues         sqsqueue.Config
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
@@ -44,7 +47,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("SWITCHYARD_RELAY_LOOPS=%d must be between 1 and 256", cfg.Loops)
 	}
 	// One connection per loop, one spare for readiness checks.
-	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops) + 1} //nolint:gosec // bounded above
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops) + 1, Registerer: prometheus.DefaultRegisterer} //nolint:gosec // bounded above
 	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
 		return err
 	}
@@ -63,7 +66,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}
 	fwd, err := forwarder.New(pool, database.NewDialer(dbCfg), queues,
-		forwarder.Config{Loops: cfg.Loops, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval},
+		forwarder.Config{Loops: cfg.Loops, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval, SampleInterval: cfg.SampleInterval},
 		logger, forwarder.NewMetrics(prometheus.DefaultRegisterer))
 	if err != nil {
 		return err
@@ -78,8 +81,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	opsSrv.AddCheck("outbox_notifications", fwd.Listening)
 	opsSrv.AddCheck("sqs", queues.Ping)
 	logger.Info("relay running", "ops_addr", opsL.Addr().String(), "loops", cfg.Loops, "batch_size", cfg.BatchSize)
-	if vc := cfg.Vault.Client(); vc != nil {
-		opsSrv.AddDegradedCheck("vault", vc.Ready)
-	}
-	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), fwd.Run))
+	opsSrv.AddVault(cfg.Vault.Client())
+	depths := sqsqueue.NewDepthSampler(queues, catalog.Names(), cfg.SampleInterval, prometheus.DefaultRegisterer, logger)
+	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
+		go depths.Run(ctx)
+		return fwd.Run(ctx)
+	}))
 }

@@ -55,6 +55,9 @@ type Config struct {
 	// shutdown begins (default 10 s). It exceeds SendTimeout so that a slow
 	// send still leaves time to commit what SQS accepted.
 	FinishTimeout time.Duration
+	// SampleInterval is how often the outbox backlog is read for the
+	// metrics (default 15 s).
+	SampleInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -76,6 +79,9 @@ func (c *Config) setDefaults() {
 	if c.FinishTimeout == 0 {
 		c.FinishTimeout = 2 * c.SendTimeout
 	}
+	if c.SampleInterval == 0 {
+		c.SampleInterval = 15 * time.Second
+	}
 }
 
 // Validate reports impossible settings.
@@ -89,6 +95,9 @@ func (c Config) Validate() error {
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("poll interval %s is too short", c.PollInterval))
+	}
+	if c.SampleInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("sample interval %s is too short", c.SampleInterval))
 	}
 	if c.FinishTimeout <= c.SendTimeout {
 		errs = append(errs, fmt.Errorf("finish timeout %s must exceed send timeout %s", c.FinishTimeout, c.SendTimeout))
@@ -139,8 +148,39 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			f.loop(ctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.sampleBacklog(ctx)
+	}()
 	wg.Wait()
 	return nil
+}
+
+// sampleBacklog reads the outbox backlog into the metrics now and every
+// SampleInterval until ctx ends.
+func (f *Forwarder) sampleBacklog(ctx context.Context) {
+	t := time.NewTicker(f.cfg.SampleInterval)
+	defer t.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		b, err := outbox.ReadBacklog(qctx, f.pool)
+		cancel()
+		switch {
+		case err == nil:
+			f.metrics.pending.Set(float64(b.Pending))
+			f.metrics.oldestAge.Set(b.OldestAge.Seconds())
+			f.metrics.parkedRows.Set(float64(b.Parked))
+		case ctx.Err() == nil:
+			f.metrics.sampleFails.Inc()
+			f.logger.Warn("reading the outbox backlog for metrics", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Listening reports whether the NOTIFY connection is up (for readiness).

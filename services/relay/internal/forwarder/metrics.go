@@ -12,6 +12,10 @@ type Metrics struct {
 	errors      prometheus.Counter
 	batchSize   prometheus.Histogram
 	sendSeconds prometheus.Histogram
+	pending     prometheus.Gauge
+	oldestAge   prometheus.Gauge
+	parkedRows  prometheus.Gauge
+	sampleFails prometheus.Counter
 }
 
 // NewMetrics registers the relay's metrics with reg; nil registers nothing
@@ -35,6 +39,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sendSeconds: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "switchyard_relay_send_seconds", Help: "Time to send one claimed batch to SQS.",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 12),
+		}),
+		pending: f.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_outbox_backlog_messages", Help: "Outbox messages waiting to be forwarded (sampled).",
+		}),
+		oldestAge: f.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_outbox_oldest_age_seconds", Help: "How long the oldest waiting outbox message has waited; 0 when none waits (sampled).",
+		}),
+		parkedRows: f.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_outbox_parked_messages", Help: "Outbox rows parked because they are not forwarder envelopes (sampled).",
+		}),
+		sampleFails: f.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_outbox_sample_errors_total", Help: "Failed reads of the outbox backlog.",
 		}),
 	}
 }

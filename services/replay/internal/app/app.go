@@ -44,6 +44,7 @@ type Config struct {
 	DrainWait        time.Duration `conf:"default:20s,env:SWITCHYARD_REPLAY_DRAIN_WAIT,help:long-poll wait of each DLQ receive (at most 20s)"`
 	OperationsScan   time.Duration `conf:"default:2s,env:SWITCHYARD_REPLAY_OPERATIONS_SCAN,help:how often to look for bulk replays no replay service is running (a killed one's are resumed)"`
 	MaxOperations    int           `conf:"default:4,env:SWITCHYARD_REPLAY_MAX_OPERATIONS,help:bulk replays one replay service runs at once"`
+	StatsInterval    time.Duration `conf:"default:15s,env:SWITCHYARD_REPLAY_STATS_INTERVAL,help:how often the dead-letter counts by job type and fingerprint are read for the metrics"`
 	ShutdownTimeout  time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
 	TLSCertFile      string        `conf:"env:SWITCHYARD_REPLAY_TLS_CERT_FILE,help:PEM certificate for HTTPS on the admin listener (reloaded when replaced; empty: plain HTTP)"`
 	TLSKeyFile       string        `conf:"env:SWITCHYARD_REPLAY_TLS_KEY_FILE,help:PEM private key of the certificate"`
@@ -67,13 +68,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.DrainWait < 0 || cfg.DrainWait > 20*time.Second {
 		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_DRAIN_WAIT %s must be between 0s and 20s", cfg.DrainWait))
 	}
+	if cfg.StatsInterval < 100*time.Millisecond {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_STATS_INTERVAL %s must be at least 100ms", cfg.StatsInterval))
+	}
 	if cfg.OperationsScan < 100*time.Millisecond {
 		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_OPERATIONS_SCAN %s must be at least 100ms", cfg.OperationsScan))
 	}
 	if cfg.MaxOperations < 1 || cfg.MaxOperations > 16 {
 		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", cfg.MaxOperations))
 	}
-	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: int32(8 + cfg.MaxOperations)}
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: int32(8 + cfg.MaxOperations), Registerer: prometheus.DefaultRegisterer}
 	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
 		return err
 	}
@@ -106,6 +110,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	runner := bulkreplay.New(store, bulkreplay.Config{
 		ScanInterval: cfg.OperationsScan, MaxConcurrent: cfg.MaxOperations, Logger: logger, Registerer: prometheus.DefaultRegisterer,
 	})
+	stats := deadletterstore.NewStatsSampler(store, cfg.StatsInterval, prometheus.DefaultRegisterer, logger)
 	tlsFiles := tlsreload.Files{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, ClientCAFile: cfg.TLSClientCAFile}
 	var cert *tlsreload.Certificate
 	if tlsFiles.Enabled() || tlsFiles.ClientCAFile != "" {
@@ -113,7 +118,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			return config.Invalid(err)
 		}
 	}
-	e := httpserver.NewEcho(logger)
+	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)))
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Kick = runner.Kick
 	api.Mount(e, adminapi.GuardsFor(verifier, logger))
@@ -130,15 +135,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	opsSrv.AddCheck("disabled_clients", disabled.Ready)
 	opsSrv.AddCheck("dlq_drain", dr.Ready)
 	logger.Info("replay service running", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "dead_letter_queues", jobTypes)
-	if vc := cfg.Vault.Client(); vc != nil {
-		opsSrv.AddDegradedCheck("vault", vc.Ready)
-	}
+	opsSrv.AddVault(cfg.Vault.Client())
 	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
 		go disabled.Run(ctx)
 		verifier.Start(ctx)
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return dr.Run(gctx, jobTypes) })
 		g.Go(func() error { janitor(gctx, store, logger); return nil })
+		g.Go(func() error { stats.Run(gctx); return nil })
 		g.Go(func() error { return runner.Run(gctx) })
 		srv := httpserver.NewServer(e, logger)
 		if cert != nil {

@@ -76,7 +76,7 @@ func keySource(cfg Config) (signingkeys.Source, error) {
 
 // Run serves the token service until ctx ends, then drains.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-tokens", MaxConns: cfg.DBMaxConns}
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-tokens", MaxConns: cfg.DBMaxConns, Registerer: prometheus.DefaultRegisterer}
 	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	e := httpserver.NewEcho(logger)
+	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)))
 	api.Register(e)
 
 	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)
@@ -121,9 +121,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	opsSrv.AddCheck("signing_keys", keys.Err)
 	logger.Info("token service listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "issuer", cfg.Issuer)
 
-	if vc := cfg.Vault.Client(); vc != nil {
-		opsSrv.AddDegradedCheck("vault", vc.Ready)
-	}
+	opsSrv.AddVault(cfg.Vault.Client())
 	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
 		go keys.Run(ctx)
 		return httpserver.Serve(ctx, httpserver.NewServer(e, logger), publicL, cfg.ShutdownTimeout)

@@ -171,8 +171,10 @@ const bookkeepingTimeout = 10 * time.Second
 func (p *Processor) process(msg *message.Message, b Binding) (string, error) {
 	jobID := msg.Metadata.Get(outbox.MetaJobID)
 	log := p.cfg.Logger.With("message_id", msg.UUID, "job_id", jobID, "job_type", b.JobType,
-		"client_id", msg.Metadata.Get(outbox.MetaClientID), "request_id", msg.Metadata.Get(outbox.MetaRequestID),
-		"trace_id", tracing.TraceID(msg.Context()))
+		"client_id", msg.Metadata.Get(outbox.MetaClientID), "request_id", msg.Metadata.Get(outbox.MetaRequestID))
+	if traceID := tracing.TraceID(msg.Context()); traceID != "" {
+		log = log.With("trace_id", traceID)
+	}
 	// The handler gets the whole timeout even while the worker shuts down,
 	// so that work that started also finishes and commits.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), b.Timeout)

@@ -1,0 +1,72 @@
+package httpserver
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// HTTPMetrics counts and times the requests of the APIs built with it
+// (WithMetrics). Labels stay bounded: the route is the matched route's
+// pattern ("unmatched" for none), the method one of the standard ones or
+// "OTHER", the status a number.
+type HTTPMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight prometheus.Gauge
+}
+
+// NewHTTPMetrics registers the HTTP metrics with reg (when not nil).
+func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
+	m := &HTTPMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_http_requests_total",
+			Help: "HTTP requests answered, by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "switchyard_http_request_duration_seconds",
+			Help:    "Time from the request's arrival to its answer, by route pattern and method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "method"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_http_requests_in_flight",
+			Help: "HTTP requests being served now.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.inFlight)
+	}
+	return m
+}
+
+func (m *HTTPMetrics) observe(route, method string, status int, took time.Duration) {
+	if route == "" {
+		route = "unmatched"
+	}
+	method = metricMethod(method)
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route, method).Observe(took.Seconds())
+}
+
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
+}
+
+// Option changes what NewEcho builds.
+type Option func(*options)
+
+type options struct {
+	metrics *HTTPMetrics
+}
+
+// WithMetrics counts and times every request in m.
+func WithMetrics(m *HTTPMetrics) Option {
+	return func(o *options) { o.metrics = m }
+}
