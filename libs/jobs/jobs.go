@@ -106,6 +106,54 @@ type Job struct {
 	FinishedAt     *time.Time
 	// NextAttemptAt is when a failed job will be tried again.
 	NextAttemptAt *time.Time
+	// Events is the job's timeline, oldest first (filled by reads that
+	// say so).
+	Events []Event
+}
+
+// EventType names an entry of a job's timeline.
+type EventType string
+
+// The entries of a job's timeline.
+const (
+	// EventAccepted: the job and its message were committed.
+	EventAccepted EventType = "accepted"
+	// EventQueued: the relay handed the job's message to SQS (again after
+	// a replay).
+	EventQueued EventType = "queued"
+	// EventAttemptStarted: a worker began an attempt.
+	EventAttemptStarted EventType = "attempt_started"
+	// EventAttemptSucceeded, EventAttemptFailed: how an attempt ended.
+	EventAttemptSucceeded EventType = "attempt_succeeded"
+	EventAttemptFailed    EventType = "attempt_failed"
+	// EventAttemptAbandoned: the attempt's worker died; another took over.
+	EventAttemptAbandoned EventType = "attempt_abandoned"
+	// EventRetryScheduled: a failed attempt will be retried at NextAttemptAt.
+	EventRetryScheduled EventType = "retry_scheduled"
+	// EventDeadLettered: no more attempts; the message went to the DLQ.
+	EventDeadLettered EventType = "dead_lettered"
+	// EventReplayed: an operator sent the dead-lettered job again.
+	EventReplayed EventType = "replayed"
+)
+
+// Event is one entry of a job's timeline, as its owner sees it.
+type Event struct {
+	At   time.Time
+	Type EventType
+	// Attempt numbers the attempt an attempt_* or retry_scheduled event
+	// is about.
+	Attempt int
+	// Error is why an attempt failed.
+	Error string
+	// Permanent says a failed attempt's error was not worth retrying.
+	Permanent bool
+	// NextAttemptAt is when a scheduled retry runs.
+	NextAttemptAt *time.Time
+	// Reason says why a job was dead-lettered (attempts_exhausted,
+	// permanent_error, max_receive_count).
+	Reason string
+	// Edited says a replay changed the payload.
+	Edited bool
 }
 
 // Attempt is one run of a job's handler.

@@ -111,19 +111,34 @@ func (s *Store) Accept(ctx context.Context, sub jobs.Submission) (job jobs.Job, 
 // Get returns the job id if it belongs to clientID; otherwise
 // jobs.ErrNotFound, so that a client cannot learn whether another client's
 // job exists.
+//
+// The job comes with its timeline (Events), read in the same round trip.
 func (s *Store) Get(ctx context.Context, id, clientID string) (jobs.Job, error) {
-	job, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1 AND client_id = $2`, id, clientID))
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT `+jobColumns+` FROM jobs WHERE id = $1 AND client_id = $2`, id, clientID)
+	batch.Queue(timelineQuery, id)
+	results := s.pool.SendBatch(ctx, batch)
+	defer func() { _ = results.Close() }()
+	job, err := scanJob(results.QueryRow())
 	if errors.Is(err, pgx.ErrNoRows) {
 		return jobs.Job{}, jobs.ErrNotFound
 	}
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("reading job %s: %w", id, err)
 	}
+	rows, err := results.Query()
+	if err != nil {
+		return jobs.Job{}, fmt.Errorf("reading the timeline of job %s: %w", id, err)
+	}
+	if job.Events, err = scanEvents(rows); err != nil {
+		return jobs.Job{}, fmt.Errorf("reading the timeline of job %s: %w", id, err)
+	}
 	return job, nil
 }
 
 // MarkQueued records, inside tx, that the jobs' messages were handed to
-// SQS. Jobs already further along (a fast worker) are left alone, and ids
+// SQS (pass the ids of job messages, not of dead letters), and adds it to
+// each job's timeline. Jobs already further along (a fast worker) are left alone, and ids
 // that cannot name a job (not UUIDs) are ignored rather than failing the
 // relay's whole batch.
 func MarkQueued(ctx context.Context, tx pgx.Tx, jobIDs []string) error {
@@ -136,9 +151,15 @@ func MarkQueued(ctx context.Context, tx pgx.Tx, jobIDs []string) error {
 	if len(valid) == 0 {
 		return nil
 	}
+	// Every hand-over is in the timeline, also of a job a fast worker has
+	// already moved on.
 	_, err := tx.Exec(ctx, `
-		UPDATE jobs SET status = 'queued', queued_at = now(), updated_at = now()
-		WHERE id = ANY($1::uuid[]) AND status = ANY($2)`, valid, statusStrings(jobs.Sources(jobs.StatusQueued)))
+		WITH moved AS (
+			UPDATE jobs SET status = 'queued', queued_at = now(), updated_at = now()
+			WHERE id = ANY($1::uuid[]) AND status = ANY($2)
+		)
+		INSERT INTO job_events (job_id, type) SELECT id, 'queued' FROM jobs WHERE id = ANY($1::uuid[])`,
+		valid, statusStrings(jobs.Sources(jobs.StatusQueued)))
 	if err != nil {
 		return fmt.Errorf("marking jobs queued: %w", err)
 	}
@@ -252,28 +273,85 @@ func RecordFailure(ctx context.Context, tx pgx.Tx, f Failure) (Tally, error) {
 	return t, nil
 }
 
-// ScheduleRetry records, inside tx, when the failed job will be tried again.
-func ScheduleRetry(ctx context.Context, tx pgx.Tx, id string, at time.Time) error {
-	if _, err := tx.Exec(ctx, `UPDATE jobs SET next_attempt_at = $2 WHERE id = $1 AND status = 'failed'`, id, at); err != nil {
+// ScheduleRetry records, inside tx, when the failed job will be tried
+// again after attempt, in the job and in its timeline.
+func ScheduleRetry(ctx context.Context, tx pgx.Tx, id string, attempt int, at time.Time) error {
+	if _, err := tx.Exec(ctx, `
+		WITH scheduled AS (UPDATE jobs SET next_attempt_at = $2 WHERE id = $1 AND status = 'failed' RETURNING id)
+		INSERT INTO job_events (job_id, type, detail)
+		SELECT id, 'retry_scheduled', jsonb_build_object('attempt', $3::int, 'next_attempt_at', $2::timestamptz) FROM scheduled`,
+		id, at, attempt); err != nil {
 		return fmt.Errorf("scheduling retry of job %s: %w", id, err)
 	}
 	return nil
 }
 
+// AddReplayed adds to the job's timeline, inside tx, that an operator
+// replayed it (edited: with a changed payload).
+func AddReplayed(ctx context.Context, tx pgx.Tx, id string, edited bool) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO job_events (job_id, type, detail) VALUES ($1, 'replayed', jsonb_build_object('edited', $2::bool))`,
+		id, edited); err != nil {
+		return fmt.Errorf("recording the replay of job %s: %w", id, err)
+	}
+	return nil
+}
+
 // MarkDeadLettered moves the job to dead_lettered inside tx, from any
-// status that may move there, and reports whether it did (false: the job
-// is already finished, or does not exist).
-func MarkDeadLettered(ctx context.Context, tx pgx.Tx, id string) (bool, error) {
+// status that may move there, adds it to the job's timeline with reason,
+// and reports whether it did (false: the job is already finished, or does
+// not exist).
+func MarkDeadLettered(ctx context.Context, tx pgx.Tx, id, reason string) (bool, error) {
 	if !isUUID(id) {
 		return false, nil // not a job id, so no job to move
 	}
 	tag, err := tx.Exec(ctx, `
-		UPDATE jobs SET status = 'dead_lettered', next_attempt_at = NULL, finished_at = now(), updated_at = now()
-		WHERE id = $1 AND status = ANY($2)`, id, statusStrings(jobs.Sources(jobs.StatusDeadLettered)))
+		WITH moved AS (
+			UPDATE jobs SET status = 'dead_lettered', next_attempt_at = NULL, finished_at = now(), updated_at = now()
+			WHERE id = $1 AND status = ANY($2) RETURNING id
+		)
+		INSERT INTO job_events (job_id, type, detail) SELECT id, 'dead_lettered', jsonb_build_object('reason', $3::text) FROM moved`,
+		id, statusStrings(jobs.Sources(jobs.StatusDeadLettered)), reason)
 	if err != nil {
 		return false, fmt.Errorf("marking job %s dead-lettered: %w", id, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// timelineQuery is a job's timeline: its acceptance, its events and its
+// attempts' starts and ends, oldest first. Entries written in one
+// transaction share a time; they are ordered as they happen: an attempt's
+// end, then the retry or dead-lettering it caused, then (when a worker
+// died) the next attempt's start.
+const timelineQuery = `
+	SELECT at, type, attempt, error, permanent, detail FROM (
+		SELECT created_at AS at, 'accepted' AS type, 0 AS attempt, '' AS error, false AS permanent, '{}'::jsonb AS detail, 0 AS ord, 0::bigint AS seq
+		FROM jobs WHERE id = $1
+		UNION ALL
+		SELECT started_at, 'attempt_started', attempt, '', false, '{}', 4, attempt FROM job_attempts WHERE job_id = $1
+		UNION ALL
+		SELECT finished_at, 'attempt_' || outcome, attempt, COALESCE(error, ''), permanent, '{}', 2, attempt
+		FROM job_attempts WHERE job_id = $1 AND outcome <> 'running' AND finished_at IS NOT NULL
+		UNION ALL
+		SELECT at, type, COALESCE((detail->>'attempt')::int, 0), '', false, detail,
+			CASE type WHEN 'queued' THEN 1 WHEN 'replayed' THEN 5 ELSE 3 END, id
+		FROM job_events WHERE job_id = $1
+	) t ORDER BY at, ord, seq`
+
+func scanEvents(rows pgx.Rows) ([]jobs.Event, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (jobs.Event, error) {
+		var e jobs.Event
+		var typ string
+		var detail struct {
+			NextAttemptAt *time.Time `json:"next_attempt_at"`
+			Reason        string     `json:"reason"`
+			Edited        bool       `json:"edited"`
+		}
+		if err := row.Scan(&e.At, &typ, &e.Attempt, &e.Error, &e.Permanent, &detail); err != nil {
+			return e, err
+		}
+		e.Type, e.NextAttemptAt, e.Reason, e.Edited = jobs.EventType(typ), detail.NextAttemptAt, detail.Reason, detail.Edited
+		return e, nil
+	})
 }
 
 // Attempts returns the job's attempts, oldest first.

@@ -3,6 +3,7 @@ package jobstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -197,7 +198,7 @@ func TestLifecycleNeverMovesBackwards(t *testing.T) {
 	require.Equal(t, 1, tally.Failures)
 	require.Equal(t, jobs.StatusFailed, status())
 	next := time.Now().Add(time.Minute).Truncate(time.Microsecond)
-	require.NoError(t, inTx(func(tx pgx.Tx) error { return jobstore.ScheduleRetry(ctx, tx, job.ID, next) }))
+	require.NoError(t, inTx(func(tx pgx.Tx) error { return jobstore.ScheduleRetry(ctx, tx, job.ID, 1, next) }))
 	j, err := store.Get(ctx, job.ID, "c")
 	require.NoError(t, err)
 	require.True(t, next.Equal(*j.NextAttemptAt))
@@ -238,6 +239,19 @@ func TestLifecycleNeverMovesBackwards(t *testing.T) {
 	}
 	require.Equal(t, []string{"failed", "abandoned", "failed", "succeeded"}, outcomes)
 	require.Equal(t, "boom", history[0].Error)
+
+	// The timeline, as the owner reads it.
+	var timeline []string
+	for _, e := range j.Events {
+		timeline = append(timeline, fmt.Sprintf("%s %d", e.Type, e.Attempt))
+	}
+	require.Equal(t, []string{"accepted 0", "attempt_started 1", "queued 0", "attempt_failed 1", "retry_scheduled 1",
+		"attempt_started 2", "attempt_abandoned 2", "attempt_started 3", "attempt_failed 3", "attempt_started 4", "attempt_succeeded 4"}, timeline)
+	require.Equal(t, "boom", j.Events[3].Error)
+	require.True(t, next.Equal(*j.Events[4].NextAttemptAt))
+	for i := 1; i < len(j.Events); i++ {
+		require.False(t, j.Events[i].At.Before(j.Events[i-1].At), "oldest first")
+	}
 	require.Equal(t, "fp", history[0].Fingerprint)
 	require.Equal(t, "m2", history[3].MessageID)
 
@@ -247,7 +261,10 @@ func TestLifecycleNeverMovesBackwards(t *testing.T) {
 	fail(4, "m2", "late")
 	require.Equal(t, jobs.StatusSucceeded, status(), "a late failure does not regress success")
 	var moved bool
-	require.NoError(t, inTx(func(tx pgx.Tx) (err error) { moved, err = jobstore.MarkDeadLettered(ctx, tx, job.ID); return err }))
+	require.NoError(t, inTx(func(tx pgx.Tx) (err error) {
+		moved, err = jobstore.MarkDeadLettered(ctx, tx, job.ID, "attempts_exhausted")
+		return err
+	}))
 	require.False(t, moved, "a succeeded job is never dead-lettered")
 
 	_, err = store.MarkProcessing(ctx, uuid.NewString(), "m")
@@ -258,7 +275,10 @@ func TestLifecycleNeverMovesBackwards(t *testing.T) {
 	require.NoError(t, err)
 	_, err = store.MarkProcessing(ctx, other.ID, "m3")
 	require.NoError(t, err)
-	require.NoError(t, inTx(func(tx pgx.Tx) (err error) { moved, err = jobstore.MarkDeadLettered(ctx, tx, other.ID); return err }))
+	require.NoError(t, inTx(func(tx pgx.Tx) (err error) {
+		moved, err = jobstore.MarkDeadLettered(ctx, tx, other.ID, "attempts_exhausted")
+		return err
+	}))
 	require.True(t, moved)
 	j, err = store.Get(ctx, other.ID, "c")
 	require.NoError(t, err)

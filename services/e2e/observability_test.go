@@ -163,6 +163,29 @@ routes:
 	r := p.admin("POST", "/admin/v1/dead-letters/"+dl["id"].(string)+"/replay", `{"payload": {"ok": true}}`)
 	require.Equal(t, http.StatusAccepted, r.status, r.body)
 	require.NoError(t, p.awaitSucceeded(client, "tracer", bad, time.Minute))
+
+	// The owner's view of what happened: the job's timeline.
+	status = p.call("GET", "/v1/jobs/"+bad, "Bearer "+p.bearer("tracer"), "")
+	var timeline []string
+	for _, ev := range status.body["events"].([]any) {
+		e := ev.(map[string]any)
+		entry := e["type"].(string)
+		if n, ok := e["attempt"].(float64); ok {
+			entry += fmt.Sprintf(" %d", int(n))
+		}
+		for _, k := range []string{"reason", "error"} {
+			if v, ok := e[k].(string); ok {
+				entry += " " + v
+			}
+		}
+		if e["edited"] == true {
+			entry += " edited"
+		}
+		timeline = append(timeline, entry)
+	}
+	t.Logf("timeline of job %s: %q", bad, timeline)
+	require.Equal(t, []string{"accepted", "queued", "attempt_started 1", "attempt_failed 1 permanent: target answered 400 Bad Request",
+		"dead_lettered permanent_error", "replayed edited", "queued", "attempt_started 2", "attempt_succeeded 2"}, timeline)
 	require.Eventually(t, func() bool {
 		v = viewOf(collector.Trace(clientTrace))
 		return len(v.find("switchyard-replay", "replay hook")) == 1 && len(v.find("switchyard-worker", "process hook")) == 2 &&

@@ -104,6 +104,22 @@ type Status struct {
 	// TraceID is the W3C trace the job belongs to: the submitting
 	// request's, which the relay, the worker and any replay continue.
 	TraceID string `json:"trace_id,omitempty"`
+	// Events is the job's timeline, oldest first.
+	Events []Event `json:"events"`
+}
+
+// Event is one entry of a job's timeline: accepted, queued,
+// attempt_started, attempt_succeeded, attempt_failed, attempt_abandoned
+// (its worker died), retry_scheduled, dead_lettered, replayed.
+type Event struct {
+	At            time.Time  `json:"at"`
+	Type          string     `json:"type"`
+	Attempt       int        `json:"attempt,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	Permanent     bool       `json:"permanent,omitempty"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	Reason        string     `json:"reason,omitempty"`
+	Edited        bool       `json:"edited,omitempty"`
 }
 
 // HeaderIdempotencyKey is the header that makes a submission idempotent.
@@ -181,8 +197,17 @@ func (a *API) get(c echo.Context, param string) error {
 		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError,
 		Result: job.Result, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt,
 		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt, NextAttemptAt: job.NextAttemptAt,
-		TraceID: tracing.TraceIDOf(job.TraceParent),
+		TraceID: tracing.TraceIDOf(job.TraceParent), Events: events(job.Events),
 	})
+}
+
+func events(in []jobs.Event) []Event {
+	out := make([]Event, len(in))
+	for i, e := range in {
+		out[i] = Event{At: e.At, Type: string(e.Type), Attempt: e.Attempt, Error: e.Error, Permanent: e.Permanent,
+			NextAttemptAt: e.NextAttemptAt, Reason: e.Reason, Edited: e.Edited}
+	}
+	return out
 }
 
 func (a *API) statusURL(id string) string { return a.publicURL + "/v1/jobs/" + id }

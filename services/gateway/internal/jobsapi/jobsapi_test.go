@@ -220,6 +220,8 @@ func TestAcceptAndStatus(t *testing.T) {
 	require.Equal(t, "accepted", body["status"])
 	require.EqualValues(t, 0, body["attempts"])
 	require.NotContains(t, body, "next_attempt_at")
+	require.Len(t, body["events"], 1)
+	require.Equal(t, "accepted", body["events"].([]any)[0].(map[string]any)["type"])
 
 	// A worker's failed attempt shows: attempts, the error, the next try.
 	store := jobstore.New(e.pool)
@@ -230,13 +232,22 @@ func TestAcceptAndStatus(t *testing.T) {
 	require.NoError(t, err)
 	_, err = jobstore.RecordFailure(context.Background(), tx, jobstore.Failure{JobID: id, Attempt: attempt, MessageID: "m", Error: "target answered 503"})
 	require.NoError(t, err)
-	require.NoError(t, jobstore.ScheduleRetry(context.Background(), tx, id, next))
+	require.NoError(t, jobstore.ScheduleRetry(context.Background(), tx, id, 1, next))
 	require.NoError(t, tx.Commit(context.Background()))
 	_, body = e.do(t, call{"GET", "/v1/jobs/" + id, ``, nil})
 	require.Equal(t, "failed", body["status"])
 	require.EqualValues(t, 1, body["attempts"])
 	require.Equal(t, "target answered 503", body["last_error"])
 	require.Equal(t, next.Format(time.RFC3339), body["next_attempt_at"])
+	var timeline []string
+	for _, ev := range body["events"].([]any) {
+		timeline = append(timeline, ev.(map[string]any)["type"].(string))
+	}
+	require.Equal(t, []string{"accepted", "attempt_started", "attempt_failed", "retry_scheduled"}, timeline)
+	failed := body["events"].([]any)[2].(map[string]any)
+	require.Equal(t, "target answered 503", failed["error"])
+	require.EqualValues(t, 1, failed["attempt"])
+	require.Equal(t, next.Format(time.RFC3339), body["events"].([]any)[3].(map[string]any)["next_attempt_at"])
 
 	resp, _ = e.do(t, call{"GET", "/v1/jobs/" + id, ``, map[string]string{headerClient: "client-b"}})
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "a client sees only its own jobs")

@@ -276,8 +276,10 @@ func (f *Forwarder) send(ctx context.Context, rows []outbox.Row) (offsets []int6
 			defer mu.Unlock()
 			for _, r := range ok {
 				offsets = append(offsets, r.Offset)
-				if id := r.Message.Metadata[outbox.MetaJobID]; id != "" {
-					jobIDs = append(jobIDs, id)
+				// A job's message queued; a dead letter (which names its
+				// job too) is not.
+				if _, dead := sqsqueue.SplitTopic(r.Message.Topic); !dead && r.Message.Metadata[outbox.MetaJobID] != "" {
+					jobIDs = append(jobIDs, r.Message.Metadata[outbox.MetaJobID])
 				}
 			}
 			if err != nil {

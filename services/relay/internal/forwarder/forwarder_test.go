@@ -260,7 +260,7 @@ func TestDeadLettersGoToTheDLQ(t *testing.T) {
 	require.Equal(t, map[string]int{ids[0]: 1}, e.drain(t, "orders", 1))
 
 	require.NoError(t, pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := jobstore.MarkDeadLettered(ctx, tx, ids[0]); err != nil {
+		if _, err := jobstore.MarkDeadLettered(ctx, tx, ids[0], "attempts_exhausted"); err != nil {
 			return err
 		}
 		return outbox.Write(ctx, tx, outbox.Message{UUID: uuid.NewString(), Topic: sqsqueue.DeadLetterTopic("orders"),

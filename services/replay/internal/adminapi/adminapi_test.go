@@ -135,7 +135,7 @@ func (e *env) deadLetterJob(t *testing.T, text, errText string) (jobID, messageI
 	fp := deadletter.Fingerprint("text-stats", true, errText)
 	tally, err := jobstore.RecordFailure(ctx, tx, jobstore.Failure{JobID: sub.ID, Attempt: attempt, MessageID: sub.MessageID, Error: errText, Fingerprint: fp, Permanent: true})
 	require.NoError(t, err)
-	_, err = jobstore.MarkDeadLettered(ctx, tx, sub.ID)
+	_, err = jobstore.MarkDeadLettered(ctx, tx, sub.ID, "attempts_exhausted")
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
 	meta, err := deadletter.Metadata{Reason: deadletter.ReasonPermanentError, Error: errText, Fingerprint: fp, Attempts: tally.Failures,

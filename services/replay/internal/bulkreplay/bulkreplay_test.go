@@ -55,7 +55,7 @@ func (e *env) deadLetter(group string, n int) []string {
 		require.NoError(e.t, err)
 		tx, err := e.pool.Begin(ctx)
 		require.NoError(e.t, err)
-		_, err = jobstore.MarkDeadLettered(ctx, tx, sub.ID)
+		_, err = jobstore.MarkDeadLettered(ctx, tx, sub.ID, "attempts_exhausted")
 		require.NoError(e.t, err)
 		require.NoError(e.t, tx.Commit(ctx))
 		in = append(in, deadletterstore.Incoming{MessageID: sub.MessageID, SQSMessageID: uuid.NewString(), Topic: "text-stats",

@@ -158,7 +158,7 @@ func (s *Store) Ingest(ctx context.Context, msgs []Incoming) (stored int, err er
 			}
 			stored++
 			if d.JobID != "" {
-				if _, err := jobstore.MarkDeadLettered(ctx, tx, d.JobID); err != nil {
+				if _, err := jobstore.MarkDeadLettered(ctx, tx, d.JobID, string(d.Reason)); err != nil {
 					return err
 				}
 			}
@@ -473,6 +473,9 @@ func replayOne(ctx context.Context, tx pgx.Tx, id string, payload json.RawMessag
 	defer span.End()
 	tracing.Inject(rctx, meta)
 	if err := outbox.Write(ctx, tx, outbox.Message{UUID: msgID.String(), Topic: d.Topic, Payload: payload, Metadata: meta}); err != nil {
+		return res, nil, err
+	}
+	if err := jobstore.AddReplayed(ctx, tx, d.JobID, res.Edited); err != nil {
 		return res, nil, err
 	}
 	err = tx.QueryRow(ctx, `

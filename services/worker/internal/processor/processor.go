@@ -289,7 +289,7 @@ func (p *Processor) fail(ctx context.Context, msg *message.Message, b Binding, l
 		if permanent {
 			reason = deadletter.ReasonPermanentError
 		}
-		if _, err := jobstore.MarkDeadLettered(ctx, tx, jobID); err != nil {
+		if _, err := jobstore.MarkDeadLettered(ctx, tx, jobID, string(reason)); err != nil {
 			return OutcomeError, errors.Join(cause, err)
 		}
 		meta := deadletter.Metadata{
@@ -312,7 +312,7 @@ func (p *Processor) fail(ctx context.Context, msg *message.Message, b Binding, l
 	}
 
 	delay := b.Retry.Delay(tally.Failures, p.cfg.Jitter())
-	if err := jobstore.ScheduleRetry(ctx, tx, jobID, time.Now().Add(delay)); err != nil {
+	if err := jobstore.ScheduleRetry(ctx, tx, jobID, attempt, time.Now().Add(delay)); err != nil {
 		return OutcomeError, errors.Join(cause, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
