@@ -99,6 +99,7 @@ func (v traceView) String() string {
 // continues its own trace through the replay service, linked to the
 // operator's request.
 func TestOneTracePerJob(t *testing.T) {
+	t.Parallel() // a few jobs, mostly waiting: runs beside the other waiting tests
 	collector := stacktest.NewTraceCollector(t)
 	target := newHookTarget(t)
 	p := startPlatformWith(t, platformOptions{
@@ -281,6 +282,7 @@ series:
 // the series an operator alerts and builds dashboards on are there, with
 // values that follow from the traffic.
 func TestMetricsAfterTraffic(t *testing.T) {
+	t.Parallel() // mostly waiting for retries to run out: runs beside the other waiting tests
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "relay", "worker", "replay", "gateway"},
 		jobs:     faultJobsFile, routes: faultRoutesFile,

@@ -11,7 +11,9 @@
 //   - breakable: payload {"text", "group"}; fails permanently with one of
 //     two causes per group until the group is listed in
 //     SWITCHYARD_E2E_FIXED_GROUPS (comma-separated): "the fix is deployed".
-//     Fixed, it runs text-stats (an effect recorded once per job).
+//     Fixed, it runs text-stats (an effect recorded once per job);
+//   - slow: text-stats after a second's work, so that stopping a worker
+//     finds handlers in flight.
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/jobhandler"
@@ -44,6 +47,14 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		"text-stats": textStats,
 		"always-fails": jobhandler.Func(func(_ context.Context, t jobhandler.Task) (json.RawMessage, error) {
 			return nil, fmt.Errorf("inventory service timed out after %dms for job %s", 1000+t.Attempt*137, t.JobID)
+		}),
+		"slow": jobhandler.Func(func(ctx context.Context, t jobhandler.Task) (json.RawMessage, error) {
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return textStats.Handle(ctx, t)
 		}),
 		"crash": jobhandler.Func(func(context.Context, jobhandler.Task) (json.RawMessage, error) {
 			logger.Warn("crash handler: killing this worker")

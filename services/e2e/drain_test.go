@@ -1,0 +1,193 @@
+package e2e_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const drainJobsFile = `
+job_types:
+  slow:
+    handler: slow
+    consumers: 8
+    timeout: 10s
+`
+
+const drainRoutesFile = `
+routes:
+  - {method: POST, path: "/v1/jobs/slow", mode: async, job_type: slow, scopes: [jobs:submit]}
+  - {method: GET, path: "/v1/jobs/{id}", mode: job-status, scopes: [jobs:read]}
+`
+
+// drainLoad is a client population submitting jobs through two gateway
+// replicas, as a load balancer would spread them: each job has its own
+// Idempotency-Key, and a request that finds its replica gone (refused or
+// cut connection) is sent again, same key, to the other.
+type drainLoad struct {
+	p        *platform
+	accepted atomic.Int64
+	// serverErrors counts 5xx answers: a draining gateway must answer the
+	// requests it took, not fail them.
+	serverErrors atomic.Int64
+	// moved counts requests sent again to the other replica.
+	moved atomic.Int64
+	mu    sync.Mutex
+	jobs  map[string]string // idempotency key -> job id
+	errs  []error
+	// answered records when each replica answered 2xx.
+	answered map[string][]time.Time
+}
+
+func (l *drainLoad) submit(client *http.Client, clientID, key string, first int) error {
+	gateways := []string{l.p.gateway, l.p.gateway2}
+	body, _ := json.Marshal(map[string]string{"text": "drain " + key})
+	for try := 0; try < 40; try++ {
+		base := gateways[(first+try)%2]
+		req, err := http.NewRequest(http.MethodPost, base+"/v1/jobs/slow", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+l.p.bearer(clientID))
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := client.Do(req)
+		if err != nil {
+			l.moved.Add(1)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		var out struct {
+			ID string `json:"id"`
+		}
+		derr := json.NewDecoder(resp.Body).Decode(&out)
+		_ = resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK:
+			if derr != nil || out.ID == "" {
+				return fmt.Errorf("key %s: %s without a job id (%v)", key, resp.Status, derr)
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if prev, ok := l.jobs[key]; ok && prev != out.ID {
+				return fmt.Errorf("key %s answered with job %s and then %s", key, prev, out.ID)
+			}
+			l.jobs[key] = out.ID
+			l.answered[base] = append(l.answered[base], time.Now())
+			l.accepted.Add(1)
+			return nil
+		case resp.StatusCode >= 500:
+			l.serverErrors.Add(1)
+			return fmt.Errorf("key %s: %s from %s", key, resp.Status, base)
+		default:
+			return fmt.Errorf("key %s: %s from %s", key, resp.Status, base)
+		}
+	}
+	return fmt.Errorf("key %s: no gateway took it", key)
+}
+
+// TestGracefulDrainUnderLoad stops the gateway and then the worker with
+// SIGTERM in the middle of a load run (two gateway replicas, slow
+// handlers in flight) and starts them again: no accepted request is lost
+// or failed, every job runs once, and the stopped worker finished the
+// handlers it had started instead of leaving them to a retry.
+func TestGracefulDrainUnderLoad(t *testing.T) {
+	t.Parallel() // mostly waiting for slow handlers: runs beside the other waiting tests
+	p := startPlatformWith(t, platformOptions{
+		services: []string{"tokens", "relay", "worker", "gateway", "gateway2"},
+		jobs:     drainJobsFile, routes: drainRoutesFile,
+		binaries: map[string]string{"worker": "faultworker"},
+		env:      []string{"SWITCHYARD_DRAIN_DELAY=1s", "SWITCHYARD_SHUTDOWN_TIMEOUT=20s"},
+	})
+	const total, clientsN = 240, 12
+	l := &drainLoad{p: p, jobs: map[string]string{}, answered: map[string][]time.Time{}}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for c := range clientsN {
+		clientID := fmt.Sprintf("drain-%02d", c%3)
+		p.bearer(clientID)
+		wg.Go(func() {
+			client := &http.Client{Timeout: 30 * time.Second}
+			// About 24 submissions a second in all, so that the run spans
+			// both stops and restarts.
+			pace := time.NewTicker(500 * time.Millisecond)
+			defer pace.Stop()
+			for range pace.C {
+				n := next.Add(1)
+				if n > total {
+					return
+				}
+				if err := l.submit(client, clientID, fmt.Sprintf("%s-%04d", clientID, n), int(n)); err != nil {
+					l.mu.Lock()
+					l.errs = append(l.errs, err)
+					l.mu.Unlock()
+				}
+			}
+		})
+	}
+
+	var drainFrom, drainTo time.Time
+	stop := func(svc string) error {
+		p.mu.Lock()
+		proc := p.procs[svc]
+		p.mu.Unlock()
+		drainFrom = time.Now()
+		err := proc.Stop(30 * time.Second)
+		drainTo = time.Now()
+		t.Logf("%s stopped with SIGTERM in %s", svc, drainTo.Sub(drainFrom).Round(time.Millisecond))
+		return err
+	}
+	require.Eventually(t, func() bool { return l.accepted.Load() >= total/4 }, 2*time.Minute, 10*time.Millisecond)
+	require.NoError(t, stop("gateway"), "the gateway drains and exits by itself")
+	l.mu.Lock()
+	whileDraining := 0
+	for _, at := range l.answered[p.gateway] {
+		if at.After(drainFrom) && at.Before(drainTo) {
+			whileDraining++
+		}
+	}
+	l.mu.Unlock()
+	t.Logf("the gateway accepted %d jobs between SIGTERM and its exit", whileDraining)
+	require.Positive(t, whileDraining, "a draining gateway keeps serving until its listener closes")
+	p.start("gateway")
+	require.Less(t, l.accepted.Load(), int64(total), "the load outlasts the gateway's restart")
+
+	require.Eventually(t, func() bool { return l.accepted.Load() >= total/2 }, 2*time.Minute, 10*time.Millisecond)
+	inFlight := 0
+	require.Eventually(t, func() bool {
+		inFlight = p.count(`SELECT count(*) FROM jobs WHERE status = 'processing'`)
+		return inFlight >= 2
+	}, time.Minute, 5*time.Millisecond, "handlers in flight when the worker is stopped")
+	require.NoError(t, stop("worker"), "the worker finishes its handlers and exits by itself")
+	t.Logf("worker stopped with %d jobs processing", inFlight)
+	require.Less(t, l.accepted.Load(), int64(total), "the load outlasts the worker's stop")
+	require.Zero(t, p.count(`SELECT count(*) FROM jobs WHERE status = 'processing'`), "nothing left half-done")
+	p.start("worker")
+
+	wg.Wait()
+	require.Empty(t, l.errs)
+	require.Zero(t, l.serverErrors.Load(), "no 5xx: draining gateways answer what they took")
+	require.EqualValues(t, total, l.accepted.Load())
+	t.Logf("%d jobs accepted through two gateways; %d requests sent again to the other replica (refused or cut connections)", total, l.moved.Load())
+
+	ids := make([]string, 0, total)
+	for _, id := range l.jobs {
+		ids = append(ids, id)
+	}
+	require.Len(t, ids, total, "one job per key")
+	waitAllSucceeded(t, p, total, 5*time.Minute)
+	require.Equal(t, total, p.count(`SELECT count(*) FROM jobs`), "no job created twice")
+	require.Equal(t, total, p.count(`SELECT count(*) FROM inbox`), "each applied once")
+	require.Equal(t, total, p.count(`SELECT count(DISTINCT job_id) FROM demo_text_stats`))
+	require.Equal(t, total, p.count(`SELECT count(*) FROM demo_text_stats`), "one effect per job")
+	require.Zero(t, p.count(`SELECT count(*) FROM jobs WHERE attempts <> 1`),
+		"every job ran once: the stopped worker finished its handlers rather than leave them to a retry")
+	require.Zero(t, p.count(`SELECT count(*) FROM job_attempts WHERE outcome = 'abandoned'`))
+}
