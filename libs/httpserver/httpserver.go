@@ -95,7 +95,7 @@ func NewEcho(logger *slog.Logger, opts ...Option) *echo.Echo {
 	// request id, an access-log line and a problem body.
 	e.Pre(requestIDMiddleware)
 	e.Pre(traceMiddleware())
-	e.Pre(accessLog(logger, o.metrics))
+	e.Pre(accessLog(logger, o.metrics, o.observers))
 	e.Pre(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -137,7 +137,7 @@ func AddLogAttrs(c echo.Context, attrs ...slog.Attr) {
 	}
 }
 
-func accessLog(logger *slog.Logger, metrics *HTTPMetrics) echo.MiddlewareFunc {
+func accessLog(logger *slog.Logger, metrics *HTTPMetrics, observers []RequestObserver) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
@@ -153,8 +153,14 @@ func accessLog(logger *slog.Logger, metrics *HTTPMetrics) echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			status := c.Response().Status
-			if metrics != nil {
-				metrics.observe(c.Path(), req.Method, status, time.Since(start))
+			if metrics != nil || len(observers) > 0 {
+				took := time.Since(start)
+				if metrics != nil {
+					metrics.observe(c.Path(), req.Method, status, took)
+				}
+				for _, o := range observers {
+					o.ObserveRequest(c.Request().Context(), metricMethod(req.Method), c.Path(), status, took)
+				}
 			}
 			level := slog.LevelInfo
 			if status >= 500 {

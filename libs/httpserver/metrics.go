@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -63,7 +64,20 @@ func metricMethod(m string) string {
 type Option func(*options)
 
 type options struct {
-	metrics *HTTPMetrics
+	metrics   *HTTPMetrics
+	observers []RequestObserver
+}
+
+// RequestObserver is told about every answered request (WithObserver):
+// its method, its route pattern ("" when none matched), the status sent
+// and how long it took. ctx is the request's (who called is in it).
+type RequestObserver interface {
+	ObserveRequest(ctx context.Context, method, route string, status int, took time.Duration)
+}
+
+// WithObserver tells o about every request.
+func WithObserver(o RequestObserver) Option {
+	return func(opts *options) { opts.observers = append(opts.observers, o) }
 }
 
 // WithMetrics counts and times every request in m.

@@ -72,7 +72,7 @@ func (l *drainLoad) submit(client *http.Client, clientID, key string, first int)
 		switch {
 		case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK:
 			if derr != nil || out.ID == "" {
-				return fmt.Errorf("key %s: %s without a job id (%v)", key, resp.Status, derr)
+				return fmt.Errorf("key %s: %s without a job id: %w", key, resp.Status, derr)
 			}
 			l.mu.Lock()
 			defer l.mu.Unlock()

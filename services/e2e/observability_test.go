@@ -292,6 +292,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 			"SWITCHYARD_REPLAY_DRAIN_WAIT=1s",
 			"SWITCHYARD_RELAY_SAMPLE_INTERVAL=300ms",
 			"SWITCHYARD_REPLAY_STATS_INTERVAL=300ms",
+			"SWITCHYARD_USAGE_FLUSH=200ms",
 		},
 	})
 	client := http.Client{Timeout: 10 * time.Second}
@@ -382,4 +383,58 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 	require.Len(t, fingerprints, 1, "one cause, one fingerprint")
 	mustAtLeast(replay, 1, "switchyard_http_requests_total", "route=/admin/v1/dead-letters", "method=GET", "status=200")
+
+	// Usage analytics: the same traffic, per client and route, with the
+	// jobs by outcome.
+	type routeUsage struct {
+		Route        string  `json:"route"`
+		Requests     int64   `json:"requests"`
+		ClientErrors int64   `json:"client_errors"`
+		ServerErrors int64   `json:"server_errors"`
+		P95Ms        float64 `json:"p95_ms"`
+	}
+	type clientUsage struct {
+		ClientID string `json:"client_id"`
+		Routes   []routeUsage
+		Jobs     map[string]map[string]int64
+	}
+	usageOf := func(client string) (clientUsage, bool) {
+		r := p.admin("GET", "/admin/v1/usage?client="+client, "")
+		require.Equal(t, http.StatusOK, r.status, r.body)
+		raw, err := json.Marshal(r.body["clients"])
+		require.NoError(t, err)
+		var cs []clientUsage
+		require.NoError(t, json.Unmarshal(raw, &cs))
+		if len(cs) != 1 {
+			return clientUsage{}, false
+		}
+		return cs[0], true
+	}
+	routeOf := func(c clientUsage, route string) routeUsage {
+		for _, r := range c.Routes {
+			if r.Route == route {
+				return r
+			}
+		}
+		return routeUsage{}
+	}
+	var metered clientUsage
+	require.Eventually(t, func() bool {
+		var ok bool
+		metered, ok = usageOf("metered")
+		return ok && routeOf(metered, "POST /v1/jobs/text-stats").Requests == jobsN
+	}, 10*time.Second, 100*time.Millisecond, "usage counts are flushed")
+	t.Logf("usage of client metered: %+v", metered)
+	require.EqualValues(t, failing, routeOf(metered, "POST /v1/jobs/always-fails").Requests)
+	require.GreaterOrEqual(t, routeOf(metered, "GET /v1/jobs/:id").Requests, int64(jobsN))
+	require.Positive(t, routeOf(metered, "POST /v1/jobs/text-stats").P95Ms)
+	require.Equal(t, map[string]map[string]int64{"text-stats": {"succeeded": jobsN}, "always-fails": {"dead_lettered": failing}}, metered.Jobs)
+	anonymous, ok := usageOf("-")
+	require.True(t, ok)
+	require.Equal(t, routeUsage{Route: "POST /v1/jobs/text-stats", Requests: 2, ClientErrors: 2}, func() routeUsage {
+		r := routeOf(anonymous, "POST /v1/jobs/text-stats")
+		r.P95Ms = 0
+		return r
+	}(), "the refused requests count against no client")
+	require.Equal(t, http.StatusBadRequest, p.admin("GET", "/admin/v1/usage?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "").status)
 }

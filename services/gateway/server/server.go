@@ -40,6 +40,7 @@ import (
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/libs/tlsreload"
+	"github.com/switchyard/switchyard/libs/usage"
 	"github.com/switchyard/switchyard/services/gateway/internal/edge"
 	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
 	"github.com/switchyard/switchyard/services/gateway/internal/quota"
@@ -67,6 +68,8 @@ type Config struct {
 	RedisURL        config.Secret `conf:"mask,env:SWITCHYARD_REDIS_URL,help:Redis for rate limits shared by all gateways (redis://[:password@]host:port/db or vault:…; empty: each gateway limits on its own)"`
 	DrainDelay      time.Duration `conf:"default:0s,env:SWITCHYARD_DRAIN_DELAY,help:time between failing /readyz and closing the listener"`
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+	UsageFlush      time.Duration `conf:"default:10s,env:SWITCHYARD_USAGE_FLUSH,help:how often request counts per client and route are added to Postgres (GET /admin/v1/usage)"`
+	UsageRetention  time.Duration `conf:"default:720h,env:SWITCHYARD_USAGE_RETENTION,help:how long request counts per client, route and minute are kept"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
@@ -105,6 +108,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	}
 	if err := cfg.Edge.Validate(); err != nil {
 		return config.Invalid(err)
+	}
+	if cfg.UsageFlush < 100*time.Millisecond || cfg.UsageRetention < time.Hour {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_USAGE_FLUSH %s must be at least 100ms and SWITCHYARD_USAGE_RETENTION %s at least 1h", cfg.UsageFlush, cfg.UsageRetention))
 	}
 	tlsFiles := tlsreload.Files{CertFile: cfg.HTTP.TLSCertFile, KeyFile: cfg.HTTP.TLSKeyFile}
 	if err := tlsFiles.Validate(); err != nil {
@@ -160,7 +166,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		return config.Invalid(err)
 	}
 
-	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)))
+	usageRecorder := usage.NewRecorder(pool, cfg.UsageRetention, prometheus.DefaultRegisterer, logger)
+	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)),
+		httpserver.WithObserver(usageRecorder))
 	e.IPExtractor = protections.ClientIP
 	e.Pre(protections.Pre)
 	api := jobsapi.New(jobstore.New(pool), catalog, cfg.PublicURL)
@@ -228,12 +236,13 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		if redirectL != nil {
 			go serveRedirect(ctx, redirectL, cfg.PublicURL, logger)
 		}
-		// Quota counts and audit entries are written until the last
-		// in-flight request has finished, then flushed.
+		// Quota and usage counts and audit entries are written until the
+		// last in-flight request has finished, then flushed.
 		bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 		var background sync.WaitGroup
 		background.Go(func() { quotas.Run(bgCtx, cfg.Edge.QuotaFlush) })
 		background.Go(func() { audit.Run(bgCtx) })
+		background.Go(func() { usageRecorder.Run(bgCtx, cfg.UsageFlush) })
 		defer func() {
 			stopBackground()
 			background.Wait()

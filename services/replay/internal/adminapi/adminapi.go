@@ -13,6 +13,7 @@ package adminapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -36,6 +37,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobpayload"
 	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/libs/usage"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 )
 
@@ -60,6 +62,8 @@ const (
 	ScopePurge = "dead-letters:purge"
 	// ScopeAudit: read the audit log.
 	ScopeAudit = "audit:read"
+	// ScopeUsage: read the usage report.
+	ScopeUsage = "usage:read"
 )
 
 // Guards returns, for a capability scope, the middleware that
@@ -85,7 +89,13 @@ type API struct {
 	// (bulkreplay.Runner.Kick), so that it starts without waiting for the
 	// runner's next scan.
 	Kick func()
+	// Usage reads the usage report (usage.Read on the platform's
+	// database); nil: GET /admin/v1/usage is 404.
+	Usage func(ctx context.Context, q usage.Query) (usage.Report, error)
 }
+
+// MaxUsageRange is the longest range one usage report covers.
+const MaxUsageRange = 93 * 24 * time.Hour
 
 // New returns the API.
 func New(store *deadletterstore.Store, catalog *jobcatalog.Catalog, archiveRetention time.Duration) *API {
@@ -108,6 +118,53 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	g.GET("/replays/:id/items", a.replayItems, read)
 	g.POST("/replays/:id/cancel", a.cancelReplay, replay)
 	g.GET("/audit", a.audit, audit)
+	if a.Usage != nil {
+		g.GET("/usage", a.usage, guard(ScopeUsage))
+	}
+}
+
+// usage answers GET /admin/v1/usage?since=&until=&client=&route=: requests
+// per client and route (errors, mean and percentile latencies) and jobs by
+// type and status, over [since, until) (default: the last 24 hours).
+func (a *API) usage(c echo.Context) error {
+	e := auditOf(c, "usage.read", "")
+	q := c.QueryParams()
+	if err := onlyParams(q, []string{"since", "until", "client", "route"}); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	until, err := parseTime(q, "until")
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	if until == nil {
+		now := time.Now().UTC()
+		until = &now
+	}
+	since, err := parseTime(q, "since")
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	if since == nil {
+		from := until.Add(-24 * time.Hour)
+		since = &from
+	}
+	uq := usage.Query{Since: *since, Until: *until, ClientID: q.Get("client"), Route: q.Get("route")}
+	e.Filter = map[string]any{"since": uq.Since, "until": uq.Until, "client": uq.ClientID, "route": uq.Route}
+	switch {
+	case !uq.Until.After(uq.Since):
+		return a.recordRead(c, e, problem.InvalidParameter.New("until must be after since"))
+	case uq.Until.Sub(uq.Since) > MaxUsageRange:
+		return a.recordRead(c, e, problem.InvalidParameter.Newf("a report covers at most %d days; narrow since/until", int(MaxUsageRange/(24*time.Hour))))
+	}
+	rep, err := a.Usage(c.Request().Context(), uq)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	e.Counts = map[string]int{"clients": len(rep.Clients)}
+	if err := a.recordRead(c, e, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, rep)
 }
 
 // GuardsFor returns Guards on authenticator: each requires its capability

@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/libs/tlsreload"
+	"github.com/switchyard/switchyard/libs/usage"
 	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
 	"github.com/switchyard/switchyard/services/replay/internal/bulkreplay"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
@@ -121,6 +122,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)))
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Kick = runner.Kick
+	api.Usage = func(ctx context.Context, q usage.Query) (usage.Report, error) { return usage.Read(ctx, pool, q) }
 	api.Mount(e, adminapi.GuardsFor(verifier, logger))
 	e.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
 
