@@ -38,6 +38,7 @@ const Anonymous = "-"
 type key struct {
 	minute time.Time
 	client string
+	method string
 	route  string
 }
 
@@ -102,7 +103,7 @@ func (r *Recorder) ObserveRequest(ctx context.Context, method, route string, sta
 		route = "unmatched"
 	}
 	ms := float64(took) / float64(time.Millisecond)
-	k := key{minute: r.now().UTC().Truncate(time.Minute), client: client, route: method + " " + route}
+	k := key{minute: r.now().UTC().Truncate(time.Minute), client: client, method: method, route: route}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.pending[k]
@@ -151,7 +152,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 				server_errors = u.server_errors + excluded.server_errors,
 				duration_ms_sum = u.duration_ms_sum + excluded.duration_ms_sum,
 				latency_buckets = ARRAY(SELECT a + b FROM unnest(u.latency_buckets, excluded.latency_buckets) AS t(a, b))`,
-			k.minute, k.client, k.route, c.requests, c.clientErrors, c.serverErrors, c.durationMs, c.buckets)
+			k.minute, k.client, k.method+" "+k.route, c.requests, c.clientErrors, c.serverErrors, c.durationMs, c.buckets)
 	}
 	err := r.pool.SendBatch(ctx, batch).Close()
 	if err != nil {

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -71,7 +72,10 @@ func (l *drainLoad) submit(client *http.Client, clientID, key string, first int)
 		_ = resp.Body.Close()
 		switch {
 		case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK:
-			if derr != nil || out.ID == "" {
+			if derr == nil && out.ID == "" {
+				derr = errors.New("no id in the answer")
+			}
+			if derr != nil {
 				return fmt.Errorf("key %s: %s without a job id: %w", key, resp.Status, derr)
 			}
 			l.mu.Lock()
