@@ -89,7 +89,9 @@ type traceHandler struct{ slog.Handler }
 func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
-		if sc.HasSpanID() {
+		// A remote span context is the caller's (tracing off): its span
+		// is not one of ours to name.
+		if sc.HasSpanID() && !sc.IsRemote() {
 			r.AddAttrs(slog.String("span_id", sc.SpanID().String()))
 		}
 	}

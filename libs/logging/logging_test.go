@@ -52,6 +52,12 @@ func TestTraceIDs(t *testing.T) {
 	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", line["trace_id"])
 	require.Equal(t, "00f067aa0ba902b7", line["span_id"])
 	require.Equal(t, "j", line["job_id"])
+
+	remote := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+	logger.InfoContext(remote, "a caller's trace, no span of ours")
+	line = decode(t, &buf)
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", line["trace_id"])
+	require.NotContains(t, line, "span_id")
 }
 
 func TestLevelChangesAtRuntime(t *testing.T) {
