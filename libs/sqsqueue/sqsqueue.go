@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,6 +52,11 @@ type Config struct {
 	// files, an instance or pod role, which production should prefer).
 	AccessKeyID     config.Secret `conf:"mask,env:SWITCHYARD_SQS_ACCESS_KEY_ID,help:SQS access key id, or vault:<mount>/<path>#<key> (default: the AWS SDK's chain)"`
 	SecretAccessKey config.Secret `conf:"mask,env:SWITCHYARD_SQS_SECRET_ACCESS_KEY,help:SQS secret access key, or vault:<mount>/<path>#<key>"`
+	// ExistingQueues says the queues are managed elsewhere (Terraform:
+	// deployments/terraform): they are only looked up, never created or
+	// changed, so the services need no sqs:CreateQueue or
+	// sqs:SetQueueAttributes. The settings above are then Terraform's.
+	ExistingQueues bool `conf:"default:false,env:SWITCHYARD_SQS_EXISTING_QUEUES,help:only look queues up; they are created and configured elsewhere (Terraform)"`
 }
 
 // DLQSuffix ends the name of every dead-letter queue.
@@ -211,6 +217,9 @@ func (q *Queues) Ensure(ctx context.Context, topic string) (string, error) {
 		defer q.mu.Unlock()
 		return q.urls[topic], nil
 	}
+	if q.cfg.ExistingQueues {
+		return q.lookUp(ctx, topic)
+	}
 	dlqURL, err := q.createOrUpdate(ctx, q.DLQName(topic), map[string]string{
 		string(types.QueueAttributeNameMessageRetentionPeriod): seconds(q.cfg.DLQRetention),
 	})
@@ -267,6 +276,23 @@ func (q *Queues) ChangeVisibility(ctx context.Context, topic, receiptHandle stri
 
 // createOrUpdate creates a queue, or, when one of that name exists with
 // other attributes, sets them.
+// lookUp finds topic's queue and DLQ, which must exist, and caches their
+// URLs.
+func (q *Queues) lookUp(ctx context.Context, topic string) (string, error) {
+	urls := map[string]string{}
+	for t, name := range map[string]string{topic: q.Name(topic), DeadLetterTopic(topic): q.DLQName(topic)} {
+		out, err := q.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
+		if err != nil {
+			return "", fmt.Errorf("looking up queue %s (SWITCHYARD_SQS_EXISTING_QUEUES: it must exist already): %w", name, err)
+		}
+		urls[t] = aws.ToString(out.QueueUrl)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	maps.Copy(q.urls, urls)
+	return urls[topic], nil
+}
+
 func (q *Queues) createOrUpdate(ctx context.Context, name string, attrs map[string]string) (string, error) {
 	out, err := q.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
 	if err == nil {

@@ -99,6 +99,34 @@ func TestEnsureProvisionsQueueWithDLQ(t *testing.T) {
 	require.True(t, *res.Exists)
 }
 
+// TestExistingQueuesAreOnlyLookedUp: with queues managed elsewhere, a
+// missing one is an error that names it, and an existing one is used as
+// it is (not re-configured), its DLQ too.
+func TestExistingQueuesAreOnlyLookedUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClient(t)
+	prefix := stacktest.QueuePrefix(t)
+	q, err := sqsqueue.NewQueues(c, sqsqueue.Config{Prefix: prefix, VisibilityTimeout: 7 * time.Second, ExistingQueues: true})
+	require.NoError(t, err)
+	_, err = q.Ensure(ctx, "managed")
+	require.ErrorContains(t, err, prefix+"managed")
+	_, err = c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(prefix + "managed")})
+	require.Error(t, err, "nothing was created")
+
+	for _, name := range []string{prefix + "managed", prefix + "managed-dlq"} {
+		_, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{"VisibilityTimeout": "42"}})
+		require.NoError(t, err)
+	}
+	url, err := q.Ensure(ctx, "managed")
+	require.NoError(t, err)
+	require.Equal(t, "42", queueAttrs(t, c, url)["VisibilityTimeout"], "left as it was made")
+	require.Empty(t, queueAttrs(t, c, url)["RedrivePolicy"], "no redrive policy added")
+	dlq, err := q.Ensure(ctx, sqsqueue.DeadLetterTopic("managed"))
+	require.NoError(t, err)
+	require.Contains(t, dlq, prefix+"managed-dlq")
+}
+
 // TestChangeVisibility hides a received message for a while and then
 // shows it again, as the worker does before a retry.
 func TestChangeVisibility(t *testing.T) {

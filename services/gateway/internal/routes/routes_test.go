@@ -3,6 +3,7 @@ package routes_test
 import (
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/services/gateway/internal/routes"
 )
 
@@ -29,6 +31,23 @@ func TestShippedRoutesFileIsValid(t *testing.T) {
 	require.NotEmpty(t, f.Routes)
 	for _, r := range f.Routes {
 		require.False(t, r.Denied, "%s %s ships without a policy", r.Method, r.Path)
+	}
+}
+
+// TestDeploymentOverlayFilesAreValid: the job types and routes a
+// Kubernetes overlay ships parse, and every route names a declared job
+// type.
+func TestDeploymentOverlayFilesAreValid(t *testing.T) {
+	t.Parallel()
+	overlays, err := filepath.Glob("../../../../deployments/k8s/overlays/*/routes.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, overlays)
+	for _, routesFile := range overlays {
+		catalog, err := jobcatalog.Load(filepath.Join(filepath.Dir(routesFile), "jobs.yaml"))
+		require.NoError(t, err, routesFile)
+		f, err := routes.Load(routesFile, routes.Known{JobTypes: catalog, Handlers: types{}})
+		require.NoError(t, err)
+		require.NotEmpty(t, f.Routes, routesFile)
 	}
 }
 

@@ -1,0 +1,25 @@
+# Switchyard's AWS resources: per job type an SQS queue and its DLQ (with
+# redrive and redrive-allow policies, KMS-encrypted), and one IAM policy
+# per service with exactly the SQS and KMS actions it uses. A second
+# region (active/passive, Route 53 failover in front of the gateways) gets
+# the same queues: see docs/runbook-region-failover.md.
+terraform {
+  required_version = ">= 1.6"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.80"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.primary_region
+  default_tags { tags = var.tags }
+}
+
+provider "aws" {
+  alias  = "secondary"
+  region = coalesce(var.secondary_region, var.primary_region)
+  default_tags { tags = var.tags }
+}
