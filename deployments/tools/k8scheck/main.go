@@ -1,17 +1,17 @@
 // Command k8scheck builds kustomizations and checks what they produce,
 // without a cluster:
 //
-//   - each directory given builds with kustomize (as `kubectl kustomize`);
-//   - each object decodes strictly (unknown or misspelt fields, wrong
-//     types fail) into its type from k8s.io/api;
-//   - Switchyard's rules: every Deployment has readiness, liveness and
-//     startup probes, CPU and memory requests and a memory limit, runs as
-//     non-root with a read-only root filesystem and no privilege
-//     escalation, has its own service account, and a PodDisruptionBudget
-//     selects it; every HorizontalPodAutoscaler scales a Deployment that
-//     exists; a default-deny NetworkPolicy is present.
-//
 //	go run . ../../k8s/base ../../k8s/overlays/production
+//
+// Each directory builds with kustomize (as `kubectl kustomize` does); each
+// object decodes strictly (unknown or misspelt fields and wrong types
+// fail) into its type from k8s.io/api; and Switchyard's rules hold: every
+// Deployment has readiness, liveness and startup probes, CPU and memory
+// requests and a memory limit, runs as non-root with a read-only root
+// filesystem and no privilege escalation, has its own service account,
+// and a PodDisruptionBudget selects it; every HorizontalPodAutoscaler
+// scales a Deployment that exists; a default-deny NetworkPolicy is
+// present.
 package main
 
 import (
