@@ -224,6 +224,18 @@ func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptio
 		}
 	}
 
+	// Where everything is, for the load tests (go tool task loadtest:*)
+	// and scripts: the dev client's credentials, so readable by its owner
+	// only, and removed when the stack stops.
+	envFile := filepath.Join(dir, DevEnvFile)
+	envText := fmt.Sprintf("SWITCHYARD_GATEWAY_URL=http://%s\nSWITCHYARD_GATEWAY_OPS_URL=http://%s\nSWITCHYARD_TOKEN_URL=%s/oauth2/token\n"+
+		"SWITCHYARD_ADMIN_URL=http://%s\nSWITCHYARD_UPSTREAM_URL=http://%s\nSWITCHYARD_CLIENT_ID=%s\nSWITCHYARD_CLIENT_SECRET=%s\n",
+		opts.gatewayAddr, opsAddr(2), issuer, opts.replayAddr, opts.upstreamAddr, devClientID, devSecret)
+	if err := os.WriteFile(envFile, []byte(envText), 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", envFile, err)
+	}
+	defer func() { _ = os.Remove(envFile) }()
+
 	fmt.Fprintf(out, `
 Switchyard is up. Gateway: http://%[1]s  (ops: http://%[2]s/readyz, /metrics)
 Token service: %[3]s. OAuth client "dev" (all scopes), secret: %[4]s
@@ -292,6 +304,10 @@ func provisionDevVault(ctx context.Context, stack *devstack.Stack, dbURL, credsD
 
 // devClientID is the OAuth client dev up provides.
 const devClientID = "dev"
+
+// DevEnvFile, in dev up's directory, lists the running stack's URLs and
+// the dev client's credentials as NAME=value lines while it runs.
+const DevEnvFile = "stack.env"
 
 // ensureDevClient gives the local stack a client with every scope the
 // shipped routes use, with a fresh secret each run (printed by dev up).
