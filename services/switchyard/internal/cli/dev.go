@@ -305,8 +305,9 @@ func provisionDevVault(ctx context.Context, stack *devstack.Stack, dbURL, credsD
 // devClientID is the OAuth client dev up provides.
 const devClientID = "dev"
 
-// DevEnvFile, in dev up's directory, lists the running stack's URLs and
-// the dev client's credentials as NAME=value lines while it runs.
+// DevEnvFile is the file, in dev up's directory, that lists the running
+// stack's URLs and the dev client's credentials as NAME=value lines while
+// it runs.
 const DevEnvFile = "stack.env"
 
 // ensureDevClient gives the local stack a client with every scope the
