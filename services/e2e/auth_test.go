@@ -12,10 +12,8 @@ import (
 	"net/url"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -361,18 +359,12 @@ func TestScopeMatrix(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, p.call("GET", "/../admin/v1/jobs/"+jobID, full, "").status, "above the root")
 }
 
-// metric reads a counter from a service's /metrics.
-func (p *platform) metric(svc, name string) float64 {
+// metric reads a series (the sum of those matching labels, "k=v") from a
+// service's /metrics; the series must be exported.
+func (p *platform) metric(svc, name string, labels ...string) float64 {
 	p.t.Helper()
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(p.opsPorts[svc]) + "/metrics")
-	require.NoError(p.t, err)
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	require.NoError(p.t, err)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(raw)
-	require.NotNil(p.t, m, "metric %s", name)
-	v, err := strconv.ParseFloat(string(m[1]), 64)
-	require.NoError(p.t, err)
+	v, ok := value(p.scrape(svc), name, labels...)
+	require.True(p.t, ok, "%s exports %s%v", svc, name, labels)
 	return v
 }
 

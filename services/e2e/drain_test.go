@@ -29,9 +29,10 @@ routes:
 `
 
 // drainLoad is a client population submitting jobs through two gateway
-// replicas, as a load balancer would spread them: each job has its own
-// Idempotency-Key, and a request that finds its replica gone (refused or
-// cut connection) is sent again, same key, to the other.
+// replicas, as a load balancer would spread them: only to replicas its
+// health check (watchReadiness) has in the pool, each
+// job with its own Idempotency-Key, and a request that finds its replica
+// gone (refused or cut connection) sent again, same key, to the other.
 type drainLoad struct {
 	p        *platform
 	accepted atomic.Int64
@@ -45,13 +46,57 @@ type drainLoad struct {
 	errs  []error
 	// answered records when each replica answered 2xx.
 	answered map[string][]time.Time
+	// ready says which replicas the health check last saw ready.
+	ready [2]atomic.Bool
+}
+
+// watchReadiness health-checks each gateway replica's /readyz as a load
+// balancer does, until stop closes: every 500 ms; one success puts a
+// replica in the pool, two failures in a row take it out (so a draining
+// replica keeps getting requests for up to a second: what
+// SWITCHYARD_DRAIN_DELAY is for).
+func (l *drainLoad) watchReadiness(stop <-chan struct{}) {
+	ops := []int{l.p.opsPorts["gateway"], l.p.opsPorts["gateway2"]}
+	failures := make([]int, len(ops))
+	client := &http.Client{Timeout: time.Second}
+	for {
+		for i, port := range ops {
+			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+			ok := err == nil && resp.StatusCode == http.StatusOK
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+			switch {
+			case ok:
+				failures[i] = 0
+				l.ready[i].Store(true)
+			default:
+				if failures[i]++; failures[i] >= 2 {
+					l.ready[i].Store(false)
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func (l *drainLoad) submit(client *http.Client, clientID, key string, first int) error {
 	gateways := []string{l.p.gateway, l.p.gateway2}
 	body, _ := json.Marshal(map[string]string{"text": "drain " + key})
-	for try := 0; try < 40; try++ {
-		base := gateways[(first+try)%2]
+	for try := 0; try < 400; try++ {
+		pick := (first + try) % 2
+		if !l.ready[pick].Load() {
+			if !l.ready[1-pick].Load() {
+				time.Sleep(10 * time.Millisecond) // neither is in the pool right now
+				continue
+			}
+			pick = 1 - pick
+		}
+		base := gateways[pick]
 		req, err := http.NewRequest(http.MethodPost, base+"/v1/jobs/slow", bytes.NewReader(body))
 		if err != nil {
 			return err
@@ -112,6 +157,10 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 	})
 	const total, clientsN = 240, 12
 	l := &drainLoad{p: p, jobs: map[string]string{}, answered: map[string][]time.Time{}}
+	stopWatching := make(chan struct{})
+	defer close(stopWatching)
+	go l.watchReadiness(stopWatching)
+	require.Eventually(t, func() bool { return l.ready[0].Load() && l.ready[1].Load() }, 30*time.Second, 10*time.Millisecond)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for c := range clientsN {
@@ -177,7 +226,7 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 
 	wg.Wait()
 	require.Empty(t, l.errs)
-	require.Zero(t, l.serverErrors.Load(), "no 5xx: draining gateways answer what they took")
+	require.Zero(t, l.serverErrors.Load(), "no 5xx from a replica in the pool: a draining one answers what it took")
 	require.EqualValues(t, total, l.accepted.Load())
 	t.Logf("%d jobs accepted through two gateways; %d requests sent again to the other replica (refused or cut connections)", total, l.moved.Load())
 

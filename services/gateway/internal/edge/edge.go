@@ -430,11 +430,7 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 			}
 		}
 	}
-	perClient := e.file.PerClient
-	var routeClient *ratelimit.Limit
-	if re.PerClient != nil {
-		routeClient = re.PerClient
-	}
+	perClient, routeClient := e.file.PerClient, re.PerClient
 	hasQuota := e.file.Quota != (routes.Quota{})
 	for _, p := range e.file.Clients {
 		if p.Quota != nil {

@@ -1,0 +1,47 @@
+// Command bench is Switchyard's benchmark harness (go tool task bench): in
+// one invocation it measures references and the platform side by side on
+// the same machine, several rounds, and prints the medians as ratios:
+//
+//   - a bare Echo hello world vs the gateway's authenticated sync route
+//     with no database (requests per second at saturation);
+//   - single-row pgx inserts (and pgbench when installed) vs the async
+//     accept route, which writes a job and its outbox message;
+//   - a bare SendMessageBatch loop vs the relay;
+//   - a bare ReceiveMessage(10) + DeleteMessageBatch loop vs the worker;
+//   - SQS's send -> receive -> delete round trip p99 vs the end-to-end p99
+//     (accepted -> succeeded) at half the pipeline's saturation rate;
+//   - the gateway's resident memory at saturation.
+//
+// Results go to stdout as a table and to a JSON file. It uses the
+// Postgres and SQS servers the environment names (go tool task bench runs
+// it under `switchyard dev exec`) and runs the services as processes.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	var cfg config
+	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds; the table shows each figure's median")
+	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "length of each HTTP and insert measurement")
+	flag.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent HTTP clients and insert goroutines")
+	flag.IntVar(&cfg.messages, "messages", 300, "messages per SQS measurement (moto slows down with queue depth: keep it small)")
+	flag.StringVar(&cfg.out, "json", "", "JSON results file (default loadtest/results/bench-<time>.json)")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg, logger)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}

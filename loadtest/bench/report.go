@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// report is the medians of the rounds, as ratios to their references.
+type report struct {
+	Date    time.Time `json:"date"`
+	Machine machine   `json:"machine"`
+	Config  struct {
+		Rounds      int    `json:"rounds"`
+		Concurrency int    `json:"concurrency"`
+		Duration    string `json:"duration"`
+		Messages    int    `json:"messages_per_sqs_measurement"`
+	} `json:"config"`
+	Rows   []row   `json:"rows"`
+	Rounds []round `json:"rounds"`
+}
+
+type row struct {
+	Reference      string  `json:"reference"`
+	ReferenceValue float64 `json:"reference_value"`
+	Platform       string  `json:"platform"`
+	PlatformValue  float64 `json:"platform_value"`
+	// Ratio is platform / reference (rates: the share of the reference's
+	// speed kept; latencies: how many times the reference's it takes).
+	Ratio float64 `json:"ratio"`
+	Unit  string  `json:"unit"`
+}
+
+type machine struct {
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpu_model"`
+	MemoryGB string `json:"memory"`
+	Kernel   string `json:"kernel"`
+	Go       string `json:"go"`
+}
+
+func median(rounds []round, f func(round) float64) float64 {
+	vs := make([]float64, len(rounds))
+	for i, r := range rounds {
+		vs[i] = f(r)
+	}
+	slices.Sort(vs)
+	if len(vs)%2 == 1 {
+		return vs[len(vs)/2]
+	}
+	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+}
+
+func newReport(cfg config, rounds []round) report {
+	rep := report{Date: time.Now().UTC(), Machine: machineInfo(), Rounds: rounds}
+	rep.Config.Rounds, rep.Config.Concurrency, rep.Config.Duration, rep.Config.Messages = cfg.rounds, cfg.concurrency, cfg.duration.String(), cfg.messages
+	add := func(ref string, refF func(round) float64, plat string, platF func(round) float64, unit string) {
+		rv, pv := median(rounds, refF), median(rounds, platF)
+		ratio := 0.0
+		if rv > 0 {
+			ratio = pv / rv
+		}
+		rep.Rows = append(rep.Rows, row{Reference: ref, ReferenceValue: rv, Platform: plat, PlatformValue: pv, Ratio: ratio, Unit: unit})
+	}
+	add("bare Echo hello world", func(r round) float64 { return r.HelloRPS },
+		"gateway: authenticated sync route, no database", func(r round) float64 { return r.SyncRPS }, "req/s")
+	add("pgx single-row insert", func(r round) float64 { return r.InsertRPS },
+		"gateway: async accept (job + outbox, one transaction)", func(r round) float64 { return r.AcceptRPS }, "req/s")
+	if median(rounds, func(r round) float64 { return r.PgbenchTPS }) > 0 {
+		add("pgbench single-row insert", func(r round) float64 { return r.PgbenchTPS },
+			"gateway: async accept", func(r round) float64 { return r.AcceptRPS }, "req/s")
+	}
+	add("SendMessageBatch(10) loop, 20 in parallel", func(r round) float64 { return r.BareSendMPS },
+		"relay (4 loops x 50-row claims)", func(r round) float64 { return r.RelayMPS }, "msg/s")
+	add("ReceiveMessage(10) + DeleteMessageBatch loop, 8 in parallel", func(r round) float64 { return r.BareReceiveMPS },
+		"worker (8 consumers)", func(r round) float64 { return r.WorkerMPS }, "msg/s")
+	add("SQS send -> receive -> delete p99", func(r round) float64 { return r.SQSRoundTripP99Ms },
+		"accepted -> succeeded p99 at half saturation", func(r round) float64 { return r.EndToEndP99Ms }, "ms")
+	rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "gateway resident memory at accept saturation",
+		PlatformValue: median(rounds, func(r round) float64 { return r.GatewayRSSBytes }) / (1 << 20), Unit: "MiB"})
+	return rep
+}
+
+func (rep report) print(w io.Writer) {
+	m := rep.Machine
+	fmt.Fprintf(w, "\nSwitchyard benchmark, %s\n", rep.Date.Format(time.RFC3339))
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %s memory, %s, %s\n", m.CPUs, m.CPUModel, m.MemoryGB, m.Kernel, m.Go)
+	fmt.Fprintf(w, "%d rounds (medians), %d concurrent clients for %s per HTTP/insert measurement, %d messages per SQS measurement\n\n",
+		rep.Config.Rounds, rep.Config.Concurrency, rep.Config.Duration, rep.Config.Messages)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "reference\tvalue\tplatform\tvalue\tratio")
+	for _, r := range rep.Rows {
+		ref := "-"
+		if r.Reference != "-" {
+			ref = fmt.Sprintf("%.1f %s", r.ReferenceValue, r.Unit)
+		}
+		ratio := "-"
+		if r.Ratio > 0 {
+			ratio = fmt.Sprintf("%.3f", r.Ratio)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f %s\t%s\n", r.Reference, ref, r.Platform, r.PlatformValue, r.Unit, ratio)
+	}
+	_ = tw.Flush()
+}
+
+func machineInfo() machine {
+	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), CPUModel: "unknown", MemoryGB: "unknown", Kernel: "unknown"}
+	if v := firstField("/proc/cpuinfo", "model name"); v != "" {
+		m.CPUModel = v
+	}
+	if v := firstField("/proc/meminfo", "MemTotal"); v != "" {
+		var kb int64
+		if _, err := fmt.Sscanf(v, "%d kB", &kb); err == nil {
+			m.MemoryGB = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func firstField(path, key string) string {
+	f, err := os.Open(path) //nolint:gosec // /proc files
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
