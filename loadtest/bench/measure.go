@@ -38,12 +38,8 @@ func (p *platform) insertRate(ctx context.Context, concurrency int, d time.Durat
 	for range concurrency {
 		g.Go(func() error {
 			for ctx.Err() == nil {
-				_, err := p.pool.Exec(ctx, `INSERT INTO bench_rows (id, payload) VALUES ($1, $2)`, uuid.New(), benchText)
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("inserting: %w", err)
+				if _, err := p.pool.Exec(ctx, `INSERT INTO bench_rows (id, payload) VALUES ($1, $2)`, uuid.New(), benchText); err != nil {
+					return unlessOver(ctx, fmt.Errorf("inserting: %w", err))
 				}
 				n.Add(1)
 			}
@@ -56,13 +52,22 @@ func (p *platform) insertRate(ctx context.Context, concurrency int, d time.Durat
 	return float64(n.Load()) / time.Since(start).Seconds(), nil
 }
 
+// unlessOver is err, or nil when ctx has ended (the measurement is over,
+// and the call it cut short does not count).
+func unlessOver(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+)`)
 
 // pgbenchRate runs pgbench with the same single-row insert, when pgbench
 // is installed; ok is false when it is not.
 func (p *platform) pgbenchRate(ctx context.Context, concurrency int, d time.Duration) (tps float64, ok bool, err error) {
-	bin, err := exec.LookPath("pgbench")
-	if err != nil {
+	bin := pgbench()
+	if bin == "" {
 		return 0, false, nil
 	}
 	script := filepath.Join(p.dir, "insert.sql")
@@ -80,6 +85,15 @@ func (p *platform) pgbenchRate(ctx context.Context, concurrency int, d time.Dura
 	}
 	tps, err = strconv.ParseFloat(string(m[1]), 64)
 	return tps, true, err
+}
+
+// pgbench is the path of pgbench, or "" when it is not installed.
+func pgbench() string {
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		return ""
+	}
+	return bin
 }
 
 const benchText = `{"text":"the quick brown fox jumps over the lazy dog"}`

@@ -154,11 +154,12 @@ func startPlatform(ctx context.Context, logger *slog.Logger) (*platform, error) 
 // start runs svc with the platform's environment and extra, and waits
 // until it is ready.
 func (p *platform) start(ctx context.Context, svc string, extra ...string) error {
-	log, err := os.OpenFile(filepath.Join(p.dir, svc+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	log, err := os.OpenFile(filepath.Join(p.dir, svc+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) //nolint:gosec // our own temporary directory
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(p.bin, svc)) //nolint:gosec // the binaries built above
+	// Not cancelled with ctx: the process is stopped gracefully (SIGTERM).
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), filepath.Join(p.bin, svc)) //nolint:gosec // the binaries built above
 	cmd.Env = append(slices.Clone(p.env), extra...)
 	proc, err := devstack.StartProcess(svc, cmd, log, "", syscall.SIGTERM)
 	if err != nil {

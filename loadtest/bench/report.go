@@ -31,8 +31,9 @@ type row struct {
 	ReferenceValue float64 `json:"reference_value"`
 	Platform       string  `json:"platform"`
 	PlatformValue  float64 `json:"platform_value"`
-	// Ratio is platform / reference (rates: the share of the reference's
-	// speed kept; latencies: how many times the reference's it takes).
+	// Ratio is the median of the rounds' platform / reference (rates: the
+	// share of the reference's speed kept; latencies: how many times the
+	// reference's it takes).
 	Ratio float64 `json:"ratio"`
 	Unit  string  `json:"unit"`
 }
@@ -62,10 +63,15 @@ func newReport(cfg config, rounds []round) report {
 	rep.Config.Rounds, rep.Config.Concurrency, rep.Config.Duration, rep.Config.Messages = cfg.rounds, cfg.concurrency, cfg.duration.String(), cfg.messages
 	add := func(ref string, refF func(round) float64, plat string, platF func(round) float64, unit string) {
 		rv, pv := median(rounds, refF), median(rounds, platF)
-		ratio := 0.0
-		if rv > 0 {
-			ratio = pv / rv
-		}
+		// Each round's ratio pairs two figures measured minutes apart;
+		// the median of those ratios is steadier than a ratio of medians
+		// on a machine whose speed drifts.
+		ratio := median(rounds, func(r round) float64 {
+			if refF(r) <= 0 {
+				return 0
+			}
+			return platF(r) / refF(r)
+		})
 		rep.Rows = append(rep.Rows, row{Reference: ref, ReferenceValue: rv, Platform: plat, PlatformValue: pv, Ratio: ratio, Unit: unit})
 	}
 	add("bare Echo hello world", func(r round) float64 { return r.HelloRPS },
@@ -91,7 +97,7 @@ func (rep report) print(w io.Writer) {
 	m := rep.Machine
 	fmt.Fprintf(w, "\nSwitchyard benchmark, %s\n", rep.Date.Format(time.RFC3339))
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s memory, %s, %s\n", m.CPUs, m.CPUModel, m.MemoryGB, m.Kernel, m.Go)
-	fmt.Fprintf(w, "%d rounds (medians), %d concurrent clients for %s per HTTP/insert measurement, %d messages per SQS measurement\n\n",
+	fmt.Fprintf(w, "%d rounds: values are medians, ratios the medians of each round's ratio; %d concurrent clients for %s per HTTP/insert measurement, %d messages per SQS measurement\n\n",
 		rep.Config.Rounds, rep.Config.Concurrency, rep.Config.Duration, rep.Config.Messages)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "reference\tvalue\tplatform\tvalue\tratio")
