@@ -149,7 +149,7 @@ func TestSyncRoutesAndDegradeToAsync(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return p.call("POST", "/v1/hooks", auth, `{"order":4}`).status == http.StatusOK
 	}, 30*time.Second, 100*time.Millisecond)
-	require.GreaterOrEqual(t, p.metric("gateway", `switchyard_sync_requests_total{outcome="degraded",route="hooks-now"}`), 1.0)
+	require.GreaterOrEqual(t, p.metric("gateway", "switchyard_sync_requests_total", "outcome=degraded", "route=hooks-now"), 1.0)
 	_ = upstream
 }
 
