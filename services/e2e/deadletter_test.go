@@ -67,18 +67,20 @@ routes:
 	adminActor  = "ops-alice"
 )
 
-func startFaultPlatform(t *testing.T) *platform {
+// startFaultPlatform runs the failure-handling platform, with env added,
+// and gives it the admin client ops-alice.
+func startFaultPlatform(t *testing.T, env ...string) *platform {
 	t.Helper()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "relay", "worker", "replay", "gateway"},
 		jobs:     faultJobsFile, routes: faultRoutesFile,
 		binaries: map[string]string{"worker": "faultworker"},
-		env: []string{
+		env: append([]string{
 			fmt.Sprintf("SWITCHYARD_SQS_MAX_RECEIVE_COUNT=%d", maxReceives),
 			// A crashed worker's message comes back this soon.
 			"SWITCHYARD_SQS_VISIBILITY_TIMEOUT=3s",
 			"SWITCHYARD_REPLAY_DRAIN_WAIT=2s",
-		},
+		}, env...),
 	})
 	secret := p.client(adminActor, "switchyard:admin")
 	tok, err := p.token(adminActor, secret)

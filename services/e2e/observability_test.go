@@ -283,18 +283,7 @@ series:
 // values that follow from the traffic.
 func TestMetricsAfterTraffic(t *testing.T) {
 	t.Parallel() // mostly waiting for retries to run out: runs beside the other waiting tests
-	p := startPlatformWith(t, platformOptions{
-		services: []string{"tokens", "relay", "worker", "replay", "gateway"},
-		jobs:     faultJobsFile, routes: faultRoutesFile,
-		binaries: map[string]string{"worker": "faultworker"},
-		env: []string{
-			fmt.Sprintf("SWITCHYARD_SQS_MAX_RECEIVE_COUNT=%d", maxReceives),
-			"SWITCHYARD_REPLAY_DRAIN_WAIT=1s",
-			"SWITCHYARD_RELAY_SAMPLE_INTERVAL=300ms",
-			"SWITCHYARD_REPLAY_STATS_INTERVAL=300ms",
-			"SWITCHYARD_USAGE_FLUSH=200ms",
-		},
-	})
+	p := startFaultPlatform(t, "SWITCHYARD_RELAY_SAMPLE_INTERVAL=300ms", "SWITCHYARD_REPLAY_STATS_INTERVAL=300ms", "SWITCHYARD_USAGE_FLUSH=200ms")
 	client := http.Client{Timeout: 10 * time.Second}
 	const jobsN, failing = 20, 2
 	ids := make([]string, 0, jobsN)
@@ -310,12 +299,6 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	for _, id := range ids {
 		require.NoError(t, p.awaitSucceeded(client, "metered", id, time.Minute))
 	}
-	secret := p.client(adminActor, "switchyard:admin")
-	tok, err := p.token(adminActor, secret)
-	require.NoError(t, err)
-	p.mu.Lock()
-	p.bearers[adminActor] = tok
-	p.mu.Unlock()
 	for _, id := range poison {
 		p.awaitDeadLetter("always-fails", id, 2*time.Minute)
 	}
