@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,10 +191,10 @@ func (p *platform) bareSend(ctx context.Context, url string, n, concurrency int)
 
 // bareReceive empties url of its n messages with ReceiveMessage(10) and
 // DeleteMessageBatch from concurrency goroutines, and returns messages
-// per second.
+// per second from the first message received to the last deleted (as the
+// worker's rate is taken from its first attempt to its last success).
 func (p *platform) bareReceive(ctx context.Context, url string, n, concurrency int) (float64, error) {
-	var got atomic.Int64
-	start := time.Now()
+	var got, first atomic.Int64
 	var g errgroup.Group
 	for range concurrency {
 		g.Go(func() error {
@@ -205,6 +206,7 @@ func (p *platform) bareReceive(ctx context.Context, url string, n, concurrency i
 				if len(out.Messages) == 0 {
 					continue
 				}
+				first.CompareAndSwap(0, time.Now().UnixNano())
 				entries := make([]types.DeleteMessageBatchRequestEntry, len(out.Messages))
 				for i, m := range out.Messages {
 					entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
@@ -220,7 +222,7 @@ func (p *platform) bareReceive(ctx context.Context, url string, n, concurrency i
 	if err := g.Wait(); err != nil {
 		return 0, err
 	}
-	return float64(got.Load()) / time.Since(start).Seconds(), nil
+	return float64(got.Load()) / time.Since(time.Unix(0, first.Load())).Seconds(), nil
 }
 
 // roundTrips sends, receives and deletes one message at a time, n times,
@@ -257,32 +259,40 @@ func (p *platform) count(ctx context.Context, query string, args ...any) (int, e
 	return n, err
 }
 
-// drainRate times how fast remaining (a query counting what is left)
-// falls to zero once the service is ready, and returns items per second
-// over what it handled after that.
-func (p *platform) drainRate(ctx context.Context, remaining string, timeout time.Duration) (float64, error) {
-	left0, err := p.count(ctx, remaining)
-	if err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	deadline := start.Add(timeout)
+// waitZero polls a counting query until it answers 0, or fails after
+// timeout.
+func (p *platform) waitZero(ctx context.Context, query string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		left, err := p.count(ctx, remaining)
+		left, err := p.count(ctx, query)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if left == 0 {
-			if left0 == 0 {
-				return 0, fmt.Errorf("nothing left to measure by the time the service was ready (%s)", remaining)
-			}
-			return float64(left0) / time.Since(start).Seconds(), nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%d of %d still left after %s (%s)", left, left0, timeout, remaining)
+			return fmt.Errorf("%d still left after %s (%s)", left, timeout, query)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// submitAll accepts n jobs through the gateway from concurrency goroutines.
+func submitAll(ctx context.Context, client *http.Client, url, token string, n, concurrency int) error {
+	var next atomic.Int64
+	var g errgroup.Group
+	for range concurrency {
+		g.Go(func() error {
+			for next.Add(1) <= int64(n) {
+				if err := call(ctx, client, http.MethodPost, url, token, benchText, http.StatusAccepted); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // percentile of ds (0 < q <= 1), nearest rank.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard/switchyard/libs/devstack"
@@ -47,6 +48,7 @@ type platform struct {
 	dir     string
 	bin     string
 	stack   *devstack.Stack
+	dbName  string
 	dbURL   string
 	pool    *pgxpool.Pool
 	sqs     *sqs.Client
@@ -79,8 +81,8 @@ func startPlatform(ctx context.Context, logger *slog.Logger) (*platform, error) 
 	if err != nil {
 		return nil, err
 	}
-	name := "switchyard_bench_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	if p.dbURL, err = devstack.EnsureDatabase(ctx, p.stack.DatabaseURL, name); err != nil {
+	p.dbName = "switchyard_bench_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if p.dbURL, err = devstack.EnsureDatabase(ctx, p.stack.DatabaseURL, p.dbName); err != nil {
 		return nil, err
 	}
 	if _, err := migrations.Up(ctx, p.dbURL, slog.New(slog.DiscardHandler)); err != nil {
@@ -182,7 +184,8 @@ func (p *platform) stopService(svc string) error {
 	return proc.Stop(30 * time.Second)
 }
 
-// stop ends every service, the servers started here and the database.
+// stop ends every service, drops the database, and stops the servers
+// started here.
 func (p *platform) stop() error {
 	var errs []error
 	for svc := range p.procs {
@@ -191,9 +194,27 @@ func (p *platform) stop() error {
 	if p.pool != nil {
 		p.pool.Close()
 	}
+	if p.dbURL != "" {
+		errs = append(errs, dropDatabase(p.stack.DatabaseURL, p.dbName))
+	}
 	if p.stack != nil {
 		errs = append(errs, p.stack.Stop())
 	}
 	errs = append(errs, os.RemoveAll(p.dir))
 	return errors.Join(errs...)
+}
+
+// dropDatabase removes the run's database from the server.
+func dropDatabase(serverURL, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return fmt.Errorf("dropping %s: %w", name, err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("dropping %s: %w", name, err)
+	}
+	return nil
 }

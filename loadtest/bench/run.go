@@ -141,30 +141,40 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 	if r.BareSendMPS, err = p.bareSend(ctx, sendURL, cfg.messages, 20); err != nil {
 		return r, fmt.Errorf("bare send: %w", err)
 	}
-	// The jobs for the relay and the worker, accepted while both are
-	// stopped.
-	client := newClient(cfg.concurrency)
-	for range cfg.messages {
-		if err := call(ctx, client, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted); err != nil {
-			return r, err
-		}
-	}
+	// The relay runs first, idle; the jobs arrive through the gateway far
+	// faster than SQS takes them, so from the first submission to an empty
+	// outbox is the relay's forwarding time.
 	queueEnv := "SWITCHYARD_QUEUE_PREFIX=" + prefix
 	if err := p.start(ctx, "relay", queueEnv); err != nil {
 		return r, err
 	}
-	if r.RelayMPS, err = p.drainRate(ctx, `SELECT count(*) FROM watermill_outbox WHERE NOT acked`, 5*time.Minute); err != nil {
+	client := newClient(cfg.concurrency)
+	start := time.Now()
+	if err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, cfg.messages, cfg.concurrency); err != nil {
+		return r, err
+	}
+	if err := p.waitZero(ctx, `SELECT count(*) FROM watermill_outbox WHERE NOT acked`, 5*time.Minute); err != nil {
 		return r, fmt.Errorf("relay: %w", err)
 	}
+	r.RelayMPS = float64(cfg.messages) / time.Since(start).Seconds()
 	if r.BareReceiveMPS, err = p.bareReceive(ctx, sendURL, cfg.messages, 8); err != nil {
 		return r, fmt.Errorf("bare receive: %w", err)
 	}
+	// The worker starts on a full queue; its rate is from its first
+	// attempt's start to its last job's success, as the jobs record them
+	// (its own start-up does not count).
 	if err := p.start(ctx, "worker", queueEnv); err != nil {
 		return r, err
 	}
-	if r.WorkerMPS, err = p.drainRate(ctx, `SELECT count(*) FROM jobs WHERE status <> 'succeeded'`, 5*time.Minute); err != nil {
+	if err := p.waitZero(ctx, `SELECT count(*) FROM jobs WHERE status <> 'succeeded'`, 5*time.Minute); err != nil {
 		return r, fmt.Errorf("worker: %w", err)
 	}
+	var done int
+	var seconds float64
+	if err := p.pool.QueryRow(ctx, `SELECT count(*), EXTRACT(EPOCH FROM max(finished_at) - min(started_at))::float8 FROM jobs`).Scan(&done, &seconds); err != nil {
+		return r, err
+	}
+	r.WorkerMPS = float64(done) / seconds
 	logger.Info("sqs", "bare_send_mps", int(r.BareSendMPS), "relay_mps", int(r.RelayMPS),
 		"bare_receive_mps", int(r.BareReceiveMPS), "worker_mps", int(r.WorkerMPS))
 
@@ -189,7 +199,7 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 	if err != nil {
 		return r, fmt.Errorf("paced submissions: %w", err)
 	}
-	if _, err := p.drainRate(ctx, `SELECT count(*) FROM jobs WHERE status <> 'succeeded'`, 5*time.Minute); err != nil {
+	if err := p.waitZero(ctx, `SELECT count(*) FROM jobs WHERE status <> 'succeeded'`, 5*time.Minute); err != nil {
 		return r, fmt.Errorf("end to end: %w", err)
 	}
 	var e2e []time.Duration
