@@ -164,10 +164,12 @@ func TestRequestHygiene(t *testing.T) {
 	token := p.bearer("hygiene")
 
 	t.Run("slowloris", func(t *testing.T) {
+		// From before the dial: the server's header timeout starts when it
+		// accepts the connection, which can be before Dial returns here.
+		start := time.Now()
 		conn, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		defer conn.Close()
-		start := time.Now()
 		_, err = io.WriteString(conn, "GET /v1/jobs/x HTTP/1.1\r\nHost: gw\r\nX-Slow: ")
 		require.NoError(t, err)
 		closed := make(chan time.Duration, 1)
