@@ -65,4 +65,11 @@ func TestVaultProvisionUsageErrors(t *testing.T) {
 	code, _, stderr = run("vault", "provision")
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "no database")
+	code, _, stderr = run("vault", "provision", "--database-url", "postgres://x@h/db", "--kubernetes-host", "https://k8s:443")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "need --kubernetes-namespace")
+	code, _, stderr = run("vault", "provision", "--database-url", "postgres://x@h/db", "--kubernetes-namespace", "sy",
+		"--kubernetes-ca-cert-file", "/nonexistent/ca.crt")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "--kubernetes-ca-cert-file")
 }

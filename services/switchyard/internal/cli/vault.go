@@ -59,6 +59,10 @@ func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) (vaultsetup.Result
 	if res.PepperRef != "" {
 		fmt.Fprintf(out, "client-secret pepper: SWITCHYARD_CLIENT_SECRET_PEPPER=%s (the token service and 'switchyard clients')\n", res.PepperRef)
 	}
+	if res.KubernetesMount != "" {
+		fmt.Fprintf(out, "Kubernetes auth at %s: a role per service (VAULT_KUBERNETES_ROLE=%s-<service>) bound to the service account of that name in namespace %s; the init Job's role %s reads only %s/%s/admin/database\n",
+			res.KubernetesMount, plan.Prefix, plan.Kubernetes.Namespace, res.InitRole, plan.KVMount, plan.Prefix)
+	}
 	if res.SQSSecret != "" {
 		fmt.Fprintf(out, "SQS credentials: SWITCHYARD_SQS_ACCESS_KEY_ID=vault:%[1]s#access_key_id SWITCHYARD_SQS_SECRET_ACCESS_KEY=vault:%[1]s#secret_access_key\n", res.SQSSecret)
 	}
@@ -69,6 +73,8 @@ func newVaultProvisionCmd() *cobra.Command {
 	var plan vaultsetup.Plan
 	var services string
 	var sqsFromEnv bool
+	var k8s vaultsetup.KubernetesAuth
+	var k8sCAFile string
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Provision Vault for every service (idempotent): AppRoles, policies, database users, signing key",
@@ -83,7 +89,13 @@ func newVaultProvisionCmd() *cobra.Command {
     created IN ROLE switchyard_app (run migrations first);
   - the transit key <prefix>-jwt (ecdsa-p256) that signs access tokens;
   - with --credentials-dir, each service's role-id and secret-id files
-    (a secret id that still logs in is kept).
+    (a secret id that still logs in is kept);
+  - with --kubernetes-namespace, the Kubernetes auth method (configured
+    with --kubernetes-host, or as it is) and a role per service,
+    <prefix>-<service>, bound to the service account of that name in the
+    namespace (deployments/k8s), plus <prefix>-init for the init Job,
+    which may read only <kv>/<prefix>/admin/database (the schema owner's
+    URL, which an operator writes there).
 
 Run it with an operator's token (VAULT_TOKEN); the services then log in
 with VAULT_AUTH_METHOD=approle and the files (VAULT_ROLE_ID_FILE,
@@ -99,6 +111,18 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 				if plan.SQSAccessKeyID == "" || plan.SQSSecretAccessKey == "" {
 					return usageError{errors.New("--sqs-credentials-from-env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")}
 				}
+			}
+			if k8s.Namespace != "" {
+				if k8sCAFile != "" {
+					ca, err := os.ReadFile(k8sCAFile)
+					if err != nil {
+						return usageError{fmt.Errorf("--kubernetes-ca-cert-file: %w", err)}
+					}
+					k8s.CACert = string(ca)
+				}
+				plan.Kubernetes = &k8s
+			} else if k8s.Host != "" || k8sCAFile != "" || k8s.Audience != "" || k8s.VaultOutsideCluster {
+				return usageError{errors.New("the --kubernetes-* flags need --kubernetes-namespace (where the service accounts are)")}
 			}
 			_, _, err := provisionVault(cmd, plan)
 			return err
@@ -117,6 +141,12 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 	fl.StringVar(&plan.TransitMount, "transit-mount", "transit", "transit engine mount")
 	fl.StringVar(&plan.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
 	fl.BoolVar(&plan.ClientSecretPepper, "client-secret-pepper", true, "create the token service's client-secret pepper (<kv>/<prefix>/tokens/oauth, written once)")
+	fl.StringVar(&k8s.Namespace, "kubernetes-namespace", "", "set up Kubernetes auth for the service accounts in this namespace")
+	fl.StringVar(&k8s.Mount, "kubernetes-mount", "kubernetes", "Kubernetes auth mount")
+	fl.StringVar(&k8s.Host, "kubernetes-host", "", "Kubernetes API server that reviews service-account tokens (default: keep the method's configuration)")
+	fl.StringVar(&k8sCAFile, "kubernetes-ca-cert-file", "", "PEM CA bundle of the Kubernetes API server")
+	fl.BoolVar(&k8s.VaultOutsideCluster, "kubernetes-vault-outside-cluster", false, "Vault runs outside the cluster: no local CA file or reviewer token (with --kubernetes-host)")
+	fl.StringVar(&k8s.Audience, "kubernetes-audience", "", "audience the service-account tokens must carry")
 	fl.BoolVar(&sqsFromEnv, "sqs-credentials-from-env", false, "store AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY as the services' SQS credentials (<kv>/<prefix>/shared/sqs, written once)")
 	return cmd
 }

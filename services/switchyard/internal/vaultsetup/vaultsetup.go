@@ -2,7 +2,8 @@
 // service an AppRole with a policy of least privilege, a role of the
 // database secrets engine (short-lived Postgres users in switchyard_app),
 // the token service's signing key in the transit engine, shared KV secrets
-// written once, and each service's AppRole credentials in files. It is
+// written once, each service's AppRole credentials in files, and
+// optionally Kubernetes auth roles for the service accounts. It is
 // what `switchyard vault provision` runs for the compose init step and
 // `switchyard dev up`; production runs it (or its Terraform twin) with an
 // operator's token.
@@ -65,6 +66,33 @@ type Plan struct {
 	// <service>/secret-id (mode 0600). An existing secret id that still
 	// logs in is kept; otherwise a new one is issued.
 	CredentialsDir string
+	// Kubernetes, when set, also lets the services log in with their
+	// Kubernetes service accounts (deployments/k8s).
+	Kubernetes *KubernetesAuth
+}
+
+// KubernetesAuth sets up Vault's Kubernetes auth method for a deployment
+// like deployments/k8s: a role <prefix>-<service> per service, bound to
+// the service account of the same name in Namespace, with the service's
+// policy; and a role <prefix>-init for the init Job, whose policy reads
+// only the schema owner's URL (<kv>/<prefix>/admin/database).
+type KubernetesAuth struct {
+	// Mount is the auth method's path (default "kubernetes").
+	Mount string
+	// Namespace is where the service accounts are (required).
+	Namespace string
+	// Host is the Kubernetes API server Vault asks to review the service
+	// accounts' tokens; CACert (PEM) verifies it. With Host empty the
+	// method's existing configuration is kept (for example one written
+	// by Vault's own Helm chart).
+	Host, CACert string
+	// VaultOutsideCluster says Vault does not run in the cluster, so it
+	// must not look for a pod's CA file and service-account token (Vault's
+	// disable_local_ca_jwt); each login's own token then reviews itself.
+	VaultOutsideCluster bool
+	// Audience, when set, is the audience the service accounts' tokens
+	// must carry.
+	Audience string
 }
 
 func (p *Plan) setDefaults() {
@@ -82,6 +110,11 @@ func (p *Plan) setDefaults() {
 	def(&p.TransitMount, "transit")
 	def(&p.AppRoleMount, "approle")
 	def(&p.TransitKey, p.Prefix+"-jwt")
+	if p.Kubernetes != nil {
+		k := *p.Kubernetes // the caller's value stays as it was
+		def(&k.Mount, "kubernetes")
+		p.Kubernetes = &k
+	}
 	durDef := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -104,6 +137,9 @@ type Role struct {
 	DatabaseRole string
 	// Policy is the name of the service's policy.
 	Policy string
+	// KubernetesRole is the service's role of the Kubernetes auth method,
+	// when Plan.Kubernetes is set.
+	KubernetesRole string
 }
 
 // Result says what Provision set up.
@@ -120,6 +156,9 @@ type Result struct {
 	// ("vault:<kv>/<prefix>/tokens/oauth#pepper") and Pepper its value,
 	// when it is provisioned.
 	PepperRef, Pepper string
+	// KubernetesMount is the Kubernetes auth method's path and InitRole
+	// the init Job's role there, when Plan.Kubernetes is set.
+	KubernetesMount, InitRole string
 	// Created lists what did not exist before (for the operator's log).
 	Created []string
 }
@@ -132,6 +171,9 @@ func Provision(ctx context.Context, client *vault.Client, p Plan) (Result, error
 		DatabaseMount: p.DatabaseMount, AppRoleMount: p.AppRoleMount}
 	if p.DatabaseURL == "" {
 		return res, errors.New("no database URL for the database secrets engine")
+	}
+	if p.Kubernetes != nil && p.Kubernetes.Namespace == "" {
+		return res, errors.New("the Kubernetes auth method needs the namespace of the service accounts")
 	}
 	for _, m := range []struct{ path, typ string }{
 		{p.KVMount, "kv-v2"}, {p.DatabaseMount, "database"}, {p.TransitMount, "transit"},
@@ -199,6 +241,22 @@ func Provision(ctx context.Context, client *vault.Client, p Plan) (Result, error
 		}
 		res.Pepper, _ = s.Data["pepper"].(string)
 	}
+	if p.Kubernetes != nil {
+		created, err := configureKubernetes(ctx, client, *p.Kubernetes)
+		if err != nil {
+			return res, err
+		}
+		if created {
+			res.Created = append(res.Created, "auth method kubernetes at "+p.Kubernetes.Mount)
+		}
+		res.KubernetesMount, res.InitRole = p.Kubernetes.Mount, p.Prefix+"-init"
+		if err := client.Sys().PutPolicyWithContext(ctx, res.InitRole, InitPolicy(p)); err != nil {
+			return res, fmt.Errorf("writing policy %s: %w", res.InitRole, err)
+		}
+		if err := writeKubernetesRole(ctx, client, p, res.InitRole, res.InitRole); err != nil {
+			return res, err
+		}
+	}
 	for _, svc := range p.Services {
 		role, err := provisionService(ctx, client, p, svc)
 		if err != nil {
@@ -207,6 +265,50 @@ func Provision(ctx context.Context, client *vault.Client, p Plan) (Result, error
 		res.Roles[svc] = role
 	}
 	return res, nil
+}
+
+// configureKubernetes enables the Kubernetes auth method and, with a
+// host, points it at the cluster's API server.
+func configureKubernetes(ctx context.Context, c *vault.Client, k KubernetesAuth) (bool, error) {
+	created, err := ensureAuth(ctx, c, k.Mount, "kubernetes")
+	if err != nil {
+		return false, err
+	}
+	if k.Host == "" {
+		return created, nil
+	}
+	cfg := map[string]any{"kubernetes_host": k.Host, "disable_local_ca_jwt": k.VaultOutsideCluster}
+	if k.CACert != "" {
+		cfg["kubernetes_ca_cert"] = k.CACert
+	}
+	if _, err := c.Logical().WriteWithContext(ctx, "auth/"+k.Mount+"/config", cfg); err != nil {
+		return created, fmt.Errorf("configuring the Kubernetes auth method at %s: %w", k.Mount, err)
+	}
+	return created, nil
+}
+
+// writeKubernetesRole binds the service account named role in the plan's
+// namespace to policy.
+func writeKubernetesRole(ctx context.Context, c *vault.Client, p Plan, role, policy string) error {
+	k := p.Kubernetes
+	data := map[string]any{
+		"bound_service_account_names": role, "bound_service_account_namespaces": k.Namespace,
+		"token_policies": policy, "token_ttl": p.TokenTTL.String(), "token_max_ttl": p.TokenMaxTTL.String(),
+	}
+	if k.Audience != "" {
+		data["audience"] = k.Audience
+	}
+	if _, err := c.Logical().WriteWithContext(ctx, "auth/"+k.Mount+"/role/"+role, data); err != nil {
+		return fmt.Errorf("writing Kubernetes role %s: %w", role, err)
+	}
+	return nil
+}
+
+// InitPolicy returns the HCL of the init Job's policy: read the schema
+// owner's database URL, nothing else.
+func InitPolicy(p Plan) string {
+	p.setDefaults()
+	return fmt.Sprintf("path %q { capabilities = [\"read\"] }\n", p.KVMount+"/data/"+p.Prefix+"/admin/database")
 }
 
 func ensureMount(ctx context.Context, c *vault.Client, path, typ string) (bool, error) {
@@ -345,6 +447,12 @@ func provisionService(ctx context.Context, c *vault.Client, p Plan, svc string) 
 	role := Role{Service: svc, AppRole: p.Prefix + "-" + svc, DatabaseRole: p.Prefix + "-" + svc, Policy: p.Prefix + "-" + svc}
 	if err := c.Sys().PutPolicyWithContext(ctx, role.Policy, Policy(p, svc)); err != nil {
 		return role, fmt.Errorf("writing policy %s: %w", role.Policy, err)
+	}
+	if p.Kubernetes != nil {
+		role.KubernetesRole = p.Prefix + "-" + svc
+		if err := writeKubernetesRole(ctx, c, p, role.KubernetesRole, role.Policy); err != nil {
+			return role, err
+		}
 	}
 	base := "auth/" + p.AppRoleMount + "/role/" + role.AppRole
 	if _, err := c.Logical().WriteWithContext(ctx, base, map[string]any{

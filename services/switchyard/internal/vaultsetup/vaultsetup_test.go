@@ -3,12 +3,22 @@ package vaultsetup_test
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
@@ -18,6 +28,20 @@ import (
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
+
+// removeMountsAtEnd removes the test's own engines and auth methods from
+// the shared Vault when the test ends.
+func removeMountsAtEnd(t *testing.T, rc *vault.Client, plan vaultsetup.Plan) {
+	t.Cleanup(func() {
+		for _, m := range []string{plan.DatabaseMount, plan.TransitMount} {
+			_ = rc.Sys().Unmount(m)
+		}
+		_ = rc.Sys().DisableAuth(plan.AppRoleMount)
+		if plan.Kubernetes != nil {
+			_ = rc.Sys().DisableAuth(plan.Kubernetes.Mount)
+		}
+	})
+}
 
 // TestProvision provisions a real Vault for a real database twice (the
 // second run changes nothing and keeps the credential files), then logs
@@ -35,12 +59,7 @@ func TestProvision(t *testing.T) {
 		CredentialsDir: t.TempDir(), ClientSecretPepper: true, SQSAccessKeyID: "AKID", SQSSecretAccessKey: "sqs-secret",
 		Secrets: map[string]map[string]any{"shared/oauth": {"pepper": "pepper-" + suffix}, "admin/bootstrap": {"secret": "s"}},
 	}
-	t.Cleanup(func() {
-		for _, m := range []string{plan.DatabaseMount, plan.TransitMount} {
-			_ = rc.Sys().Unmount(m)
-		}
-		_ = rc.Sys().DisableAuth(plan.AppRoleMount)
-	})
+	removeMountsAtEnd(t, rc, plan)
 	res, err := vaultsetup.Provision(ctx, rc, plan)
 	require.NoError(t, err)
 	require.Len(t, res.Created, 8, "the database and transit engines (KV is there), the auth method, the transit key, four secrets: %v", res.Created)
@@ -108,4 +127,134 @@ func TestProvision(t *testing.T) {
 	require.Contains(t, res.Env("tokens", addr), "SWITCHYARD_TOKENS_KEYS_TRANSIT="+plan.TransitMount+"/"+plan.Prefix+"-jwt")
 	require.Contains(t, res.Env("tokens", addr), "SWITCHYARD_CLIENT_SECRET_PEPPER="+res.PepperRef)
 	require.Contains(t, res.Env("worker", addr), "SWITCHYARD_SQS_ACCESS_KEY_ID=vault:secret/"+plan.Prefix+"/shared/sqs#access_key_id")
+}
+
+// kubernetesAPI stands in for a cluster's API server in the one call
+// Vault's Kubernetes auth method makes to it: a TokenReview of the
+// service-account token a pod logs in with. It knows the tokens it
+// issued (serviceAccountToken); any other is not authenticated.
+type kubernetesAPI struct {
+	key    *ecdsa.PrivateKey
+	mu     sync.Mutex
+	issued map[string]string // token -> system:serviceaccount:<ns>:<name>
+	uids   map[string]string // token -> service account uid
+}
+
+func newKubernetesAPI(t *testing.T) (*kubernetesAPI, string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	api := &kubernetesAPI{key: key, issued: map[string]string{}, uids: map[string]string{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/apis/authentication.k8s.io/v1/tokenreviews" {
+			http.NotFound(w, r)
+			return
+		}
+		var review struct {
+			Spec struct {
+				Token     string   `json:"token"`
+				Audiences []string `json:"audiences"`
+			} `json:"spec"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		api.mu.Lock()
+		user, ok := api.issued[review.Spec.Token]
+		uid := api.uids[review.Spec.Token]
+		api.mu.Unlock()
+		status := map[string]any{"authenticated": false}
+		if ok {
+			status = map[string]any{"authenticated": true, "user": map[string]any{"username": user, "uid": uid},
+				"audiences": review.Spec.Audiences}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status,
+		})
+	}))
+	t.Cleanup(srv.Close)
+	return api, srv.URL
+}
+
+// serviceAccountToken issues a projected service-account token for
+// namespace/name, as the kubelet mounts it, and returns the file it is in.
+func (api *kubernetesAPI) serviceAccountToken(t *testing.T, namespace, name string) string {
+	uid := fmt.Sprintf("uid-%s-%s", namespace, name)
+	token, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:" + namespace + ":" + name,
+		"aud": []string{"vault"}, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+		"kubernetes.io": map[string]any{
+			"namespace":      namespace,
+			"serviceaccount": map[string]any{"name": name, "uid": uid},
+		},
+	}).SignedString(api.key)
+	require.NoError(t, err)
+	api.mu.Lock()
+	api.issued[token] = "system:serviceaccount:" + namespace + ":" + name
+	api.uids[token] = uid
+	api.mu.Unlock()
+	file := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(file, []byte(token), 0o600))
+	return file
+}
+
+// TestProvisionKubernetes provisions the Kubernetes auth method of a real
+// Vault, pointed at a stand-in API server, and logs in as the pods of
+// deployments/k8s would: each service's account gets its own policy, a
+// service account of another namespace or name gets nothing, and the
+// init Job reads the schema owner's URL and nothing else.
+func TestProvisionKubernetes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rc := stacktest.VaultRoot(t)
+	addr, _ := stacktest.Vault(t)
+	suffix := stacktest.RandomSuffix(t, 4)
+	api, apiURL := newKubernetesAPI(t)
+	plan := vaultsetup.Plan{
+		Prefix: "k" + suffix, DatabaseURL: stacktest.NewDatabase(t),
+		DatabaseMount: "database-" + suffix, TransitMount: "transit-" + suffix, AppRoleMount: "approle-" + suffix,
+		Secrets:    map[string]map[string]any{"admin/database": {"url": "postgres://owner@db/switchyard"}},
+		Kubernetes: &vaultsetup.KubernetesAuth{Mount: "kubernetes-" + suffix, Namespace: "switchyard", Host: apiURL, VaultOutsideCluster: true, Audience: "vault"},
+	}
+	removeMountsAtEnd(t, rc, plan)
+	res, err := vaultsetup.Provision(ctx, rc, plan)
+	require.NoError(t, err)
+	require.Contains(t, res.Created, "auth method kubernetes at "+plan.Kubernetes.Mount)
+	require.Equal(t, plan.Prefix+"-init", res.InitRole)
+	again, err := vaultsetup.Provision(ctx, rc, plan)
+	require.NoError(t, err)
+	require.Empty(t, again.Created, "the second run creates nothing")
+
+	login := func(namespace, account, role string) (*secrets.Client, error) {
+		return secrets.New(ctx, secrets.Config{Addr: addr, Auth: secrets.AuthKubernetes, AuthMount: plan.Kubernetes.Mount,
+			KubernetesRole: role, KubernetesTokenFile: api.serviceAccountToken(t, namespace, account)}, nil)
+	}
+	denied := func(err error) bool {
+		var re *vault.ResponseError
+		return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
+	}
+	for _, svc := range vaultsetup.Services {
+		role := res.Roles[svc].KubernetesRole
+		require.Equal(t, plan.Prefix+"-"+svc, role)
+		c, err := login("switchyard", role, role)
+		require.NoError(t, err, "%s logs in with its service account", svc)
+		creds, err := c.DatabaseCredentials(ctx, plan.DatabaseMount, res.Roles[svc].DatabaseRole)
+		require.NoError(t, err, "%s gets database users", svc)
+		require.NotEmpty(t, creds.User())
+		_, err = c.Read(ctx, "secret/"+plan.Prefix+"/admin/database#url")
+		require.True(t, denied(err), "%s may not read the schema owner's URL: %v", svc, err)
+	}
+	_, err = login("elsewhere", plan.Prefix+"-gateway", plan.Prefix+"-gateway")
+	require.True(t, denied(err), "the gateway's account in another namespace: %v", err)
+	_, err = login("switchyard", plan.Prefix+"-worker", plan.Prefix+"-gateway")
+	require.True(t, denied(err), "the worker's account for the gateway's role: %v", err)
+
+	initClient, err := login("switchyard", res.InitRole, res.InitRole)
+	require.NoError(t, err, "the init Job logs in")
+	url, err := initClient.Read(ctx, "secret/"+plan.Prefix+"/admin/database#url")
+	require.NoError(t, err)
+	require.Equal(t, "postgres://owner@db/switchyard", url)
+	_, err = initClient.DatabaseCredentials(ctx, plan.DatabaseMount, res.Roles["gateway"].DatabaseRole)
+	require.True(t, denied(err), "the init Job gets no service's database users: %v", err)
 }
