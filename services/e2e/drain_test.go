@@ -84,6 +84,22 @@ func (l *drainLoad) watchReadiness(stop <-chan struct{}) {
 	}
 }
 
+// acceptedBetween counts the submissions the given replicas accepted
+// strictly between from and to.
+func (l *drainLoad) acceptedBetween(from, to time.Time, replicas ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, base := range replicas {
+		for _, at := range l.answered[base] {
+			if at.After(from) && at.Before(to) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 func (l *drainLoad) submit(client *http.Client, clientID, key string, first int) error {
 	gateways := []string{l.p.gateway, l.p.gateway2}
 	body, _ := json.Marshal(map[string]string{"text": "drain " + key})
@@ -210,14 +226,7 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return l.accepted.Load() >= 60 }, 2*time.Minute, 10*time.Millisecond)
 	require.NoError(t, stop("gateway"), "the gateway drains and exits by itself")
-	l.mu.Lock()
-	whileDraining := 0
-	for _, at := range l.answered[p.gateway] {
-		if at.After(drainFrom) && at.Before(drainTo) {
-			whileDraining++
-		}
-	}
-	l.mu.Unlock()
+	whileDraining := l.acceptedBetween(drainFrom, drainTo, p.gateway)
 	t.Logf("the gateway accepted %d jobs between SIGTERM and its exit", whileDraining)
 	require.Positive(t, whileDraining, "a draining gateway keeps serving until its listener closes")
 	p.start("gateway")
@@ -230,16 +239,7 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 		return inFlight >= 2
 	}, time.Minute, 5*time.Millisecond, "handlers in flight when the worker is stopped")
 	require.NoError(t, stop("worker"), "the worker finishes its handlers and exits by itself")
-	l.mu.Lock()
-	acceptedDuringWorkerStop := 0
-	for _, answers := range l.answered {
-		for _, at := range answers {
-			if at.After(drainFrom) && at.Before(drainTo) {
-				acceptedDuringWorkerStop++
-			}
-		}
-	}
-	l.mu.Unlock()
+	acceptedDuringWorkerStop := l.acceptedBetween(drainFrom, drainTo, p.gateway, p.gateway2)
 	t.Logf("worker stopped with %d jobs processing; %d jobs accepted while it stopped", inFlight, acceptedDuringWorkerStop)
 	require.Zero(t, p.count(`SELECT count(*) FROM jobs WHERE status = 'processing'`), "nothing left half-done")
 	p.start("worker")
