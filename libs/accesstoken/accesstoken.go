@@ -74,8 +74,10 @@ type Config struct {
 	// the JWKS keeps working for tokens already seen.
 	CacheTTL time.Duration
 	// Revoked, when set, is asked on every request whether a client id
-	// has been disabled.
-	Revoked func(clientID string) bool
+	// has been disabled; an error means it cannot tell yet (the list was
+	// never loaded), and the request is refused as unavailable (503), not
+	// let through.
+	Revoked func(clientID string) (bool, error)
 	// HTTPClient fetches discovery and JWKS documents (default: a client
 	// with HTTPTimeout).
 	HTTPClient *http.Client
@@ -357,7 +359,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (authn.Identity, er
 }
 
 func (v *Verifier) checkRevoked(id authn.Identity) (authn.Identity, error) {
-	if v.cfg.Revoked != nil && v.cfg.Revoked(id.ClientID) {
+	if v.cfg.Revoked == nil {
+		return id, nil
+	}
+	revoked, err := v.cfg.Revoked(id.ClientID)
+	switch {
+	case err != nil:
+		return authn.Identity{}, authn.Fail(authn.ErrUnavailable, "disabled_clients_unknown", "%v", err)
+	case revoked:
 		return authn.Identity{}, authn.Fail(authn.ErrUnauthenticated, "client_disabled", "client %q is disabled", id.ClientID)
 	}
 	return id, nil

@@ -265,7 +265,7 @@ func TestRevokedClientsAreRefusedEvenFromTheCache(t *testing.T) {
 	is := newIssuer(t, signingkeys.ES256)
 	var revoked atomic.Bool
 	v := newVerifier(t, is, func(c *accesstoken.Config) {
-		c.Revoked = func(id string) bool { return id == "billing" && revoked.Load() }
+		c.Revoked = func(id string) (bool, error) { return id == "billing" && revoked.Load(), nil }
 	})
 	tok := sign(t, is.key(0), is.claims("billing"), nil)
 	_, err := v.Verify(context.Background(), tok)

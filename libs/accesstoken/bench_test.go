@@ -113,7 +113,7 @@ func newVerifierB(b *testing.B, is *issuer, cacheSize int) *accesstoken.Verifier
 	cfg := accesstoken.DefaultConfig(is.srv.URL, "switchyard")
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.CacheSize = cacheSize
-	cfg.Revoked = func(string) bool { return false }
+	cfg.Revoked = func(string) (bool, error) { return false, nil }
 	v, err := accesstoken.New(cfg)
 	if err != nil {
 		b.Fatal(err)

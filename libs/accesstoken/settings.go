@@ -26,8 +26,8 @@ type Settings struct {
 }
 
 // VerifierConfig returns the verifier configuration of s; revoked reports
-// disabled clients (oauthclients.DisabledSet.Disabled).
-func (s Settings) VerifierConfig(revoked func(clientID string) bool, reg prometheus.Registerer, logger *slog.Logger) Config {
+// disabled clients (oauthclients.DisabledSet.Revoked).
+func (s Settings) VerifierConfig(revoked func(clientID string) (bool, error), reg prometheus.Registerer, logger *slog.Logger) Config {
 	return Config{
 		Issuer: s.Issuer, Audience: s.Audience, JWKSURL: s.JWKSURL,
 		Algorithms: s.Algorithms, Types: s.TokenTypes, RequireNotBefore: s.RequireNotBefore,

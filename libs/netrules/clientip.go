@@ -131,3 +131,24 @@ func parseNode(s string) (netip.Addr, bool) {
 	}
 	return a.Unmap().WithZone(""), true
 }
+
+// DefaultIPv6PrefixBits is the IPv6 prefix that per-address limits and
+// blocks treat as one client: a /64 is what one subscriber or one cloud
+// instance is routinely given, so keying on the full address would let a
+// single host rotate through 2^64 addresses.
+const DefaultIPv6PrefixBits = 64
+
+// AddrKey names the client a rate limit or block applies to: an IPv4
+// address as itself, an IPv6 address by its prefix of v6Bits bits
+// ("2001:db8:1:2::/64"; 128 or 0: the whole address).
+func AddrKey(a netip.Addr, v6Bits int) string {
+	a = a.Unmap()
+	if !a.Is6() || v6Bits <= 0 || v6Bits >= 128 {
+		return a.WithZone("").String()
+	}
+	p, err := a.WithZone("").Prefix(v6Bits)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
+}

@@ -41,7 +41,7 @@ func NewDisabledSet(store *Store, listen pgnotify.Connector, interval time.Durat
 	}
 	d := &DisabledSet{store: store, logger: logger, interval: interval, reload: make(chan struct{}, 1)}
 	d.listener = pgnotify.New(listen, NotifyChannel, d.requestReload, logger)
-	notLoaded := errors.New("disabled clients not loaded yet")
+	notLoaded := ErrNotLoaded
 	d.loadErr.Store(&notLoaded)
 	return d
 }
@@ -86,7 +86,25 @@ func (d *DisabledSet) load(ctx context.Context) {
 	d.loadErr.Store(&none)
 }
 
-// Disabled reports whether clientID is disabled, as of the last load.
+// ErrNotLoaded is returned while the set was never loaded, so that no
+// client can be said not to be disabled.
+var ErrNotLoaded = errors.New("the disabled clients were not loaded yet")
+
+// Revoked reports whether clientID is disabled, as of the last load; until
+// the first load succeeds it fails closed with ErrNotLoaded. After that,
+// a failed reload keeps the last set (a disable made meanwhile waits for
+// Postgres; refusing every caller would turn a blip into an outage).
+func (d *DisabledSet) Revoked(clientID string) (bool, error) {
+	p := d.ids.Load()
+	if p == nil {
+		return false, ErrNotLoaded
+	}
+	_, ok := (*p)[clientID]
+	return ok, nil
+}
+
+// Disabled reports whether clientID is disabled, as of the last load
+// (false before the first load: use Revoked where that matters).
 func (d *DisabledSet) Disabled(clientID string) bool {
 	p := d.ids.Load()
 	if p == nil {

@@ -92,9 +92,12 @@ type NewClient struct {
 
 // Store keeps clients in Postgres.
 type Store struct {
-	pool      *pgxpool.Pool
-	dummyHash string
-	pepper    []byte
+	pool             *pgxpool.Pool
+	dummyHash        string
+	pepper           []byte
+	acceptUnpeppered bool
+	gate             *hashGate
+	gateErr          error
 }
 
 // New returns a Store on pool.
@@ -111,6 +114,9 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Store, error) {
 	}
 	if s.pepper != nil && len(s.pepper) < MinPepperLength {
 		return nil, fmt.Errorf("the client-secret pepper must be at least %d bytes", MinPepperLength)
+	}
+	if s.gateErr != nil {
+		return nil, s.gateErr
 	}
 	return s, nil
 }
@@ -152,7 +158,7 @@ func (s *Store) Create(ctx context.Context, nc NewClient) (Client, string, error
 	} else if len(secret) < 32 || len(secret) > MaxSecretLength {
 		return Client{}, "", fmt.Errorf("a provided secret must be 32 to %d characters", MaxSecretLength)
 	}
-	hash, err := s.hash(secret)
+	hash, err := s.hash(ctx, secret)
 	if err != nil {
 		return Client{}, "", err
 	}
@@ -238,7 +244,7 @@ func (s *Store) RotateSecret(ctx context.Context, id string, grace time.Duration
 		return Client{}, "", errors.New("the grace period cannot be negative")
 	}
 	secret := NewSecret()
-	hash, err := s.hash(secret)
+	hash, err := s.hash(ctx, secret)
 	if err != nil {
 		return Client{}, "", err
 	}
@@ -261,41 +267,64 @@ func (s *Store) RotateSecret(ctx context.Context, id string, grace time.Duration
 // Authenticate checks a client id and secret. It returns the client, or
 // ErrInvalidCredentials for an unknown id or a wrong secret (taking the same
 // time for both), or ErrDisabled when the secret is right but the client is
-// disabled. Comparison is constant-time (argon2id package).
+// disabled. Comparison is constant-time (argon2id package). With a hash
+// limit, ErrBusy means the secret could not be checked in time.
 func (s *Store) Authenticate(ctx context.Context, id, secret string) (Client, error) {
 	var current, previous string
-	var previousExpires *time.Time
 	var c Client
 	err := s.pool.QueryRow(ctx, `SELECT `+clientColumns+`, secret_hash, COALESCE(previous_secret_hash, '')
 		FROM oauth_clients WHERE client_id = $1`, id).Scan(append(c.fields(), &current, &previous)...)
-	previousExpires = c.PreviousSecretExpiresAt
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		_, _ = argon2id.ComparePasswordAndHash(secret, s.dummyHash)
+		if _, err := s.compare(ctx, secret, s.dummyHash); errors.Is(err, ErrBusy) {
+			return Client{}, err
+		}
 		return Client{}, ErrInvalidCredentials
 	case err != nil:
 		return Client{}, fmt.Errorf("reading client %q: %w", id, err)
 	}
 	if len(secret) > MaxSecretLength {
-		_, _ = argon2id.ComparePasswordAndHash("", s.dummyHash)
+		if _, err := s.compare(ctx, "", s.dummyHash); errors.Is(err, ErrBusy) {
+			return Client{}, err
+		}
 		return Client{}, ErrInvalidCredentials
 	}
-	ok, err := s.matches(secret, current)
+	ok, upgrade, err := s.matches(ctx, secret, current)
 	if err != nil {
 		return Client{}, fmt.Errorf("checking the secret of client %q: %w", id, err)
 	}
+	previousExpires := c.PreviousSecretExpiresAt
 	if !ok && previous != "" && previousExpires != nil && time.Now().Before(*previousExpires) {
-		if ok, err = s.matches(secret, previous); err != nil {
+		if ok, _, err = s.matches(ctx, secret, previous); err != nil {
 			return Client{}, fmt.Errorf("checking the previous secret of client %q: %w", id, err)
 		}
 	}
 	if !ok {
 		return Client{}, ErrInvalidCredentials
 	}
+	if upgrade {
+		if err := s.repepper(ctx, id, secret, current); err != nil {
+			return Client{}, err
+		}
+	}
 	if c.Disabled() {
 		return c, ErrDisabled
 	}
 	return c, nil
+}
+
+// repepper replaces the un-peppered hash old of client id, which secret
+// matched, with a peppered one, unless the secret changed meanwhile.
+func (s *Store) repepper(ctx context.Context, id, secret, old string) error {
+	hash, err := s.hash(ctx, secret)
+	if err != nil {
+		return fmt.Errorf("re-hashing the secret of client %q with the pepper: %w", id, err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE oauth_clients SET secret_hash = $3, updated_at = now()
+		WHERE client_id = $1 AND secret_hash = $2`, id, old, hash); err != nil {
+		return fmt.Errorf("storing the peppered secret hash of client %q: %w", id, err)
+	}
+	return nil
 }
 
 // DisabledIDs returns the ids of every disabled client.

@@ -2,9 +2,11 @@ package oauthclients_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,9 +120,14 @@ func TestDisabledSetFollowsNotifications(t *testing.T) {
 
 	set := oauthclients.NewDisabledSet(store, database.NewDialer(database.Config{URL: dbURL}), time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.Error(t, set.Ready(ctx), "not ready before the first load")
+	_, err = set.Revoked(c.ID)
+	require.ErrorIs(t, err, oauthclients.ErrNotLoaded, "fails closed before the first load")
 	go set.Run(ctx)
 	require.Eventually(t, func() bool { return set.Ready(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
 	require.False(t, set.Disabled(c.ID))
+	revoked, err := set.Revoked(c.ID)
+	require.NoError(t, err)
+	require.False(t, revoked)
 
 	start := time.Now()
 	_, err = store.SetDisabled(ctx, c.ID, true)
@@ -135,7 +142,8 @@ func TestDisabledSetFollowsNotifications(t *testing.T) {
 
 // TestPepper: with a pepper, new secrets are stored peppered (the hash
 // alone verifies nothing without it); secrets hashed before the pepper
-// keep working; another pepper is told apart from a wrong secret.
+// are refused unless the store is migrating, which re-hashes them on
+// success; another pepper is told apart from a wrong secret.
 func TestPepper(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -159,7 +167,7 @@ func TestPepper(t *testing.T) {
 	_, err = peppered.Authenticate(ctx, "with-pepper", secret+"x")
 	require.ErrorIs(t, err, oauthclients.ErrInvalidCredentials)
 	_, err = peppered.Authenticate(ctx, "before-pepper", oldSecret)
-	require.NoError(t, err, "a secret hashed before the pepper still works")
+	require.ErrorIs(t, err, oauthclients.ErrUnpeppered, "a secret hashed before the pepper is refused")
 
 	_, err = plain.Authenticate(ctx, "with-pepper", secret)
 	require.ErrorIs(t, err, oauthclients.ErrWrongPepper, "without the pepper, a peppered secret cannot be checked")
@@ -169,14 +177,69 @@ func TestPepper(t *testing.T) {
 	require.ErrorIs(t, err, oauthclients.ErrWrongPepper)
 
 	// Rotating under the pepper keeps the previous (unpeppered) secret for
-	// the grace period.
+	// the grace period, while migrating.
+	migrating, err := oauthclients.New(pool, oauthclients.WithPepper([]byte("pepper-0123456789abcdef")), oauthclients.WithUnpepperedAccepted(true))
+	require.NoError(t, err)
 	_, rotated, err := peppered.RotateSecret(ctx, "before-pepper", time.Hour)
 	require.NoError(t, err)
 	_, err = peppered.Authenticate(ctx, "before-pepper", rotated)
 	require.NoError(t, err)
 	_, err = peppered.Authenticate(ctx, "before-pepper", oldSecret)
-	require.NoError(t, err, "the previous secret, within its grace")
+	require.ErrorIs(t, err, oauthclients.ErrUnpeppered, "the previous, un-peppered secret is refused")
+	_, err = migrating.Authenticate(ctx, "before-pepper", oldSecret)
+	require.NoError(t, err, "the previous secret, within its grace, while migrating")
+
+	// Migrating re-hashes an un-peppered current secret on success.
+	_, unpeppered, err := plain.Create(ctx, oauthclients.NewClient{ID: "migrated"})
+	require.NoError(t, err)
+	_, err = migrating.Authenticate(ctx, "migrated", unpeppered)
+	require.NoError(t, err)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT secret_hash FROM oauth_clients WHERE client_id = 'migrated'`).Scan(&stored))
+	require.True(t, strings.HasPrefix(stored, "pepper:"), stored)
+	_, err = peppered.Authenticate(ctx, "migrated", unpeppered)
+	require.NoError(t, err, "re-hashed: accepted without migrating")
 
 	_, err = oauthclients.New(pool, oauthclients.WithPepper([]byte("short")))
 	require.ErrorContains(t, err, "at least 16 bytes")
+}
+
+// TestHashLimit: with a budget for one check and a short wait, parallel
+// checks beyond what fits are refused with ErrBusy (never reported as a
+// wrong secret), and the store answers normally once they are done.
+func TestHashLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	store, err := oauthclients.New(pool, oauthclients.WithHashLimit(oauthclients.HashLimit{
+		MemoryBytes: int64(oauthclients.HashParams.Memory) * 1024, Wait: time.Millisecond, MaxWaiting: 1}))
+	require.NoError(t, err)
+	_, secret, err := store.Create(ctx, oauthclients.NewClient{ID: "limited"})
+	require.NoError(t, err)
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { _, errs[i] = store.Authenticate(ctx, "limited", secret) })
+	}
+	wg.Wait()
+	busy, ok := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, oauthclients.ErrBusy):
+			busy++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	t.Logf("%d parallel checks with room for one: %d checked, %d busy", n, ok, busy)
+	require.Positive(t, ok)
+	require.Positive(t, busy)
+	require.Equal(t, int64(busy), store.BusyRefusals())
+	_, err = store.Authenticate(ctx, "limited", secret)
+	require.NoError(t, err)
+
+	_, err = oauthclients.New(pool, oauthclients.WithHashLimit(oauthclients.HashLimit{MemoryBytes: 1 << 20}))
+	require.ErrorContains(t, err, "must hold at least one check")
 }

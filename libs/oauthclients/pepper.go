@@ -1,6 +1,7 @@
 package oauthclients
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/alexedwards/argon2id"
 )
 
 // Option configures a Store.
@@ -52,39 +51,56 @@ func (s *Store) pepperInput(secret string) string {
 	return base64.RawStdEncoding.EncodeToString(mac.Sum(nil))
 }
 
+// WithUnpepperedAccepted keeps accepting secrets hashed before a pepper
+// was configured (a migration setting): each one that authenticates is
+// re-hashed with the pepper, so that the setting can be turned off once
+// every client has authenticated since. Without it, and with a pepper,
+// an un-peppered hash is refused (ErrUnpeppered): otherwise a copy of the
+// database alone would still let anyone test guesses for it offline.
+func WithUnpepperedAccepted(accept bool) Option {
+	return func(s *Store) { s.acceptUnpeppered = accept }
+}
+
+// ErrUnpeppered is returned when a pepper is configured and the secret's
+// hash was made without one (and such hashes are not accepted).
+var ErrUnpeppered = errors.New("the secret was hashed without the configured pepper")
+
 // hash returns the stored form of secret.
-func (s *Store) hash(secret string) (string, error) {
+func (s *Store) hash(ctx context.Context, secret string) (string, error) {
 	if s.pepper == nil {
-		h, err := argon2id.CreateHash(secret, HashParams)
-		if err != nil {
-			return "", fmt.Errorf("hashing client secret: %w", err)
-		}
-		return h, nil
+		return s.create(ctx, secret)
 	}
-	h, err := argon2id.CreateHash(s.pepperInput(secret), HashParams)
+	h, err := s.create(ctx, s.pepperInput(secret))
 	if err != nil {
-		return "", fmt.Errorf("hashing client secret: %w", err)
+		return "", err
 	}
 	return pepperedPrefix + pepperID(s.pepper) + ":" + h, nil
 }
 
-// matches compares secret with a stored hash, in constant time.
-func (s *Store) matches(secret, stored string) (bool, error) {
+// matches compares secret with a stored hash, in constant time. upgrade
+// reports that the hash matched but should be replaced by a peppered one.
+func (s *Store) matches(ctx context.Context, secret, stored string) (ok, upgrade bool, err error) {
 	rest, peppered := strings.CutPrefix(stored, pepperedPrefix)
 	if !peppered {
-		return argon2id.ComparePasswordAndHash(secret, stored)
+		if s.pepper != nil && !s.acceptUnpeppered {
+			// Spend the same time as a comparison, then say why.
+			_, _ = s.compare(ctx, secret, s.dummyHash)
+			return false, false, ErrUnpeppered
+		}
+		ok, err := s.compare(ctx, secret, stored)
+		return ok, ok && s.pepper != nil, err
 	}
 	id, phc, ok := strings.Cut(rest, ":")
 	if !ok {
-		return false, errors.New("malformed peppered hash")
+		return false, false, errors.New("malformed peppered hash")
 	}
 	if s.pepper == nil || id != pepperID(s.pepper) {
-		// Spend the same time as a comparison, then say why.
-		_, _ = argon2id.ComparePasswordAndHash(secret, s.dummyHash)
+		_, _ = s.compare(ctx, secret, s.dummyHash)
 		if s.pepper == nil {
-			return false, fmt.Errorf("%w (%s) and no pepper is configured", ErrWrongPepper, id)
+			return false, false, fmt.Errorf("%w (%s) and no pepper is configured", ErrWrongPepper, id)
 		}
-		return false, fmt.Errorf("%w (%s, not the configured %s)", ErrWrongPepper, id, pepperID(s.pepper))
+		return false, false, fmt.Errorf("%w (%s, not the configured %s)", ErrWrongPepper, id, pepperID(s.pepper))
 	}
-	return argon2id.ComparePasswordAndHash(s.pepperInput(secret), phc)
+	ok, err = s.compare(ctx, s.pepperInput(secret), phc)
+	return ok, false, err
 }

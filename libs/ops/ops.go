@@ -4,10 +4,17 @@
 // degraded checks are reported without failing it), /metrics (Prometheus)
 // and /loglevel (GET the process's log level, PUT a new one: debug, info,
 // warn or error, as the body or ?level=).
+//
+// The ops listener has no authentication of its own and is meant for a
+// network only monitoring reaches. Changing anything (PUT /loglevel) is
+// allowed from a loopback peer (kubectl port-forward, docker exec), or
+// with the admin token (SetAdminToken) as a Bearer token; anything else
+// is 403.
 package ops
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +33,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/logging"
+	"github.com/switchyard/switchyard/libs/netrules"
 	"github.com/switchyard/switchyard/libs/secrets"
 )
 
@@ -42,6 +50,30 @@ type Server struct {
 	degraded map[string]bool
 	level    *slog.LevelVar
 	draining atomic.Bool
+	// adminToken, when set, lets a remote peer change settings.
+	adminToken string
+}
+
+// SetAdminToken lets a peer that is not on loopback change settings when
+// it presents token as "Authorization: Bearer <token>"; empty: only
+// loopback peers may.
+func (s *Server) SetAdminToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.adminToken = token
+}
+
+// mayChange reports whether r may change the process's settings.
+func (s *Server) mayChange(r *http.Request) bool {
+	if netrules.Peer(r).IsLoopback() {
+		return true
+	}
+	s.mu.Lock()
+	token := s.adminToken
+	s.mu.Unlock()
+	scheme, presented, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return token != "" && strings.EqualFold(scheme, "Bearer") &&
+		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(presented)), []byte(token)) == 1
 }
 
 // New returns an ops server exposing metrics from gatherer
@@ -143,6 +175,11 @@ func (s *Server) getLevel(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) setLevel(w http.ResponseWriter, r *http.Request) {
+	if !s.mayChange(r) {
+		s.logger.Warn("refused a log level change from a remote peer without the ops admin token", "peer", r.RemoteAddr)
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "changing the log level needs a loopback peer or the ops admin token (SWITCHYARD_OPS_TOKEN) as a Bearer token"})
+		return
+	}
 	lv := s.levelVar()
 	if lv == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this process has no adjustable log level"})

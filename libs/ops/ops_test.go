@@ -116,6 +116,7 @@ func TestLogLevel(t *testing.T) {
 	h := srv.Handler()
 	do := func(method, target, body string) (int, string) {
 		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.RemoteAddr = "127.0.0.1:40000"
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		return rec.Code, strings.TrimSpace(rec.Body.String())
@@ -137,4 +138,33 @@ func TestLogLevel(t *testing.T) {
 	code, _ = do(http.MethodPut, "/loglevel", "")
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Equal(t, slog.LevelWarn, lv.Level(), "a refused change changes nothing")
+}
+
+// TestLogLevelFromRemotePeer: a peer that is not on loopback changes
+// nothing without the admin token, wrong or right scheme alike.
+func TestLogLevelFromRemotePeer(t *testing.T) {
+	t.Parallel()
+	srv := ops.New(slog.New(slog.DiscardHandler), nil)
+	lv := new(slog.LevelVar)
+	srv.SetLevelVar(lv)
+	h := srv.Handler()
+	put := func(authorization string) int {
+		req := httptest.NewRequest(http.MethodPut, "/loglevel", strings.NewReader("debug"))
+		req.RemoteAddr = "192.0.2.10:40000"
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	require.Equal(t, http.StatusForbidden, put(""), "no token configured: loopback only")
+	require.Equal(t, http.StatusForbidden, put("Bearer anything"))
+	srv.SetAdminToken("s3cret-ops-token")
+	require.Equal(t, http.StatusForbidden, put(""))
+	require.Equal(t, http.StatusForbidden, put("Bearer s3cret-ops-tokeN"))
+	require.Equal(t, http.StatusForbidden, put("Basic s3cret-ops-token"))
+	require.Equal(t, slog.LevelInfo, lv.Level(), "nothing changed")
+	require.Equal(t, http.StatusOK, put("Bearer s3cret-ops-token"))
+	require.Equal(t, slog.LevelDebug, lv.Level())
 }

@@ -223,6 +223,26 @@ func TestPoisonMessages(t *testing.T) {
 		require.Contains(t, job.body["last_error"], "inventory service timed out")
 	})
 
+	// Security item 18: a client's payload holds terminal controls (an
+	// 8-bit CSI that clears the screen, a bidi override, and ESC sequences
+	// that set the window title, as JSON escapes); an operator who shows
+	// the dead letter sees them as text, and their terminal does nothing.
+	t.Run("terminal controls in a dead letter reach the operator as text", func(t *testing.T) {
+		payload := "{\"text\":\"\u009b2J\u202eevil\",\"esc\":\"\\u001b]0;pwned\\u0007\"}"
+		id := p.submitAs("client-7", "always-fails", payload)
+		d := p.awaitDeadLetter("always-fails", id, 2*time.Minute)
+		for _, args := range [][]string{{"show", d["id"].(string)}, {"show", d["id"].(string), "--json"}, {"list", "--type", "always-fails"}} {
+			out, errOut, code := p.dlq(args...)
+			require.Zero(t, code, errOut)
+			for _, bad := range []string{"\x1b", "\u009b", "\u202e", "\x07"} {
+				require.NotContains(t, out, bad, "dlq %v printed a raw %q", args, bad)
+			}
+			if args[0] == "show" {
+				require.Contains(t, out, `\u009b2J`, "shown as an escape")
+			}
+		}
+	})
+
 	t.Run("a message that is not ours is stored; the ones around it are processed", func(t *testing.T) {
 		ctx := context.Background()
 		queues := p.queues(t)

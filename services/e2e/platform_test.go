@@ -107,6 +107,9 @@ type platformOptions struct {
 	databaseURL string
 	// serviceEnv adds environment to one service.
 	serviceEnv map[string][]string
+	// opsOnAllInterfaces binds the ops listeners to 0.0.0.0 (as in a
+	// container) rather than 127.0.0.1.
+	opsOnAllInterfaces bool
 }
 
 const routesFile = `
@@ -181,10 +184,14 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 		require.NoError(t, err)
 		p.opsPorts[svc] = port
 	}
+	opsHost := "127.0.0.1:"
+	if opts.opsOnAllInterfaces {
+		opsHost = "0.0.0.0:"
+	}
 	p.gateway2 = "http://127.0.0.1:" + strconv.Itoa(gateway2Port)
 	p.fixedEnv = map[string][]string{}
 	p.fixedEnv["gateway2"] = []string{"SWITCHYARD_GATEWAY_ADDR=127.0.0.1:" + strconv.Itoa(gateway2Port),
-		"SWITCHYARD_GATEWAY_OPS_ADDR=127.0.0.1:" + strconv.Itoa(p.opsPorts["gateway2"])}
+		"SWITCHYARD_GATEWAY_OPS_ADDR=" + opsHost + strconv.Itoa(p.opsPorts["gateway2"])}
 	for svc, env := range opts.serviceEnv {
 		p.svcEnv[svc] = append(p.svcEnv[svc], env...)
 	}
@@ -198,13 +205,13 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 		// Stopping a worker waits for its polls in flight; keep them short.
 		"SWITCHYARD_WORKER_RECEIVE_WAIT=2s",
 		"SWITCHYARD_GATEWAY_ADDR=127.0.0.1:"+strconv.Itoa(gatewayPort),
-		"SWITCHYARD_GATEWAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["gateway"]),
-		"SWITCHYARD_RELAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["relay"]),
-		"SWITCHYARD_WORKER_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["worker"]),
+		"SWITCHYARD_GATEWAY_OPS_ADDR="+opsHost+strconv.Itoa(p.opsPorts["gateway"]),
+		"SWITCHYARD_RELAY_OPS_ADDR="+opsHost+strconv.Itoa(p.opsPorts["relay"]),
+		"SWITCHYARD_WORKER_OPS_ADDR="+opsHost+strconv.Itoa(p.opsPorts["worker"]),
 		"SWITCHYARD_TOKENS_ADDR=127.0.0.1:"+strconv.Itoa(tokensPort),
-		"SWITCHYARD_TOKENS_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["tokens"]),
+		"SWITCHYARD_TOKENS_OPS_ADDR="+opsHost+strconv.Itoa(p.opsPorts["tokens"]),
 		"SWITCHYARD_REPLAY_ADDR=127.0.0.1:"+strconv.Itoa(replayPort),
-		"SWITCHYARD_REPLAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(p.opsPorts["replay"]),
+		"SWITCHYARD_REPLAY_OPS_ADDR="+opsHost+strconv.Itoa(p.opsPorts["replay"]),
 		"SWITCHYARD_REPLAY_OPERATIONS_SCAN=500ms",
 		"SWITCHYARD_TOKENS_ISSUER="+p.tokens,
 		"SWITCHYARD_TOKENS_KEYS_FILE="+keysFile,
@@ -317,7 +324,11 @@ func (p *platform) start(svc string) {
 
 // startE is start for goroutines other than the test's: it returns the
 // error instead of failing the test.
-func (p *platform) startE(svc string) error {
+func (p *platform) startE(svc string) error { return p.startWaiting(svc, "/readyz") }
+
+// startWaiting runs svc and waits until path on its ops listener answers
+// 200.
+func (p *platform) startWaiting(svc, path string) error {
 	logFile, err := os.OpenFile(filepath.Join(p.logDir, svc+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -330,7 +341,11 @@ func (p *platform) startE(svc string) error {
 	if b, ok := p.binaries[svc]; ok {
 		binary = b
 	}
-	cmd := exec.Command(filepath.Join(p.bin, binary))
+	exe := binary
+	if !filepath.IsAbs(exe) {
+		exe = filepath.Join(p.bin, binary)
+	}
+	cmd := exec.Command(exe)
 	p.mu.Lock()
 	cmd.Env = append(append(slices.Clone(p.env), p.fixedEnv[svc]...), p.svcEnv[svc]...)
 	p.mu.Unlock()
@@ -341,7 +356,7 @@ func (p *platform) startE(svc string) error {
 	p.mu.Lock()
 	p.procs[svc] = proc
 	p.mu.Unlock()
-	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", p.opsPorts[svc])
+	ready := fmt.Sprintf("http://127.0.0.1:%d%s", p.opsPorts[svc], path)
 	return proc.WaitReady(context.Background(), 60*time.Second, devstack.HTTPReady(ready))
 }
 

@@ -37,6 +37,7 @@ func demoUpstream(t *testing.T, bin, addr string) *devstack.Process {
 const syncRoutesFile = `
 routes:
   - {method: GET, path: "/v1/jobs/{id}", mode: job-status, scopes: [jobs:read]}
+  - {method: POST, path: /v1/jobs/webhook, mode: async, job_type: webhook, scopes: [hooks:send]}
   - name: hooks-now
     method: POST
     path: /v1/hooks
@@ -172,6 +173,10 @@ func TestMalformedRoutesFileStopsStartup(t *testing.T) {
 		{"unknown target", route("handler: no-such-handler"), `routes.yaml:2: routes[0].handler: no sync handler "no-such-handler" is registered in the gateway (registered: text-stats)`},
 		{"duplicate route", route("handler: text-stats") + "  - {method: GET, path: /v1/x, mode: sync, scopes: [a], handler: text-stats}\n", "routes.yaml:7: routes[1]: GET /v1/x duplicates the route at line 2"},
 		{"negative timeout", route(`upstream: {url: "http://127.0.0.1:1/x"}` + "\n    timeout: -5s"), "routes.yaml:7: routes[0].timeout: -5s must be positive"},
+		// Security item 6: a template that lets a request choose the host
+		// (SSRF) never loads.
+		{"host from a parameter", "routes:\n  - {method: GET, path: \"/v1/x/{host}\", mode: sync, scopes: [a], upstream: {url: \"https://{host}/internal\"}}\n",
+			"parameters may fill only the path or the query, never the host or port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

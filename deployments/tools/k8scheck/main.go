@@ -11,7 +11,12 @@
 // filesystem and no privilege escalation, has its own service account,
 // and a PodDisruptionBudget selects it; every HorizontalPodAutoscaler
 // scales a Deployment that exists; a default-deny NetworkPolicy is
-// present.
+// present; every container with a memory limit sets GOMEMLIMIT to at most
+// 90% of it (and the token service's secret-check budget fits in half of
+// that); and a Deployment that believes forwarding headers
+// (*_TRUSTED_PROXIES) trusts no whole address family and is reachable on
+// its public port only from selected pods, never from any source or an
+// IP block, since any peer that can reach it could spoof its address.
 package main
 
 import (
@@ -54,10 +59,19 @@ func main() {
 }
 
 func check(dir string) (int, error) {
+	objs, err := build(dir)
+	if err != nil {
+		return 0, err
+	}
+	return len(objs), errors.Join(rules(objs)...)
+}
+
+// build runs kustomize on dir and decodes every object strictly.
+func build(dir string) ([]runtime.Object, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	resMap, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
-		return 0, fmt.Errorf("kustomize build: %w", err)
+		return nil, fmt.Errorf("kustomize build: %w", err)
 	}
 	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 	var objs []runtime.Object
@@ -65,7 +79,7 @@ func check(dir string) (int, error) {
 	for _, r := range resMap.Resources() {
 		raw, err := r.AsYAML()
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		obj, gvk, err := decoder.Decode(raw, nil, nil)
 		if err != nil {
@@ -77,13 +91,14 @@ func check(dir string) (int, error) {
 		}
 		objs = append(objs, obj)
 	}
-	errs = append(errs, rules(objs)...)
-	return len(objs), errors.Join(errs...)
+	return objs, errors.Join(errs...)
 }
 
 func rules(objs []runtime.Object) []error {
 	var (
 		errs        []error
+		configMaps  = map[string]map[string]string{}
+		policies    []*networkingv1.NetworkPolicy
 		deployments = map[string]*appsv1.Deployment{}
 		accounts    = map[string]bool{}
 		pdbs        []*policyv1.PodDisruptionBudget
@@ -100,7 +115,10 @@ func rules(objs []runtime.Object) []error {
 			pdbs = append(pdbs, v)
 		case *autoscalingv2.HorizontalPodAutoscaler:
 			hpas = append(hpas, v)
+		case *corev1.ConfigMap:
+			configMaps[v.Name] = v.Data
 		case *networkingv1.NetworkPolicy:
+			policies = append(policies, v)
 			if len(v.Spec.PodSelector.MatchLabels) == 0 && len(v.Spec.PodSelector.MatchExpressions) == 0 &&
 				len(v.Spec.Ingress) == 0 && len(v.Spec.Egress) == 0 && len(v.Spec.PolicyTypes) == 2 {
 				defaultDeny = true
@@ -132,6 +150,8 @@ func rules(objs []runtime.Object) []error {
 			if req.Cpu().IsZero() || req.Memory().IsZero() || lim.Memory().IsZero() {
 				fail("container %s lacks CPU and memory requests or a memory limit", c.Name)
 			}
+			errs = append(errs, memoryRules(name, c, configMaps)...)
+			errs = append(errs, proxyRules(d, c, configMaps, policies)...)
 			sc := c.SecurityContext
 			if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
 				sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {

@@ -36,6 +36,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/ratelimit"
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/synchandler"
@@ -70,6 +71,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
 	UsageFlush      time.Duration `conf:"default:10s,env:SWITCHYARD_USAGE_FLUSH,help:how often request counts per client and route are added to Postgres (GET /admin/v1/usage)"`
 	UsageRetention  time.Duration `conf:"default:720h,env:SWITCHYARD_USAGE_RETENTION,help:how long request counts per client, route and minute are kept"`
+	OpsToken        config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
@@ -148,7 +150,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		return err
 	}
 	disabled := oauthclients.NewDisabledSet(clients, database.NewDialer(dbCfg), cfg.Auth.DisabledPoll, logger)
-	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Disabled, prometheus.DefaultRegisterer, logger))
+	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Revoked, prometheus.DefaultRegisterer, logger))
 	if err != nil {
 		return err
 	}
@@ -181,8 +183,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	if err := Mount(e, routeFile, Services{
 		API: api, Catalog: catalog,
 		Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(verifier, logger, p) },
-		Sync:  syncroute.Options{Handlers: handlers, Cache: cache, Metrics: metrics, Logger: logger},
-		Edge:  protections,
+		Sync: syncroute.Options{Handlers: handlers, Cache: cache, Metrics: metrics, Logger: logger,
+			PublicHost: publicHost(cfg.PublicURL), Scheme: protections.Scheme},
+		Edge: protections,
 	}); err != nil {
 		return config.Invalid(err)
 	}
@@ -208,6 +211,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		publicL = netutil.LimitListener(publicL, cfg.HTTP.MaxConns)
 	}
 	opsSrv := ops.New(logger, nil)
+	opsSrv.SetAdminToken(cfg.OpsToken.Value())
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("issuer_keys", verifier.Ready)
 	opsSrv.AddCheck("disabled_clients", disabled.Ready)
@@ -311,13 +315,7 @@ type Services struct {
 // policy: its scopes, or deny when it declares none.
 func Mount(e *echo.Echo, f *routes.File, s Services) error {
 	if s.Sync.Fallback == nil {
-		s.Sync.Fallback = func(jobType string) (echo.HandlerFunc, error) {
-			jt, ok := s.Catalog.Lookup(jobType)
-			if !ok {
-				return nil, fmt.Errorf("no job type %q", jobType)
-			}
-			return s.API.Submit(jt), nil
-		}
+		s.Sync.Fallback = fallbackSubmit(f, s)
 	}
 	declared := map[string]bool{}
 	preflight := map[string]bool{}
@@ -386,4 +384,55 @@ func Mount(e *echo.Echo, f *routes.File, s Services) error {
 	// (Async routes take no path parameters, so this never shadows one.)
 	e.POST("/v1/jobs/:type", jobsapi.UnknownJobType)
 	return nil
+}
+
+// fallbackSubmit returns what accepts a sync route's request as a job
+// while its breaker is open. The caller passed the sync route's scopes;
+// the job is accepted only if it also holds the scopes of one of the job
+// type's own submit routes, so that a fallback never lets anyone create a
+// job they could not submit. A job type without a submit route cannot be
+// a fallback.
+func fallbackSubmit(f *routes.File, s Services) func(jobType string) (echo.HandlerFunc, error) {
+	submitScopes := map[string][][]string{}
+	for _, r := range f.Routes {
+		if r.Mode == routes.ModeAsync && !r.Denied {
+			submitScopes[r.JobType] = append(submitScopes[r.JobType], r.Scopes)
+		}
+	}
+	return func(jobType string) (echo.HandlerFunc, error) {
+		jt, ok := s.Catalog.Lookup(jobType)
+		if !ok {
+			return nil, fmt.Errorf("no job type %q", jobType)
+		}
+		options := submitScopes[jobType]
+		if len(options) == 0 {
+			return nil, fmt.Errorf("job type %q has no async route: a fallback needs the scopes of the job type's own submit route", jobType)
+		}
+		needed := make([]string, len(options))
+		for i, o := range options {
+			needed[i] = strings.Join(o, " ")
+		}
+		submit := s.API.Submit(jt)
+		return func(c echo.Context) error {
+			id, _ := authn.FromContext(c.Request().Context())
+			for _, scopes := range options {
+				if id.HasScopes(scopes) {
+					return submit(c)
+				}
+			}
+			return problem.InsufficientScope.Newf("accepting this request as a %s job requires the scopes of its submit route: %s",
+				jobType, strings.Join(needed, " or ")).
+				WithHeader("WWW-Authenticate", `Bearer realm="`+authn.Realm+`", error="insufficient_scope", scope="`+needed[0]+`"`)
+		}, nil
+	}
+}
+
+// publicHost is the host of the gateway's public URL ("" when none is
+// configured).
+func publicHost(publicURL string) string {
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }

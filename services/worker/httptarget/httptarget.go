@@ -1,8 +1,9 @@
 // Package httptarget is the built-in handler that delivers a job's payload
 // to an HTTP endpoint: a POST with the job id as Idempotency-Key, so the
 // endpoint can recognise a redelivery. 2xx succeeds (a JSON body becomes
-// the job's result); 4xx other than 408 and 429 is permanent; anything
-// else (5xx, timeouts, refused connections) is worth retrying.
+// the job's result); 3xx (redirects are never followed) and 4xx other
+// than 408 and 429 are permanent; anything else (5xx, timeouts, refused
+// connections) is worth retrying.
 package httptarget
 
 import (
@@ -11,8 +12,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
@@ -30,13 +33,34 @@ type Target struct {
 	client *http.Client
 }
 
-// New returns a Target for cfg using client (http.DefaultClient when nil).
+// NewClient returns the client targets are called with: it never follows
+// a redirect (a 3xx is the target's answer, and a permanent failure: the
+// payload and the type's secret headers go to the configured URL and
+// nowhere else), never uses a proxy from the environment (HTTP_PROXY
+// would otherwise receive every payload), and bounds the dial and the
+// TLS handshake.
+func NewClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 5 * time.Second,
+			ForceAttemptHTTP2:   true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// New returns a Target for cfg using client (NewClient() when nil).
 // With tracing on, its transport is wrapped: each call is a client span in
 // the job's trace, and the target receives that span as its traceparent
 // (with tracing off, the job's traceparent).
 func New(cfg jobcatalog.HTTPTarget, client *http.Client) *Target {
 	if client == nil {
-		client = http.DefaultClient
+		client = NewClient()
 	}
 	if tracing.Enabled() {
 		traced := *client
@@ -85,6 +109,8 @@ func (t *Target) Handle(ctx context.Context, task jobhandler.Task) (json.RawMess
 			return body, nil
 		}
 		return json.Marshal(map[string]int{"status": resp.StatusCode})
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return nil, jobhandler.Permanent(fmt.Errorf("target answered %s; redirects are not followed: configure the final URL", resp.Status))
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 &&
 		resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
 		return nil, jobhandler.Permanent(fmt.Errorf("target answered %s", resp.Status))

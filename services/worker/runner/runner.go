@@ -53,6 +53,7 @@ type Config struct {
 	// means Prometheus's default registry. (Not configurable from the
 	// environment: it lets tests run several workers in one process.)
 	Registry *prometheus.Registry `conf:"-"`
+	OpsToken config.Secret        `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
@@ -126,6 +127,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
 	}
 	opsSrv := ops.New(logger, gatherer)
+	opsSrv.SetAdminToken(cfg.OpsToken.Value())
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("router", func(context.Context) error {
 		if !router.IsRunning() || router.IsClosed() {

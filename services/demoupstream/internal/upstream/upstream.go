@@ -185,7 +185,7 @@ func echoRequest(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	headers := map[string]string{}
-	for _, h := range []string{"Accept", "Accept-Language", "Content-Type", "X-Request-Id", "X-Switchyard-Client-Id", "X-Switchyard-Scopes", "X-Forwarded-For", "Traceparent", "Authorization"} {
+	for _, h := range []string{"Accept", "Accept-Language", "Content-Type", "X-Request-Id", "X-Switchyard-Client-Id", "X-Switchyard-Scopes", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Traceparent", "Authorization"} {
 		if v := req.Header.Get(h); v != "" {
 			headers[h] = v
 		}

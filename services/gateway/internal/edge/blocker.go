@@ -1,29 +1,35 @@
 package edge
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Blocker counts violations (authentication failures, refused addresses
 // or countries, malformed requests) per key ("ip:192.0.2.1",
-// "client:acme") and blocks a key that reaches Threshold within Window
-// for Cooldown. Each gateway counts its own; a key blocked by one replica
-// is not blocked by the others.
+// "ip:2001:db8:1:2::/64", "client:acme") and blocks a key that reaches
+// Threshold within Window for Cooldown. Each gateway counts its own; a
+// key blocked by one replica is not blocked by the others.
+//
+// Memory is bounded: at most Tracked keys are counted and at most Tracked
+// are blocked, each table evicting its least recently used key in O(1)
+// when full, so a flood from a million addresses costs each request the
+// same as from one. An evicted count starts again from zero; an evicted
+// block ends early (the keys a flood evicts first are the ones it has not
+// touched for longest).
 type Blocker struct {
 	threshold int
 	window    time.Duration
 	cooldown  time.Duration
 	now       func() time.Time
-	// onBlock is told of each new block, outside the lock.
+	// onBlock is told of each new block, outside any lock.
 	onBlock func(b Block)
 
-	mu     sync.Mutex
-	counts map[string]*violations
-	// blocked is replaced, never changed, so that the check on every
-	// request reads it without a lock.
-	blocked atomic.Pointer[map[string]time.Time]
+	counts  *keyTable[violations]
+	blocked *keyTable[time.Time]
+	// nBlocked counts the keys in blocked, so that the check on every
+	// request costs one atomic load while nothing is blocked.
+	nBlocked atomic.Int64
 }
 
 type violations struct {
@@ -39,11 +45,18 @@ type Block struct {
 	Until      time.Time
 }
 
-// NewBlocker returns a Blocker; threshold 0 turns blocking off.
-func NewBlocker(threshold int, window, cooldown time.Duration, onBlock func(Block)) *Blocker {
-	b := &Blocker{threshold: threshold, window: window, cooldown: cooldown, now: time.Now, onBlock: onBlock, counts: map[string]*violations{}}
-	empty := map[string]time.Time{}
-	b.blocked.Store(&empty)
+// DefaultTrackedKeys bounds the keys a Blocker counts and blocks.
+const DefaultTrackedKeys = 100_000
+
+// NewBlocker returns a Blocker that tracks at most tracked keys
+// (DefaultTrackedKeys when <= 0); threshold 0 turns blocking off.
+func NewBlocker(threshold int, window, cooldown time.Duration, tracked int, onBlock func(Block)) *Blocker {
+	if tracked <= 0 {
+		tracked = DefaultTrackedKeys
+	}
+	b := &Blocker{threshold: threshold, window: window, cooldown: cooldown, now: time.Now, onBlock: onBlock}
+	b.counts = newKeyTable[violations](tracked, nil)
+	b.blocked = newKeyTable(tracked, func(string, time.Time) { b.nBlocked.Add(-1) })
 	return b
 }
 
@@ -52,16 +65,19 @@ func (b *Blocker) Enabled() bool { return b != nil && b.threshold > 0 }
 
 // Blocked reports whether key is blocked, and for how long still.
 func (b *Blocker) Blocked(key string) (time.Duration, bool) {
-	m := *b.blocked.Load()
-	if len(m) == 0 {
+	if b.nBlocked.Load() == 0 {
 		return 0, false
 	}
-	until, ok := m[key]
+	until, ok := b.blocked.get(key)
 	if !ok {
 		return 0, false
 	}
 	left := until.Sub(b.now())
-	return left, left > 0
+	if left <= 0 {
+		b.blocked.remove(key)
+		return 0, false
+	}
+	return left, true
 }
 
 // Violation counts one violation of key.
@@ -70,52 +86,46 @@ func (b *Blocker) Violation(key, reason string) {
 		return
 	}
 	now := b.now()
-	b.mu.Lock()
-	v, ok := b.counts[key]
-	if !ok || now.Sub(v.start) > b.window {
-		if len(b.counts) >= 100_000 {
-			b.sweep(now)
+	var tipped *Block
+	b.counts.update(key, func(v violations, found bool) (violations, bool) {
+		if !found || now.Sub(v.start) > b.window {
+			v = violations{start: now}
 		}
-		v = &violations{start: now}
-		b.counts[key] = v
-	}
-	v.n++
-	if v.n < b.threshold {
-		b.mu.Unlock()
+		v.n++
+		if v.n < b.threshold {
+			return v, true
+		}
+		tipped = &Block{Key: key, Reason: reason, Violations: v.n, Until: now.Add(b.cooldown)}
+		return v, false
+	})
+	if tipped == nil {
 		return
 	}
-	delete(b.counts, key)
-	blk := Block{Key: key, Reason: reason, Violations: v.n, Until: now.Add(b.cooldown)}
-	next := map[string]time.Time{key: blk.Until}
-	for k, until := range *b.blocked.Load() {
-		if until.After(now) && k != key {
-			next[k] = until
+	b.blocked.update(key, func(_ time.Time, found bool) (time.Time, bool) {
+		if !found {
+			b.nBlocked.Add(1)
 		}
-	}
-	b.blocked.Store(&next)
-	b.mu.Unlock()
+		return tipped.Until, true
+	})
 	if b.onBlock != nil {
-		b.onBlock(blk)
-	}
-}
-
-// sweep forgets windows that have ended; callers hold mu.
-func (b *Blocker) sweep(now time.Time) {
-	for k, v := range b.counts {
-		if now.Sub(v.start) > b.window {
-			delete(b.counts, k)
-		}
+		b.onBlock(*tipped)
 	}
 }
 
 // BlockedCount is the number of keys blocked now.
 func (b *Blocker) BlockedCount() int {
+	if b.nBlocked.Load() == 0 {
+		return 0
+	}
 	n := 0
 	now := b.now()
-	for _, until := range *b.blocked.Load() {
+	b.blocked.each(func(_ string, until time.Time) {
 		if until.After(now) {
 			n++
 		}
-	}
+	})
 	return n
 }
+
+// Tracked is the number of keys whose violations are being counted.
+func (b *Blocker) Tracked() int { return b.counts.len() }

@@ -47,6 +47,8 @@ type Config struct {
 	CountryDB       string        `conf:"env:SWITCHYARD_EDGE_COUNTRY_DB,help:MaxMind-format country database (.mmdb: GeoLite2/GeoIP2 Country) for country rules; reloaded when replaced"`
 	MaxBodyBytes    int64         `conf:"default:1048576,env:SWITCHYARD_GATEWAY_MAX_BODY_BYTES,help:largest request body on any route; larger is 413 before it is read (routes and job types may allow less)"`
 	HSTSMaxAge      time.Duration `conf:"default:8760h,env:SWITCHYARD_GATEWAY_HSTS_MAX_AGE,help:Strict-Transport-Security max-age on HTTPS responses (0: no header)"`
+	IPv6Prefix      int           `conf:"default:64,env:SWITCHYARD_EDGE_IPV6_PREFIX,help:IPv6 clients are limited and blocked by this prefix length (a /64 is one subscriber; 128: each address)"`
+	TrackedKeys     int           `conf:"default:100000,env:SWITCHYARD_EDGE_TRACKED_KEYS,help:addresses and clients the auto-block and spent-address tables hold at most (least recently seen evicted first)"`
 	BlockThreshold  int           `conf:"default:50,env:SWITCHYARD_EDGE_BLOCK_THRESHOLD,help:authentication failures or rule violations within the window that block an address or client (0: never block)"`
 	BlockWindow     time.Duration `conf:"default:1m,env:SWITCHYARD_EDGE_BLOCK_WINDOW,help:window in which violations are counted"`
 	BlockCooldown   time.Duration `conf:"default:15m,env:SWITCHYARD_EDGE_BLOCK_COOLDOWN,help:how long a block lasts"`
@@ -66,6 +68,12 @@ func (c Config) Validate() error {
 	}
 	if c.BlockThreshold < 0 || (c.BlockThreshold > 0 && (c.BlockWindow <= 0 || c.BlockCooldown <= 0)) {
 		return fmt.Errorf("auto-block needs a threshold ≥ 0 and, when on, a positive window and cool-down")
+	}
+	if c.IPv6Prefix < 1 || c.IPv6Prefix > 128 {
+		return fmt.Errorf("SWITCHYARD_EDGE_IPV6_PREFIX %d must be from 1 to 128", c.IPv6Prefix)
+	}
+	if c.TrackedKeys < keyTableShards {
+		return fmt.Errorf("SWITCHYARD_EDGE_TRACKED_KEYS %d must be at least %d", c.TrackedKeys, keyTableShards)
 	}
 	if c.QuotaFlush <= 0 {
 		return fmt.Errorf("SWITCHYARD_EDGE_QUOTA_FLUSH must be positive")
@@ -127,6 +135,12 @@ const (
 
 // New returns an Edge.
 func New(opts Options) (*Edge, error) {
+	if opts.Config.IPv6Prefix == 0 {
+		opts.Config.IPv6Prefix = netrules.DefaultIPv6PrefixBits
+	}
+	if opts.Config.TrackedKeys == 0 {
+		opts.Config.TrackedKeys = DefaultTrackedKeys
+	}
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
 	}
@@ -153,7 +167,8 @@ func New(opts Options) (*Edge, error) {
 	}
 	e.metrics.blocks.WithLabelValues("ip")
 	e.metrics.blocks.WithLabelValues("client")
-	e.blocker = NewBlocker(opts.Config.BlockThreshold, opts.Config.BlockWindow, opts.Config.BlockCooldown, func(b Block) {
+	e.ipSpent = newSpentSet(opts.Config.TrackedKeys)
+	e.blocker = NewBlocker(opts.Config.BlockThreshold, opts.Config.BlockWindow, opts.Config.BlockCooldown, opts.Config.TrackedKeys, func(b Block) {
 		kind, _, _ := strings.Cut(b.Key, ":")
 		e.metrics.blocks.WithLabelValues(kind).Inc()
 		e.logger.Warn("blocked for too many violations", "key", b.Key, "violations", b.Violations, "reason", b.Reason, "until", b.Until)
@@ -201,9 +216,15 @@ func (e *Edge) requestOf(c echo.Context) *request {
 	}
 	// Not through Pre (a test mounting routes alone): resolve now.
 	client, via := e.clientIP.Resolve(c.Request())
-	r := &request{client: client, viaProxy: via}
+	r := &request{client: client, viaProxy: via, ipKey: e.addrKey(client)}
 	c.Set(requestKey, r)
 	return r
+}
+
+// addrKey names an address's buckets and blocks: "ip:" and the address,
+// or for IPv6 its prefix of IPv6Prefix bits.
+func (e *Edge) addrKey(a netip.Addr) string {
+	return "ip:" + netrules.AddrKey(a, e.cfg.IPv6Prefix)
 }
 
 // ClientIP is the client address of r behind trusted proxies, for Echo's
@@ -211,6 +232,22 @@ func (e *Edge) requestOf(c echo.Context) *request {
 func (e *Edge) ClientIP(r *http.Request) string {
 	a, _ := e.clientIP.Resolve(r)
 	return a.String()
+}
+
+// Scheme is the scheme the client used: https over TLS; behind a trusted
+// proxy, its X-Forwarded-Proto (http or https); otherwise http. Echo's
+// own c.Scheme() believes X-Forwarded-Proto from anyone.
+func (e *Edge) Scheme(c echo.Context) string {
+	req := c.Request()
+	if req.TLS != nil {
+		return "https"
+	}
+	if e.requestOf(c).viaProxy {
+		if p := strings.ToLower(req.Header.Get("X-Forwarded-Proto")); p == "https" || p == "http" {
+			return p
+		}
+	}
+	return "http"
 }
 
 func (e *Edge) country(c echo.Context, r *request) string {
@@ -240,7 +277,7 @@ func (e *Edge) Pre(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 		client, via := e.clientIP.Resolve(req)
-		ipKey := "ip:" + client.String()
+		ipKey := e.addrKey(client)
 		r := &request{client: client, viaProxy: via, ipKey: ipKey}
 		c.Set(requestKey, r)
 		if e.hsts != "" && (req.TLS != nil || (via && strings.EqualFold(req.Header.Get("X-Forwarded-Proto"), "https"))) {
@@ -411,7 +448,7 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 			return func(c echo.Context) error {
 				r := e.requestOf(c)
 				if err := e.rules(c, r, re.IP, re.Countries, where); err != nil {
-					e.blocker.Violation("ip:"+r.client.String(), "rules")
+					e.blocker.Violation(r.ipKey, "rules")
 					return err
 				}
 				if len(types) > 0 {
@@ -421,7 +458,7 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 				}
 				if routeIP != nil {
 					checks := [1]ratelimit.Check{*routeIP}
-					checks[0].Key = "ip:" + r.client.String() + "|r:" + label
+					checks[0].Key = r.ipKey + "|r:" + label
 					if err := e.limit(c, checks[:]); err != nil {
 						return err
 					}

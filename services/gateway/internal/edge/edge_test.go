@@ -3,12 +3,14 @@ package edge_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -457,4 +459,66 @@ routes:
 	assert.NotEmpty(t, r.header.Get("Retry-After"))
 	assert.Equal(t, hits, g.hits.Load())
 	assert.Equal(t, http.StatusOK, g.call(t, "127.0.0.12", http.MethodGet, "/v1/open", "Authorization", "Bearer good").status, "another address")
+}
+
+// TestIPv6RotationIsOneClient (security item 5): an attacker who holds a
+// /64 rotates its address on every request; the failures add up to one
+// block for the whole prefix, and a neighbouring /64 is unaffected.
+func TestIPv6RotationIsOneClient(t *testing.T) {
+	cfg := defaults()
+	cfg.BlockThreshold = 5
+	cfg.TrustedProxies = "127.0.0.1/32"
+	g := newGateway(t, cfg, helloRoutes)
+	for i := range 5 {
+		from := fmt.Sprintf("2001:db8:1:2:%x::%x", i+1, i*7+3)
+		assert.Equal(t, http.StatusUnauthorized, g.call(t, "127.0.0.1", http.MethodGet, "/v1/open", "Authorization", "Bearer bad", "X-Forwarded-For", from).status)
+	}
+	r := g.call(t, "127.0.0.1", http.MethodGet, "/v1/open", "Authorization", "Bearer good", "X-Forwarded-For", "2001:db8:1:2:ffff::1")
+	assert.Equal(t, http.StatusForbidden, r.status, "a new address in the same /64 is blocked")
+	require.Len(t, g.audit, 1)
+	assert.Equal(t, "ip:2001:db8:1:2::/64", g.audit[0].Key)
+	assert.Equal(t, http.StatusOK, g.call(t, "127.0.0.1", http.MethodGet, "/v1/open", "Authorization", "Bearer good", "X-Forwarded-For", "2001:db8:1:3::1").status,
+		"the next /64 is someone else")
+}
+
+// TestBlockerIsBounded: a flood of distinct keys never grows the tables
+// past their bound, and keys still counted block as before.
+func TestBlockerIsBounded(t *testing.T) {
+	b := edge.NewBlocker(3, time.Minute, time.Minute, 1024, nil)
+	for i := range 100_000 {
+		b.Violation("ip:"+strconv.Itoa(i), "auth_failure")
+	}
+	require.LessOrEqual(t, b.Tracked(), 1024)
+	for range 3 {
+		b.Violation("ip:attacker", "auth_failure")
+	}
+	_, blocked := b.Blocked("ip:attacker")
+	require.True(t, blocked)
+	require.Equal(t, 1, b.BlockedCount())
+}
+
+// BenchmarkBlockerFlood (security item 5) measures what a request from a
+// new address costs the edge's per-address state (the block check, the
+// violation count) once keys addresses are already held:
+// flat from 1k to 1M keys, where a table scan would grow with them.
+func BenchmarkBlockerFlood(b *testing.B) {
+	for _, keys := range []int{1_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			bl := edge.NewBlocker(50, time.Minute, time.Minute, 0, nil)
+			addr := func(i int) string {
+				return fmt.Sprintf("ip:10.%d.%d.%d", (i>>16)&0xff, (i>>8)&0xff, i&0xff)
+			}
+			for i := range keys {
+				bl.Violation(addr(i), "auth_failure")
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				k := addr(keys + i)
+				if _, blocked := bl.Blocked(k); !blocked {
+					bl.Violation(k, "auth_failure")
+				}
+			}
+		})
+	}
 }

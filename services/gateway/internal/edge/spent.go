@@ -1,47 +1,40 @@
 package edge
 
 import (
-	"sync"
 	"time"
 )
 
 // spentSet remembers keys until a time, for the per-address bucket: an
 // address found spent is refused locally until its next token is due.
+// Bounded like the Blocker's tables (O(1) per key, least recently used
+// evicted first): an evicted address is merely asked of the limiter again.
 type spentSet struct {
-	mu    sync.Mutex
-	until map[string]time.Time
+	until *keyTable[time.Time]
+}
+
+func newSpentSet(tracked int) spentSet {
+	if tracked <= 0 {
+		tracked = DefaultTrackedKeys
+	}
+	return spentSet{until: newKeyTable[time.Time](tracked, nil)}
 }
 
 func (s *spentSet) mark(key string, retry time.Duration) {
 	if retry <= 0 {
 		return
 	}
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.until == nil {
-		s.until = map[string]time.Time{}
-	}
-	if len(s.until) > 100_000 {
-		for k, t := range s.until {
-			if !t.After(now) {
-				delete(s.until, k)
-			}
-		}
-	}
-	s.until[key] = now.Add(retry)
+	t := time.Now().Add(retry)
+	s.until.update(key, func(time.Time, bool) (time.Time, bool) { return t, true })
 }
 
 func (s *spentSet) spent(key string) (time.Duration, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.until[key]
+	t, ok := s.until.get(key)
 	if !ok {
 		return 0, false
 	}
 	left := time.Until(t)
 	if left <= 0 {
-		delete(s.until, key)
+		s.until.remove(key)
 		return 0, false
 	}
 	return left, true

@@ -297,6 +297,12 @@ func checkUpstream(r Route, u *Upstream) error {
 	if u.URL == "" {
 		return errors.New("url is required")
 	}
+	// No parameter may stand in the scheme or the authority: a value
+	// there would choose the host the gateway calls. This is decided on
+	// the template itself, before anything is filled in.
+	if err := paramsOnlyAfterAuthority(u.URL); err != nil {
+		return err
+	}
 	// Parameters are checked and replaced before parsing, so that
 	// {name} in the path is not taken for an invalid character.
 	var bad error
@@ -317,7 +323,7 @@ func checkUpstream(r Route, u *Upstream) error {
 	if parsed.User != nil {
 		return errors.New("url must not hold credentials: send them in headers")
 	}
-	if parsed.Fragment != "" || strings.ContainsAny(parsed.Host, "{}") {
+	if parsed.Fragment != "" || strings.ContainsAny(u.URL, "#") {
 		return fmt.Errorf("url %q: parameters belong in the path or query, and there is no fragment", u.URL)
 	}
 	if u.Method == "" {
@@ -327,6 +333,25 @@ func checkUpstream(r Route, u *Upstream) error {
 	}
 	if u.ForwardHeaders == nil {
 		u.ForwardHeaders = []string{"Accept", "Accept-Language", "Content-Type"}
+	}
+	return nil
+}
+
+// paramsOnlyAfterAuthority refuses a URL template with a parameter (or a
+// brace) before the end of its authority: in the scheme, user info, host
+// or port ("https://{host}/x", "http://api{n}.internal/x",
+// "http://h:{port}/x", "{scheme}://h/x").
+func paramsOnlyAfterAuthority(template string) error {
+	scheme, rest, ok := strings.Cut(template, "://")
+	if !ok || strings.ContainsAny(scheme, "{}") {
+		return fmt.Errorf("url %q must be an absolute http(s) URL with no parameter in its scheme", template)
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if strings.ContainsAny(rest[:end], "{}") {
+		return fmt.Errorf("url %q: parameters may fill only the path or the query, never the host or port (it would let a request choose where the gateway connects)", template)
 	}
 	return nil
 }

@@ -65,6 +65,16 @@ type Options struct {
 	Metrics *Metrics
 	// Logger receives breaker state changes.
 	Logger *slog.Logger
+	// PublicHost, when set, is what upstreams get as X-Forwarded-Host,
+	// whatever Host the client sent (the gateway's public URL's host).
+	// When empty, the client's Host is sent and is part of every cache
+	// key, so that no client can have a shared answer built for a host
+	// of its choosing served to others.
+	PublicHost string
+	// Scheme is the scheme the client used (X-Forwarded-Proto upstream):
+	// believed from a trusted proxy only (edge.Edge.Scheme). Nil: https
+	// over TLS, else http.
+	Scheme func(c echo.Context) string
 }
 
 // Route serves one sync route.
@@ -82,6 +92,9 @@ type Route struct {
 	fallback echo.HandlerFunc
 	metrics  *routeMetrics
 	logger   *slog.Logger
+	// publicHost and scheme: see Options.
+	publicHost string
+	scheme     func(c echo.Context) string
 }
 
 // New builds the route r (a sync route) with opts.
@@ -97,10 +110,11 @@ func New(r routes.Route, opts Options) (*Route, error) {
 	}
 	rt := &Route{
 		spec: r, sync: r.Sync, label: r.Label(),
-		slots:   make(chan struct{}, r.Sync.MaxConcurrent),
-		budget:  newRetryBudget(r.Sync.Retries.Budget),
-		metrics: opts.Metrics.forRoute(r.Label()),
-		logger:  opts.Logger.With("route", r.Label()),
+		slots:      make(chan struct{}, r.Sync.MaxConcurrent),
+		budget:     newRetryBudget(r.Sync.Retries.Budget),
+		metrics:    opts.Metrics.forRoute(r.Label()),
+		logger:     opts.Logger.With("route", r.Label()),
+		publicHost: opts.PublicHost, scheme: opts.Scheme,
 	}
 	switch {
 	case r.Sync.Handler != "":
@@ -323,12 +337,17 @@ func (rt *Route) keyCovers(vary []string) bool {
 	return true
 }
 
-// cacheKey identifies a response: the route, the path and query, the
-// forwarded request headers (they may change the answer) and, unless the
-// route is shared, the caller.
+// cacheKey identifies a response: the route, the scheme and (unless a
+// public host is configured) the host the upstream is told of, the path
+// and query, the forwarded request headers (they may change the answer)
+// and, unless the route is shared, the caller.
 func (rt *Route) cacheKey(in *inbound) string {
 	var b strings.Builder
 	b.WriteString(rt.label)
+	b.WriteByte(0)
+	b.WriteString(in.proto)
+	b.WriteByte(0)
+	b.WriteString(in.host)
 	b.WriteByte(0)
 	b.WriteString(in.path)
 	b.WriteByte('?')
@@ -548,12 +567,27 @@ func (rt *Route) inbound(c echo.Context, body []byte) (*inbound, error) {
 	in := &inbound{
 		method: req.Method, path: req.URL.EscapedPath(), rawQuery: req.URL.RawQuery,
 		params: params, header: req.Header, body: body,
-		requestID: httpserver.RequestID(req.Context()), remoteIP: c.RealIP(), proto: c.Scheme(), host: req.Host,
+		requestID: httpserver.RequestID(req.Context()), remoteIP: c.RealIP(), proto: rt.schemeOf(c), host: req.Host,
+	}
+	if rt.publicHost != "" {
+		in.host = rt.publicHost
 	}
 	if id, ok := authn.FromContext(req.Context()); ok {
 		in.clientID, in.scopes = id.ClientID, id.Scopes
 	}
 	return in, nil
+}
+
+// schemeOf is the client's scheme, never from a header the client could
+// set itself.
+func (rt *Route) schemeOf(c echo.Context) string {
+	if rt.scheme != nil {
+		return rt.scheme(c)
+	}
+	if c.Request().TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // paramsOf returns the path parameters, unescaped: Echo matches on the

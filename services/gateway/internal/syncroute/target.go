@@ -122,11 +122,12 @@ func (u *upstreamTarget) passFailures() bool { return false }
 
 // url fills the URL template: parameters in the path are path-escaped,
 // parameters in the query query-escaped, so no value can add a segment or
-// a query field.
+// a query field. The routes file refuses parameters before the path, so
+// no value can change the scheme, host or port.
 func (u *upstreamTarget) url(in *inbound) string {
 	path, query, hasQuery := strings.Cut(u.spec.URL, "?")
 	target := urlParamRe.ReplaceAllStringFunc(path, func(m string) string {
-		return url.PathEscape(in.params[m[1:len(m)-1]])
+		return pathParam(in.params[m[1:len(m)-1]])
 	})
 	if hasQuery {
 		target += "?" + urlParamRe.ReplaceAllStringFunc(query, func(m string) string {
@@ -140,6 +141,17 @@ func (u *upstreamTarget) url(in *inbound) string {
 		return target + "&" + in.rawQuery
 	}
 	return target + "?" + in.rawQuery
+}
+
+// pathParam escapes a value for one path segment: every character that
+// could end the segment, the path or the authority is escaped, and a
+// value that is a dot segment ("." or "..") has its dots escaped, so that
+// no value can move the request to another path of the upstream.
+func pathParam(v string) string {
+	if v == "." || v == ".." {
+		return strings.Repeat("%2E", len(v))
+	}
+	return url.PathEscape(v)
 }
 
 func (u *upstreamTarget) call(ctx context.Context, in *inbound) (*reply, error) {

@@ -52,6 +52,7 @@ type Config struct {
 	TLSClientCAFile  string        `conf:"env:SWITCHYARD_REPLAY_TLS_CLIENT_CA_FILE,help:PEM CA bundle: callers must present a client certificate from it (mTLS) as well as a token"`
 	Auth             accesstoken.Settings
 	Queues           sqsqueue.Config
+	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
@@ -100,7 +101,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	disabled := oauthclients.NewDisabledSet(clients, database.NewDialer(dbCfg), cfg.Auth.DisabledPoll, logger)
-	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Disabled, prometheus.DefaultRegisterer, logger))
+	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Revoked, prometheus.DefaultRegisterer, logger))
 	if err != nil {
 		return err
 	}
@@ -131,6 +132,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	opsSrv := ops.New(logger, nil)
+	opsSrv.SetAdminToken(cfg.OpsToken.Value())
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("sqs", queues.Ping)
 	opsSrv.AddCheck("issuer_keys", verifier.Ready)

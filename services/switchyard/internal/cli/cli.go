@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard/switchyard/libs/logging"
+	"github.com/switchyard/switchyard/libs/termsafe"
 )
 
 // exitCode is an error that carries the process exit code (from a child
@@ -31,6 +32,11 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logger, _ := logging.NewTo(stderr, "switchyard", os.Getenv(logging.EnvLevel), "text")
 	root := newRoot(logger)
 	root.SetArgs(args)
+	// What commands print (payloads, error texts, names) came from
+	// clients and targets: it may not drive the operator's terminal.
+	safeOut, safeErr := termsafe.NewWriter(stdout), termsafe.NewWriter(stderr)
+	defer func() { _ = safeOut.Flush(); _ = safeErr.Flush() }()
+	stdout, stderr = safeOut, safeErr
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)

@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/devstack"
 	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/termsafe"
 	"github.com/switchyard/switchyard/migrations"
 	"github.com/switchyard/switchyard/services/switchyard/internal/vaultsetup"
 )
@@ -61,7 +62,8 @@ func newDevExecCmd(logger *slog.Logger, dir *string) *cobra.Command {
 			}()
 			child := exec.Command(args[0], args[1:]...)
 			child.Env = append(os.Environ(), stack.Env()...)
-			child.Stdin, child.Stdout, child.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+			// The child's output is its own terminal output (colours included).
+			child.Stdin, child.Stdout, child.Stderr = os.Stdin, termsafe.Raw(cmd.OutOrStdout()), termsafe.Raw(cmd.ErrOrStderr())
 			if err := child.Start(); err != nil {
 				return fmt.Errorf("starting %s: %w", args[0], err)
 			}

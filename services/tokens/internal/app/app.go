@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/netrules"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/secrets"
@@ -25,25 +26,34 @@ import (
 // Config is the token service's configuration; every setting names its
 // environment variable.
 type Config struct {
-	Addr            string        `conf:"default::8070,env:SWITCHYARD_TOKENS_ADDR,help:public listener address"`
-	OpsAddr         string        `conf:"default::9070,env:SWITCHYARD_TOKENS_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
-	Issuer          string        `conf:"required,env:SWITCHYARD_TOKENS_ISSUER,help:issuer URL as callers and gateways reach it (iss claim; discovery base)"`
-	Audience        string        `conf:"default:switchyard,env:SWITCHYARD_TOKENS_AUDIENCE,help:aud claim of issued tokens"`
-	TokenTTL        time.Duration `conf:"default:15m,env:SWITCHYARD_TOKENS_TTL,help:access token lifetime (1m to 24h)"`
-	ClockSkew       time.Duration `conf:"default:1m,env:SWITCHYARD_TOKENS_CLOCK_SKEW,help:added to the token lifetime to keep replaced keys published"`
-	KeysFile        string        `conf:"env:SWITCHYARD_TOKENS_KEYS_FILE,help:signing keys file (written by 'switchyard keys rotate'); or SWITCHYARD_TOKENS_KEYS_TRANSIT"`
-	KeysTransit     string        `conf:"env:SWITCHYARD_TOKENS_KEYS_TRANSIT,help:<mount>/<key> of Vault's transit engine that signs the tokens (the private keys stay in Vault)"`
-	KeyLead         time.Duration `conf:"default:6m,env:SWITCHYARD_TOKENS_KEY_LEAD,help:how long a new transit key version is published before it signs (above the gateways' JWKS refresh)"`
-	KeysReload      time.Duration `conf:"default:10s,env:SWITCHYARD_TOKENS_KEYS_RELOAD,help:how often the signing keys are re-read"`
-	JWKSMaxAge      time.Duration `conf:"default:60s,env:SWITCHYARD_TOKENS_JWKS_MAX_AGE,help:Cache-Control max-age of the JWKS"`
-	DatabaseURL     config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
-	SecretPepper    config.Secret `conf:"mask,env:SWITCHYARD_CLIENT_SECRET_PEPPER,help:pepper of the client-secret hashes (16+ bytes; a vault: reference), kept out of the database; empty: none"`
-	DBMaxConns      int32         `conf:"default:8,env:SWITCHYARD_TOKENS_DB_MAX_CONNS,help:Postgres pool size"`
-	RatePerIP       float64       `conf:"default:20,env:SWITCHYARD_TOKENS_RATE_PER_IP,help:token requests per second per peer IP (0: off)"`
-	BurstPerIP      int           `conf:"default:40,env:SWITCHYARD_TOKENS_BURST_PER_IP,help:burst per peer IP"`
-	RatePerClient   float64       `conf:"default:5,env:SWITCHYARD_TOKENS_RATE_PER_CLIENT,help:token requests per second per client id (0: off)"`
-	BurstPerClient  int           `conf:"default:20,env:SWITCHYARD_TOKENS_BURST_PER_CLIENT,help:burst per client id"`
-	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+	Addr             string        `conf:"default::8070,env:SWITCHYARD_TOKENS_ADDR,help:public listener address"`
+	OpsAddr          string        `conf:"default::9070,env:SWITCHYARD_TOKENS_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
+	Issuer           string        `conf:"required,env:SWITCHYARD_TOKENS_ISSUER,help:issuer URL as callers and gateways reach it (iss claim; discovery base)"`
+	Audience         string        `conf:"default:switchyard,env:SWITCHYARD_TOKENS_AUDIENCE,help:aud claim of issued tokens"`
+	TokenTTL         time.Duration `conf:"default:15m,env:SWITCHYARD_TOKENS_TTL,help:access token lifetime (1m to 24h)"`
+	ClockSkew        time.Duration `conf:"default:1m,env:SWITCHYARD_TOKENS_CLOCK_SKEW,help:added to the token lifetime to keep replaced keys published"`
+	KeysFile         string        `conf:"env:SWITCHYARD_TOKENS_KEYS_FILE,help:signing keys file (written by 'switchyard keys rotate'); or SWITCHYARD_TOKENS_KEYS_TRANSIT"`
+	KeysTransit      string        `conf:"env:SWITCHYARD_TOKENS_KEYS_TRANSIT,help:<mount>/<key> of Vault's transit engine that signs the tokens (the private keys stay in Vault)"`
+	KeyLead          time.Duration `conf:"default:6m,env:SWITCHYARD_TOKENS_KEY_LEAD,help:how long a new transit key version is published before it signs (above the gateways' JWKS refresh)"`
+	KeysReload       time.Duration `conf:"default:10s,env:SWITCHYARD_TOKENS_KEYS_RELOAD,help:how often the signing keys are re-read"`
+	JWKSMaxAge       time.Duration `conf:"default:60s,env:SWITCHYARD_TOKENS_JWKS_MAX_AGE,help:Cache-Control max-age of the JWKS"`
+	DatabaseURL      config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
+	SecretPepper     config.Secret `conf:"mask,env:SWITCHYARD_CLIENT_SECRET_PEPPER,help:pepper of the client-secret hashes (16+ bytes; a vault: reference), kept out of the database; empty: none"`
+	DBMaxConns       int32         `conf:"default:8,env:SWITCHYARD_TOKENS_DB_MAX_CONNS,help:Postgres pool size"`
+	RatePerIP        float64       `conf:"default:20,env:SWITCHYARD_TOKENS_RATE_PER_IP,help:token requests per second per client address (IPv6: per prefix; 0: off)"`
+	BurstPerIP       int           `conf:"default:40,env:SWITCHYARD_TOKENS_BURST_PER_IP,help:burst per client address"`
+	RatePerClient    float64       `conf:"default:5,env:SWITCHYARD_TOKENS_RATE_PER_CLIENT,help:tokens issued per second per client (charged by successes only; 0: off)"`
+	BurstPerClient   int           `conf:"default:20,env:SWITCHYARD_TOKENS_BURST_PER_CLIENT,help:burst of tokens issued per client"`
+	RateFailures     float64       `conf:"default:0.1,env:SWITCHYARD_TOKENS_RATE_FAILURES,help:failed authentications per second per client id and address (charged by failures only, so an attacker cannot lock the real client out; 0: off)"`
+	BurstFailures    int           `conf:"default:10,env:SWITCHYARD_TOKENS_BURST_FAILURES,help:burst of failed authentications per client id and address"`
+	TrustedProxies   string        `conf:"env:SWITCHYARD_TOKENS_TRUSTED_PROXIES,help:CIDRs of the proxies and load balancers whose forwarding header is believed (empty: none; the TCP peer is the client)"`
+	ForwardedHeader  string        `conf:"default:X-Forwarded-For,env:SWITCHYARD_TOKENS_FORWARDED_HEADER,help:the one forwarding header the trusted proxies maintain: X-Forwarded-For or Forwarded"`
+	IPv6Prefix       int           `conf:"default:64,env:SWITCHYARD_TOKENS_IPV6_PREFIX,help:IPv6 addresses in one prefix of this length are limited as one address (128: each address)"`
+	HashMemory       int           `conf:"default:64,env:SWITCHYARD_TOKENS_HASH_MEMORY_MIB,help:MiB that secret checks (argon2id, 19 MiB each) may use at once; the rest wait; keep it well under GOMEMLIMIT"`
+	HashWait         time.Duration `conf:"default:1s,env:SWITCHYARD_TOKENS_HASH_WAIT,help:how long a token request waits for secret-check memory before 503 temporarily_unavailable"`
+	AcceptUnpeppered bool          `conf:"default:false,env:SWITCHYARD_TOKENS_ACCEPT_UNPEPPERED,help:with a pepper set, still accept secrets hashed without it and re-hash them on success (migration; off: refused)"`
+	ShutdownTimeout  time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
+	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
@@ -85,13 +95,23 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	var storeOpts []oauthclients.Option
+	storeOpts := []oauthclients.Option{
+		oauthclients.WithHashLimit(oauthclients.HashLimit{MemoryBytes: int64(cfg.HashMemory) << 20, Wait: cfg.HashWait}),
+		oauthclients.WithUnpepperedAccepted(cfg.AcceptUnpeppered),
+	}
 	if p := cfg.SecretPepper.Value(); p != "" {
 		storeOpts = append(storeOpts, oauthclients.WithPepper([]byte(p)))
 	}
 	clients, err := oauthclients.New(pool, storeOpts...)
 	if err != nil {
-		return err
+		return config.Invalid(err)
+	}
+	trusted, err := netrules.ParsePrefixList(cfg.TrustedProxies)
+	if err != nil {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_TOKENS_TRUSTED_PROXIES: %w", err))
+	}
+	if cfg.ForwardedHeader != netrules.HeaderXForwardedFor && cfg.ForwardedHeader != netrules.HeaderForwarded {
+		return config.Invalid(fmt.Errorf("SWITCHYARD_TOKENS_FORWARDED_HEADER %q: use %s or %s", cfg.ForwardedHeader, netrules.HeaderXForwardedFor, netrules.HeaderForwarded))
 	}
 	source, err := keySource(cfg)
 	if err != nil {
@@ -104,7 +124,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	api, err := tokenapi.New(tokenapi.Config{
 		Issuer: cfg.Issuer, Audience: cfg.Audience, TokenTTL: cfg.TokenTTL, ClockSkew: cfg.ClockSkew, JWKSMaxAge: cfg.JWKSMaxAge,
 		Limits: tokenapi.Limits{PerIP: cfg.RatePerIP, PerIPBurst: cfg.BurstPerIP, PerClient: cfg.RatePerClient,
-			PerClientBurst: cfg.BurstPerClient, Tracked: 100_000},
+			PerClientBurst: cfg.BurstPerClient, PerClientFailure: cfg.RateFailures, PerClientFailureBurst: cfg.BurstFailures,
+			Tracked: 100_000},
+		ClientIP:       netrules.ClientIP{Trusted: trusted, Header: cfg.ForwardedHeader},
+		IPv6PrefixBits: cfg.IPv6Prefix,
 	}, clients, keys, logger, tokenapi.NewMetrics(prometheus.DefaultRegisterer))
 	if err != nil {
 		return err
@@ -117,6 +140,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	opsSrv := ops.New(logger, nil)
+	opsSrv.SetAdminToken(cfg.OpsToken.Value())
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("signing_keys", keys.Err)
 	logger.Info("token service listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "issuer", cfg.Issuer)

@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "switchyard_tokens_refused_total", Help: "Token requests refused, by reason.",
 		}, []string{"reason"}),
 		rateLimited: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_tokens_rate_limited_total", Help: "Token requests refused by a rate limit, by limit (ip, client).",
+			Name: "switchyard_tokens_rate_limited_total", Help: "Token requests refused by a rate limit, by limit (ip: per address, client: tokens per client, client_failures: failed authentications per client and address).",
 		}, []string{"by"}),
 		jwksRequests: f.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_tokens_jwks_requests_total", Help: "Requests for the JWKS document.",

@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -30,6 +29,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/netrules"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/signingkeys"
 )
@@ -59,6 +59,12 @@ type Config struct {
 	JWKSMaxAge time.Duration
 	// Limits rate-limits the token endpoint.
 	Limits Limits
+	// ClientIP finds the client's address behind trusted proxies (zero:
+	// the TCP peer).
+	ClientIP netrules.ClientIP
+	// IPv6PrefixBits is the IPv6 prefix limited as one address (0: the
+	// default /64; 128: each address).
+	IPv6PrefixBits int
 }
 
 // Validate checks the configuration.
@@ -72,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
 		return fmt.Errorf("token lifetime %s must be between 1m and 24h", c.TokenTTL)
+	}
+	if c.IPv6PrefixBits < 0 || c.IPv6PrefixBits > 128 {
+		return fmt.Errorf("IPv6 prefix length %d must be between 0 and 128", c.IPv6PrefixBits)
 	}
 	return c.Limits.Validate()
 }
@@ -90,6 +99,9 @@ type API struct {
 // New returns the API. metrics may be nil.
 func New(cfg Config, clients Clients, keys Keys, logger *slog.Logger, metrics *Metrics) (*API, error) {
 	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
+	if cfg.IPv6PrefixBits == 0 {
+		cfg.IPv6PrefixBits = netrules.DefaultIPv6PrefixBits
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid token API config: %w", err)
 	}
@@ -157,13 +169,15 @@ func (e *oauthError) Error() string { return e.code + ": " + e.desc }
 
 func (a *API) token(c echo.Context) error {
 	req := c.Request()
-	ip := peerIP(req)
+	addr, _ := a.cfg.ClientIP.Resolve(req)
+	ip := addr.String()
+	addrKey := netrules.AddrKey(addr, a.cfg.IPv6PrefixBits)
 	presented := ""
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 
-	resp, clientID, scopes, oerr := a.issue(c, ip, &presented)
+	resp, clientID, scopes, oerr := a.issue(c, addrKey, &presented)
 	if oerr != nil {
 		a.metrics.refused.WithLabelValues(oerr.reason).Inc()
 		a.logger.LogAttrs(req.Context(), slog.LevelWarn, "token request refused",
@@ -188,9 +202,9 @@ func (a *API) token(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-func (a *API) issue(c echo.Context, ip string, presented *string) (TokenResponse, string, []string, *oauthError) {
+func (a *API) issue(c echo.Context, addrKey string, presented *string) (TokenResponse, string, []string, *oauthError) {
 	req := c.Request()
-	if wait, ok := a.limits.allowIP(ip); !ok {
+	if wait, ok := a.limits.allowIP(addrKey); !ok {
 		a.metrics.rateLimited.WithLabelValues("ip").Inc()
 		return TokenResponse{}, "", nil, fail(http.StatusTooManyRequests, "temporarily_unavailable",
 			"too many token requests from this address", "rate_limited_ip", wait)
@@ -212,25 +226,45 @@ func (a *API) issue(c echo.Context, ip string, presented *string) (TokenResponse
 		return TokenResponse{}, "", nil, fail(http.StatusBadRequest, "unsupported_grant_type",
 			"only the client_credentials grant is supported", "unsupported_grant_type")
 	}
-	if wait, ok := a.limits.allowClient(id); !ok {
+	// Both buckets are looked at before the secret is hashed, so that a
+	// limited request costs no secret check; the failure bucket is charged
+	// by failures only and per address, the client's by tokens issued.
+	if wait, spent := a.limits.failuresSpent(id, addrKey); spent {
+		a.metrics.rateLimited.WithLabelValues("client_failures").Inc()
+		return TokenResponse{}, "", nil, fail(http.StatusTooManyRequests, "temporarily_unavailable",
+			"too many failed authentications for this client from this address", "rate_limited_failures", wait)
+	}
+	if wait, spent := a.limits.clientSpent(id); spent {
 		a.metrics.rateLimited.WithLabelValues("client").Inc()
 		return TokenResponse{}, "", nil, fail(http.StatusTooManyRequests, "temporarily_unavailable",
 			"too many token requests for this client", "rate_limited_client", wait)
 	}
 	client, err := a.clients.Authenticate(req.Context(), id, secret)
 	switch {
+	case err == nil:
+		a.limits.issued(id)
+	case errors.Is(err, oauthclients.ErrBusy):
+		return TokenResponse{}, "", nil, fail(http.StatusServiceUnavailable, "temporarily_unavailable",
+			"too many token requests are being checked; retry later", "busy", time.Second)
 	case errors.Is(err, oauthclients.ErrInvalidCredentials):
+		a.limits.failed(id, addrKey)
 		return TokenResponse{}, "", nil, fail(http.StatusUnauthorized, "invalid_client", "client authentication failed", "bad_credentials")
 	case errors.Is(err, oauthclients.ErrDisabled):
+		a.limits.failed(id, addrKey)
 		return TokenResponse{}, "", nil, fail(http.StatusUnauthorized, "invalid_client", "client authentication failed", "client_disabled")
 	case errors.Is(err, oauthclients.ErrWrongPepper):
+		a.limits.failed(id, addrKey)
 		// The caller learns nothing; the operator learns which pepper.
 		a.logger.WarnContext(req.Context(), "client secret hashed with another pepper: the client needs a new secret", "client_id", id, "error", err)
 		return TokenResponse{}, "", nil, fail(http.StatusUnauthorized, "invalid_client", "client authentication failed", "wrong_pepper")
-	case err != nil:
+	case errors.Is(err, oauthclients.ErrUnpeppered):
+		a.limits.failed(id, addrKey)
+		a.logger.WarnContext(req.Context(), "client secret hashed without the configured pepper: rotate the client's secret, or set SWITCHYARD_TOKENS_ACCEPT_UNPEPPERED=true while migrating", "client_id", id)
+		return TokenResponse{}, "", nil, fail(http.StatusUnauthorized, "invalid_client", "client authentication failed", "unpeppered_hash")
+	default:
 		a.logger.ErrorContext(req.Context(), "authenticating client", "error", err)
 		return TokenResponse{}, "", nil, fail(http.StatusServiceUnavailable, "temporarily_unavailable",
-			"the client store is unavailable; retry later", "store_unavailable", 0)
+			"the client store is unavailable; retry later", "store_unavailable", time.Second)
 	}
 	scopes, oerr := grantedScopes(form, client.Scopes)
 	if oerr != nil {
@@ -403,16 +437,6 @@ func (a *API) discovery(c echo.Context) error {
 		IDTokenSigningAlgValuesSupported:  signingkeys.Algorithms,
 		TokenSigningAlgValuesSupported:    signingkeys.Algorithms,
 	})
-}
-
-// peerIP is the address of the TCP peer. Forwarding headers are not
-// believed here; trusted proxies are the edge's business.
-func peerIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func truncate(s string, n int) string {

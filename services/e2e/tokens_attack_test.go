@@ -1,0 +1,288 @@
+package e2e_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/devstack"
+)
+
+var (
+	plainOnce sync.Once
+	plainDir  string
+	plainErr  error
+)
+
+// plainBinary builds a service without the race detector, for tests that
+// measure a process's memory (the detector multiplies it).
+func plainBinary(t *testing.T, name string) string {
+	t.Helper()
+	plainOnce.Do(func() {
+		root, err := devstack.ModuleRoot(".")
+		if err != nil {
+			plainErr = err
+			return
+		}
+		if plainDir, plainErr = os.MkdirTemp("", "switchyard-e2e-plain-"); plainErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		plainErr = devstack.Build(ctx, root, plainDir, false, "./services/tokens")
+	})
+	require.NoError(t, plainErr)
+	return plainDir + "/" + name
+}
+
+// procStatusKiB reads a field of /proc/<pid>/status in KiB (VmRSS: resident
+// now, VmHWM: the peak resident size since the process started).
+func procStatusKiB(t *testing.T, pid int, field string) int {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			require.NoError(t, err)
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// clientFrom is an HTTP client whose connections leave from the loopback
+// address local (127.0.0.0/8 all reach 127.0.0.1 on Linux), so that a
+// test can be a trusted proxy (127.0.0.1) or an untrusted peer.
+func clientFrom(local string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}}
+}
+
+type tokenReply struct {
+	status     int
+	errorCode  string
+	retryAfter string
+}
+
+// tokenAs asks the token service for a token with client_secret_post;
+// header holds extra name/value pairs (X-Forwarded-For).
+func (p *platform) tokenAs(client *http.Client, id, secret string, header ...string) (tokenReply, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}
+	req, err := http.NewRequest(http.MethodPost, p.tokens+"/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return tokenReply{}, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return tokenReply{}, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return tokenReply{status: resp.StatusCode, errorCode: out.Error, retryAfter: resp.Header.Get("Retry-After")}, nil
+}
+
+// TestTokenServiceSecretCheckFlood (security item 1): 200 parallel token
+// requests with random client ids, from as many addresses as a botnet has
+// (the per-address limit is off), each costing an argon2id check of
+// 19 MiB. The token service's peak resident memory stays under the
+// 256 MiB its Kubernetes limit gives it; what cannot be checked now is
+// refused with 503 temporarily_unavailable and Retry-After, and a real
+// client gets its token right after.
+func TestTokenServiceSecretCheckFlood(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{
+		services: []string{"tokens"},
+		binaries: map[string]string{"tokens": plainBinary(t, "tokens")},
+		// GOMEMLIMIT as the manifests and compose set it.
+		serviceEnv: map[string][]string{"tokens": {"GOMEMLIMIT=200MiB", "SWITCHYARD_TOKENS_RATE_PER_IP=0"}},
+	})
+	pid := p.procs["tokens"].Pid()
+	before := procStatusKiB(t, pid, "VmRSS")
+	const n = 200
+	start := make(chan struct{})
+	replies := make([]tokenReply, n)
+	errs := make([]error, n)
+	client := clientFrom("127.0.0.1")
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			replies[i], errs[i] = p.tokenAs(client, "c-"+strings.ToLower(rand.Text()[:20]), rand.Text())
+		})
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	took := time.Since(began)
+	peak := procStatusKiB(t, pid, "VmHWM")
+	byStatus := map[int]int{}
+	for i, r := range replies {
+		require.NoError(t, errs[i])
+		byStatus[r.status]++
+		switch r.status {
+		case http.StatusUnauthorized:
+			assert.Equal(t, "invalid_client", r.errorCode)
+		case http.StatusServiceUnavailable:
+			assert.Equal(t, "temporarily_unavailable", r.errorCode)
+			assert.NotEmpty(t, r.retryAfter, "a 503 says when to come back")
+		default:
+			t.Errorf("request %d: unexpected status %d (%s)", i, r.status, r.errorCode)
+		}
+	}
+	t.Logf("%d parallel random-id token requests in %s: %v; resident %d KiB before, peak %d KiB (limit 262144 KiB)",
+		n, took.Round(time.Millisecond), byStatus, before, peak)
+	require.Less(t, peak, 256*1024, "peak resident memory under the Kubernetes limit")
+	assert.Positive(t, byStatus[http.StatusUnauthorized], "the flood was checked as far as memory allows")
+
+	secret := p.client("after-flood", "jobs:submit")
+	r, err := p.tokenAs(client, "after-flood", secret)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status, "a real client gets its token right after the flood: %+v", r)
+}
+
+// TestTokenServiceBehindProxy (security item 2): behind a trusted proxy,
+// each client address has its own bucket; the proxy's address is not one
+// bucket for everybody. A peer that is not a trusted proxy cannot choose
+// its address with X-Forwarded-For.
+func TestTokenServiceBehindProxy(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{
+		services: []string{"tokens"},
+		serviceEnv: map[string][]string{"tokens": {"SWITCHYARD_TOKENS_TRUSTED_PROXIES=127.0.0.1/32",
+			"SWITCHYARD_TOKENS_RATE_PER_IP=0.2", "SWITCHYARD_TOKENS_BURST_PER_IP=3"}},
+	})
+	secret := p.client("behind-proxy", "jobs:submit")
+	proxy := clientFrom("127.0.0.1")
+	// 40 different callers behind the ingress, one request each: none is
+	// limited by the others' requests (each is checked: 401).
+	for i := range 40 {
+		r, err := p.tokenAs(proxy, fmt.Sprintf("caller-%d", i), "wrong", "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusUnauthorized, r.status, "client address %d behind the proxy: %+v", i+1, r)
+	}
+	r, err := p.tokenAs(proxy, "behind-proxy", secret, "X-Forwarded-For", "198.51.100.200")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status, "a real client behind the proxy: %+v", r)
+	// One address beyond its burst is limited, whatever it claims further left.
+	limited := 0
+	for i := range 6 {
+		r, err := p.tokenAs(proxy, "behind-proxy", secret, "X-Forwarded-For", fmt.Sprintf("10.9.9.%d, 203.0.113.50", i))
+		require.NoError(t, err)
+		if r.status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	require.Equal(t, 3, limited, "203.0.113.50 gets its burst of 3, then 429")
+	// An untrusted peer's X-Forwarded-For is not believed: every request
+	// counts against 127.0.0.2.
+	direct := clientFrom("127.0.0.2")
+	limited = 0
+	for i := range 6 {
+		r, err := p.tokenAs(direct, "behind-proxy", secret, "X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i+1))
+		require.NoError(t, err)
+		if r.status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	require.Equal(t, 3, limited, "spoofed X-Forwarded-For from an untrusted peer: one bucket")
+}
+
+// TestTokenServiceVictimLockout (security item 3): an attacker who knows a
+// victim's client id sends wrong secrets for it as fast as it can, from
+// one address and then from many. The victim, from its own address, still
+// gets its token; the attacker's failures are limited per client and
+// address, and once limited cost no secret check.
+func TestTokenServiceVictimLockout(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{
+		services:   []string{"tokens"},
+		serviceEnv: map[string][]string{"tokens": {"SWITCHYARD_TOKENS_TRUSTED_PROXIES=127.0.0.1/32"}},
+	})
+	secret := p.client("victim", "jobs:submit")
+	proxy := clientFrom("127.0.0.1")
+	attack := func(from string, n int) map[int]int {
+		out := map[int]int{}
+		for range n {
+			r, err := p.tokenAs(proxy, "victim", "not-the-secret-"+rand.Text(), "X-Forwarded-For", from)
+			require.NoError(t, err)
+			out[r.status]++
+		}
+		return out
+	}
+	one := attack("198.51.100.66", 40)
+	t.Logf("40 wrong secrets for the victim from one address: %v", one)
+	require.Positive(t, one[http.StatusTooManyRequests], "the attacker's failures are limited")
+	many := map[int]int{}
+	for i := range 30 {
+		for s, c := range attack(fmt.Sprintf("198.51.100.%d", 100+i), 2) {
+			many[s] += c
+		}
+	}
+	t.Logf("60 wrong secrets for the victim from 30 addresses: %v", many)
+	for i := range 3 {
+		r, err := p.tokenAs(proxy, "victim", secret, "X-Forwarded-For", "203.0.113.9")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, r.status, "the victim's request %d: %+v", i+1, r)
+	}
+	assert.Equal(t, float64(one[http.StatusUnauthorized]+many[http.StatusUnauthorized]), p.metric("tokens", "switchyard_tokens_refused_total", "reason=bad_credentials"),
+		"limited attempts were refused before any secret check")
+}
+
+// TestTokenServicePepperEnforced (security item 12): once a pepper is
+// configured, a secret hashed without it is refused (a copy of the
+// database alone would otherwise still verify guesses for it), unless the
+// migration flag is on; with the flag, a successful check re-hashes the
+// secret with the pepper, after which the flag is not needed.
+func TestTokenServicePepperEnforced(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{services: []string{"tokens"}})
+	client := clientFrom("127.0.0.1")
+	old := p.client("from-before-the-pepper", "jobs:submit")
+	r, err := p.tokenAs(client, "from-before-the-pepper", old)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status)
+
+	const pepper = "SWITCHYARD_CLIENT_SECRET_PEPPER=a-pepper-of-sixteen-bytes-or-more"
+	p.restart("tokens", pepper)
+	r, err = p.tokenAs(client, "from-before-the-pepper", old)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, r.status, "an un-peppered hash is refused once a pepper is set: %+v", r)
+
+	p.restart("tokens", pepper, "SWITCHYARD_TOKENS_ACCEPT_UNPEPPERED=true")
+	r, err = p.tokenAs(client, "from-before-the-pepper", old)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status, "accepted while migrating: %+v", r)
+	var hash string
+	require.NoError(t, p.pool.QueryRow(context.Background(), `SELECT secret_hash FROM oauth_clients WHERE client_id = 'from-before-the-pepper'`).Scan(&hash))
+	require.True(t, strings.HasPrefix(hash, "pepper:"), "re-hashed with the pepper on success")
+
+	p.restart("tokens", pepper)
+	r, err = p.tokenAs(client, "from-before-the-pepper", old)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status, "migrated: accepted without the flag: %+v", r)
+}
