@@ -135,6 +135,10 @@ type Policy struct {
 	AnyScope []string
 	// Deny refuses every caller (a route that declares no policy).
 	Deny bool
+	// OnRefused, when set, is told of each request the guard refuses with
+	// 401 (id nil: no valid credentials) or 403 (id: who was refused), to
+	// audit it. It runs on the request path: keep it cheap.
+	OnRefused func(c echo.Context, id *Identity, status int)
 }
 
 // Guard authenticates a request with a (as Middleware does) and then
@@ -143,25 +147,35 @@ type Policy struct {
 // the per-request cost of a protected route low.
 func Guard(a Authenticator, logger *slog.Logger, p Policy) echo.MiddlewareFunc {
 	scopes, anyScope := slices.Clone(p.Scopes), slices.Clone(p.AnyScope)
-	deny := p.Deny
+	deny, onRefused := p.Deny, p.OnRefused
 	challenge := `Bearer realm="` + Realm + `", error="insufficient_scope", scope="` + strings.Join(scopes, " ") + `"`
 	anyChallenge := `Bearer realm="` + Realm + `", error="insufficient_scope", scope="` + strings.Join(append(slices.Clone(scopes), anyScope...), " ") + `"`
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			id, err := a.Authenticate(c.Request())
 			if err != nil {
+				if onRefused != nil && !errors.Is(err, ErrUnavailable) {
+					onRefused(c, nil, http.StatusUnauthorized)
+				}
 				return refuse(c, logger, err)
 			}
 			httpserver.AddLogAttrs(c, slog.String("client_id", id.ClientID))
+			var refusal error
 			switch {
 			case deny:
-				return problem.Forbidden.New("no access policy allows this route")
+				refusal = problem.Forbidden.New("no access policy allows this route")
 			case !id.HasScopes(scopes):
-				return problem.InsufficientScope.Newf("this route requires the scopes: %s", strings.Join(scopes, " ")).
+				refusal = problem.InsufficientScope.Newf("this route requires the scopes: %s", strings.Join(scopes, " ")).
 					WithHeader("WWW-Authenticate", challenge)
 			case len(anyScope) > 0 && !id.HasAnyScope(anyScope):
-				return problem.InsufficientScope.Newf("this route requires one of the scopes: %s", strings.Join(anyScope, " ")).
+				refusal = problem.InsufficientScope.Newf("this route requires one of the scopes: %s", strings.Join(anyScope, " ")).
 					WithHeader("WWW-Authenticate", anyChallenge)
+			}
+			if refusal != nil {
+				if onRefused != nil {
+					onRefused(c, &id, http.StatusForbidden)
+				}
+				return refusal
 			}
 			// Recorded in the request state the shared middleware already
 			// keeps, not in a new context: that would copy the request.

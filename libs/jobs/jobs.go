@@ -89,12 +89,15 @@ type Job struct {
 	Type     string
 	ClientID string
 	// ClientScopes are the scopes the caller held when the job was accepted.
-	ClientScopes   []string
-	Status         Status
-	Payload        json.RawMessage
-	Result         json.RawMessage
-	Attempts       int
+	ClientScopes []string
+	Status       Status
+	Payload      json.RawMessage
+	Result       json.RawMessage
+	Attempts     int
+	// LastError and LastErrorClass describe the last failed attempt as
+	// the job's owner may see it (never the operators' detail).
 	LastError      string
+	LastErrorClass string
 	IdempotencyKey string
 	RequestHash    []byte
 	RequestID      string
@@ -143,8 +146,10 @@ type Event struct {
 	// Attempt numbers the attempt an attempt_* or retry_scheduled event
 	// is about.
 	Attempt int
-	// Error is why an attempt failed.
-	Error string
+	// Error is why an attempt failed, as written for the job's owner;
+	// ErrorClass names the kind of failure (jobhandler's classes).
+	Error      string
+	ErrorClass string
 	// Permanent says a failed attempt's error was not worth retrying.
 	Permanent bool
 	// NextAttemptAt is when a scheduled retry runs.

@@ -28,7 +28,12 @@ type Store struct {
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-const jobColumns = `id::text, type, client_id, client_scopes, status, payload, result, attempts, COALESCE(last_error, ''),
+// jobColumns read a job as its owner sees it: LastError is the message
+// written for the client (or a generic one for a failure recorded before
+// classes existed), never the operators' detail.
+const jobColumns = `id::text, type, client_id, client_scopes, status, payload, result, attempts,
+	CASE WHEN last_error IS NULL THEN '' ELSE COALESCE(last_client_error, '` + genericClientError + `') END,
+	COALESCE(last_error_class, CASE WHEN last_error IS NULL THEN '' ELSE '` + unknownErrorClass + `' END),
 	COALESCE(idempotency_key, ''), request_hash, COALESCE(request_id, ''), COALESCE(traceparent, ''),
 	created_at, updated_at, queued_at, started_at, finished_at, next_attempt_at`
 
@@ -36,7 +41,7 @@ func scanJob(row pgx.Row) (jobs.Job, error) {
 	var j jobs.Job
 	var status string
 	var payload, result []byte
-	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &j.ClientScopes, &status, &payload, &result, &j.Attempts, &j.LastError,
+	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &j.ClientScopes, &status, &payload, &result, &j.Attempts, &j.LastError, &j.LastErrorClass,
 		&j.IdempotencyKey, &j.RequestHash, &j.RequestID, &j.TraceParent,
 		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt, &j.NextAttemptAt)
 	if err != nil {
@@ -214,7 +219,7 @@ func Complete(ctx context.Context, tx pgx.Tx, id string, attempt int, result jso
 		res = []byte(result)
 	}
 	tag, err := tx.Exec(ctx, `
-		UPDATE jobs SET status = 'succeeded', result = $2, last_error = NULL, finished_at = now(), updated_at = now()
+		UPDATE jobs SET status = 'succeeded', result = $2, last_error = NULL, last_error_class = NULL, last_client_error = NULL, finished_at = now(), updated_at = now()
 		WHERE id = $1 AND status = 'processing'`, id, res)
 	if err != nil {
 		return fmt.Errorf("marking job %s succeeded: %w", id, err)
@@ -232,12 +237,17 @@ func Complete(ctx context.Context, tx pgx.Tx, id string, attempt int, result jso
 
 // Failure is one failed attempt, as the worker reports it.
 type Failure struct {
-	JobID       string
-	Attempt     int
-	MessageID   string
+	JobID     string
+	Attempt   int
+	MessageID string
+	// Error is the detail, for operators.
 	Error       string
 	Fingerprint string
 	Permanent   bool
+	// ErrorClass and ClientError are what the job's submitter sees
+	// (jobhandler.Describe).
+	ErrorClass  string
+	ClientError string
 }
 
 // Tally sums up the failed attempts of one message.
@@ -253,13 +263,14 @@ type Tally struct {
 // tally of the message's failed attempts, inside tx.
 func RecordFailure(ctx context.Context, tx pgx.Tx, f Failure) (Tally, error) {
 	if _, err := tx.Exec(ctx, `
-		UPDATE job_attempts SET outcome = 'failed', error = $3, fingerprint = NULLIF($4, ''), permanent = $5, finished_at = now()
-		WHERE job_id = $1 AND attempt = $2`, f.JobID, f.Attempt, f.Error, f.Fingerprint, f.Permanent); err != nil {
+		UPDATE job_attempts SET outcome = 'failed', error = $3, fingerprint = NULLIF($4, ''), permanent = $5, finished_at = now(),
+			error_class = NULLIF($6, ''), client_error = NULLIF($7, '')
+		WHERE job_id = $1 AND attempt = $2`, f.JobID, f.Attempt, f.Error, f.Fingerprint, f.Permanent, f.ErrorClass, f.ClientError); err != nil {
 		return Tally{}, fmt.Errorf("recording failed attempt %d of job %s: %w", f.Attempt, f.JobID, err)
 	}
 	if _, err := tx.Exec(ctx, `
-		UPDATE jobs SET status = 'failed', last_error = $2, updated_at = now()
-		WHERE id = $1 AND status = 'processing'`, f.JobID, f.Error); err != nil {
+		UPDATE jobs SET status = 'failed', last_error = $2, last_error_class = NULLIF($3, ''), last_client_error = NULLIF($4, ''), updated_at = now()
+		WHERE id = $1 AND status = 'processing'`, f.JobID, f.Error, f.ErrorClass, f.ClientError); err != nil {
 		return Tally{}, fmt.Errorf("marking job %s failed: %w", f.JobID, err)
 	}
 	var t Tally
@@ -322,20 +333,31 @@ func MarkDeadLettered(ctx context.Context, tx pgx.Tx, id, reason string) (bool, 
 // transaction share a time; they are ordered as they happen: an attempt's
 // end, then the retry or dead-lettering it caused, then (when a worker
 // died) the next attempt's start.
+//
+// An attempt's error is the one written for the client (error_class,
+// client_error), never the operators' detail in job_attempts.error.
 const timelineQuery = `
-	SELECT at, type, attempt, error, permanent, detail FROM (
-		SELECT created_at AS at, 'accepted' AS type, 0 AS attempt, '' AS error, false AS permanent, '{}'::jsonb AS detail, 0 AS ord, 0::bigint AS seq
+	SELECT at, type, attempt, error, error_class, permanent, detail FROM (
+		SELECT created_at AS at, 'accepted' AS type, 0 AS attempt, '' AS error, '' AS error_class, false AS permanent, '{}'::jsonb AS detail, 0 AS ord, 0::bigint AS seq
 		FROM jobs WHERE id = $1
 		UNION ALL
-		SELECT started_at, 'attempt_started', attempt, '', false, '{}', 4, attempt FROM job_attempts WHERE job_id = $1
+		SELECT started_at, 'attempt_started', attempt, '', '', false, '{}', 4, attempt FROM job_attempts WHERE job_id = $1
 		UNION ALL
-		SELECT finished_at, 'attempt_' || outcome, attempt, COALESCE(error, ''), permanent, '{}', 2, attempt
+		SELECT finished_at, 'attempt_' || outcome, attempt,
+			CASE WHEN error IS NULL THEN '' ELSE COALESCE(client_error, '` + genericClientError + `') END,
+			COALESCE(error_class, CASE WHEN error IS NULL THEN '' ELSE '` + unknownErrorClass + `' END), permanent, '{}', 2, attempt
 		FROM job_attempts WHERE job_id = $1 AND outcome <> 'running' AND finished_at IS NOT NULL
 		UNION ALL
-		SELECT at, type, COALESCE((detail->>'attempt')::int, 0), '', false, detail,
+		SELECT at, type, COALESCE((detail->>'attempt')::int, 0), '', '', false, detail,
 			CASE type WHEN 'queued' THEN 1 WHEN 'replayed' THEN 5 ELSE 3 END, id
 		FROM job_events WHERE job_id = $1
 	) t ORDER BY at, ord, seq`
+
+// What a client sees of a failure recorded before failures had classes.
+const (
+	genericClientError = "the attempt failed; the operators can see why"
+	unknownErrorClass  = "unknown"
+)
 
 func scanEvents(rows pgx.Rows) ([]jobs.Event, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (jobs.Event, error) {
@@ -346,7 +368,7 @@ func scanEvents(rows pgx.Rows) ([]jobs.Event, error) {
 			Reason        string     `json:"reason"`
 			Edited        bool       `json:"edited"`
 		}
-		if err := row.Scan(&e.At, &typ, &e.Attempt, &e.Error, &e.Permanent, &detail); err != nil {
+		if err := row.Scan(&e.At, &typ, &e.Attempt, &e.Error, &e.ErrorClass, &e.Permanent, &detail); err != nil {
 			return e, err
 		}
 		e.Type, e.NextAttemptAt, e.Reason, e.Edited = jobs.EventType(typ), detail.NextAttemptAt, detail.Reason, detail.Edited

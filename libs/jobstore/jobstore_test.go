@@ -181,7 +181,8 @@ func TestLifecycleNeverMovesBackwards(t *testing.T) {
 		var tally jobstore.Tally
 		require.NoError(t, inTx(func(tx pgx.Tx) error {
 			var err error
-			tally, err = jobstore.RecordFailure(ctx, tx, jobstore.Failure{JobID: job.ID, Attempt: attempt, MessageID: msg, Error: text, Fingerprint: "fp"})
+			tally, err = jobstore.RecordFailure(ctx, tx, jobstore.Failure{JobID: job.ID, Attempt: attempt, MessageID: msg, Error: text, Fingerprint: "fp",
+				ErrorClass: "handler_error", ClientError: "for the client: " + msg})
 			return err
 		}))
 		return tally
@@ -247,7 +248,8 @@ func TestLifecycleNeverMovesBackwards(t *testing.T) {
 	}
 	require.Equal(t, []string{"accepted 0", "attempt_started 1", "queued 0", "attempt_failed 1", "retry_scheduled 1",
 		"attempt_started 2", "attempt_abandoned 2", "attempt_started 3", "attempt_failed 3", "attempt_started 4", "attempt_succeeded 4"}, timeline)
-	require.Equal(t, "boom", j.Events[3].Error)
+	require.Equal(t, "for the client: m1", j.Events[3].Error, "the owner reads the client's message, not the detail")
+	require.Equal(t, "handler_error", j.Events[3].ErrorClass)
 	require.True(t, next.Equal(*j.Events[4].NextAttemptAt))
 	for i := 1; i < len(j.Events); i++ {
 		require.False(t, j.Events[i].At.Before(j.Events[i-1].At), "oldest first")

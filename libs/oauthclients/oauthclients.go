@@ -98,6 +98,35 @@ type Store struct {
 	acceptUnpeppered bool
 	gate             *hashGate
 	gateErr          error
+	audit            AuditFunc
+}
+
+// AuditFunc records a change to a client inside the transaction that
+// makes it (action: clients.create, clients.disable, clients.enable,
+// clients.set_scopes, clients.rotate_secret; c: the client after it).
+type AuditFunc func(ctx context.Context, tx pgx.Tx, action string, c Client) error
+
+// WithAudit has every change to a client recorded by audit, in the
+// change's own transaction: no change without its audit row.
+func WithAudit(audit AuditFunc) Option {
+	return func(s *Store) { s.audit = audit }
+}
+
+// change runs the statement that changes a client and returns the client
+// as it is after, auditing it as action in the same transaction.
+func (s *Store) change(ctx context.Context, action, sql string, args ...any) (Client, error) {
+	var c Client
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if c, err = scanClient(tx.QueryRow(ctx, sql, args...)); err != nil {
+			return err
+		}
+		if s.audit != nil {
+			return s.audit(ctx, tx, action, c)
+		}
+		return nil
+	})
+	return c, err
 }
 
 // New returns a Store on pool.
@@ -162,9 +191,9 @@ func (s *Store) Create(ctx context.Context, nc NewClient) (Client, string, error
 	if err != nil {
 		return Client{}, "", err
 	}
-	c, err := scanClient(s.pool.QueryRow(ctx, `
+	c, err := s.change(ctx, "clients.create", `
 		INSERT INTO oauth_clients (client_id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4)
-		RETURNING `+clientColumns, nc.ID, nc.Name, hash, scopes))
+		RETURNING `+clientColumns, nc.ID, nc.Name, hash, scopes)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return Client{}, "", fmt.Errorf("client %q: %w", nc.ID, ErrExists)
@@ -203,11 +232,15 @@ func (s *Store) List(ctx context.Context) ([]Client, error) {
 // SetDisabled disables or re-enables a client. A disabled client gets no
 // new tokens, and gateways refuse its unexpired ones (see DisabledSet).
 func (s *Store) SetDisabled(ctx context.Context, id string, disabled bool) (Client, error) {
-	c, err := scanClient(s.pool.QueryRow(ctx, `
+	action := "clients.enable"
+	if disabled {
+		action = "clients.disable"
+	}
+	c, err := s.change(ctx, action, `
 		UPDATE oauth_clients
 		   SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) END, updated_at = now()
 		 WHERE client_id = $1
-		RETURNING `+clientColumns, id, disabled))
+		RETURNING `+clientColumns, id, disabled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Client{}, fmt.Errorf("client %q: %w", id, ErrNotFound)
 	}
@@ -224,9 +257,9 @@ func (s *Store) SetScopes(ctx context.Context, id string, scopes []string) (Clie
 	if err := ValidateScopes(scopes); err != nil {
 		return Client{}, err
 	}
-	c, err := scanClient(s.pool.QueryRow(ctx, `
+	c, err := s.change(ctx, "clients.set_scopes", `
 		UPDATE oauth_clients SET scopes = $2, updated_at = now() WHERE client_id = $1
-		RETURNING `+clientColumns, id, scopes))
+		RETURNING `+clientColumns, id, scopes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Client{}, fmt.Errorf("client %q: %w", id, ErrNotFound)
 	}
@@ -248,13 +281,13 @@ func (s *Store) RotateSecret(ctx context.Context, id string, grace time.Duration
 	if err != nil {
 		return Client{}, "", err
 	}
-	c, err := scanClient(s.pool.QueryRow(ctx, `
+	c, err := s.change(ctx, "clients.rotate_secret", `
 		UPDATE oauth_clients
 		   SET previous_secret_hash = CASE WHEN $3 > 0 THEN secret_hash END,
 		       previous_secret_expires_at = CASE WHEN $3 > 0 THEN now() + make_interval(secs => $3) END,
 		       secret_hash = $2, secret_rotated_at = now(), updated_at = now()
 		 WHERE client_id = $1
-		RETURNING `+clientColumns, id, hash, grace.Seconds()))
+		RETURNING `+clientColumns, id, hash, grace.Seconds())
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Client{}, "", fmt.Errorf("client %q: %w", id, ErrNotFound)
 	}

@@ -293,11 +293,16 @@ job_types:
     consumers: 1
     http: {url: "%[1]s/ok", timeout: 2s, headers: {X-Hook-Secret: static-secret}}
     retry: {attempts: 2, base: 200ms, max: 1s}
-`, base)
+  hook-down:
+    consumers: 1
+    http: {url: "%[2]s/internal/orders?api_key=s3cret-in-the-url", timeout: 2s}
+    retry: {attempts: 2, base: 200ms, max: 1s}
+`, base, "http://"+net.JoinHostPort(ip, strconv.Itoa(closedPort(t))))
 	routes := `
 routes:
   - {method: POST, path: /v1/jobs/hook-redirect, mode: async, job_type: hook-redirect, scopes: [jobs:submit]}
   - {method: POST, path: /v1/jobs/hook-ok, mode: async, job_type: hook-ok, scopes: [jobs:submit]}
+  - {method: POST, path: /v1/jobs/hook-down, mode: async, job_type: hook-down, scopes: [jobs:submit]}
   - {method: GET, path: "/v1/jobs/{id}", mode: job-status, scopes: [jobs:read]}
 `
 	p := startPlatformWith(t, platformOptions{
@@ -321,6 +326,36 @@ routes:
 	require.EqualValues(t, 2, target.calls.Load(), "the target got each job once, directly")
 	r := p.call("GET", "/v1/jobs/"+redirected, bearer, "")
 	require.EqualValues(t, 1, r.body["attempts"], "permanent: not retried")
+	require.Equal(t, "target_redirected", r.body["last_error_class"])
+
+	// Security item 14: a target that cannot be reached fails with an
+	// error naming its URL (an internal address, a key in the query); the
+	// job's owner sees a class and a message, the operators the detail.
+	down := p.submitAs("hooks", "hook-down", `{"order":"x"}`)
+	require.Eventually(t, func() bool {
+		return p.call("GET", "/v1/jobs/"+down, bearer, "").body["status"] == "dead_lettered"
+	}, time.Minute, 50*time.Millisecond)
+	r = p.call("GET", "/v1/jobs/"+down, bearer, "")
+	raw, err := json.Marshal(r.body)
+	require.NoError(t, err)
+	for _, secret := range []string{"s3cret-in-the-url", ip, "/internal/orders", "connection refused"} {
+		require.NotContains(t, string(raw), secret, "the job's owner sees no detail of the target")
+	}
+	require.Equal(t, "target_unreachable", r.body["last_error_class"])
+	require.Equal(t, "the target could not be reached", r.body["last_error"])
+	var detail string
+	require.NoError(t, p.pool.QueryRow(context.Background(), `SELECT error FROM job_attempts WHERE job_id = $1 ORDER BY attempt DESC LIMIT 1`, down).Scan(&detail))
+	require.Contains(t, detail, "s3cret-in-the-url", "operators keep the detail")
+}
+
+// closedPort is a local port nothing listens on.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "0.0.0.0:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	return port
 }
 
 // TestShippedThrottling (security item 10): the routes file the platform
@@ -393,4 +428,56 @@ func TestShippedThrottling(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, limited, 15, "unauthenticated requests from one address beyond its burst of 20")
+}
+
+// TestAdminRefusalsAudited (security item 16): refused calls to the admin
+// API, without a token and with a token lacking the admin scopes, are in
+// the audit log, but a flood of them writes at most a source's burst and
+// rate, with the rest counted on the source's next row.
+func TestAdminRefusalsAudited(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "replay"}})
+	nosy := "Bearer " + p.bearerWith("nosy", "jobs:read")
+	admin := func(authorization string) int {
+		req, err := http.NewRequest(http.MethodGet, p.replay+"/admin/v1/dead-letters", nil)
+		require.NoError(t, err)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	start := time.Now()
+	const flood = 300
+	for range flood {
+		require.Equal(t, http.StatusUnauthorized, admin(""))
+	}
+	for range 20 {
+		require.Equal(t, http.StatusForbidden, admin(nosy))
+	}
+	took := time.Since(start)
+	refused := func(actor string) int {
+		return p.count(`SELECT count(*) FROM admin_audit WHERE action = 'admin.refused' AND actor = '` + actor + `'`)
+	}
+	require.Eventually(t, func() bool { return refused("anonymous") > 0 && refused("nosy") > 0 }, 10*time.Second, 20*time.Millisecond)
+	anonymous := refused("anonymous")
+	t.Logf("%d unauthenticated and 20 under-scoped calls in %s: %d and %d audit rows", flood, took.Round(time.Millisecond), anonymous, refused("nosy"))
+	// Burst 10, then 1/s per source.
+	require.LessOrEqual(t, anonymous, 10+int(took.Seconds())+1, "a flood cannot fill the audit log")
+	var outcome, source string
+	require.NoError(t, p.pool.QueryRow(context.Background(),
+		`SELECT outcome, source_ip FROM admin_audit WHERE actor = 'nosy' ORDER BY id LIMIT 1`).Scan(&outcome, &source))
+	require.Equal(t, "refused: 403", outcome)
+	require.Equal(t, "127.0.0.1", source)
+	// The next row of the flooding source counts what was left out.
+	require.Eventually(t, func() bool {
+		admin("")
+		var suppressed int
+		err := p.pool.QueryRow(context.Background(), `SELECT COALESCE(max((counts->>'suppressed_before')::int), 0)
+			FROM admin_audit WHERE actor = 'anonymous'`).Scan(&suppressed)
+		return err == nil && suppressed > 0
+	}, 10*time.Second, 200*time.Millisecond)
+	require.Positive(t, p.metric("replay", "switchyard_audit_refusals_suppressed_total"))
 }

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/switchyard/switchyard/libs/accesstoken"
+	"github.com/switchyard/switchyard/libs/auditlog"
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
@@ -180,9 +181,17 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		cache = respcache.New(cfg.CacheMaxBytes)
 		metrics.RegisterCache(cache)
 	}
+	refusals := auditlog.NewRefusals(pool, auditlog.DefaultRefusalLimits, prometheus.DefaultRegisterer, logger)
 	if err := Mount(e, routeFile, Services{
 		API: api, Catalog: catalog,
 		Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(verifier, logger, p) },
+		AdminRefused: func(c echo.Context, id *authn.Identity, status int) {
+			clientID := ""
+			if id != nil {
+				clientID = id.ClientID
+			}
+			refusals.Refused(c.Request(), httpserver.RequestID(c.Request().Context()), c.RealIP(), clientID, status)
+		},
 		Sync: syncroute.Options{Handlers: handlers, Cache: cache, Metrics: metrics, Logger: logger,
 			PublicHost: publicHost(cfg.PublicURL), Scheme: protections.Scheme},
 		Edge: protections,
@@ -246,6 +255,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		var background sync.WaitGroup
 		background.Go(func() { quotas.Run(bgCtx, cfg.Edge.QuotaFlush) })
 		background.Go(func() { audit.Run(bgCtx) })
+		background.Go(func() { refusals.Run(bgCtx) })
 		background.Go(func() { usageRecorder.Run(bgCtx, cfg.UsageFlush) })
 		defer func() {
 			stopBackground()
@@ -309,6 +319,9 @@ type Services struct {
 	Guard func(authn.Policy) echo.MiddlewareFunc
 	// Edge adds each route's own protections (nil: none).
 	Edge *edge.Edge
+	// AdminRefused, when set, is told of every refused call (401, 403) to
+	// a route under /admin/, to audit it.
+	AdminRefused func(c echo.Context, id *authn.Identity, status int)
 }
 
 // Mount registers every route of f on e behind the guard with the route's
@@ -362,7 +375,11 @@ func Mount(e *echo.Echo, f *routes.File, s Services) error {
 		if protect.Inner != nil {
 			h = protect.Inner(h)
 		}
-		guarded := s.Guard(authn.Policy{Scopes: r.Scopes, Deny: r.Denied})(h)
+		policy := authn.Policy{Scopes: r.Scopes, Deny: r.Denied}
+		if strings.HasPrefix(r.Path, "/admin/") {
+			policy.OnRefused = s.AdminRefused
+		}
+		guarded := s.Guard(policy)(h)
 		if protect.Outer != nil {
 			guarded = protect.Outer(guarded)
 		}

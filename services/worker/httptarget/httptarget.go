@@ -79,7 +79,8 @@ func (t *Target) Handle(ctx context.Context, task jobhandler.Task) (json.RawMess
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.cfg.URL, bytes.NewReader(task.Payload))
 	if err != nil {
-		return nil, jobhandler.Permanent(fmt.Errorf("building request: %w", err))
+		return nil, jobhandler.Permanent(jobhandler.ForClient(jobhandler.ClassMisconfigured,
+			"the job type's target is misconfigured", fmt.Errorf("building request: %w", err)))
 	}
 	for k, v := range t.cfg.Headers {
 		req.Header.Set(k, v)
@@ -94,15 +95,24 @@ func (t *Target) Handle(ctx context.Context, task jobhandler.Task) (json.RawMess
 		// holds one.
 		req.Header.Set("traceparent", task.TraceParent)
 	}
+	// The errors' own text (operators only) names the target's URL; the
+	// submitter gets a class and a message (see jobhandler.ClientError).
 	resp, err := t.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("calling target: %w", err)
+		if ctx.Err() != nil {
+			return nil, jobhandler.ForClient(jobhandler.ClassTimeout, "the target did not answer within the job type's timeout",
+				fmt.Errorf("calling target: %w", err))
+		}
+		return nil, jobhandler.ForClient(jobhandler.ClassTargetUnreachable, "the target could not be reached",
+			fmt.Errorf("calling target: %w", err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResultBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading target response: %w", err)
+		return nil, jobhandler.ForClient(jobhandler.ClassTargetUnreachable, "the target's answer could not be read",
+			fmt.Errorf("reading target response: %w", err))
 	}
+	answered := "the target answered HTTP " + strconv.Itoa(resp.StatusCode)
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		if len(body) > 0 && len(body) <= maxResultBytes && json.Valid(body) {
@@ -110,11 +120,13 @@ func (t *Target) Handle(ctx context.Context, task jobhandler.Task) (json.RawMess
 		}
 		return json.Marshal(map[string]int{"status": resp.StatusCode})
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return nil, jobhandler.Permanent(fmt.Errorf("target answered %s; redirects are not followed: configure the final URL", resp.Status))
+		return nil, jobhandler.Permanent(jobhandler.ForClient(jobhandler.ClassTargetRedirected, answered+" (a redirect, which is not followed)",
+			fmt.Errorf("target answered %s; redirects are not followed: configure the final URL", resp.Status)))
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 &&
 		resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
-		return nil, jobhandler.Permanent(fmt.Errorf("target answered %s", resp.Status))
+		return nil, jobhandler.Permanent(jobhandler.ForClient(jobhandler.ClassTargetRejected, answered,
+			fmt.Errorf("target answered %s", resp.Status)))
 	default:
-		return nil, fmt.Errorf("target answered %s", resp.Status)
+		return nil, jobhandler.ForClient(jobhandler.ClassTargetFailed, answered, fmt.Errorf("target answered %s", resp.Status))
 	}
 }

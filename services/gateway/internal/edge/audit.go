@@ -2,12 +2,13 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchyard/switchyard/libs/auditlog"
 )
 
 // AuditLog writes each block to the admin audit log (admin_audit, the
@@ -56,15 +57,15 @@ func (a *AuditLog) Run(ctx context.Context) {
 func (a *AuditLog) write(ctx context.Context, b Block) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	counts, _ := json.Marshal(map[string]any{"violations": b.Violations})
-	after, _ := json.Marshal(map[string]any{"blocked_until": b.Until.UTC().Format(time.RFC3339), "reason": b.Reason})
 	sourceIP := ""
 	if ip, ok := strings.CutPrefix(b.Key, "ip:"); ok {
 		sourceIP = ip
 	}
-	_, err := a.pool.Exec(ctx, `
-		INSERT INTO admin_audit (actor, action, target, counts, source_ip, after, outcome)
-		VALUES ('gateway', 'edge.block', $1, $2, $3, $4, 'blocked')`, b.Key, counts, sourceIP, after)
+	err := auditlog.Write(ctx, a.pool, auditlog.Entry{
+		Actor: "gateway", Action: "edge.block", Target: b.Key, SourceIP: sourceIP, Outcome: "blocked",
+		Counts: map[string]any{"violations": b.Violations},
+		After:  map[string]any{"blocked_until": b.Until.UTC().Format(time.RFC3339), "reason": b.Reason},
+	})
 	if err != nil {
 		a.logger.Warn("recording a block in the audit log", "key", b.Key, "error", err)
 	}

@@ -88,17 +88,20 @@ type Accepted struct {
 
 // Status is the body of GET /v1/jobs/{id}.
 type Status struct {
-	ID         string          `json:"id"`
-	Type       string          `json:"type"`
-	Status     string          `json:"status"`
-	Attempts   int             `json:"attempts"`
-	LastError  string          `json:"last_error,omitempty"`
-	Result     json.RawMessage `json:"result,omitempty"`
-	CreatedAt  time.Time       `json:"created_at"`
-	UpdatedAt  time.Time       `json:"updated_at"`
-	QueuedAt   *time.Time      `json:"queued_at,omitempty"`
-	StartedAt  *time.Time      `json:"started_at,omitempty"`
-	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Status   string `json:"status"`
+	Attempts int    `json:"attempts"`
+	// LastError is written for the client; LastErrorClass names the kind
+	// of failure (target_unreachable, target_rejected, timeout, ...).
+	LastError      string          `json:"last_error,omitempty"`
+	LastErrorClass string          `json:"last_error_class,omitempty"`
+	Result         json.RawMessage `json:"result,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+	QueuedAt       *time.Time      `json:"queued_at,omitempty"`
+	StartedAt      *time.Time      `json:"started_at,omitempty"`
+	FinishedAt     *time.Time      `json:"finished_at,omitempty"`
 	// NextAttemptAt is when a failed job will be tried again.
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 	// TraceID is the W3C trace the job belongs to: the submitting
@@ -116,6 +119,7 @@ type Event struct {
 	Type          string     `json:"type"`
 	Attempt       int        `json:"attempt,omitempty"`
 	Error         string     `json:"error,omitempty"`
+	ErrorClass    string     `json:"error_class,omitempty"`
 	Permanent     bool       `json:"permanent,omitempty"`
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 	Reason        string     `json:"reason,omitempty"`
@@ -194,7 +198,7 @@ func (a *API) get(c echo.Context, param string) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, Status{
-		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError,
+		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError, LastErrorClass: job.LastErrorClass,
 		Result: job.Result, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt,
 		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt, NextAttemptAt: job.NextAttemptAt,
 		TraceID: tracing.TraceIDOf(job.TraceParent), Events: events(job.Events),
@@ -204,7 +208,7 @@ func (a *API) get(c echo.Context, param string) error {
 func events(in []jobs.Event) []Event {
 	out := make([]Event, len(in))
 	for i, e := range in {
-		out[i] = Event{At: e.At, Type: string(e.Type), Attempt: e.Attempt, Error: e.Error, Permanent: e.Permanent,
+		out[i] = Event{At: e.At, Type: string(e.Type), Attempt: e.Attempt, Error: e.Error, ErrorClass: e.ErrorClass, Permanent: e.Permanent,
 			NextAttemptAt: e.NextAttemptAt, Reason: e.Reason, Edited: e.Edited}
 	}
 	return out

@@ -230,14 +230,19 @@ func TestAcceptAndStatus(t *testing.T) {
 	next := time.Now().Add(time.Minute).UTC().Truncate(time.Second)
 	tx, err := e.pool.Begin(context.Background())
 	require.NoError(t, err)
-	_, err = jobstore.RecordFailure(context.Background(), tx, jobstore.Failure{JobID: id, Attempt: attempt, MessageID: "m", Error: "target answered 503"})
+	_, err = jobstore.RecordFailure(context.Background(), tx, jobstore.Failure{JobID: id, Attempt: attempt, MessageID: "m",
+		Error:      `calling target: Post "http://10.1.2.3:8080/hook?token=internal": connection refused`,
+		ErrorClass: "target_unreachable", ClientError: "the target could not be reached"})
 	require.NoError(t, err)
 	require.NoError(t, jobstore.ScheduleRetry(context.Background(), tx, id, 1, next))
 	require.NoError(t, tx.Commit(context.Background()))
 	_, body = e.do(t, call{"GET", "/v1/jobs/" + id, ``, nil})
 	require.Equal(t, "failed", body["status"])
 	require.EqualValues(t, 1, body["attempts"])
-	require.Equal(t, "target answered 503", body["last_error"])
+	// The client sees the message written for it, never the detail
+	// (an internal address and a token in the target's URL).
+	require.Equal(t, "the target could not be reached", body["last_error"])
+	require.Equal(t, "target_unreachable", body["last_error_class"])
 	require.Equal(t, next.Format(time.RFC3339), body["next_attempt_at"])
 	var timeline []string
 	for _, ev := range body["events"].([]any) {
@@ -245,7 +250,8 @@ func TestAcceptAndStatus(t *testing.T) {
 	}
 	require.Equal(t, []string{"accepted", "attempt_started", "attempt_failed", "retry_scheduled"}, timeline)
 	failed := body["events"].([]any)[2].(map[string]any)
-	require.Equal(t, "target answered 503", failed["error"])
+	require.Equal(t, "the target could not be reached", failed["error"])
+	require.Equal(t, "target_unreachable", failed["error_class"])
 	require.EqualValues(t, 1, failed["attempt"])
 	require.Equal(t, next.Format(time.RFC3339), body["events"].([]any)[3].(map[string]any)["next_attempt_at"])
 

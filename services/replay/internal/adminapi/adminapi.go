@@ -31,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"github.com/switchyard/switchyard/libs/auditlog"
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/httpserver"
@@ -168,10 +169,22 @@ func (a *API) usage(c echo.Context) error {
 }
 
 // GuardsFor returns Guards on authenticator: each requires its capability
-// or Scope.
-func GuardsFor(authenticator authn.Authenticator, logger *slog.Logger) Guards {
+// or Scope. Every call they refuse (401, 403) goes to refusals (nil: not
+// audited) as action "admin.refused", by the refused client or
+// "anonymous".
+func GuardsFor(authenticator authn.Authenticator, logger *slog.Logger, refusals *auditlog.Refusals) Guards {
+	var onRefused func(c echo.Context, id *authn.Identity, status int)
+	if refusals != nil {
+		onRefused = func(c echo.Context, id *authn.Identity, status int) {
+			clientID := ""
+			if id != nil {
+				clientID = id.ClientID
+			}
+			refusals.Refused(c.Request(), httpserver.RequestID(c.Request().Context()), c.RealIP(), clientID, status)
+		}
+	}
 	return func(capability string) echo.MiddlewareFunc {
-		return authn.Guard(authenticator, logger, authn.Policy{AnyScope: []string{capability, Scope}})
+		return authn.Guard(authenticator, logger, authn.Policy{AnyScope: []string{capability, Scope}, OnRefused: onRefused})
 	}
 }
 

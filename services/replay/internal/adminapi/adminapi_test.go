@@ -83,7 +83,7 @@ func newEnv(t *testing.T) *env {
 	dr := drain.New(queues, store, logger, nil)
 	dr.WaitTime = time.Second
 	e := httpserver.NewEcho(logger)
-	adminapi.New(store, catalog, 24*time.Hour).Mount(e, adminapi.GuardsFor(headerAuth{}, logger))
+	adminapi.New(store, catalog, 24*time.Hour).Mount(e, adminapi.GuardsFor(headerAuth{}, logger, nil))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &env{pool: pool, store: store, queues: queues, drain: dr, srv: srv}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/accesstoken"
+	"github.com/switchyard/switchyard/libs/auditlog"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/httpserver"
@@ -124,7 +125,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Kick = runner.Kick
 	api.Usage = func(ctx context.Context, q usage.Query) (usage.Report, error) { return usage.Read(ctx, pool, q) }
-	api.Mount(e, adminapi.GuardsFor(verifier, logger))
+	refusals := auditlog.NewRefusals(pool, auditlog.DefaultRefusalLimits, prometheus.DefaultRegisterer, logger)
+	api.Mount(e, adminapi.GuardsFor(verifier, logger, refusals))
 	e.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
 
 	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)
@@ -147,6 +149,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		g.Go(func() error { return dr.Run(gctx, jobTypes) })
 		g.Go(func() error { janitor(gctx, store, logger); return nil })
 		g.Go(func() error { stats.Run(gctx); return nil })
+		g.Go(func() error { refusals.Run(gctx); return nil })
 		g.Go(func() error { return runner.Run(gctx) })
 		srv := httpserver.NewServer(e, logger)
 		if cert != nil {

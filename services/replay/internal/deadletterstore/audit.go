@@ -3,62 +3,22 @@ package deadletterstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/switchyard/switchyard/libs/auditlog"
 )
 
 // AuditEntry is one admin call as the audit log records it.
-type AuditEntry struct {
-	ID        int64     `json:"id"`
-	At        time.Time `json:"at"`
-	Actor     string    `json:"actor"`
-	Action    string    `json:"action"`
-	Target    string    `json:"target,omitempty"`
-	Filter    any       `json:"filter,omitempty"`
-	Counts    any       `json:"counts,omitempty"`
-	RequestID string    `json:"request_id,omitempty"`
-	SourceIP  string    `json:"source_ip,omitempty"`
-	// Before and After show what an edit changed.
-	Before  any    `json:"before,omitempty"`
-	After   any    `json:"after,omitempty"`
-	Outcome string `json:"outcome"`
-}
+type AuditEntry = auditlog.Entry
 
 // writeAudit records e inside tx, the transaction of its effect.
 func writeAudit(ctx context.Context, tx pgx.Tx, e AuditEntry) error {
-	if e.Actor == "" || e.Action == "" {
-		return errors.New("audit entry needs an actor and an action")
-	}
-	if e.Outcome == "" {
-		e.Outcome = "ok"
-	}
-	enc := func(v any) ([]byte, error) {
-		if v == nil {
-			return nil, nil
-		}
-		return json.Marshal(v)
-	}
-	var cols [4][]byte
-	for i, v := range []any{e.Filter, e.Counts, e.Before, e.After} {
-		b, err := enc(v)
-		if err != nil {
-			return fmt.Errorf("encoding audit entry: %w", err)
-		}
-		cols[i] = b
-	}
-	_, err := tx.Exec(ctx, `
-		INSERT INTO admin_audit (actor, action, target, filter, counts, request_id, source_ip, before, after, outcome)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		e.Actor, e.Action, e.Target, cols[0], cols[1], e.RequestID, e.SourceIP, cols[2], cols[3], e.Outcome)
-	if err != nil {
-		return fmt.Errorf("writing audit entry: %w", err)
-	}
-	return nil
+	return auditlog.Write(ctx, tx, e)
 }
 
 // Audit records an admin call that changes nothing (a read, a refusal) in

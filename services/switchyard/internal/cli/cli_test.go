@@ -164,6 +164,27 @@ func TestClientsAndKeysCommands(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, stdout, "signing")
 	require.Contains(t, stdout, "published, not yet signing")
+
+	// Security item 16: every change made with the CLI is in the audit
+	// log, by the operator who made it.
+	conn, err := pgx.Connect(context.Background(), os.Getenv("DATABASE_URL"))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(), `SELECT action, target, actor FROM admin_audit ORDER BY id`)
+	require.NoError(t, err)
+	var audited []string
+	for rows.Next() {
+		var action, target, actor string
+		require.NoError(t, rows.Scan(&action, &target, &actor))
+		require.True(t, strings.HasPrefix(actor, "cli:"), actor)
+		if target == keys {
+			target = "keys.json"
+		}
+		audited = append(audited, action+" "+target)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"clients.create billing", "clients.rotate_secret billing", "clients.set_scopes billing",
+		"clients.disable billing", "keys.rotate keys.json", "keys.rotate keys.json"}, audited)
 }
 
 // TestInitWithVault runs the init step with Vault, twice: it provisions

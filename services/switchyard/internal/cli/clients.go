@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard/switchyard/libs/auditlog"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/oauthclients"
@@ -97,11 +100,34 @@ func withClients(cmd *cobra.Command, f *clientsFlags, fn func(*oauthclients.Stor
 		return err
 	}
 	defer pool.Close()
+	// Every change is audited in its own transaction, by the operator.
+	actor := cliActor()
+	opts = append(opts, oauthclients.WithAudit(func(ctx context.Context, tx pgx.Tx, action string, c oauthclients.Client) error {
+		return auditlog.Write(ctx, tx, auditlog.Entry{Actor: actor, Action: action, Target: c.ID,
+			After: map[string]any{"scopes": c.Scopes, "disabled": c.Disabled(), "name": c.Name}})
+	}))
 	store, err := oauthclients.New(pool, opts...)
 	if err != nil {
 		return err
 	}
 	return fn(store)
+}
+
+// cliActor names the operator running the CLI in the audit log:
+// "cli:<user>@<host>" ($SWITCHYARD_OPERATOR, when set, instead of the
+// user, for shared accounts).
+func cliActor() string {
+	name := os.Getenv("SWITCHYARD_OPERATOR")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	if name == "" {
+		name = "unknown"
+	}
+	host, _ := os.Hostname()
+	return "cli:" + name + "@" + host
 }
 
 func newClientsCreateCmd(f *clientsFlags) *cobra.Command {

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard/switchyard/libs/auditlog"
+	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/signingkeys"
 )
 
@@ -58,6 +61,9 @@ func newKeysRotateCmd(file *string) *cobra.Command {
 			if err := signingkeys.WriteFile(*file, ring); err != nil {
 				return err
 			}
+			if err := auditKeyRotation(cmd, *file, key); err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %s key %s, signing from %s; %d key(s) in %s\n",
 				key.Algorithm, key.ID, key.ActivatesAt.Format(time.RFC3339), len(ring.Keys), *file)
 			return nil
@@ -96,4 +102,26 @@ func newKeysListCmd(file *string) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+// auditKeyRotation records a rotation in the audit log when the CLI has a
+// database (DATABASE_URL, as in every deployment); without one it says
+// that the rotation is not audited.
+func auditKeyRotation(cmd *cobra.Command, file string, key signingkeys.Key) error {
+	dbURL := os.Getenv("DATABASE_URL")
+	if dbURL == "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "not recorded in the audit log: set DATABASE_URL to audit key rotations")
+		return nil
+	}
+	pool, err := database.Open(cmd.Context(), database.Config{URL: dbURL, ApplicationName: "switchyard-cli", MaxConns: 1})
+	if err != nil {
+		return fmt.Errorf("the key was rotated, but auditing it failed: %w", err)
+	}
+	defer pool.Close()
+	err = auditlog.Write(cmd.Context(), pool, auditlog.Entry{Actor: cliActor(), Action: "keys.rotate", Target: file,
+		After: map[string]any{"kid": key.ID, "alg": key.Algorithm, "activates_at": key.ActivatesAt.UTC().Format(time.RFC3339)}})
+	if err != nil {
+		return fmt.Errorf("the key was rotated, but auditing it failed: %w", err)
+	}
+	return nil
 }

@@ -81,9 +81,10 @@ func newVaultProvisionCmd() *cobra.Command {
 		Long: `Provision Vault for Switchyard; every step is idempotent.
 
   - per service an AppRole <prefix>-<service> whose policy allows only what
-    the service needs: its database role, its own and the shared KV secrets
-    (<kv>/<prefix>/<service>/*, <kv>/<prefix>/shared/*), and for the token
-    service signing with the transit key;
+    the service needs: its database role, its own KV secrets
+    (<kv>/<prefix>/<service>/*), the shared ones it uses (the SQS
+    credentials <kv>/<prefix>/shared/sqs: relay, worker and replay only),
+    and for the token service signing with the transit key;
   - the database secrets engine, connected with DATABASE_URL's user (who
     must be able to create roles), with a role per service whose users are
     created IN ROLE switchyard_app (run migrations first);

@@ -50,9 +50,14 @@ type Plan struct {
 	TokenTTL, TokenMaxTTL time.Duration
 	// Secrets are KV secrets written only when absent (a pepper must not
 	// change on a second run), keyed by their path under <prefix>/:
-	// "shared/<name>" is readable by every service, "<service>/<name>" by
-	// that service, anything else by none (operators only).
+	// "shared/<name>" is readable by the services SharedReaders lists for
+	// it, "<service>/<name>" by that service, anything else by none
+	// (operators only).
 	Secrets map[string]map[string]any
+	// SharedReaders names, for each shared secret, the services that may
+	// read it (default DefaultSharedReaders): least privilege, so that a
+	// compromised gateway cannot read the SQS credentials it never uses.
+	SharedReaders map[string][]string
 	// ClientSecretPepper creates the token service's client-secret pepper
 	// (<kv>/<prefix>/tokens/oauth, written once): PepperValue, or 32 random
 	// bytes.
@@ -124,6 +129,9 @@ func (p *Plan) setDefaults() {
 	durDef(&p.DatabaseMaxTTL, 24*time.Hour)
 	durDef(&p.TokenTTL, time.Hour)
 	durDef(&p.TokenMaxTTL, 24*time.Hour)
+	if p.SharedReaders == nil {
+		p.SharedReaders = DefaultSharedReaders
+	}
 }
 
 // Role is what one service needs to log in and find its secrets.
@@ -425,16 +433,29 @@ func writeIfAbsent(ctx context.Context, c *vault.Client, mount, path string, dat
 	return true, nil
 }
 
-// Policy returns the HCL of svc's policy: its database role, its own and
-// the shared KV secrets, and for the token service signing with the
-// transit key. (Token renewal and lease renewal come with Vault's default
-// policy.)
+// DefaultSharedReaders lets the SQS credentials (shared/sqs) be read by the
+// services that call SQS, and by no other.
+var DefaultSharedReaders = map[string][]string{"sqs": {"relay", "worker", "replay"}}
+
+// Policy returns the HCL of svc's policy: its database role, its own KV
+// secrets, the shared ones it is a reader of (each by its exact path), and
+// for the token service signing with the transit key. (Token renewal and
+// lease renewal come with Vault's default policy.)
 func Policy(p Plan, svc string) string {
 	p.setDefaults()
 	var b strings.Builder
 	fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.DatabaseMount+"/creds/"+p.Prefix+"-"+svc)
 	fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.KVMount+"/data/"+p.Prefix+"/"+svc+"/*")
-	fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.KVMount+"/data/"+p.Prefix+"/shared/*")
+	names := make([]string, 0, len(p.SharedReaders))
+	for name, readers := range p.SharedReaders {
+		if slices.Contains(readers, svc) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.KVMount+"/data/"+p.Prefix+"/shared/"+name)
+	}
 	if svc == "tokens" {
 		fmt.Fprintf(&b, "path %q { capabilities = [\"read\"] }\n", p.TransitMount+"/keys/"+p.TransitKey)
 		fmt.Fprintf(&b, "path %q { capabilities = [\"update\"] }\n", p.TransitMount+"/sign/"+p.TransitKey)

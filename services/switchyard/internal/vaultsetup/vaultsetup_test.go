@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -57,7 +58,8 @@ func TestProvision(t *testing.T) {
 		Prefix: "t" + suffix, DatabaseURL: stacktest.NewDatabase(t),
 		DatabaseMount: "database-" + suffix, TransitMount: "transit-" + suffix, AppRoleMount: "approle-" + suffix,
 		CredentialsDir: t.TempDir(), ClientSecretPepper: true, SQSAccessKeyID: "AKID", SQSSecretAccessKey: "sqs-secret",
-		Secrets: map[string]map[string]any{"shared/oauth": {"pepper": "pepper-" + suffix}, "admin/bootstrap": {"secret": "s"}},
+		Secrets:       map[string]map[string]any{"shared/oauth": {"pepper": "pepper-" + suffix}, "admin/bootstrap": {"secret": "s"}},
+		SharedReaders: map[string][]string{"sqs": {"relay", "worker", "replay"}, "oauth": vaultsetup.Services},
 	}
 	removeMountsAtEnd(t, rc, plan)
 	res, err := vaultsetup.Provision(ctx, rc, plan)
@@ -103,9 +105,15 @@ func TestProvision(t *testing.T) {
 		require.Equal(t, "pepper-"+suffix, v)
 		_, err = c.ReadKV(ctx, "secret", plan.Prefix+"/admin/bootstrap")
 		require.True(t, denied(err), "%s may not read the operators' secrets: %v", svc, err)
+		// Security item 13: only the services that call SQS read its
+		// credentials.
 		sqsKey, err := c.Read(ctx, "secret/"+plan.Prefix+"/shared/sqs#access_key_id")
-		require.NoError(t, err)
-		require.Equal(t, "AKID", sqsKey)
+		if slices.Contains([]string{"relay", "worker", "replay"}, svc) {
+			require.NoError(t, err)
+			require.Equal(t, "AKID", sqsKey)
+		} else {
+			require.True(t, denied(err), "%s never calls SQS and may not read its credentials: %v", svc, err)
+		}
 		pepper, err := c.Read(ctx, strings.TrimPrefix(res.PepperRef, "vault:"))
 		if svc == "tokens" {
 			require.NoError(t, err)

@@ -269,6 +269,7 @@ func (p *Processor) fail(ctx context.Context, msg *message.Message, b Binding, l
 	permanent := jobhandler.IsPermanent(cause)
 	text := deadletter.Truncate(cause.Error(), deadletter.MaxErrorBytes)
 	fingerprint := deadletter.Fingerprint(b.HandlerName, permanent, text)
+	class, clientText := jobhandler.Describe(cause)
 
 	tx, err := p.cfg.Pool.Begin(ctx)
 	if err != nil {
@@ -278,6 +279,7 @@ func (p *Processor) fail(ctx context.Context, msg *message.Message, b Binding, l
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	tally, err := jobstore.RecordFailure(ctx, tx, jobstore.Failure{
 		JobID: jobID, Attempt: attempt, MessageID: msg.UUID, Error: text, Fingerprint: fingerprint, Permanent: permanent,
+		ErrorClass: class, ClientError: deadletter.Truncate(clientText, deadletter.MaxErrorBytes),
 	})
 	if err != nil {
 		log.Error("recording failed attempt", "attempt", attempt, "error", err, "cause", cause)
