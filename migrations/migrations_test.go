@@ -87,3 +87,36 @@ func TestOutboxInsertNotifies(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "switchyard_outbox", n.Channel)
 }
+
+// TestEveryTableHasAnOwnerService: every table the migrations create is
+// granted to at least one service's role (migrations/00014), so that a new
+// table without grants fails here rather than in production; and no
+// service may change or erase the audit log.
+func TestEveryTableHasAnOwnerService(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, stacktest.NewDatabase(t))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `
+		SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'switchyard_schema_version'
+		  AND NOT EXISTS (
+			SELECT 1 FROM information_schema.role_table_grants g
+			WHERE g.table_name = c.relname AND g.grantee LIKE 'switchyard\_%' AND g.grantee <> 'switchyard_app')
+		  AND NOT EXISTS (
+			SELECT 1 FROM information_schema.role_column_grants g
+			WHERE g.table_name = c.relname AND g.grantee LIKE 'switchyard\_%' AND g.grantee <> 'switchyard_app')`)
+	require.NoError(t, err)
+	orphans, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Empty(t, orphans, "tables no service role has grants on: add them to a migration like 00014")
+
+	var changers []string
+	rows, err = conn.Query(ctx, `SELECT grantee || ':' || privilege_type FROM information_schema.role_table_grants
+		WHERE table_name = 'admin_audit' AND grantee LIKE 'switchyard\_%' AND privilege_type IN ('UPDATE', 'DELETE', 'TRUNCATE')`)
+	require.NoError(t, err)
+	changers, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Empty(t, changers, "admin_audit is append-only for every service")
+}

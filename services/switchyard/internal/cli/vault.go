@@ -87,7 +87,8 @@ func newVaultProvisionCmd() *cobra.Command {
     and for the token service signing with the transit key;
   - the database secrets engine, connected with DATABASE_URL's user (who
     must be able to create roles), with a role per service whose users are
-    created IN ROLE switchyard_app (run migrations first);
+    created IN ROLE switchyard_<service>, which holds exactly that
+    service's grants (run migrations first);
   - the transit key <prefix>-jwt (ecdsa-p256) that signs access tokens;
   - with --credentials-dir, each service's role-id and secret-id files
     (a secret id that still logs in is kept);

@@ -1,6 +1,7 @@
 // Package vaultsetup provisions a Vault for Switchyard, idempotently: per
 // service an AppRole with a policy of least privilege, a role of the
-// database secrets engine (short-lived Postgres users in switchyard_app),
+// database secrets engine (short-lived Postgres users in their service's
+// group role switchyard_<service>),
 // the token service's signing key in the transit engine, shared KV secrets
 // written once, each service's AppRole credentials in files, and
 // optionally Kubernetes auth roles for the service accounts. It is
@@ -381,10 +382,12 @@ func ensureTransitKey(ctx context.Context, c *vault.Client, mount, name string) 
 	return true, nil
 }
 
-// creationStatement creates a user that may use the tables (through
-// switchyard_app, migrations/00009) and owns nothing, so that Vault can
-// drop it.
-const creationStatement = `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE switchyard_app;`
+// creationStatement creates a user of svc that has exactly its service's
+// grants (through the group role switchyard_<svc>, migrations/00014) and
+// owns nothing, so that Vault can drop it.
+func creationStatement(svc string) string {
+	return `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE switchyard_` + svc + `;`
+}
 
 func configureDatabase(ctx context.Context, c *vault.Client, p Plan) error {
 	u, err := url.Parse(p.DatabaseURL)
@@ -402,15 +405,16 @@ func configureDatabase(ctx context.Context, c *vault.Client, p Plan) error {
 	for i, svc := range p.Services {
 		roles[i] = p.Prefix + "-" + svc
 	}
+	// The init role reads only the schema owner's URL, never the database.
 	if _, err := c.Logical().WriteWithContext(ctx, p.DatabaseMount+"/config/"+p.Prefix, map[string]any{
 		"plugin_name": "postgresql-database-plugin", "connection_url": connURL, "username": user, "password": password,
 		"allowed_roles": strings.Join(roles, ","), "verify_connection": true,
 	}); err != nil {
 		return fmt.Errorf("configuring the database engine: %w", err)
 	}
-	for _, role := range roles {
+	for i, role := range roles {
 		if _, err := c.Logical().WriteWithContext(ctx, p.DatabaseMount+"/roles/"+role, map[string]any{
-			"db_name": p.Prefix, "creation_statements": []string{creationStatement},
+			"db_name": p.Prefix, "creation_statements": []string{creationStatement(p.Services[i])},
 			"default_ttl": p.DatabaseTTL.String(), "max_ttl": p.DatabaseMaxTTL.String(),
 		}); err != nil {
 			return fmt.Errorf("creating database role %s: %w", role, err)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	vault "github.com/hashicorp/vault/api"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
@@ -132,6 +135,7 @@ func TestProvision(t *testing.T) {
 			require.True(t, denied(err), "%s may not use the signing key: %v", svc, err)
 		}
 	}
+	leastPrivilegeInPostgres(t, plan, res, login)
 	require.Contains(t, res.Env("tokens", addr), "SWITCHYARD_TOKENS_KEYS_TRANSIT="+plan.TransitMount+"/"+plan.Prefix+"-jwt")
 	require.Contains(t, res.Env("tokens", addr), "SWITCHYARD_CLIENT_SECRET_PEPPER="+res.PepperRef)
 	require.Contains(t, res.Env("worker", addr), "SWITCHYARD_SQS_ACCESS_KEY_ID=vault:secret/"+plan.Prefix+"/shared/sqs#access_key_id")
@@ -265,4 +269,70 @@ func TestProvisionKubernetes(t *testing.T) {
 	require.Equal(t, "postgres://owner@db/switchyard", url)
 	_, err = initClient.DatabaseCredentials(ctx, plan.DatabaseMount, res.Roles["gateway"].DatabaseRole)
 	require.True(t, denied(err), "the init Job gets no service's database users: %v", err)
+}
+
+// leastPrivilegeInPostgres (security item 11) connects as each service's
+// dynamic Vault user and runs what the service must be able to do, and
+// what a compromised service would try: every forbidden statement is
+// refused with insufficient_privilege (42501).
+func leastPrivilegeInPostgres(t *testing.T, plan vaultsetup.Plan, res vaultsetup.Result, login func(string) *secrets.Client) {
+	t.Helper()
+	ctx := context.Background()
+	const anyJob = `'00000000-0000-7000-8000-000000000000'`
+	allowed := map[string][]string{
+		"gateway": {`SELECT id FROM jobs LIMIT 1`, `SELECT client_id FROM oauth_clients WHERE disabled_at IS NOT NULL`,
+			`SELECT count(*) FROM job_attempts`, `SELECT count(*) FROM job_events`, `DELETE FROM usage_minutes WHERE false`,
+			`INSERT INTO admin_audit (actor, action) VALUES ('gateway', 'test')`},
+		"tokens": {`SELECT secret_hash FROM oauth_clients LIMIT 1`, `UPDATE oauth_clients SET secret_hash = secret_hash WHERE false`},
+		"relay":  {`SELECT "offset" FROM watermill_outbox FOR UPDATE SKIP LOCKED`, `DELETE FROM watermill_outbox WHERE false`, `UPDATE jobs SET status = status WHERE false`},
+		"worker": {`UPDATE jobs SET status = status WHERE false`, `SELECT 1 FROM inbox LIMIT 1`, `UPDATE job_attempts SET outcome = outcome WHERE false`},
+		"replay": {`SELECT count(*) FROM dead_letters`, `DELETE FROM dead_letters WHERE false`, `SELECT count(*) FROM admin_audit`,
+			`SELECT client_id FROM oauth_clients WHERE disabled_at IS NOT NULL`, `SELECT count(*) FROM usage_minutes`},
+	}
+	forbidden := map[string][]string{
+		"gateway": {
+			`UPDATE oauth_clients SET scopes = array_append(scopes, 'switchyard:admin')`, // grant itself admin
+			`SELECT secret_hash FROM oauth_clients`, `INSERT INTO oauth_clients (client_id, secret_hash) VALUES ('x', 'y')`,
+			`UPDATE admin_audit SET outcome = 'ok'`, `DELETE FROM admin_audit`, `TRUNCATE admin_audit`,
+			`DELETE FROM jobs`, `UPDATE jobs SET status = 'succeeded'`, `SELECT count(*) FROM dead_letters`, `DELETE FROM watermill_outbox`,
+		},
+		"tokens": {
+			`SELECT count(*) FROM jobs`, `INSERT INTO oauth_clients (client_id, secret_hash) VALUES ('x', 'y')`,
+			`UPDATE oauth_clients SET scopes = '{switchyard:admin}'`, `DELETE FROM oauth_clients`, `INSERT INTO admin_audit (actor, action) VALUES ('x', 'y')`,
+		},
+		"relay": {
+			`SELECT secret_hash FROM oauth_clients`, `SELECT client_id FROM oauth_clients`, `DELETE FROM admin_audit`,
+			`SELECT count(*) FROM dead_letters`, `DELETE FROM jobs`, `INSERT INTO jobs (id, type, client_id, status, payload) VALUES (` + anyJob + `, 't', 'c', 'accepted', '{}')`,
+		},
+		"worker": {
+			`SELECT client_id FROM oauth_clients`, `UPDATE admin_audit SET actor = 'x'`, `DELETE FROM dead_letters`,
+			`DELETE FROM jobs`, `DELETE FROM inbox`, `SELECT count(*) FROM admin_audit`,
+		},
+		"replay": {
+			`UPDATE admin_audit SET actor = 'x'`, `DELETE FROM admin_audit`, `TRUNCATE admin_audit`,
+			`UPDATE oauth_clients SET scopes = '{switchyard:admin}'`, `SELECT secret_hash FROM oauth_clients`, `DELETE FROM jobs`,
+		},
+	}
+	dbURL, err := url.Parse(plan.DatabaseURL)
+	require.NoError(t, err)
+	for _, svc := range vaultsetup.Services {
+		creds, err := login(svc).DatabaseCredentials(ctx, plan.DatabaseMount, res.Roles[svc].DatabaseRole)
+		require.NoError(t, err)
+		user, password := creds.Current()
+		u := *dbURL
+		u.User = url.UserPassword(user, password)
+		conn, err := pgx.Connect(ctx, u.String())
+		require.NoError(t, err, svc)
+		for _, stmt := range allowed[svc] {
+			_, err := conn.Exec(ctx, stmt)
+			require.NoError(t, err, "%s must be able to: %s", svc, stmt)
+		}
+		for _, stmt := range forbidden[svc] {
+			_, err := conn.Exec(ctx, stmt)
+			var pgErr *pgconn.PgError
+			require.ErrorAs(t, err, &pgErr, "%s must not be able to: %s", svc, stmt)
+			require.Equal(t, "42501", pgErr.Code, "%s: %s: %v", svc, stmt, err)
+		}
+		require.NoError(t, conn.Close(ctx))
+	}
 }
