@@ -78,6 +78,9 @@ type platform struct {
 	// adminSecret is the secret of the admin client ops-alice, when the
 	// platform has one.
 	adminSecret string
+	// storeOpts are the client store's options for clients the test
+	// registers (the pepper, when the token service has one).
+	storeOpts []oauthclients.Option
 
 	mu     sync.Mutex
 	procs  map[string]*devstack.Process
@@ -263,7 +266,7 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 // CLI does) and returns its secret.
 func (p *platform) client(id string, scopes ...string) string {
 	p.t.Helper()
-	store, err := oauthclients.New(p.pool)
+	store, err := oauthclients.New(p.pool, p.storeOpts...)
 	require.NoError(p.t, err)
 	_, secret, err := store.Create(context.Background(), oauthclients.NewClient{ID: id, Scopes: scopes})
 	require.NoError(p.t, err)

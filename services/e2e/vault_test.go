@@ -26,6 +26,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/devstack"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/oauthclients"
 )
 
 // readiness returns svc's /readyz status code and document.
@@ -496,6 +497,13 @@ func TestProvisionedPlatform(t *testing.T) {
 	perService["tokens"] = append(perService["tokens"], "SWITCHYARD_CLIENT_SECRET_PEPPER="+pepperRef, "SWITCHYARD_TOKENS_KEYS_FILE=",
 		"SWITCHYARD_TOKENS_KEYS_TRANSIT=transit-"+suffix+"/"+prefix+"-jwt", "SWITCHYARD_TOKENS_KEY_LEAD=0s")
 	p := startPlatformWith(t, platformOptions{services: services, databaseURL: dbURL, serviceEnv: perService})
+	// Clients this test registers directly are hashed with the same pepper
+	// (the token service refuses un-peppered hashes once it has one).
+	pepperSecret, err := rc.KVv2("secret").Get(context.Background(), prefix+"/tokens/oauth")
+	require.NoError(t, err)
+	pepper, _ := pepperSecret.Data["pepper"].(string)
+	require.NotEmpty(t, pepper)
+	p.storeOpts = []oauthclients.Option{oauthclients.WithPepper([]byte(pepper))}
 
 	// A client made by the operator's CLI has its secret hashed with the
 	// pepper from Vault; the token service, reading the same pepper with
