@@ -174,7 +174,7 @@ routes:
 		if n, ok := e["attempt"].(float64); ok {
 			entry += fmt.Sprintf(" %d", int(n))
 		}
-		for _, k := range []string{"reason", "error"} {
+		for _, k := range []string{"reason", "error_class", "error"} {
 			if v, ok := e[k].(string); ok {
 				entry += " " + v
 			}
@@ -185,7 +185,9 @@ routes:
 		timeline = append(timeline, entry)
 	}
 	t.Logf("timeline of job %s: %q", bad, timeline)
-	require.Equal(t, []string{"accepted", "queued", "attempt_started 1", "attempt_failed 1 permanent: target answered 400 Bad Request",
+	// The owner sees the failure as written for clients (the detail is
+	// the operators', in the admin API).
+	require.Equal(t, []string{"accepted", "queued", "attempt_started 1", "attempt_failed 1 target_rejected the target answered HTTP 400",
 		"dead_lettered permanent_error", "replayed edited", "queued", "attempt_started 2", "attempt_succeeded 2"}, timeline)
 	require.Eventually(t, func() bool {
 		v = viewOf(collector.Trace(clientTrace))
