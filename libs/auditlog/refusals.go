@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,12 +33,10 @@ var DefaultRefusalLimits = RefusalLimits{PerSource: 1, PerSourceBurst: 10, Total
 
 // Refusals records refused calls in the audit log within limits.
 type Refusals struct {
-	db      Execer
-	logger  *slog.Logger
 	limits  RefusalLimits
 	total   *rate.Limiter
 	sources *lru.Cache[string, *source]
-	queue   chan Entry
+	queue   *Queue
 
 	recorded, suppressed prometheus.Counter
 }
@@ -61,7 +58,7 @@ func NewRefusals(db Execer, limits RefusalLimits, reg prometheus.Registerer, log
 	}
 	sources, _ := lru.New[string, *source](limits.Sources) // size > 0
 	r := &Refusals{
-		db: db, logger: logger, limits: limits, sources: sources, queue: make(chan Entry, limits.Queue),
+		limits: limits, sources: sources, queue: NewQueue(db, limits.Queue, logger),
 		total: rate.NewLimiter(rate.Limit(limits.Total), max(1, limits.TotalBurst)),
 		recorded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_audit_refusals_recorded_total", Help: "Refused admin calls written to the audit log.",
@@ -71,6 +68,7 @@ func NewRefusals(db Execer, limits RefusalLimits, reg prometheus.Registerer, log
 			Help: "Refused admin calls not written to the audit log because their source (or all sources) passed the rate limit; counted on the source's next row.",
 		}),
 	}
+	r.queue.written = r.recorded.Inc
 	if reg != nil {
 		reg.MustRegister(r.recorded, r.suppressed)
 	}
@@ -101,9 +99,7 @@ func (r *Refusals) Record(sourceKey string, e Entry) {
 	n := s.suppressed
 	s.suppressed = 0
 	s.mu.Unlock()
-	select {
-	case r.queue <- e:
-	default:
+	if !r.queue.Add(e) {
 		s.mu.Lock()
 		s.suppressed += n + 1
 		s.mu.Unlock()
@@ -129,30 +125,4 @@ func (r *Refusals) Refused(req *http.Request, requestID, sourceIP, clientID stri
 }
 
 // Run writes queued rows until ctx ends, then what is still queued.
-func (r *Refusals) Run(ctx context.Context) {
-	for {
-		select {
-		case e := <-r.queue:
-			r.write(ctx, e)
-		case <-ctx.Done():
-			for {
-				select {
-				case e := <-r.queue:
-					r.write(context.WithoutCancel(ctx), e)
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-func (r *Refusals) write(ctx context.Context, e Entry) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := Write(ctx, r.db, e); err != nil {
-		r.logger.Warn("recording a refused call in the audit log", "action", e.Action, "error", err)
-		return
-	}
-	r.recorded.Inc()
-}
+func (r *Refusals) Run(ctx context.Context) { r.queue.Run(ctx) }

@@ -1,6 +1,7 @@
 package netrules
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -151,4 +152,21 @@ func AddrKey(a netip.Addr, v6Bits int) string {
 		return a.String()
 	}
 	return p.String()
+}
+
+// NewClientIP parses trusted proxies (comma-separated CIDRs) and the
+// forwarding header (HeaderXForwardedFor or HeaderForwarded; empty: the
+// former) into a ClientIP.
+func NewClientIP(trustedProxies, header string) (ClientIP, error) {
+	trusted, err := ParsePrefixList(trustedProxies)
+	if err != nil {
+		return ClientIP{}, fmt.Errorf("trusted proxies: %w", err)
+	}
+	if header == "" {
+		header = HeaderXForwardedFor
+	}
+	if header != HeaderXForwardedFor && header != HeaderForwarded {
+		return ClientIP{}, fmt.Errorf("forwarding header %q: use %s or %s", header, HeaderXForwardedFor, HeaderForwarded)
+	}
+	return ClientIP{Trusted: trusted, Header: header}, nil
 }

@@ -27,33 +27,54 @@ import (
 	"github.com/switchyard/switchyard/libs/signingkeys"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+// build is one build of the services for the test binary.
+type build struct {
+	once sync.Once
+	dir  string
+	err  error
+}
 
-// binaries builds the services and the CLI once per test binary.
-func binaries(t *testing.T) string {
+// builds are the services built with the race detector when the tests
+// run with it (binaries), and without it (plainBinary).
+var builds = map[bool]*build{false: {}, true: {}}
+
+// servicePackages are the main packages the tests run.
+var servicePackages = []string{"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/replay",
+	"./services/switchyard", "./services/demoupstream", "./services/e2e/faultworker"}
+
+// builtServices builds the services once per test binary and race mode,
+// and returns the directory holding them.
+func builtServices(t *testing.T, race bool) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	b := builds[race]
+	b.once.Do(func() {
 		root, err := devstack.ModuleRoot(".")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binDir, buildErr = os.MkdirTemp("", "switchyard-e2e-bin-")
-		if buildErr != nil {
+		if b.dir, b.err = os.MkdirTemp("", "switchyard-e2e-bin-"); b.err != nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		buildErr = devstack.Build(ctx, root, binDir, raceEnabled,
-			"./services/tokens", "./services/gateway", "./services/relay", "./services/worker", "./services/replay",
-			"./services/switchyard", "./services/demoupstream", "./services/e2e/faultworker")
+		b.err = devstack.Build(ctx, root, b.dir, race, servicePackages...)
 	})
-	require.NoError(t, buildErr)
-	return binDir
+	require.NoError(t, b.err)
+	return b.dir
+}
+
+// binaries builds the services and the CLI once per test binary.
+func binaries(t *testing.T) string {
+	t.Helper()
+	return builtServices(t, raceEnabled)
+}
+
+// plainBinary is a service built without the race detector, for tests
+// that measure a process's memory (the detector multiplies it).
+func plainBinary(t *testing.T, name string) string {
+	t.Helper()
+	return filepath.Join(builtServices(t, false), name)
 }
 
 // platform is one running Switchyard: its own database, queues and

@@ -52,6 +52,7 @@ const attackRoutes = `
 routes:
   - {method: POST, path: /v1/jobs/webhook, mode: async, job_type: webhook, scopes: [hooks:send]}
   - {method: GET, path: "/v1/jobs/{id}", mode: job-status, scopes: [jobs:read]}
+  - {method: GET, path: "/admin/v1/jobs/{id}", mode: job-status, scopes: [switchyard:admin]}
   - name: hooks-now
     method: POST
     path: /v1/hooks
@@ -161,6 +162,18 @@ func TestGatewayAttacks(t *testing.T) {
 		require.NotEmpty(t, r.header.Get("Retry-After"))
 		r = p.call("GET", path, good, "", "X-Forwarded-For", "2001:db8:77:2::1")
 		require.Equal(t, http.StatusNotFound, r.status, "the next /64 is another client")
+	})
+
+	// Item 16 on the gateway: refused calls to its /admin/ routes are in
+	// the audit log (the replay service's: TestAdminRefusalsAudited).
+	t.Run("refused admin calls are audited", func(t *testing.T) {
+		path := "/admin/v1/jobs/" + uuid.NewString()
+		require.Equal(t, http.StatusUnauthorized, p.call("GET", path, "", "").status)
+		require.Equal(t, http.StatusForbidden, p.call("GET", path, "Bearer "+p.bearerWith("not-an-admin", "jobs:read"), "").status)
+		require.Eventually(t, func() bool {
+			return p.count(`SELECT count(*) FROM admin_audit WHERE action = 'admin.refused' AND target = 'GET `+path+`'
+				AND actor IN ('anonymous', 'not-an-admin')`) == 2
+		}, 10*time.Second, 20*time.Millisecond)
 	})
 
 	// Item 17: the ops listener is reachable from the network (a
@@ -297,7 +310,7 @@ job_types:
     consumers: 1
     http: {url: "%[2]s/internal/orders?api_key=s3cret-in-the-url", timeout: 2s}
     retry: {attempts: 2, base: 200ms, max: 1s}
-`, base, "http://"+net.JoinHostPort(ip, strconv.Itoa(closedPort(t))))
+`, base, "http://"+net.JoinHostPort(ip, strconv.Itoa(freePort(t))))
 	routes := `
 routes:
   - {method: POST, path: /v1/jobs/hook-redirect, mode: async, job_type: hook-redirect, scopes: [jobs:submit]}
@@ -348,13 +361,11 @@ routes:
 	require.Contains(t, detail, "s3cret-in-the-url", "operators keep the detail")
 }
 
-// closedPort is a local port nothing listens on.
-func closedPort(t *testing.T) int {
+// freePort is a port nothing listens on.
+func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "0.0.0.0:0")
+	port, err := devstack.FreePort()
 	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
 	return port
 }
 

@@ -18,36 +18,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/switchyard/switchyard/libs/devstack"
 )
-
-var (
-	plainOnce sync.Once
-	plainDir  string
-	plainErr  error
-)
-
-// plainBinary builds a service without the race detector, for tests that
-// measure a process's memory (the detector multiplies it).
-func plainBinary(t *testing.T, name string) string {
-	t.Helper()
-	plainOnce.Do(func() {
-		root, err := devstack.ModuleRoot(".")
-		if err != nil {
-			plainErr = err
-			return
-		}
-		if plainDir, plainErr = os.MkdirTemp("", "switchyard-e2e-plain-"); plainErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		plainErr = devstack.Build(ctx, root, plainDir, false, "./services/tokens")
-	})
-	require.NoError(t, plainErr)
-	return plainDir + "/" + name
-}
 
 // procStatusKiB reads a field of /proc/<pid>/status in KiB (VmRSS: resident
 // now, VmHWM: the peak resident size since the process started).

@@ -160,10 +160,15 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		return config.Invalid(err)
 	}
 	quotas := quota.New(pool, prometheus.DefaultRegisterer, logger)
-	audit := edge.NewAuditLog(pool, logger)
+	audit := auditlog.NewQueue(pool, 256, logger)
 	protections, err := edge.New(edge.Options{
 		Config: cfg.Edge, File: routeFile.Edge, Limiter: limiter, Quotas: quotas, Countries: countries,
-		OnBlock: audit.Record, Logger: logger, Registerer: prometheus.DefaultRegisterer,
+		OnBlock: func(b edge.Block) {
+			if !audit.Add(edge.AuditEntry(b)) {
+				logger.Warn("audit queue full; block not recorded in the audit log", "key", b.Key)
+			}
+		},
+		Logger: logger, Registerer: prometheus.DefaultRegisterer,
 	})
 	if err != nil {
 		return config.Invalid(err)

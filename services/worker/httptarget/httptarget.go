@@ -12,15 +12,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
-	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/outboundhttp"
 	"github.com/switchyard/switchyard/libs/tracing"
 )
 
@@ -33,34 +32,16 @@ type Target struct {
 	client *http.Client
 }
 
-// NewClient returns the client targets are called with: it never follows
-// a redirect (a 3xx is the target's answer, and a permanent failure: the
-// payload and the type's secret headers go to the configured URL and
-// nowhere else), never uses a proxy from the environment (HTTP_PROXY
-// would otherwise receive every payload), and bounds the dial and the
-// TLS handshake.
-func NewClient() *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        256,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-			TLSHandshakeTimeout: 5 * time.Second,
-			ForceAttemptHTTP2:   true,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-// New returns a Target for cfg using client (NewClient() when nil).
+// New returns a Target for cfg using client (when nil, an
+// outboundhttp client: redirects are not followed, so a 3xx is a permanent
+// failure and the payload and the type's secret headers go to the
+// configured URL only; no proxy from the environment).
 // With tracing on, its transport is wrapped: each call is a client span in
 // the job's trace, and the target receives that span as its traceparent
 // (with tracing off, the job's traceparent).
 func New(cfg jobcatalog.HTTPTarget, client *http.Client) *Target {
 	if client == nil {
-		client = NewClient()
+		client = outboundhttp.NewClient(outboundhttp.NewTransport())
 	}
 	if tracing.Enabled() {
 		traced := *client

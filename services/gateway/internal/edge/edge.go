@@ -57,11 +57,8 @@ type Config struct {
 
 // Validate checks what the types do not.
 func (c Config) Validate() error {
-	if _, err := netrules.ParsePrefixList(c.TrustedProxies); err != nil {
-		return fmt.Errorf("SWITCHYARD_EDGE_TRUSTED_PROXIES: %w", err)
-	}
-	if c.ForwardedHeader != netrules.HeaderXForwardedFor && c.ForwardedHeader != netrules.HeaderForwarded {
-		return fmt.Errorf("SWITCHYARD_EDGE_FORWARDED_HEADER %q: use %s or %s", c.ForwardedHeader, netrules.HeaderXForwardedFor, netrules.HeaderForwarded)
+	if _, err := netrules.NewClientIP(c.TrustedProxies, c.ForwardedHeader); err != nil {
+		return fmt.Errorf("SWITCHYARD_EDGE_TRUSTED_PROXIES / _FORWARDED_HEADER: %w", err)
 	}
 	if c.MaxBodyBytes < 1 {
 		return fmt.Errorf("SWITCHYARD_GATEWAY_MAX_BODY_BYTES %d must be positive", c.MaxBodyBytes)
@@ -144,10 +141,10 @@ func New(opts Options) (*Edge, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
 	}
-	trusted, _ := netrules.ParsePrefixList(opts.Config.TrustedProxies)
+	clientIP, _ := netrules.NewClientIP(opts.Config.TrustedProxies, opts.Config.ForwardedHeader) // validated
 	e := &Edge{
 		cfg: opts.Config, file: opts.File, limiter: opts.Limiter, quotas: opts.Quotas, countries: opts.Countries, logger: opts.Logger,
-		clientIP: netrules.ClientIP{Trusted: trusted, Header: opts.Config.ForwardedHeader},
+		clientIP: clientIP,
 	}
 	if opts.Config.HSTSMaxAge > 0 {
 		e.hsts = "max-age=" + strconv.FormatInt(int64(opts.Config.HSTSMaxAge.Seconds()), 10) + "; includeSubDomains"
@@ -280,7 +277,7 @@ func (e *Edge) Pre(next echo.HandlerFunc) echo.HandlerFunc {
 		ipKey := e.addrKey(client)
 		r := &request{client: client, viaProxy: via, ipKey: ipKey}
 		c.Set(requestKey, r)
-		if e.hsts != "" && (req.TLS != nil || (via && strings.EqualFold(req.Header.Get("X-Forwarded-Proto"), "https"))) {
+		if e.hsts != "" && e.Scheme(c) == "https" {
 			h.Set("Strict-Transport-Security", e.hsts)
 		}
 		if e.blocker.Enabled() {

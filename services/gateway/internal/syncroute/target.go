@@ -6,15 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
+	"github.com/switchyard/switchyard/libs/outboundhttp"
 	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/libs/tracing"
 	"github.com/switchyard/switchyard/services/gateway/internal/routes"
@@ -83,20 +82,10 @@ func ctxOutcome(ctx context.Context) error {
 var droppedResponseHeaders = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Connection", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Content-Length", "X-Request-Id"}
 
-// NewTransport returns the HTTP transport for upstreams: pooled keep-alive
-// connections, a bounded dial, no proxy from the environment and no
-// transparent decompression (bodies pass through as sent).
-func NewTransport() *http.Transport {
-	return &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 5 * time.Second,
-		ForceAttemptHTTP2:   true,
-		DisableCompression:  true,
-	}
-}
+// NewTransport returns the HTTP transport for upstreams
+// (outboundhttp.NewTransport: pooled, bounded dial, no proxy from the
+// environment, bodies passed as sent).
+func NewTransport() *http.Transport { return outboundhttp.NewTransport() }
 
 // NewClient returns the upstream client over transport: redirects are
 // passed to the client, not followed. With tracing on, each call is a
@@ -105,10 +94,7 @@ func NewClient(transport http.RoundTripper) *http.Client {
 	if tracing.Enabled() {
 		transport = otelhttp.NewTransport(transport)
 	}
-	return &http.Client{
-		Transport:     transport,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return outboundhttp.NewClient(transport)
 }
 
 var urlParamRe = regexp.MustCompile(`\{([a-z][a-z0-9_]*)\}`)

@@ -106,12 +106,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return config.Invalid(err)
 	}
-	trusted, err := netrules.ParsePrefixList(cfg.TrustedProxies)
+	clientIP, err := netrules.NewClientIP(cfg.TrustedProxies, cfg.ForwardedHeader)
 	if err != nil {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_TOKENS_TRUSTED_PROXIES: %w", err))
-	}
-	if cfg.ForwardedHeader != netrules.HeaderXForwardedFor && cfg.ForwardedHeader != netrules.HeaderForwarded {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_TOKENS_FORWARDED_HEADER %q: use %s or %s", cfg.ForwardedHeader, netrules.HeaderXForwardedFor, netrules.HeaderForwarded))
+		return config.Invalid(fmt.Errorf("SWITCHYARD_TOKENS_TRUSTED_PROXIES / _FORWARDED_HEADER: %w", err))
 	}
 	source, err := keySource(cfg)
 	if err != nil {
@@ -126,7 +123,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Limits: tokenapi.Limits{PerIP: cfg.RatePerIP, PerIPBurst: cfg.BurstPerIP, PerClient: cfg.RatePerClient,
 			PerClientBurst: cfg.BurstPerClient, PerClientFailure: cfg.RateFailures, PerClientFailureBurst: cfg.BurstFailures,
 			Tracked: 100_000},
-		ClientIP:       netrules.ClientIP{Trusted: trusted, Header: cfg.ForwardedHeader},
+		ClientIP:       clientIP,
 		IPv6PrefixBits: cfg.IPv6Prefix,
 	}, clients, keys, logger, tokenapi.NewMetrics(prometheus.DefaultRegisterer))
 	if err != nil {
