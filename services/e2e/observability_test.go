@@ -209,15 +209,18 @@ routes:
 	replay := v.find("switchyard-replay", "replay hook")[0]
 	require.Equal(t, bad, replay.Attributes["switchyard.job_id"])
 	require.Len(t, replay.Links, 1, "linked to the operator's request")
-	admin, ok := func() (stacktest.Span, bool) {
+	// The operator's request span ends after its response is written, so
+	// it may reach the collector after the replay's spans: poll for it.
+	var admin stacktest.Span
+	require.Eventually(t, func() bool {
 		for _, s := range collector.Trace(replay.Links[0].TraceID) {
 			if s.SpanID == replay.Links[0].SpanID {
-				return s, true
+				admin = s
+				return true
 			}
 		}
-		return stacktest.Span{}, false
-	}()
-	require.True(t, ok, "the linked span was exported")
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "the linked span was exported")
 	require.Equal(t, "switchyard-replay", admin.Service)
 	require.Equal(t, "POST /admin/v1/dead-letters/:id/replay", admin.Name)
 	var replayed []stacktest.Span
