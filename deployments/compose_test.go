@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -16,6 +17,8 @@ type composeFile struct {
 		Ports       []string          `yaml:"ports"`
 		Environment map[string]string `yaml:"environment"`
 		MemLimit    string            `yaml:"mem_limit"`
+		// StopGracePeriod is how long `docker compose stop` waits.
+		StopGracePeriod string `yaml:"stop_grace_period"`
 	} `yaml:"services"`
 }
 
@@ -66,5 +69,51 @@ func TestComposeMemoryLimits(t *testing.T) {
 	}
 	if f.Services["tokens"].Environment["SWITCHYARD_TOKENS_HASH_MEMORY_MIB"] == "" {
 		t.Error("tokens: SWITCHYARD_TOKENS_HASH_MEMORY_MIB is not set")
+	}
+}
+
+// TestComposeStopGrace: `docker compose stop` waits for each service at
+// least as long as it drains (SWITCHYARD_DRAIN_DELAY, then
+// SWITCHYARD_SHUTDOWN_TIMEOUT for requests or messages in flight), with
+// room to spare; compose's default of 10 s cut the 20 s drains short
+// (production-path item 12).
+func TestComposeStopGrace(t *testing.T) {
+	f := loadCompose(t)
+	for _, name := range []string{"gateway", "tokens", "relay", "worker", "replay"} {
+		svc := f.Services[name]
+		grace, err := time.ParseDuration(svc.StopGracePeriod)
+		if err != nil {
+			t.Errorf("service %s: stop_grace_period %q: set one (compose's default, 10s, is shorter than the drain): %v", name, svc.StopGracePeriod, err)
+			continue
+		}
+		var drain time.Duration
+		for _, env := range []string{"SWITCHYARD_DRAIN_DELAY", "SWITCHYARD_SHUTDOWN_TIMEOUT"} {
+			if v, ok := svc.Environment[env]; ok {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					t.Errorf("service %s: %s=%q: %v", name, env, v, err)
+				}
+				drain += d
+			}
+		}
+		if name != "relay" && drain == 0 {
+			t.Errorf("service %s: set SWITCHYARD_SHUTDOWN_TIMEOUT, so that its stop grace can be checked against it", name)
+		}
+		if grace < drain+5*time.Second {
+			t.Errorf("service %s: stop_grace_period %s, but it drains for %s: give it at least 5s more", name, grace, drain)
+		}
+	}
+}
+
+// TestComposeJaegerListens: the traces the services send to
+// http://jaeger:4318 reach Jaeger, whose built-in configuration listens on
+// localhost unless JAEGER_LISTEN_HOST says otherwise (item 13).
+func TestComposeJaegerListens(t *testing.T) {
+	j, ok := loadCompose(t).Services["jaeger"]
+	if !ok {
+		t.Fatal("no jaeger service")
+	}
+	if j.Environment["JAEGER_LISTEN_HOST"] != "0.0.0.0" {
+		t.Errorf("jaeger: JAEGER_LISTEN_HOST=%q: its OTLP receiver would listen on the container's localhost only", j.Environment["JAEGER_LISTEN_HOST"])
 	}
 }

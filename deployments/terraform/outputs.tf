@@ -17,3 +17,8 @@ output "secondary_queue_urls" {
   description = "Queue URL per job type, secondary region (empty without one)."
   value       = try(module.secondary[0].queue_urls, {})
 }
+
+output "service_role_arns" {
+  description = "IAM role per service that calls AWS (IRSA; empty without eks_oidc_provider_arn): the eks.amazonaws.com/role-arn annotation of service account switchyard-<service>."
+  value       = { for svc, r in aws_iam_role.service : svc => r.arn }
+}

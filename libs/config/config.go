@@ -107,6 +107,26 @@ func Load(ctx context.Context, cfg any, opts ...Option) error {
 	return resolveSecrets(ctx, cfg, o)
 }
 
+// Resolve returns raw, or, when raw is a reference
+// (vault:<mount>/<path>#<key>), the secret it names, read with the Vault
+// login the environment describes (VAULT_ADDR, VAULT_AUTH_METHOD, ...) as
+// the services read theirs: for a value a command takes outside a
+// configuration struct, such as the CLI's DATABASE_URL.
+func Resolve(ctx context.Context, raw string, opts ...Option) (string, error) {
+	o := options{logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var holder struct{ Value Secret }
+	if err := holder.Value.Set(raw); err != nil {
+		return "", err
+	}
+	if err := resolveSecrets(ctx, &holder, o); err != nil {
+		return "", err
+	}
+	return holder.Value.Value(), nil
+}
+
 // String renders cfg for a start-up log line, with secrets masked.
 func String(cfg any) string {
 	s, err := conf.String(cfg)

@@ -141,3 +141,24 @@ func TestHelp(t *testing.T) {
 	require.True(t, errors.Is(err, config.ErrHelp))
 	require.True(t, strings.Contains(err.Error(), "CONFIG_TEST_ADDR"), err.Error())
 }
+
+// TestResolve: a lone value (the CLI's DATABASE_URL) is returned as it is,
+// or, as a vault: reference, read from Vault with the environment's login
+// (item 1 of the production-path issue: the init Job's reference was never
+// resolved).
+func TestResolve(t *testing.T) {
+	addr, token := stacktest.Vault(t)
+	path := "switchyard/config-test-" + stacktest.RandomSuffix(t, 4)
+	_, err := stacktest.VaultRoot(t).KVv2("secret").Put(context.Background(), path, map[string]any{"url": "postgres://owner@db/switchyard"})
+	require.NoError(t, err)
+	t.Setenv("VAULT_ADDR", addr)
+	t.Setenv("VAULT_TOKEN", token)
+	got, err := config.Resolve(context.Background(), "vault:secret/"+path+"#url")
+	require.NoError(t, err)
+	require.Equal(t, "postgres://owner@db/switchyard", got)
+	got, err = config.Resolve(context.Background(), "postgres://u@h/db")
+	require.NoError(t, err)
+	require.Equal(t, "postgres://u@h/db", got, "a URL is not a reference")
+	_, err = config.Resolve(context.Background(), "vault:secret/"+path+"#nope")
+	require.ErrorContains(t, err, `no key "nope"`)
+}

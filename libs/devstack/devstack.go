@@ -32,6 +32,10 @@ type Config struct {
 	Components []Component
 	// Logger receives one line per component found or started. Optional.
 	Logger *slog.Logger
+	// NewSQS starts an SQS server of this stack's own even when
+	// AWS_ENDPOINT_URL_SQS names a running one (a test that changes how
+	// the server behaves, e.g. turns IAM enforcement on).
+	NewSQS bool
 }
 
 // Component names one piece of infrastructure.
@@ -97,7 +101,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		case Postgres:
 			err = s.startPostgres(ctx, cfg.Dir)
 		case SQS:
-			err = s.startSQS(ctx, cfg.Dir)
+			err = s.startSQS(ctx, cfg.Dir, cfg.NewSQS)
 		case Vault:
 			err = s.startVault(ctx, cfg.Dir)
 		default:

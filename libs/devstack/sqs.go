@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-func (s *Stack) startSQS(ctx context.Context, dir string) error {
-	if endpoint := os.Getenv(EnvSQSEndpoint); endpoint != "" {
+func (s *Stack) startSQS(ctx context.Context, dir string, own bool) error {
+	if endpoint := os.Getenv(EnvSQSEndpoint); endpoint != "" && !own {
 		s.SQSEndpoint = endpoint
 		s.logger.Info("sqs from environment", "env", EnvSQSEndpoint, "endpoint", endpoint)
 		return nil

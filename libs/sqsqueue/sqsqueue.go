@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -150,12 +149,30 @@ func Connect(ctx context.Context, cfg Config) (*Queues, aws.Config, error) {
 	return q, awsCfg, nil
 }
 
-// Ping checks that SQS answers (a readiness check): one ListQueues call
-// limited to this prefix.
+// ErrNoQueueYet is Ping's answer before the process has resolved any queue.
+var ErrNoQueueYet = errors.New("no queue resolved yet")
+
+// Ping checks that SQS answers for a queue this process uses (a readiness
+// check): one GetQueueAttributes call on the first queue it has resolved,
+// which its IAM policy allows (unlike ListQueues, which no service's
+// policy grants). Before any is resolved it reports ErrNoQueueYet.
 func (q *Queues) Ping(ctx context.Context) error {
-	_, err := q.client.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: &q.cfg.Prefix, MaxResults: aws.Int32(1)})
+	q.mu.Lock()
+	var name, url string
+	for topic, u := range q.urls {
+		if n := q.Name(topic); name == "" || n < name {
+			name, url = n, u
+		}
+	}
+	q.mu.Unlock()
+	if url == "" {
+		return ErrNoQueueYet
+	}
+	_, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: &url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
+	})
 	if err != nil {
-		return fmt.Errorf("listing SQS queues: %w", err)
+		return fmt.Errorf("reading attributes of SQS queue %s: %w", name, err)
 	}
 	return nil
 }
@@ -208,6 +225,9 @@ func (q *Queues) Ensure(ctx context.Context, topic string) (string, error) {
 	if ok {
 		return url, nil
 	}
+	if q.cfg.ExistingQueues {
+		return q.lookUp(ctx, topic)
+	}
 	jobType, deadLetter := SplitTopic(topic)
 	if deadLetter {
 		if _, err := q.Ensure(ctx, jobType); err != nil {
@@ -216,9 +236,6 @@ func (q *Queues) Ensure(ctx context.Context, topic string) (string, error) {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		return q.urls[topic], nil
-	}
-	if q.cfg.ExistingQueues {
-		return q.lookUp(ctx, topic)
 	}
 	dlqURL, err := q.createOrUpdate(ctx, q.DLQName(topic), map[string]string{
 		string(types.QueueAttributeNameMessageRetentionPeriod): seconds(q.cfg.DLQRetention),
@@ -274,25 +291,24 @@ func (q *Queues) ChangeVisibility(ctx context.Context, topic, receiptHandle stri
 	return nil
 }
 
-// createOrUpdate creates a queue, or, when one of that name exists with
-// other attributes, sets them.
-// lookUp finds topic's queue and DLQ, which must exist, and caches their
-// URLs.
+// lookUp finds topic's queue (a dead-letter topic's DLQ), which must
+// exist, and caches its URL. Only that queue: a worker may look up its job
+// queue and a replay service its DLQ, and neither the other's.
 func (q *Queues) lookUp(ctx context.Context, topic string) (string, error) {
-	urls := map[string]string{}
-	for t, name := range map[string]string{topic: q.Name(topic), DeadLetterTopic(topic): q.DLQName(topic)} {
-		out, err := q.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
-		if err != nil {
-			return "", fmt.Errorf("looking up queue %s (SWITCHYARD_SQS_EXISTING_QUEUES: it must exist already): %w", name, err)
-		}
-		urls[t] = aws.ToString(out.QueueUrl)
+	name := q.Name(topic)
+	out, err := q.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
+	if err != nil {
+		return "", fmt.Errorf("looking up queue %s (SWITCHYARD_SQS_EXISTING_QUEUES: it must exist already): %w", name, err)
 	}
+	url := aws.ToString(out.QueueUrl)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	maps.Copy(q.urls, urls)
-	return urls[topic], nil
+	q.urls[topic] = url
+	return url, nil
 }
 
+// createOrUpdate creates a queue, or, when one of that name exists with
+// other attributes, sets them.
 func (q *Queues) createOrUpdate(ctx context.Context, name string, attrs map[string]string) (string, error) {
 	out, err := q.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
 	if err == nil {

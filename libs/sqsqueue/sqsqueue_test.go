@@ -114,14 +114,19 @@ func TestExistingQueuesAreOnlyLookedUp(t *testing.T) {
 	_, err = c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(prefix + "managed")})
 	require.Error(t, err, "nothing was created")
 
-	for _, name := range []string{prefix + "managed", prefix + "managed-dlq"} {
-		_, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{"VisibilityTimeout": "42"}})
-		require.NoError(t, err)
-	}
+	_, err = c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(prefix + "managed"), Attributes: map[string]string{"VisibilityTimeout": "42"}})
+	require.NoError(t, err)
+	// The job queue alone: a worker may look up its queue and not the DLQ.
 	url, err := q.Ensure(ctx, "managed")
 	require.NoError(t, err)
 	require.Equal(t, "42", queueAttrs(t, c, url)["VisibilityTimeout"], "left as it was made")
 	require.Empty(t, queueAttrs(t, c, url)["RedrivePolicy"], "no redrive policy added")
+	require.NoError(t, q.Ping(ctx), "ready on the queue it uses")
+	_, err = q.Ensure(ctx, sqsqueue.DeadLetterTopic("managed"))
+	require.ErrorContains(t, err, prefix+"managed-dlq", "the DLQ is looked up on its own")
+
+	_, err = c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(prefix + "managed-dlq")})
+	require.NoError(t, err)
 	dlq, err := q.Ensure(ctx, sqsqueue.DeadLetterTopic("managed"))
 	require.NoError(t, err)
 	require.Contains(t, dlq, prefix+"managed-dlq")
@@ -309,6 +314,9 @@ func TestConnectWithConfiguredCredentials(t *testing.T) {
 	creds, err := awsCfg.Credentials.Retrieve(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, "AKIDFROMVAULT", creds.AccessKeyID)
+	require.ErrorIs(t, q.Ping(context.Background()), sqsqueue.ErrNoQueueYet, "not ready before it has a queue")
+	_, err = q.Ensure(context.Background(), "creds")
+	require.NoError(t, err)
 	require.NoError(t, q.Ping(context.Background()), "the SQS server answers requests signed with them")
 
 	_, _, err = sqsqueue.Connect(context.Background(), sqsqueue.Config{AccessKeyID: config.NewSecret("only-the-id")})

@@ -40,8 +40,19 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: k8scheck <kustomization dir>...")
+		fmt.Fprintln(os.Stderr, "usage: k8scheck <kustomization dir>...\n       k8scheck render <kustomization dir>   (what it would run, as JSON)")
 		os.Exit(2)
+	}
+	if os.Args[1] == "render" {
+		if len(os.Args) != 3 {
+			fmt.Fprintln(os.Stderr, "usage: k8scheck render <kustomization dir>")
+			os.Exit(2)
+		}
+		if err := render(os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
 	}
 	var errs []error
 	for _, dir := range os.Args[1:] {

@@ -146,3 +146,27 @@ func setAWSDefaults(endpoint string) {
 		}
 	})
 }
+
+// NewSQSServer starts an SQS server of the test's own, stopped when the
+// test ends, and returns its base URL: for tests that change how the
+// server behaves (IAM enforcement), which the shared one must not.
+func NewSQSServer(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := devstack.Start(ctx, devstack.Config{
+		Dir:        tb.TempDir(),
+		Components: []devstack.Component{devstack.SQS},
+		NewSQS:     true,
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		tb.Fatalf("stacktest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			tb.Errorf("stacktest: stopping the SQS server: %v", err)
+		}
+	})
+	return s.SQSEndpoint
+}

@@ -87,6 +87,11 @@ locals {
       { actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"], resources = local.dlq_arns },
       { actions = ["kms:Decrypt"], resources = local.kms },
     ]
+    # init (the Kubernetes Job, `switchyard init`): checks that every job
+    # type of the catalog has its queue and DLQ here (it creates none).
+    init = [
+      { actions = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"], resources = concat(local.job_queue_arns, local.dlq_arns) },
+    ]
   }
 }
 

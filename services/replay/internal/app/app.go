@@ -166,11 +166,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // dlqTypes returns the job types whose DLQs to drain: those of the catalog
 // and any other queue under the prefix that has a DLQ (a type removed from
 // the catalog may still hold dead letters).
+//
+// With SWITCHYARD_SQS_EXISTING_QUEUES (queues managed by Terraform) the
+// catalog's types only: listing queues would need sqs:ListQueues, which
+// the replay service's policy does not grant; a type removed from the
+// catalog keeps its DLQ in Terraform until it is drained.
 func dlqTypes(ctx context.Context, queues *sqsqueue.Queues, catalog *jobcatalog.Catalog) ([]string, error) {
 	types := catalog.Names()
 	prefix := queues.Config().Prefix
 	var next *string
-	for {
+	for !queues.Config().ExistingQueues {
 		out, err := queues.Client().ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: &prefix, NextToken: next})
 		if err != nil {
 			return nil, fmt.Errorf("listing dead-letter queues: %w", err)

@@ -95,7 +95,11 @@ func withClients(cmd *cobra.Command, f *clientsFlags, fn func(*oauthclients.Stor
 	if err != nil {
 		return err
 	}
-	pool, err := database.Open(cmd.Context(), database.Config{URL: f.dbURL, ApplicationName: "switchyard-cli", MaxConns: 2})
+	url, err := databaseURL(cmd.Context(), f.dbURL)
+	if err != nil {
+		return err
+	}
+	pool, err := database.Open(cmd.Context(), database.Config{URL: url, ApplicationName: "switchyard-cli", MaxConns: 2})
 	if err != nil {
 		return err
 	}

@@ -113,7 +113,11 @@ func auditKeyRotation(cmd *cobra.Command, file string, key signingkeys.Key) erro
 		fmt.Fprintln(cmd.ErrOrStderr(), "not recorded in the audit log: set DATABASE_URL to audit key rotations")
 		return nil
 	}
-	pool, err := database.Open(cmd.Context(), database.Config{URL: dbURL, ApplicationName: "switchyard-cli", MaxConns: 1})
+	url, err := databaseURL(cmd.Context(), dbURL)
+	if err != nil {
+		return fmt.Errorf("the key was rotated, but auditing it failed: %w", err)
+	}
+	pool, err := database.Open(cmd.Context(), database.Config{URL: url, ApplicationName: "switchyard-cli", MaxConns: 1})
 	if err != nil {
 		return fmt.Errorf("the key was rotated, but auditing it failed: %w", err)
 	}

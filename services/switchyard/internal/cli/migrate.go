@@ -22,10 +22,11 @@ func newMigrateCmd(logger *slog.Logger) *cobra.Command {
 		Short: "Apply pending database migrations (DATABASE_URL)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dbURL == "" {
-				return usageError{errors.New("no database: set DATABASE_URL or --database-url")}
+			url, err := databaseURL(cmd.Context(), dbURL)
+			if err != nil {
+				return err
 			}
-			applied, err := migrations.Up(cmd.Context(), dbURL, logger)
+			applied, err := migrations.Up(cmd.Context(), url, logger)
 			if err != nil {
 				return err
 			}
@@ -37,8 +38,23 @@ func newMigrateCmd(logger *slog.Logger) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dbURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (default $DATABASE_URL)")
+	cmd.Flags().StringVar(&dbURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL or vault: reference (default $DATABASE_URL)")
 	return cmd
+}
+
+// databaseURL returns the database URL a command was given: raw, or the
+// secret a vault: reference names (vault:secret/switchyard/admin/database#url
+// in the Kubernetes init Job), read with the VAULT_* login as the services
+// read theirs.
+func databaseURL(ctx context.Context, raw string) (string, error) {
+	if raw == "" {
+		return "", usageError{errors.New("no database: set DATABASE_URL or --database-url")}
+	}
+	url, err := config.Resolve(ctx, raw)
+	if err != nil {
+		return "", fmt.Errorf("reading the database URL: %w", err)
+	}
+	return url, nil
 }
 
 // queuesConfig is what `queues ensure` reads from the environment: the
@@ -86,10 +102,14 @@ func ensureQueues(ctx context.Context) ([]string, error) {
 	}
 	var names []string
 	for _, t := range catalog.Names() {
-		if _, err := queues.Ensure(ctx, t); err != nil {
-			return nil, err
+		// Both queues: with SWITCHYARD_SQS_EXISTING_QUEUES each is looked
+		// up on its own, so a DLQ Terraform lacks fails here, not later.
+		for _, topic := range []string{t, sqsqueue.DeadLetterTopic(t)} {
+			if _, err := queues.Ensure(ctx, topic); err != nil {
+				return nil, err
+			}
+			names = append(names, queues.Name(topic))
 		}
-		names = append(names, queues.Name(t), queues.DLQName(t))
 	}
 	return names, nil
 }

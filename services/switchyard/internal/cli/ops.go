@@ -29,7 +29,8 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
 		Short: "Prepare a deployment: migrations, queues, first signing key, bootstrap client (idempotent)",
 		Long: `Prepare a deployment; every step is idempotent.
 
-  DATABASE_URL                          apply migrations
+  DATABASE_URL                          apply migrations (a URL, or a vault: reference
+                                        read with the VAULT_* login, as the services do)
   SWITCHYARD_JOBS_FILE, SQS settings    create every job type's queue and DLQ
   SWITCHYARD_TOKENS_KEYS_FILE           create the signing keys file if it is missing
   SWITCHYARD_BOOTSTRAP_CLIENT_ID        create this OAuth client if it is missing, with
@@ -42,9 +43,9 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
                                         the services' AppRole credentials here`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dbURL := os.Getenv("DATABASE_URL")
-			if dbURL == "" {
-				return usageError{errors.New("no database: set DATABASE_URL")}
+			dbURL, err := databaseURL(cmd.Context(), os.Getenv("DATABASE_URL"))
+			if err != nil {
+				return err
 			}
 			applied, err := migrations.Up(cmd.Context(), dbURL, logger)
 			if err != nil {

@@ -69,12 +69,20 @@ func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) (vaultsetup.Result
 	return res, client, nil
 }
 
+// Where, under <kv>/<prefix>/, provisioning keeps the URLs an operator
+// gives it: the schema owner's, which the Kubernetes init Job migrates
+// with, and the gateway's Redis.
+const (
+	schemaOwnerSecret  = "admin/database"
+	gatewayRedisSecret = "gateway/redis"
+)
+
 func newVaultProvisionCmd() *cobra.Command {
 	var plan vaultsetup.Plan
 	var services string
 	var sqsFromEnv bool
 	var k8s vaultsetup.KubernetesAuth
-	var k8sCAFile string
+	var k8sCAFile, ownerURL, redisURL string
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Provision Vault for every service (idempotent): AppRoles, policies, database users, signing key",
@@ -97,7 +105,13 @@ func newVaultProvisionCmd() *cobra.Command {
     <prefix>-<service>, bound to the service account of that name in the
     namespace (deployments/k8s), plus <prefix>-init for the init Job,
     which may read only <kv>/<prefix>/admin/database (the schema owner's
-    URL, which an operator writes there).
+    URL: --schema-owner-url, by default --database-url);
+  - with --redis-url, the gateway's Redis URL at
+    <kv>/<prefix>/gateway/redis#url (SWITCHYARD_REDIS_URL=vault:... in
+    deployments/k8s).
+
+KV secrets are written once: a second run keeps what is there (change one
+with 'vault kv put').
 
 Run it with an operator's token (VAULT_TOKEN); the services then log in
 with VAULT_AUTH_METHOD=approle and the files (VAULT_ROLE_ID_FILE,
@@ -113,6 +127,18 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 				if plan.SQSAccessKeyID == "" || plan.SQSSecretAccessKey == "" {
 					return usageError{errors.New("--sqs-credentials-from-env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")}
 				}
+			}
+			if ownerURL == "" && k8s.Namespace != "" {
+				ownerURL = plan.DatabaseURL
+			}
+			for path, value := range map[string]string{schemaOwnerSecret: ownerURL, gatewayRedisSecret: redisURL} {
+				if value == "" {
+					continue
+				}
+				if plan.Secrets == nil {
+					plan.Secrets = map[string]map[string]any{}
+				}
+				plan.Secrets[path] = map[string]any{"url": value}
 			}
 			if k8s.Namespace != "" {
 				if k8sCAFile != "" {
@@ -149,6 +175,8 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 	fl.StringVar(&k8sCAFile, "kubernetes-ca-cert-file", "", "PEM CA bundle of the Kubernetes API server")
 	fl.BoolVar(&k8s.VaultOutsideCluster, "kubernetes-vault-outside-cluster", false, "Vault runs outside the cluster: no local CA file or reviewer token (with --kubernetes-host)")
 	fl.StringVar(&k8s.Audience, "kubernetes-audience", "", "audience the service-account tokens must carry")
+	fl.StringVar(&ownerURL, "schema-owner-url", "", "URL of the schema's owner, for the init Job (<kv>/<prefix>/admin/database#url, written once; default with --kubernetes-namespace: --database-url)")
+	fl.StringVar(&redisURL, "redis-url", "", "the gateway's Redis URL (<kv>/<prefix>/gateway/redis#url, written once)")
 	fl.BoolVar(&sqsFromEnv, "sqs-credentials-from-env", false, "store AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY as the services' SQS credentials (<kv>/<prefix>/shared/sqs, written once)")
 	return cmd
 }

@@ -3,24 +3,14 @@ package vaultsetup_test
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -141,76 +131,6 @@ func TestProvision(t *testing.T) {
 	require.Contains(t, res.Env("worker", addr), "SWITCHYARD_SQS_ACCESS_KEY_ID=vault:secret/"+plan.Prefix+"/shared/sqs#access_key_id")
 }
 
-// kubernetesAPI stands in for a cluster's API server in the one call
-// Vault's Kubernetes auth method makes to it: a TokenReview of the
-// service-account token a pod logs in with. It knows the tokens it
-// issued (serviceAccountToken); any other is not authenticated.
-type kubernetesAPI struct {
-	key    *ecdsa.PrivateKey
-	mu     sync.Mutex
-	issued map[string]string // token -> system:serviceaccount:<ns>:<name>
-	uids   map[string]string // token -> service account uid
-}
-
-func newKubernetesAPI(t *testing.T) (*kubernetesAPI, string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	api := &kubernetesAPI{key: key, issued: map[string]string{}, uids: map[string]string{}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/apis/authentication.k8s.io/v1/tokenreviews" {
-			http.NotFound(w, r)
-			return
-		}
-		var review struct {
-			Spec struct {
-				Token     string   `json:"token"`
-				Audiences []string `json:"audiences"`
-			} `json:"spec"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		api.mu.Lock()
-		user, ok := api.issued[review.Spec.Token]
-		uid := api.uids[review.Spec.Token]
-		api.mu.Unlock()
-		status := map[string]any{"authenticated": false}
-		if ok {
-			status = map[string]any{"authenticated": true, "user": map[string]any{"username": user, "uid": uid},
-				"audiences": review.Spec.Audiences}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status,
-		})
-	}))
-	t.Cleanup(srv.Close)
-	return api, srv.URL
-}
-
-// serviceAccountToken issues a projected service-account token for
-// namespace/name, as the kubelet mounts it, and returns the file it is in.
-func (api *kubernetesAPI) serviceAccountToken(t *testing.T, namespace, name string) string {
-	uid := fmt.Sprintf("uid-%s-%s", namespace, name)
-	token, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
-		"iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:" + namespace + ":" + name,
-		"aud": []string{"vault"}, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
-		"kubernetes.io": map[string]any{
-			"namespace":      namespace,
-			"serviceaccount": map[string]any{"name": name, "uid": uid},
-		},
-	}).SignedString(api.key)
-	require.NoError(t, err)
-	api.mu.Lock()
-	api.issued[token] = "system:serviceaccount:" + namespace + ":" + name
-	api.uids[token] = uid
-	api.mu.Unlock()
-	file := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(file, []byte(token), 0o600))
-	return file
-}
-
 // TestProvisionKubernetes provisions the Kubernetes auth method of a real
 // Vault, pointed at a stand-in API server, and logs in as the pods of
 // deployments/k8s would: each service's account gets its own policy, a
@@ -222,7 +142,8 @@ func TestProvisionKubernetes(t *testing.T) {
 	rc := stacktest.VaultRoot(t)
 	addr, _ := stacktest.Vault(t)
 	suffix := stacktest.RandomSuffix(t, 4)
-	api, apiURL := newKubernetesAPI(t)
+	api := stacktest.NewKubernetesAPI(t)
+	apiURL := api.URL()
 	plan := vaultsetup.Plan{
 		Prefix: "k" + suffix, DatabaseURL: stacktest.NewDatabase(t),
 		DatabaseMount: "database-" + suffix, TransitMount: "transit-" + suffix, AppRoleMount: "approle-" + suffix,
@@ -240,7 +161,7 @@ func TestProvisionKubernetes(t *testing.T) {
 
 	login := func(namespace, account, role string) (*secrets.Client, error) {
 		return secrets.New(ctx, secrets.Config{Addr: addr, Auth: secrets.AuthKubernetes, AuthMount: plan.Kubernetes.Mount,
-			KubernetesRole: role, KubernetesTokenFile: api.serviceAccountToken(t, namespace, account)}, nil)
+			KubernetesRole: role, KubernetesTokenFile: api.ServiceAccountToken(t, namespace, account)}, nil)
 	}
 	denied := func(err error) bool {
 		var re *vault.ResponseError
