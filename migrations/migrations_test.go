@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -83,8 +84,12 @@ func TestOutboxInsertNotifies(t *testing.T) {
 	_, err = writer.Exec(ctx, `INSERT INTO watermill_outbox (uuid, payload, metadata) VALUES ('m1', '{}', '{}'), ('m2', '{}', '{}')`)
 	require.NoError(t, err)
 
-	n, err := listener.WaitForNotification(ctx)
-	require.NoError(t, err)
+	// A missing trigger must fail here, not hang until the test binary's
+	// timeout.
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := listener.WaitForNotification(waitCtx)
+	require.NoError(t, err, "no NOTIFY within 10s of the insert")
 	require.Equal(t, "switchyard_outbox", n.Channel)
 }
 

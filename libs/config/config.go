@@ -127,6 +127,32 @@ func Resolve(ctx context.Context, raw string, opts ...Option) (string, error) {
 	return holder.Value.Value(), nil
 }
 
+// Follow calls apply with s's value and, when s was read through a vault:
+// reference and client is the Vault client that read it, again with every
+// new version of that secret (the client's watch, checked every
+// SWITCHYARD_VAULT_WATCH_INTERVAL while the client runs): for settings
+// that may change without a restart, such as SWITCHYARD_OPS_TOKEN. A new
+// version without the key keeps the last value.
+func Follow(ctx context.Context, s Secret, client *secrets.Client, apply func(string)) error {
+	ref, isRef := strings.CutPrefix(s.Source(), "vault:")
+	if !isRef || client == nil {
+		apply(s.Value())
+		return nil
+	}
+	mount, path, key, err := secrets.ParseRef(ref)
+	if err != nil {
+		return err
+	}
+	if err := client.Watch(ctx, mount, path, func(kv secrets.KVSecret) {
+		if v, err := kv.String(key); err == nil {
+			apply(v)
+		}
+	}); err != nil {
+		return fmt.Errorf("following %s: %w", s.Source(), err)
+	}
+	return nil
+}
+
 // String renders cfg for a start-up log line, with secrets masked.
 func String(cfg any) string {
 	s, err := conf.String(cfg)

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
@@ -161,4 +164,46 @@ func TestResolve(t *testing.T) {
 	require.Equal(t, "postgres://u@h/db", got, "a URL is not a reference")
 	_, err = config.Resolve(context.Background(), "vault:secret/"+path+"#nope")
 	require.ErrorContains(t, err, `no key "nope"`)
+}
+
+// TestFollow: a setting read through a vault: reference follows new
+// versions of its secret while the Vault client runs (the ops token can be
+// rotated without a restart, at SWITCHYARD_VAULT_WATCH_INTERVAL); a plain
+// value is applied once.
+func TestFollow(t *testing.T) {
+	addr, token := stacktest.Vault(t)
+	path := "switchyard/config-test-" + stacktest.RandomSuffix(t, 4)
+	kv := stacktest.VaultRoot(t).KVv2("secret")
+	_, err := kv.Put(context.Background(), path, map[string]any{"token": "first"})
+	require.NoError(t, err)
+	t.Setenv("VAULT_ADDR", addr)
+	t.Setenv("VAULT_TOKEN", token)
+	t.Setenv("SWITCHYARD_VAULT_WATCH_INTERVAL", "100ms")
+	t.Setenv("CONFIG_TEST_OPS_TOKEN", "vault:secret/"+path+"#token")
+	var cfg struct {
+		OpsToken config.Secret `conf:"mask,env:CONFIG_TEST_OPS_TOKEN"`
+		Vault    secrets.Config
+	}
+	require.NoError(t, config.Load(context.Background(), &cfg))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var applied []string
+	require.NoError(t, config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), func(v string) {
+		mu.Lock()
+		defer mu.Unlock()
+		applied = append(applied, v)
+	}))
+	go func() { _ = cfg.Vault.Client().Run(ctx) }()
+	_, err = kv.Put(context.Background(), path, map[string]any{"token": "second"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Equal(applied, []string{"first", "second"})
+	}, 10*time.Second, 50*time.Millisecond, "the new version applies without a restart")
+
+	var plain []string
+	require.NoError(t, config.Follow(ctx, config.NewSecret("fixed"), nil, func(v string) { plain = append(plain, v) }))
+	require.Equal(t, []string{"fixed"}, plain)
 }

@@ -89,7 +89,10 @@ func TestMoto(t *testing.T) {
 // arrives exactly once and the queue ends empty.
 func TestMotoKeepsEveryMessage(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	// A lost message would keep the receivers polling: a deadline turns
+	// that into a failure that says so, not a 30-minute hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	s := testStack(t)
 	require.NoError(t, s.startMoto(ctx, t.TempDir()))
 	client := sqsClient(s.SQSEndpoint)
@@ -131,6 +134,9 @@ func TestMotoKeepsEveryMessage(t *testing.T) {
 			defer wg.Done()
 			for total() < senders*perSender {
 				out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+				if ctx.Err() != nil {
+					return // the deadline: the count below says what was missing
+				}
 				if !assert.NoError(t, err) {
 					return
 				}
@@ -153,7 +159,7 @@ func TestMotoKeepsEveryMessage(t *testing.T) {
 	for body, n := range seen {
 		require.Equal(t, 1, n, "message %s delivered %d times", body, n)
 	}
-	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 	require.NoError(t, err)
 	require.Empty(t, out.Messages, "nothing deleted comes back")
 }

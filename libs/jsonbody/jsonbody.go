@@ -1,17 +1,47 @@
 // Package jsonbody holds the checks every JSON request body gets before
-// anything decodes it: is it JSON by its media type, and how deeply does it
-// nest. Size limits alone do not stop a small body such as 100,000 '['
+// anything decodes it: is it JSON by its media type, is it within its size
+// limit (Read), and how deeply does it nest. Size limits alone do not stop a small body such as 100,000 '['
 // from costing a decoder (or a JSON Schema validator, or a handler walking
 // the value recursively) a deep recursion; a byte scan does, in one pass
 // and without allocating.
 package jsonbody
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"mime"
+	"net/http"
 	"strings"
 
 	"github.com/switchyard/switchyard/libs/problem"
 )
+
+// Read reads req's body, at most limit bytes: a body that declares or
+// turns out to be larger is a 413 problem naming whose limit it is (limitOf,
+// e.g. "this route's"), and one that cannot be read a 400. A request
+// without a body reads as nil. A limit the server set on the body before
+// (http.MaxBytesReader) is reported as the gateway's.
+func Read(req *http.Request, limit int64, limitOf string) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	tooLarge := problem.PayloadTooLarge.Newf("the body exceeds %s limit of %d bytes", limitOf, limit)
+	if req.ContentLength > limit {
+		return nil, tooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, problem.PayloadTooLarge.Newf("the body exceeds the gateway's limit of %d bytes", mbe.Limit)
+		}
+		return nil, problem.BadRequest.New("the request body could not be read").WithCause(fmt.Errorf("reading the request body: %w", err))
+	}
+	if int64(len(data)) > limit {
+		return nil, tooLarge
+	}
+	return data, nil
+}
 
 // IsMediaType reports whether contentType is application/json or an
 // application/*+json type (parameters such as charset allowed).

@@ -2,12 +2,16 @@ package jsonbody_test
 
 import (
 	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/jsonbody"
+	"github.com/switchyard/switchyard/libs/problem"
 )
 
 func TestDepthExceeds(t *testing.T) {
@@ -89,4 +93,42 @@ func TestIsMediaType(t *testing.T) {
 	} {
 		require.Equal(t, want, jsonbody.IsMediaType(ct), ct)
 	}
+}
+
+// TestRead: a body within its limit reads whole; one over it, by its
+// declared length or by what it turns out to hold, is a 413 naming whose
+// limit it is; a limit the server set before is the gateway's; no body is
+// nil.
+func TestRead(t *testing.T) {
+	req := func(body string, declared int64) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		r.ContentLength = declared
+		return r
+	}
+	got, err := jsonbody.Read(req(`{"a":1}`, 7), 7, "this route's")
+	require.NoError(t, err)
+	require.Equal(t, `{"a":1}`, string(got))
+
+	for name, r := range map[string]*http.Request{
+		"declared too long": req(`{}`, 100),
+		"longer than said":  req(`{"a":12345678}`, -1),
+	} {
+		_, err := jsonbody.Read(r, 8, "this route's")
+		p, ok := errors.AsType[*problem.Problem](err)
+		require.True(t, ok, name)
+		require.Equal(t, http.StatusRequestEntityTooLarge, p.Status, name)
+		require.Contains(t, p.Detail, "this route's limit of 8 bytes", name)
+	}
+
+	capped := req(`{"a":12345678}`, -1)
+	capped.Body = http.MaxBytesReader(httptest.NewRecorder(), capped.Body, 4)
+	_, err = jsonbody.Read(capped, 100, "this route's")
+	p, ok := errors.AsType[*problem.Problem](err)
+	require.True(t, ok)
+	require.Contains(t, p.Detail, "the gateway's limit of 4 bytes")
+
+	empty := httptest.NewRequest(http.MethodGet, "/", nil)
+	got, err = jsonbody.Read(empty, 8, "this route's")
+	require.NoError(t, err)
+	require.Nil(t, got)
 }

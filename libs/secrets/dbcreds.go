@@ -8,6 +8,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/switchyard/switchyard/libs/clock"
 )
 
 // DatabaseCredentials is a short-lived database user from Vault's database
@@ -126,7 +128,7 @@ func (d *DatabaseCredentials) keep(ctx context.Context) {
 		w, err := d.client.api.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: lease})
 		if err != nil {
 			d.client.setErr(d.concern(), fmt.Errorf("watching the lease: %w", err))
-			if !sleep(ctx, d.client.cfg.RetryMax) {
+			if !clock.Sleep(ctx, d.client.cfg.RetryMax) {
 				return
 			}
 			continue
@@ -147,7 +149,7 @@ func (d *DatabaseCredentials) keep(ctx context.Context) {
 			d.client.setErr(d.concern(), err)
 			log.Warn("fetching new database credentials failed; the current ones work until their lease ends",
 				"error", err, "attempt", attempt, "lease_ends", d.Expires(), "retry_in", backoff.String())
-			if !sleep(ctx, backoff) {
+			if !clock.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, d.client.cfg.RetryMax)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/libs/clock"
 )
 
 // KVSecret is one version of a KV v2 secret.
@@ -116,7 +118,7 @@ func (c *Client) follow(ctx context.Context, w *watch) {
 	concern := w.mount + "/" + w.path
 	wait, backoff := c.cfg.WatchInterval, time.Second
 	failing := false
-	for sleep(ctx, wait) {
+	for clock.Sleep(ctx, wait) {
 		s, err := c.ReadKV(ctx, w.mount, w.path)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/switchyard/switchyard/libs/clock"
 )
 
 // Run keeps the client logged in and its watches running until ctx ends:
@@ -55,7 +57,7 @@ func (c *Client) keepAlive(ctx context.Context) {
 		w, err := c.api.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: login, RenewBehavior: vault.RenewBehaviorErrorOnErrors})
 		if err != nil {
 			c.setErr("auth", fmt.Errorf("watching the token's lifetime: %w", err))
-			if !sleep(ctx, c.cfg.RetryMax) {
+			if !clock.Sleep(ctx, c.cfg.RetryMax) {
 				return
 			}
 			continue
@@ -138,7 +140,7 @@ func (c *Client) reauthenticate(ctx context.Context, seen int) bool {
 		}
 		c.logger.Log(ctx, level, "logging in to Vault failed; retrying until it answers", "auth", c.cfg.Auth, "error", err,
 			"attempt", attempt, "retry_in", backoff.String())
-		if !sleep(ctx, backoff) {
+		if !clock.Sleep(ctx, backoff) {
 			return false
 		}
 		backoff = min(backoff*2, c.cfg.RetryMax)
@@ -183,17 +185,6 @@ func (c *Client) withToken(ctx context.Context, fn func() error) error {
 func isPermissionDenied(err error) bool {
 	var re *vault.ResponseError
 	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // Alongside returns work wrapped so that c runs (Run: renewal, re-login,

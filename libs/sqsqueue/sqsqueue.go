@@ -96,8 +96,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate reports settings SQS would refuse.
+// Validate reports settings SQS would refuse; zero values stand for their
+// defaults, as NewQueues reads them.
 func (c Config) Validate() error {
+	c.setDefaults()
 	var errs []error
 	if !prefixPattern.MatchString(c.Prefix) {
 		errs = append(errs, fmt.Errorf("queue prefix %q must match %s", c.Prefix, prefixPattern))

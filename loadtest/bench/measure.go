@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/switchyard/switchyard/loadtest/sqsload"
 )
 
 // insertRate inserts single rows, each its own transaction, from
@@ -150,43 +152,14 @@ func (p *platform) queue(ctx context.Context, name string) (string, error) {
 // bareSend sends n relay-sized messages with SendMessageBatch(10) from
 // concurrency goroutines and returns messages per second.
 func (p *platform) bareSend(ctx context.Context, url string, n, concurrency int) (float64, error) {
-	batches := make(chan []types.SendMessageBatchRequestEntry, n/10+1)
-	for i := 0; i < n; i += 10 {
-		var entries []types.SendMessageBatchRequestEntry
-		for j := i; j < i+10 && j < n; j++ {
-			entries = append(entries, types.SendMessageBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(j - i)), MessageBody: aws.String(benchText),
-				MessageAttributes: map[string]types.MessageAttributeValue{
-					"_watermill_message_uuid": {DataType: aws.String("String"), StringValue: aws.String(uuid.NewString())},
-					"job_id":                  {DataType: aws.String("String"), StringValue: aws.String(uuid.NewString())},
-					"job_type":                {DataType: aws.String("String"), StringValue: aws.String("bench")},
-					"client_id":               {DataType: aws.String("String"), StringValue: aws.String(benchClient)},
-				},
-			})
-		}
-		batches <- entries
+	messages := make([]sqsload.Message, n)
+	for i := range messages {
+		messages[i] = sqsload.Message{Body: benchText, Attributes: map[string]string{
+			"_watermill_message_uuid": uuid.NewString(), "job_id": uuid.NewString(),
+			"job_type": "bench", "client_id": benchClient,
+		}}
 	}
-	close(batches)
-	start := time.Now()
-	var g errgroup.Group
-	for range concurrency {
-		g.Go(func() error {
-			for entries := range batches {
-				out, err := p.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &url, Entries: entries})
-				if err != nil {
-					return err
-				}
-				if len(out.Failed) > 0 {
-					return fmt.Errorf("%d entries refused", len(out.Failed))
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return sqsload.SendBatches(ctx, p.sqs, url, messages, concurrency)
 }
 
 // bareReceive empties url of its n messages with ReceiveMessage(10) and

@@ -68,6 +68,7 @@ func TestTwoThousandJobsWithCrashes(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); inFlight == 0 && time.Now().Before(deadline); {
 		inFlight = p.count(`SELECT count(*) FROM jobs WHERE status = 'processing'`)
 	}
+	require.Positive(t, inFlight, "a moment with handlers running, to kill the worker in")
 	p.crash("worker")
 	t.Logf("worker killed with %d jobs processing", inFlight)
 
@@ -75,8 +76,15 @@ func TestTwoThousandJobsWithCrashes(t *testing.T) {
 	require.True(t, relayKilled.Load())
 	t.Logf("all %d jobs succeeded %s after the first submission, across two crashes", len(ids), time.Since(start))
 	assertExactlyOnce(t, p, ids)
+	// The kills landed where they matter: some message was delivered
+	// again (a relay that died between send and delete re-sends; a worker
+	// that died after commit leaves its message to come back) and the
+	// inbox recognised it, or some job's attempt was cut and ran again.
+	// Without either, exactly-once above proved nothing about crashes.
 	retried := p.count(`SELECT count(*) FROM jobs WHERE attempts > 1`)
-	t.Logf("%d jobs needed more than one attempt", retried)
+	duplicates, _ := value(p.scrape("worker"), "switchyard_worker_messages_total", "outcome=duplicate")
+	t.Logf("%d jobs needed more than one attempt; the restarted worker recognised %.0f duplicate deliveries", retried, duplicates)
+	require.Positive(t, float64(retried)+duplicates, "no job was retried and no delivery repeated: the kills missed the windows they test")
 }
 
 // submitAll runs the clients until all totalJobs jobs are submitted,

@@ -1,12 +1,20 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -54,7 +62,6 @@ func (p *platform) readiness(svc string) (int, map[string]any) {
 func TestVaultOutage(t *testing.T) {
 	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	vs := stacktest.NewVaultServer(t)
-	rootToken := vs.RootToken
 	mount, roleID, secretID := stacktest.AppRoleOn(t, vs.Root(), "5s", stacktest.ReadSecretsPolicy)
 	dbURL := stacktest.NewDatabase(t)
 	// A password in the URL Vault holds (this Postgres trusts local
@@ -67,9 +74,12 @@ func TestVaultOutage(t *testing.T) {
 	_, err = vs.Root().KVv2("secret").Put(context.Background(), path, map[string]any{"database_url": withPassword.String()})
 	require.NoError(t, err)
 	services := []string{"tokens", "relay", "worker", "gateway"}
+	// The services reach Vault through a proxy that keeps every token
+	// Vault issues them: the secrets they hold, which their logs must not.
+	issued := newTokenRecorder(t, vs.URL())
 	p := startPlatformWith(t, platformOptions{services: services, databaseURL: dbURL, env: []string{
 		"DATABASE_URL=vault:secret/" + path + "#database_url",
-		"VAULT_ADDR=" + vs.URL(),
+		"VAULT_ADDR=" + issued.URL,
 		"VAULT_TOKEN=",
 		"VAULT_AUTH_METHOD=approle",
 		"VAULT_AUTH_MOUNT=" + mount,
@@ -159,9 +169,16 @@ func TestVaultOutage(t *testing.T) {
 	require.Zero(t, failed.Load(), "no request failed")
 	t.Logf("%d jobs submitted and succeeded, 0 failed; %d while Vault was stopped", ok.Load(), during)
 
-	// No secret value in any log.
+	// No secret value the services held in any log: their Vault tokens,
+	// the AppRole secret id, the database password, the OAuth client
+	// secrets and the signing keys' private bytes in every usual encoding.
 	password, _ := withPassword.User.Password()
-	secretValues := map[string]string{"AppRole secret id": secretID, "Vault root token": rootToken, "database password": password}
+	secretValues := map[string]string{"AppRole secret id": secretID, "database password": password}
+	tokens := issued.tokens()
+	require.NotEmpty(t, tokens, "the services logged in to Vault through the proxy")
+	for i, tok := range tokens {
+		secretValues[fmt.Sprintf("Vault token %d", i)] = tok
+	}
 	for id, secret := range clientSecrets {
 		secretValues["client secret of "+id] = secret
 	}
@@ -177,7 +194,19 @@ func TestVaultOutage(t *testing.T) {
 	for i, k := range keyFile.Keys {
 		block, _ := pem.Decode([]byte(k.PrivateKey))
 		require.NotNil(t, block, "signing key %d is PEM", i)
-		secretValues[fmt.Sprintf("signing key %d", i)] = base64.StdEncoding.EncodeToString(block.Bytes)[:32]
+		key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		require.NoError(t, err)
+		ec, ok := key.(*ecdsa.PrivateKey)
+		require.True(t, ok, "signing key %d is ECDSA", i)
+		d, err := ec.Bytes()
+		require.NoError(t, err)
+		for enc, v := range map[string]string{
+			"PEM body": base64.StdEncoding.EncodeToString(block.Bytes)[40:], // past the header every P-256 key shares
+			"hex":      hex.EncodeToString(d), "base64": base64.StdEncoding.EncodeToString(d),
+			"base64url (a JWK's d)": base64.RawURLEncoding.EncodeToString(d),
+		} {
+			secretValues[fmt.Sprintf("signing key %d (%s)", i, enc)] = v
+		}
 	}
 	for _, svc := range services {
 		logs, err := os.ReadFile(filepath.Join(p.logDir, svc+".log"))
@@ -189,6 +218,49 @@ func TestVaultOutage(t *testing.T) {
 		require.NotContains(t, string(logs), withPassword.String(), "%s's log holds the database URL", svc)
 		require.NotContains(t, strings.ToLower(string(logs)), `"client_token"`)
 	}
+}
+
+// tokenRecorder is a reverse proxy to Vault that keeps the client tokens
+// of every login it passes on.
+type tokenRecorder struct {
+	*httptest.Server
+	mu     sync.Mutex
+	issued []string
+}
+
+func newTokenRecorder(t *testing.T, vaultURL string) *tokenRecorder {
+	target, err := url.Parse(vaultURL)
+	require.NoError(t, err)
+	r := &tokenRecorder{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		var login struct {
+			Auth *struct {
+				ClientToken string `json:"client_token"`
+			} `json:"auth"`
+		}
+		if json.Unmarshal(body, &login) == nil && login.Auth != nil && login.Auth.ClientToken != "" {
+			r.mu.Lock()
+			r.issued = append(r.issued, login.Auth.ClientToken)
+			r.mu.Unlock()
+		}
+		return nil
+	}
+	proxy.ErrorLog = log.New(io.Discard, "", 0) // Vault is stopped on purpose
+	r.Server = httptest.NewServer(proxy)
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *tokenRecorder) tokens() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.issued)
 }
 
 func sleepOr(stop <-chan struct{}, d time.Duration) bool {

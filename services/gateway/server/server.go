@@ -92,12 +92,43 @@ type HTTPConfig struct {
 	MaxConns          int           `conf:"default:10000,env:SWITCHYARD_GATEWAY_MAX_CONNS,help:open connections at most; more wait to be accepted"`
 }
 
+// Validate reports settings the gateway cannot run with, naming their
+// variables (the routes file, which names the sync handlers, is checked
+// by Run).
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := jobcatalog.Load(c.JobsFile); err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_JOBS_FILE: %w", err))
+	}
+	if c.CacheMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_CACHE_MAX_BYTES %d must not be negative", c.CacheMaxBytes))
+	}
+	if err := c.Edge.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.UsageFlush < 100*time.Millisecond || c.UsageRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_USAGE_FLUSH %s must be at least 100ms and SWITCHYARD_USAGE_RETENTION %s at least 1h", c.UsageFlush, c.UsageRetention))
+	}
+	if err := (tlsreload.Files{CertFile: c.HTTP.TLSCertFile, KeyFile: c.HTTP.TLSKeyFile}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HTTP.RedirectAddr != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, errors.New("SWITCHYARD_GATEWAY_REDIRECT_ADDR redirects to the public URL: set SWITCHYARD_GATEWAY_PUBLIC_URL to its https:// address"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // AuthConfig says which access tokens the gateway accepts.
 type AuthConfig = accesstoken.Settings
 
 // Run serves the gateway until ctx ends, then drains. Sync routes may name
 // the Go handlers in handlers.
 func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return config.Invalid(err)
+	}
 	catalog, err := jobcatalog.Load(cfg.JobsFile)
 	if err != nil {
 		return config.Invalid(err)
@@ -106,24 +137,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	if err != nil {
 		return config.Invalid(err)
 	}
-	if cfg.CacheMaxBytes < 0 {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_GATEWAY_CACHE_MAX_BYTES %d must not be negative", cfg.CacheMaxBytes))
-	}
-	if err := cfg.Edge.Validate(); err != nil {
-		return config.Invalid(err)
-	}
-	if cfg.UsageFlush < 100*time.Millisecond || cfg.UsageRetention < time.Hour {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_USAGE_FLUSH %s must be at least 100ms and SWITCHYARD_USAGE_RETENTION %s at least 1h", cfg.UsageFlush, cfg.UsageRetention))
-	}
 	tlsFiles := tlsreload.Files{CertFile: cfg.HTTP.TLSCertFile, KeyFile: cfg.HTTP.TLSKeyFile}
-	if err := tlsFiles.Validate(); err != nil {
-		return config.Invalid(err)
-	}
-	if cfg.HTTP.RedirectAddr != "" {
-		if u, err := url.Parse(cfg.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
-			return config.Invalid(errors.New("SWITCHYARD_GATEWAY_REDIRECT_ADDR redirects to the public URL: set SWITCHYARD_GATEWAY_PUBLIC_URL to its https:// address"))
-		}
-	}
 	var cert *tlsreload.Certificate
 	if tlsFiles.Enabled() {
 		if cert, err = tlsreload.Load("public", tlsFiles, tlsreload.NewMetrics(prometheus.DefaultRegisterer), logger); err != nil {
@@ -225,7 +239,10 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		publicL = netutil.LimitListener(publicL, cfg.HTTP.MaxConns)
 	}
 	opsSrv := ops.New(logger, nil)
-	opsSrv.SetAdminToken(cfg.OpsToken.Value())
+	// A new version of the token in Vault applies without a restart.
+	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {
+		return err
+	}
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("issuer_keys", verifier.Ready)
 	opsSrv.AddCheck("disabled_clients", disabled.Ready)

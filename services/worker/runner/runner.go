@@ -59,26 +59,54 @@ type Config struct {
 	Vault secrets.Config
 }
 
+// Validate reports settings the worker cannot run with, naming their
+// variables. A zero ReceiveWait (set in code, not from the environment)
+// stands for its default.
+func (c Config) Validate() error {
+	var errs []error
+	catalog, err := jobcatalog.Load(c.JobsFile)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_JOBS_FILE: %w", err))
+	}
+	if err := c.Queues.Validate(); err != nil {
+		errs = append(errs, err)
+	} else if catalog != nil {
+		if err := checkReceiveBudget(catalog, c.Queues); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if w := c.receiveWait(); w < time.Second || w > 20*time.Second || w >= c.CloseTimeout {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_WORKER_RECEIVE_WAIT %s must be from 1s to 20s and below SWITCHYARD_SHUTDOWN_TIMEOUT (%s)", w, c.CloseTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// receiveWait is ReceiveWait, or its default when unset (tests and
+// embedding programs that build a Config in code).
+func (c Config) receiveWait() time.Duration {
+	if c.ReceiveWait == 0 {
+		return max(time.Second, min(10*time.Second, c.CloseTimeout/2))
+	}
+	return c.ReceiveWait
+}
+
 // Run processes messages of every job type in the catalog until ctx ends.
 // Job types with a handler name use the handler registered under that name
 // in registry; job types with an http target use the built-in HTTP handler.
+// An invalid configuration, or a job type whose handler is not registered,
+// is a config.ErrInvalid (exit status 2).
 func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return config.Invalid(err)
+	}
+	cfg.ReceiveWait = cfg.receiveWait()
 	catalog, err := jobcatalog.Load(cfg.JobsFile)
 	if err != nil {
-		return err
+		return config.Invalid(err)
 	}
 	bindings, err := Bindings(catalog, registry, nil)
 	if err != nil {
-		return err
-	}
-	if err := checkReceiveBudget(catalog, cfg.Queues); err != nil {
-		return err
-	}
-	if cfg.ReceiveWait == 0 { // not from the environment (tests, embedding programs)
-		cfg.ReceiveWait = max(time.Second, min(10*time.Second, cfg.CloseTimeout/2))
-	}
-	if cfg.ReceiveWait < time.Second || cfg.ReceiveWait > 20*time.Second || cfg.ReceiveWait >= cfg.CloseTimeout {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_WORKER_RECEIVE_WAIT %s must be from 1s to 20s and below SWITCHYARD_SHUTDOWN_TIMEOUT (%s)", cfg.ReceiveWait, cfg.CloseTimeout))
+		return config.Invalid(err)
 	}
 	maxConns := 2
 	for _, jt := range catalog.Types() {
@@ -127,7 +155,10 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
 	}
 	opsSrv := ops.New(logger, gatherer)
-	opsSrv.SetAdminToken(cfg.OpsToken.Value())
+	// A new version of the token in Vault applies without a restart.
+	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {
+		return err
+	}
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("router", func(context.Context) error {
 		if !router.IsRunning() || router.IsClosed() {

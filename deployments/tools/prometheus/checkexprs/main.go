@@ -3,7 +3,11 @@
 // metric it selects is one a service exports (a "switchyard_..." name
 // found in the repository's Go sources, a pgxpool statistic, or a Go
 // runtime, process or scrape metric). A renamed metric fails the check
-// instead of leaving an empty panel or an alert that never fires.
+// instead of leaving an empty panel or an alert that never fires. So does
+// a label the metric does not have: in a selector's matchers, in a `by`
+// grouping, or in a panel's legend ({{label}}), for every metric whose
+// labels the Go sources declare literally (prometheus.New*Vec with a
+// []string of names, or prometheus.NewDesc).
 //
 //	go run ./checkexprs -repo ../../.. -dashboards ../../grafana -rules ../../prometheus/alerts.yml
 package main
@@ -45,6 +49,9 @@ func main() {
 	flag.Parse()
 	known, err := exported(*repo)
 	if err == nil {
+		metricLabels, err = declaredLabels(*repo)
+	}
+	if err == nil {
 		err = errors.Join(checkDashboards(*dashboards, known), checkRules(*rules, known))
 	}
 	if err != nil {
@@ -85,9 +92,16 @@ func exported(repo string) (map[string]bool, error) {
 }
 
 func check(where, expr string, known map[string]bool) error {
+	_, err := checkLabelled(where, expr, "", known)
+	return err
+}
+
+// checkLabelled checks expr and, when legend is not empty, that every
+// {{label}} it names is a label of expr's result.
+func checkLabelled(where, expr, legend string, known map[string]bool) (parser.Expr, error) {
 	e, err := promql.ParseExpr(grafanaVars.Replace(expr))
 	if err != nil {
-		return fmt.Errorf("%s: %q does not parse: %w", where, expr, err)
+		return nil, fmt.Errorf("%s: %q does not parse: %w", where, expr, err)
 	}
 	var errs []error
 	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
@@ -100,7 +114,18 @@ func check(where, expr string, known map[string]bool) error {
 		}
 		return nil
 	})
-	return errors.Join(errs...)
+	result, labelErrs := labelsOf(e)
+	for _, le := range labelErrs {
+		errs = append(errs, fmt.Errorf("%s: %q: %w", where, expr, le))
+	}
+	if legend != "" && result.known {
+		for _, m := range legendLabel.FindAllStringSubmatch(legend, -1) {
+			if !result.has(m[1]) {
+				errs = append(errs, fmt.Errorf("%s: legend %q names label %s, which %q does not have (it has %v)", where, legend, m[1], expr, result.sorted()))
+			}
+		}
+	}
+	return e, errors.Join(errs...)
 }
 
 func isKnown(name string, known map[string]bool) bool {
@@ -121,7 +146,8 @@ type panel struct {
 	Title   string  `json:"title"`
 	Panels  []panel `json:"panels"`
 	Targets []struct {
-		Expr string `json:"expr"`
+		Expr         string `json:"expr"`
+		LegendFormat string `json:"legendFormat"`
 	} `json:"targets"`
 }
 
@@ -130,8 +156,11 @@ func checkDashboards(dir string, known map[string]bool) error {
 		return nil
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil || len(files) == 0 {
-		return fmt.Errorf("no dashboards in %s (%v)", dir, err)
+	if err != nil {
+		return fmt.Errorf("listing dashboards in %s: %w", dir, err)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("no dashboards in %s", dir)
 	}
 	sort.Strings(files)
 	var errs []error
@@ -153,7 +182,8 @@ func checkDashboards(dir string, known map[string]bool) error {
 			for _, p := range ps {
 				for _, t := range p.Targets {
 					n++
-					errs = append(errs, check(fmt.Sprintf("%s: panel %q", filepath.Base(f), p.Title), t.Expr, known))
+					_, err := checkLabelled(fmt.Sprintf("%s: panel %q", filepath.Base(f), p.Title), t.Expr, t.LegendFormat, known)
+					errs = append(errs, err)
 				}
 				walk(p.Panels)
 			}

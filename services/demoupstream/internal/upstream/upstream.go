@@ -37,6 +37,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/httpserver"
 )
 
@@ -139,7 +140,7 @@ func (r *Receiver) faulty(next http.HandlerFunc) http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "upstream is down (PUT /control)"})
 			return
 		}
-		if !sleep(req.Context(), time.Duration(k.Latency)) {
+		if !clock.Sleep(req.Context(), time.Duration(k.Latency)) {
 			return
 		}
 		if k.FailureRate > 0 && rand.Float64() < k.FailureRate { //nolint:gosec // failure injection needs no cryptographic randomness
@@ -150,26 +151,12 @@ func (r *Receiver) faulty(next http.HandlerFunc) http.Handler {
 	})
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // echoRequest describes the request. Query knobs: delay (a duration),
 // status (the status to answer) and max_age (seconds, sent as
 // Cache-Control: max-age).
 func echoRequest(w http.ResponseWriter, req *http.Request) {
 	q := req.URL.Query()
-	if d, err := time.ParseDuration(q.Get("delay")); err == nil && !sleep(req.Context(), min(d, time.Minute)) {
+	if d, err := time.ParseDuration(q.Get("delay")); err == nil && !clock.Sleep(req.Context(), min(d, time.Minute)) {
 		return
 	}
 	status := http.StatusOK

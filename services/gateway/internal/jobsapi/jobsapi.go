@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -140,7 +139,7 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 	if key != "" && !idempotencyKeyPattern.MatchString(key) {
 		return problem.InvalidParameter.New("Idempotency-Key must be 1 to 255 visible ASCII characters")
 	}
-	body, err := readBody(c, jt.MaxBodyBytes)
+	body, err := jsonbody.Read(c.Request(), jt.MaxBodyBytes, "this job type's")
 	if err != nil {
 		return err
 	}
@@ -225,23 +224,6 @@ func requireJSON(contentType string) error {
 		return problem.UnsupportedMedia.New("send the payload with Content-Type: application/json")
 	}
 	return problem.UnsupportedMedia.Newf("Content-Type %q is not accepted; use application/json", truncate(contentType, 64))
-}
-
-func readBody(c echo.Context, limit int64) ([]byte, error) {
-	req := c.Request()
-	tooLarge := problem.PayloadTooLarge.Newf("the body of this job type may be at most %d bytes", limit)
-	if req.ContentLength > limit {
-		return nil, tooLarge
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, tooLarge
-		}
-		return nil, problem.BadRequest.New("the request body could not be read").WithCause(err)
-	}
-	return body, nil
 }
 
 func truncate(s string, n int) string {

@@ -210,7 +210,7 @@ func (rt *Route) Methods() []string {
 // Handle is the route's Echo handler.
 func (rt *Route) Handle(c echo.Context) error {
 	req := c.Request()
-	body, err := readBody(req, rt.sync.MaxBodyBytes)
+	body, err := jsonbody.Read(req, rt.sync.MaxBodyBytes, "this route's")
 	if err != nil {
 		rt.count(outcomeTooLarge)
 		return err
@@ -612,29 +612,6 @@ func paramsOf(c echo.Context) (map[string]string, error) {
 		params[name] = v
 	}
 	return params, nil
-}
-
-// readBody reads at most limit bytes of the request body.
-func readBody(req *http.Request, limit int64) ([]byte, error) {
-	if req.Body == nil || req.Body == http.NoBody {
-		return nil, nil
-	}
-	tooLarge := problem.PayloadTooLarge.Newf("the body exceeds this route's limit of %d bytes", limit)
-	if req.ContentLength > limit {
-		return nil, tooLarge
-	}
-	data, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, problem.PayloadTooLarge.Newf("the body exceeds the gateway's limit of %d bytes", mbe.Limit)
-		}
-		return nil, problem.BadRequest.New("the request body could not be read").WithCause(err)
-	}
-	if int64(len(data)) > limit {
-		return nil, tooLarge
-	}
-	return data, nil
 }
 
 // prefersAsync reports whether the request sends Prefer: respond-async

@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,14 +39,40 @@ type Config struct {
 	Vault secrets.Config
 }
 
-// Run forwards the outbox until ctx ends.
+// Validate reports settings the relay cannot run with, naming their
+// variables.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := jobcatalog.Load(c.JobsFile); err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_JOBS_FILE: %w", err))
+	}
+	if c.Loops < 1 || c.Loops > 256 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_LOOPS=%d must be between 1 and 256", c.Loops))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 1000 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_BATCH_SIZE=%d must be between 1 and 1000", c.BatchSize))
+	}
+	if c.PollInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_POLL_INTERVAL=%s must be at least 10ms", c.PollInterval))
+	}
+	if c.SampleInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_SAMPLE_INTERVAL=%s must be at least 100ms", c.SampleInterval))
+	}
+	if err := c.Queues.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Run forwards the outbox until ctx ends. An invalid configuration is a
+// config.ErrInvalid (exit status 2).
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return config.Invalid(err)
+	}
 	catalog, err := jobcatalog.Load(cfg.JobsFile)
 	if err != nil {
-		return err
-	}
-	if cfg.Loops < 1 || cfg.Loops > 256 {
-		return fmt.Errorf("SWITCHYARD_RELAY_LOOPS=%d must be between 1 and 256", cfg.Loops)
+		return config.Invalid(err)
 	}
 	// One connection per loop, one spare for readiness checks.
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops) + 1, Registerer: prometheus.DefaultRegisterer} //nolint:gosec // bounded above
@@ -78,7 +105,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("listening on %s: %w", cfg.OpsAddr, err)
 	}
 	opsSrv := ops.New(logger, nil)
-	opsSrv.SetAdminToken(cfg.OpsToken.Value())
+	// A new version of the token in Vault applies without a restart.
+	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {
+		return err
+	}
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("outbox_notifications", fwd.Listening)
 	opsSrv.AddCheck("sqs", queues.Ping)

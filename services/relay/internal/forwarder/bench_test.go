@@ -3,7 +3,6 @@ package forwarder_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -13,12 +12,10 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/loadtest/sqsload"
 	relay "github.com/switchyard/switchyard/services/relay/internal/forwarder"
 )
 
@@ -72,42 +69,19 @@ func (e *env) bareLoop(b *testing.B, topic string, concurrency int) float64 {
 	ctx := context.Background()
 	url, err := e.queues.Ensure(ctx, topic)
 	require.NoError(b, err)
-	batches := make(chan []types.SendMessageBatchRequestEntry, benchMessages/10+1)
-	for i := 0; i < benchMessages; i += 10 {
-		var entries []types.SendMessageBatchRequestEntry
-		for j := i; j < i+10 && j < benchMessages; j++ {
-			entries = append(entries, types.SendMessageBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(j - i)), MessageBody: aws.String(benchPayload(j)),
-				MessageAttributes: map[string]types.MessageAttributeValue{
-					wmsqs.UUIDAttribute:  {DataType: aws.String("String"), StringValue: aws.String(fmt.Sprintf("01900000-0000-7000-8000-%012d", j))},
-					outbox.MetaJobID:     {DataType: aws.String("String"), StringValue: aws.String(fmt.Sprintf("01900000-0000-7000-9000-%012d", j))},
-					outbox.MetaJobType:   {DataType: aws.String("String"), StringValue: aws.String(topic)},
-					outbox.MetaClientID:  {DataType: aws.String("String"), StringValue: aws.String("bench")},
-					outbox.MetaRequestID: {DataType: aws.String("String"), StringValue: aws.String("0123456789abcdef0123456789abcdef")},
-				},
-			})
-		}
-		batches <- entries
+	messages := make([]sqsload.Message, benchMessages)
+	for j := range messages {
+		messages[j] = sqsload.Message{Body: benchPayload(j), Attributes: map[string]string{
+			wmsqs.UUIDAttribute:  fmt.Sprintf("01900000-0000-7000-8000-%012d", j),
+			outbox.MetaJobID:     fmt.Sprintf("01900000-0000-7000-9000-%012d", j),
+			outbox.MetaJobType:   topic,
+			outbox.MetaClientID:  "bench",
+			outbox.MetaRequestID: "0123456789abcdef0123456789abcdef",
+		}}
 	}
-	close(batches)
-	start := time.Now()
-	var g errgroup.Group
-	for range concurrency {
-		g.Go(func() error {
-			for entries := range batches {
-				out, err := e.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &url, Entries: entries})
-				if err != nil {
-					return err
-				}
-				if len(out.Failed) > 0 {
-					return fmt.Errorf("%d entries failed", len(out.Failed))
-				}
-			}
-			return nil
-		})
-	}
-	require.NoError(b, g.Wait())
-	return benchMessages / time.Since(start).Seconds()
+	rate, err := sqsload.SendBatches(ctx, e.client, url, messages, concurrency)
+	require.NoError(b, err)
+	return rate
 }
 
 // relayRate fills the outbox with benchMessages jobs, then times the relay

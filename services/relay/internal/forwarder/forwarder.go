@@ -30,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/pgnotify"
@@ -197,7 +198,7 @@ func (f *Forwarder) loop(ctx context.Context) {
 		if err != nil {
 			f.logger.Error("forwarding outbox batch", "error", err)
 			f.metrics.errors.Inc()
-			sleep(ctx, f.cfg.ErrorBackoff)
+			clock.Sleep(ctx, f.cfg.ErrorBackoff)
 			continue
 		}
 		if n >= f.cfg.BatchSize {
@@ -388,15 +389,6 @@ func messageSize(m outbox.Message) int {
 		n += len(k) + len(v) + len("String")
 	}
 	return n
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -59,28 +59,45 @@ type Config struct {
 	Vault secrets.Config
 }
 
-// Run serves the admin API and drains the DLQs until ctx ends.
+// Validate reports settings the replay service cannot run with, naming
+// their variables.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := jobcatalog.Load(c.JobsFile); err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_JOBS_FILE: %w", err))
+	}
+	if c.ArchiveRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_ARCHIVE_RETENTION %s must be at least 1h", c.ArchiveRetention))
+	}
+	if c.DrainWait < 0 || c.DrainWait > 20*time.Second {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_DRAIN_WAIT %s must be between 0s and 20s", c.DrainWait))
+	}
+	if c.StatsInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_STATS_INTERVAL %s must be at least 100ms", c.StatsInterval))
+	}
+	if c.OperationsScan < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_OPERATIONS_SCAN %s must be at least 100ms", c.OperationsScan))
+	}
+	if c.MaxOperations < 1 || c.MaxOperations > 16 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", c.MaxOperations))
+	}
+	if err := c.Queues.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves the admin API and drains the DLQs until ctx ends. An invalid
+// configuration is a config.ErrInvalid (exit status 2).
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return config.Invalid(err)
+	}
 	catalog, err := jobcatalog.Load(cfg.JobsFile)
 	if err != nil {
 		return config.Invalid(err)
 	}
-	if cfg.ArchiveRetention < time.Hour {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_ARCHIVE_RETENTION %s must be at least 1h", cfg.ArchiveRetention))
-	}
-	if cfg.DrainWait < 0 || cfg.DrainWait > 20*time.Second {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_DRAIN_WAIT %s must be between 0s and 20s", cfg.DrainWait))
-	}
-	if cfg.StatsInterval < 100*time.Millisecond {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_STATS_INTERVAL %s must be at least 100ms", cfg.StatsInterval))
-	}
-	if cfg.OperationsScan < 100*time.Millisecond {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_OPERATIONS_SCAN %s must be at least 100ms", cfg.OperationsScan))
-	}
-	if cfg.MaxOperations < 1 || cfg.MaxOperations > 16 {
-		return config.Invalid(fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", cfg.MaxOperations))
-	}
-	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: int32(8 + cfg.MaxOperations), Registerer: prometheus.DefaultRegisterer}
+	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: int32(8 + cfg.MaxOperations), Registerer: prometheus.DefaultRegisterer} //nolint:gosec // at most 24 (Validate)
 	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
 		return err
 	}
@@ -134,7 +151,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	opsSrv := ops.New(logger, nil)
-	opsSrv.SetAdminToken(cfg.OpsToken.Value())
+	// A new version of the token in Vault applies without a restart.
+	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {
+		return err
+	}
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("sqs", queues.Ping)
 	opsSrv.AddCheck("issuer_keys", verifier.Ready)

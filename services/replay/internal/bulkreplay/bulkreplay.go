@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/time/rate"
 
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 	"github.com/switchyard/switchyard/services/replay/internal/replayplan"
 )
@@ -172,7 +173,7 @@ func (r *Runner) run(ctx context.Context, id string, lock *deadletterstore.Opera
 		}
 		r.errors.Inc()
 		log.Warn(msg, "error", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		if !clock.Sleep(ctx, backoff) {
 			return false
 		}
 		backoff = min(backoff*2, 30*time.Second)
@@ -221,7 +222,7 @@ func (r *Runner) run(ctx context.Context, id string, lock *deadletterstore.Opera
 			log.Info("stage released; waiting for its replays to settle", "stage", op.Stage, "of", len(op.StageTargets),
 				"in_flight", op.Progress.InFlight)
 		case replayplan.Wait:
-			if !sleep(ctx, r.cfg.PollInterval) {
+			if !clock.Sleep(ctx, r.cfg.PollInterval) {
 				return
 			}
 		case replayplan.Advance:
@@ -277,15 +278,4 @@ func (r *Runner) replay(ctx context.Context, op deadletterstore.Operation, n int
 		r.items.WithLabelValues(res.Item.State).Inc()
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

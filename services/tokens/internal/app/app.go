@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -84,8 +85,34 @@ func keySource(cfg Config) (signingkeys.Source, error) {
 	return nil, config.Invalid(errors.New("no signing keys: set SWITCHYARD_TOKENS_KEYS_TRANSIT (Vault) or SWITCHYARD_TOKENS_KEYS_FILE"))
 }
 
-// Run serves the token service until ctx ends, then drains.
+// Validate reports settings the token service cannot run with, naming
+// their variables (the signing keys themselves are checked when loaded).
+func (c Config) Validate() error {
+	var errs []error
+	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_ISSUER %q must be an http(s) URL", c.Issuer))
+	}
+	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_TTL %s must be from 1m to 24h", c.TokenTTL))
+	}
+	if c.HashMemory < 19 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_HASH_MEMORY_MIB %d must hold one secret check (19 MiB)", c.HashMemory))
+	}
+	if c.DBMaxConns < 1 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_DB_MAX_CONNS %d must be at least 1", c.DBMaxConns))
+	}
+	if _, err := netrules.NewClientIP(c.TrustedProxies, c.ForwardedHeader); err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_TRUSTED_PROXIES / _FORWARDED_HEADER: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves the token service until ctx ends, then drains. An invalid
+// configuration is a config.ErrInvalid (exit status 2).
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return config.Invalid(err)
+	}
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-tokens", MaxConns: cfg.DBMaxConns, Registerer: prometheus.DefaultRegisterer}
 	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
 		return err
@@ -137,7 +164,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	opsSrv := ops.New(logger, nil)
-	opsSrv.SetAdminToken(cfg.OpsToken.Value())
+	// A new version of the token in Vault applies without a restart.
+	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {
+		return err
+	}
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("signing_keys", keys.Err)
 	logger.Info("token service listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "issuer", cfg.Issuer)
