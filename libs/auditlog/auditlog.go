@@ -1,14 +1,14 @@
-// Package auditlog writes the platform's audit log, the admin_audit table
-// that GET /admin/v1/audit reads: every admin call, every refused admin
-// call, every change made with the CLI (clients, signing keys) and every
-// address or client the gateway's edge blocks. It is the one writer of
-// that table.
+// Package auditlog writes and reads the platform's audit log, the
+// admin_audit table that GET /admin/v1/audit lists (List): every admin
+// call, every refused admin call, every change made with the CLI (clients,
+// signing keys) and every address or client the gateway's edge blocks.
 //
 // Refusals come from anyone, so they are written through a Refusals
 // recorder: rate-limited per source and in total, off the request path,
 // with what it had to leave out counted on the next row it writes for
 // that source, so that a flood of refused calls cannot fill the table or
-// slow the service, and still leaves a trace.
+// slow the service, and still leaves a trace. It is the only code that
+// names the table.
 package auditlog
 
 import (
@@ -16,9 +16,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Entry is one audited event.
@@ -36,6 +40,84 @@ type Entry struct {
 	Before  any    `json:"before,omitempty"`
 	After   any    `json:"after,omitempty"`
 	Outcome string `json:"outcome"`
+}
+
+// Filter selects audit entries; empty fields select everything.
+type Filter struct {
+	Actor string
+	// Action matches one action, or every action with its prefix when it
+	// ends in "*" ("replays.*").
+	Action string
+	Target string
+	Since  *time.Time
+	Until  *time.Time
+	// Exclude leaves these actions out (e.g. the reads).
+	Exclude []string
+}
+
+// List returns up to limit entries matching f, newest first, older than
+// the entry with id before (0 for the first page), and whether more
+// follow.
+func List(ctx context.Context, db *pgxpool.Pool, f Filter, limit int, before int64) ([]Entry, bool, error) {
+	args := []any{}
+	where := "TRUE"
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where += " AND " + cond + "$" + strconv.Itoa(len(args))
+	}
+	if f.Actor != "" {
+		add("actor = ", f.Actor)
+	}
+	if prefix, ok := strings.CutSuffix(f.Action, "*"); ok {
+		add("starts_with(action, ", prefix)
+		where += ")"
+	} else if f.Action != "" {
+		add("action = ", f.Action)
+	}
+	if len(f.Exclude) > 0 {
+		add("NOT action = ANY(", f.Exclude)
+		where += ")"
+	}
+	if f.Target != "" {
+		add("target = ", f.Target)
+	}
+	if f.Since != nil {
+		add("at >= ", *f.Since)
+	}
+	if f.Until != nil {
+		add("at < ", *f.Until)
+	}
+	if before > 0 {
+		add("id < ", before)
+	}
+	args = append(args, limit+1)
+	rows, err := db.Query(ctx, `
+		SELECT id, at, actor, action, target, filter, counts, request_id, source_ip, before, after, outcome
+		FROM admin_audit WHERE `+where+` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing audit entries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
+		var e Entry
+		var filter, counts, before, after []byte
+		err := r.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.Target, &filter, &counts, &e.RequestID, &e.SourceIP, &before, &after, &e.Outcome)
+		e.Filter, e.Counts, e.Before, e.After = rawJSON(filter), rawJSON(counts), rawJSON(before), rawJSON(after)
+		return e, err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("listing audit entries: %w", err)
+	}
+	if len(out) > limit {
+		return out[:limit], true, nil
+	}
+	return out, false, nil
+}
+
+func rawJSON(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return json.RawMessage(b)
 }
 
 // Execer runs a statement: a transaction (to audit a change in the

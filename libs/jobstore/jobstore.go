@@ -307,6 +307,76 @@ func AddReplayed(ctx context.Context, tx pgx.Tx, id string, edited bool) error {
 	return nil
 }
 
+// JobCount is how many jobs of one client, type and status were accepted
+// in a window.
+type JobCount struct {
+	ClientID, Type, Status string
+	Count                  int64
+}
+
+// CountAccepted counts the jobs accepted in [since, until), by client,
+// type and status; clientID, when not empty, keeps one client's (the
+// usage report's job counts).
+func CountAccepted(ctx context.Context, db *pgxpool.Pool, since, until time.Time, clientID string) ([]JobCount, error) {
+	rows, err := db.Query(ctx, `
+		SELECT client_id, type, status, count(*) FROM jobs
+		WHERE created_at >= $1 AND created_at < $2 AND ($3 = '' OR client_id = $3)
+		GROUP BY client_id, type, status`, since, until, clientID)
+	if err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (JobCount, error) {
+		var c JobCount
+		err := row.Scan(&c.ClientID, &c.Type, &c.Status, &c.Count)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	return out, nil
+}
+
+// Replayed is what MarkReplayed read of the job it moved: what a new
+// message of it carries, and the payload it had before.
+type Replayed struct {
+	Type, ClientID, RequestID, TraceParent string
+	PreviousPayload                        []byte
+}
+
+// ErrNotDeadLettered is MarkReplayed's answer for a job that exists but is
+// not dead-lettered (its status is in the error's text).
+var ErrNotDeadLettered = errors.New("job is not dead-lettered")
+
+// MarkReplayed moves a dead-lettered job back to replayed inside tx, with
+// payload as its new payload (its attempt schedule and finish time
+// cleared), and returns what its next message needs. A job that does not
+// exist is jobs.ErrNotFound; one in another status ErrNotDeadLettered.
+// The timeline entry is AddReplayed's, once the message is written.
+func MarkReplayed(ctx context.Context, tx pgx.Tx, id string, payload []byte) (Replayed, error) {
+	var r Replayed
+	if !isUUID(id) {
+		return r, fmt.Errorf("job %q: %w", id, jobs.ErrNotFound)
+	}
+	err := tx.QueryRow(ctx, `
+		WITH old AS (SELECT id, payload FROM jobs WHERE id = $1 FOR UPDATE)
+		UPDATE jobs j SET status = 'replayed', payload = $3::jsonb, next_attempt_at = NULL, finished_at = NULL, updated_at = now()
+		FROM old WHERE j.id = old.id AND j.status = ANY($2)
+		RETURNING j.type, j.client_id, COALESCE(j.request_id, ''), COALESCE(j.traceparent, ''), old.payload`,
+		id, statusStrings([]jobs.Status{jobs.StatusDeadLettered}), payload).
+		Scan(&r.Type, &r.ClientID, &r.RequestID, &r.TraceParent, &r.PreviousPayload)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var status string
+		if err := tx.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, id).Scan(&status); err != nil {
+			return r, fmt.Errorf("job %s: %w", id, jobs.ErrNotFound)
+		}
+		return r, fmt.Errorf("job %s is %s: %w", id, status, ErrNotDeadLettered)
+	}
+	if err != nil {
+		return r, fmt.Errorf("marking job %s replayed: %w", id, err)
+	}
+	return r, nil
+}
+
 // MarkDeadLettered moves the job to dead_lettered inside tx, from any
 // status that may move there, adds it to the job's timeline with reason,
 // and reports whether it did (false: the job is already finished, or does

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/jobstore"
 )
 
 // Buckets are the upper bounds, in milliseconds, of the latency buckets;
@@ -299,29 +300,16 @@ func Read(ctx context.Context, db *pgxpool.Pool, q Query) (Report, error) {
 		return Report{}, fmt.Errorf("reading usage: %w", err)
 	}
 	if q.Route == "" {
-		jobRows, err := db.Query(ctx, `
-			SELECT client_id, type, status, count(*) FROM jobs
-			WHERE created_at >= $1 AND created_at < $2 AND ($3 = '' OR client_id = $3)
-			GROUP BY client_id, type, status`, q.Since, q.Until, q.ClientID)
+		counts, err := jobstore.CountAccepted(ctx, db, q.Since, q.Until, q.ClientID)
 		if err != nil {
-			return Report{}, fmt.Errorf("counting jobs: %w", err)
+			return Report{}, err
 		}
-		for jobRows.Next() {
-			var id, typ, status string
-			var n int64
-			if err := jobRows.Scan(&id, &typ, &status, &n); err != nil {
-				jobRows.Close()
-				return Report{}, fmt.Errorf("counting jobs: %w", err)
+		for _, jc := range counts {
+			c := client(jc.ClientID)
+			if c.Jobs[jc.Type] == nil {
+				c.Jobs[jc.Type] = map[string]int64{}
 			}
-			c := client(id)
-			if c.Jobs[typ] == nil {
-				c.Jobs[typ] = map[string]int64{}
-			}
-			c.Jobs[typ][status] = n
-		}
-		jobRows.Close()
-		if err := jobRows.Err(); err != nil {
-			return Report{}, fmt.Errorf("counting jobs: %w", err)
+			c.Jobs[jc.Type][jc.Status] = jc.Count
 		}
 	}
 	for _, c := range byClient {

@@ -2,10 +2,6 @@ package deadletterstore
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,65 +43,11 @@ var ReadActions = []string{"dead_letters.list", "dead_letters.stats", "dead_lett
 
 // ListAudit returns up to limit audit entries matching f, newest first,
 // older than the entry with id before (0 for the first page), and whether
-// more follow.
+// more follow (auditlog.List, the table's owner, reads them).
 func (s *Store) ListAudit(ctx context.Context, f AuditFilter, limit int, before int64) ([]AuditEntry, bool, error) {
-	args := []any{}
-	where := "TRUE"
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where += " AND " + cond + "$" + strconv.Itoa(len(args))
-	}
-	if f.Actor != "" {
-		add("actor = ", f.Actor)
-	}
-	if prefix, ok := strings.CutSuffix(f.Action, "*"); ok {
-		add("starts_with(action, ", prefix)
-		where += ")"
-	} else if f.Action != "" {
-		add("action = ", f.Action)
-	}
+	af := auditlog.Filter{Actor: f.Actor, Action: f.Action, Target: f.Target, Since: f.Since, Until: f.Until}
 	if f.SkipReads {
-		add("NOT action = ANY(", ReadActions)
-		where += ")"
+		af.Exclude = ReadActions
 	}
-	if f.Target != "" {
-		add("target = ", f.Target)
-	}
-	if f.Since != nil {
-		add("at >= ", *f.Since)
-	}
-	if f.Until != nil {
-		add("at < ", *f.Until)
-	}
-	if before > 0 {
-		add("id < ", before)
-	}
-	args = append(args, limit+1)
-	rows, err := s.pool.Query(ctx, `
-		SELECT id, at, actor, action, target, filter, counts, request_id, source_ip, before, after, outcome
-		FROM admin_audit WHERE `+where+` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("listing audit entries: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
-		var e AuditEntry
-		var filter, counts, before, after []byte
-		err := r.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.Target, &filter, &counts, &e.RequestID, &e.SourceIP, &before, &after, &e.Outcome)
-		e.Filter, e.Counts, e.Before, e.After = raw(filter), raw(counts), raw(before), raw(after)
-		return e, err
-	})
-	if err != nil {
-		return nil, false, fmt.Errorf("listing audit entries: %w", err)
-	}
-	if len(out) > limit {
-		return out[:limit], true, nil
-	}
-	return out, false, nil
-}
-
-func raw(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return json.RawMessage(b)
+	return auditlog.List(ctx, s.pool, af, limit, before)
 }

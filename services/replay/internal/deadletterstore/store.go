@@ -437,24 +437,16 @@ func replayOne(ctx context.Context, tx pgx.Tx, id string, payload json.RawMessag
 	if len(payload) == 0 {
 		payload = d.Payload
 	}
-	var jobType, clientID, requestID, traceparent string
-	var before []byte
-	err = tx.QueryRow(ctx, `
-		WITH old AS (SELECT id, payload FROM jobs WHERE id = $1 FOR UPDATE)
-		UPDATE jobs j SET status = 'replayed', payload = $3::jsonb, next_attempt_at = NULL, finished_at = NULL, updated_at = now()
-		FROM old WHERE j.id = old.id AND j.status = ANY($2)
-		RETURNING j.type, j.client_id, COALESCE(j.request_id, ''), COALESCE(j.traceparent, ''), old.payload`,
-		d.JobID, []string{string(jobs.StatusDeadLettered)}, payload).Scan(&jobType, &clientID, &requestID, &traceparent, &before)
-	if errors.Is(err, pgx.ErrNoRows) {
-		var status string
-		if err := tx.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, d.JobID).Scan(&status); err != nil {
-			return res, nil, fmt.Errorf("job %s of dead letter %s does not exist: %w", d.JobID, d.ID, deadletter.ErrNotReplayable)
-		}
-		return res, nil, fmt.Errorf("job %s of dead letter %s is %s, not dead_lettered: %w", d.JobID, d.ID, status, deadletter.ErrNotReplayable)
+	job, err := jobstore.MarkReplayed(ctx, tx, d.JobID, payload)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return res, nil, fmt.Errorf("job %s of dead letter %s does not exist: %w", d.JobID, d.ID, deadletter.ErrNotReplayable)
+	case errors.Is(err, jobstore.ErrNotDeadLettered):
+		return res, nil, fmt.Errorf("dead letter %s: %w (%w)", d.ID, err, deadletter.ErrNotReplayable)
+	case err != nil:
+		return res, nil, err
 	}
-	if err != nil {
-		return res, nil, fmt.Errorf("marking job %s replayed: %w", d.JobID, err)
-	}
+	jobType, clientID, requestID, traceparent, before := job.Type, job.ClientID, job.RequestID, job.TraceParent, job.PreviousPayload
 	msgID, err := uuid.NewV7()
 	if err != nil {
 		return res, nil, fmt.Errorf("generating message id: %w", err)
