@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/outbox"
 )
@@ -93,18 +94,9 @@ func (s *Store) Accept(ctx context.Context, sub jobs.Submission) (job jobs.Job, 
 		return jobs.Job{}, false, fmt.Errorf("inserting job: %w", err)
 	}
 
-	meta := map[string]string{
-		outbox.MetaJobID:    job.ID,
-		outbox.MetaJobType:  job.Type,
-		outbox.MetaClientID: job.ClientID,
-	}
-	if sub.RequestID != "" {
-		meta[outbox.MetaRequestID] = sub.RequestID
-	}
-	if sub.TraceParent != "" {
-		meta[outbox.MetaTraceParent] = sub.TraceParent
-	}
-	if err := outbox.Write(ctx, tx, outbox.Message{UUID: sub.MessageID, Topic: sub.Type, Payload: sub.Payload, Metadata: meta}); err != nil {
+	msg := jobmessage.New(sub.MessageID, jobmessage.Job{ID: job.ID, Type: job.Type, ClientID: job.ClientID,
+		RequestID: sub.RequestID, TraceParent: sub.TraceParent}, sub.Payload)
+	if err := outbox.Write(ctx, tx, msg); err != nil {
 		return jobs.Job{}, false, err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
@@ -58,8 +59,8 @@ func TestAcceptWritesJobAndOutboxMessage(t *testing.T) {
 	require.Equal(t, "text-stats", m.Topic)
 	require.JSONEq(t, `{"text":"hi"}`, string(m.Payload))
 	require.Equal(t, map[string]string{
-		outbox.MetaJobID: sub.ID, outbox.MetaJobType: "text-stats", outbox.MetaClientID: "c1",
-		outbox.MetaRequestID: "req-1", outbox.MetaTraceParent: sub.TraceParent,
+		jobmessage.JobID: sub.ID, jobmessage.JobType: "text-stats", jobmessage.ClientID: "c1",
+		jobmessage.RequestID: "req-1", jobmessage.TraceParent: sub.TraceParent,
 	}, m.Metadata)
 }
 

@@ -31,18 +31,6 @@ const Topic = "outbox"
 // commit.
 const NotifyChannel = "switchyard_outbox"
 
-// Metadata keys every job message carries from the gateway, through the
-// outbox and SQS message attributes, to the worker.
-const (
-	MetaJobID       = "job_id"
-	MetaJobType     = "job_type"
-	MetaClientID    = "client_id"
-	MetaRequestID   = "request_id"
-	MetaTraceParent = "traceparent"
-	// MetaReplayOf names the dead letter a replayed message was sent for.
-	MetaReplayOf = "replay_of"
-)
-
 // Message is one message bound for a destination topic.
 type Message struct {
 	// UUID identifies the message end to end; consumers deduplicate on it.

@@ -24,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
@@ -105,8 +106,8 @@ func (w *worker) submit(t *testing.T, jobType string, n int, payload func(i int)
 			Id: aws.String(fmt.Sprint(len(batch))), MessageBody: aws.String(body),
 			MessageAttributes: map[string]types.MessageAttributeValue{
 				"_watermill_message_uuid": stringAttr(sub.MessageID),
-				outbox.MetaJobID:          stringAttr(sub.ID),
-				outbox.MetaClientID:       stringAttr("c"),
+				jobmessage.JobID:          stringAttr(sub.ID),
+				jobmessage.ClientID:       stringAttr("c"),
 			},
 		})
 		if len(batch) == 10 {

@@ -24,9 +24,9 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
-	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/worker/demo"
 	"github.com/switchyard/switchyard/services/worker/runner"
@@ -93,8 +93,8 @@ job_types:
 		require.NoError(t, err)
 		for range copies {
 			m := message.NewMessage(sub.MessageID, []byte(payload))
-			m.Metadata.Set(outbox.MetaJobID, sub.ID)
-			m.Metadata.Set(outbox.MetaClientID, "c")
+			m.Metadata.Set(jobmessage.JobID, sub.ID)
+			m.Metadata.Set(jobmessage.ClientID, "c")
 			require.NoError(t, pub.Publish(jobType, m))
 		}
 		return sub.ID

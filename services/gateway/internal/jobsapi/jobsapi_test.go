@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/problem"
@@ -210,7 +211,7 @@ func TestAcceptAndStatus(t *testing.T) {
 	claim, err := outbox.ClaimBatch(context.Background(), e.pool, 10)
 	require.NoError(t, err)
 	require.Len(t, claim.Rows, 1)
-	require.Equal(t, tp, claim.Rows[0].Message.Metadata[outbox.MetaTraceParent], "trace context travels with the message")
+	require.Equal(t, tp, claim.Rows[0].Message.Metadata[jobmessage.TraceParent], "trace context travels with the message")
 	claim.Release(context.Background())
 
 	resp, body = e.do(t, call{"GET", "/v1/jobs/" + id, ``, nil})

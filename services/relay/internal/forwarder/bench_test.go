@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/loadtest/sqsload"
 	relay "github.com/switchyard/switchyard/services/relay/internal/forwarder"
@@ -73,10 +74,10 @@ func (e *env) bareLoop(b *testing.B, topic string, concurrency int) float64 {
 	for j := range messages {
 		messages[j] = sqsload.Message{Body: benchPayload(j), Attributes: map[string]string{
 			wmsqs.UUIDAttribute:  fmt.Sprintf("01900000-0000-7000-8000-%012d", j),
-			outbox.MetaJobID:     fmt.Sprintf("01900000-0000-7000-9000-%012d", j),
-			outbox.MetaJobType:   topic,
-			outbox.MetaClientID:  "bench",
-			outbox.MetaRequestID: "0123456789abcdef0123456789abcdef",
+			jobmessage.JobID:     fmt.Sprintf("01900000-0000-7000-9000-%012d", j),
+			jobmessage.JobType:   topic,
+			jobmessage.ClientID:  "bench",
+			jobmessage.RequestID: "0123456789abcdef0123456789abcdef",
 		}}
 	}
 	rate, err := sqsload.SendBatches(ctx, e.client, url, messages, concurrency)

@@ -20,8 +20,6 @@ import (
 	"sync"
 	"time"
 
-	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/clock"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/pgnotify"
@@ -256,7 +255,7 @@ func (f *Forwarder) send(ctx context.Context, rows []outbox.Row) (offsets []int6
 	open := map[string]int{} // topic -> index of its open chunk
 	sizes := map[int]int{}
 	for _, r := range rows {
-		size := messageSize(r.Message)
+		size := jobmessage.SQSSize(r.Message)
 		i, ok := open[r.Message.Topic]
 		if !ok || len(chunks[i].rows) == 10 || sizes[i]+size > maxBatchBytes {
 			chunks = append(chunks, chunk{topic: r.Message.Topic})
@@ -279,8 +278,8 @@ func (f *Forwarder) send(ctx context.Context, rows []outbox.Row) (offsets []int6
 				offsets = append(offsets, r.Offset)
 				// A job's message queued; a dead letter (which names its
 				// job too) is not.
-				if _, dead := sqsqueue.SplitTopic(r.Message.Topic); !dead && r.Message.Metadata[outbox.MetaJobID] != "" {
-					jobIDs = append(jobIDs, r.Message.Metadata[outbox.MetaJobID])
+				if _, dead := sqsqueue.SplitTopic(r.Message.Topic); !dead && r.Message.Metadata[jobmessage.JobID] != "" {
+					jobIDs = append(jobIDs, r.Message.Metadata[jobmessage.JobID])
 				}
 			}
 			if err != nil {
@@ -316,14 +315,14 @@ func (f *Forwarder) sendChunk(ctx context.Context, c chunk) ([]outbox.Row, error
 			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
 				semconv.MessagingSystemAWSSQS, semconv.MessagingOperationTypeSend, semconv.MessagingDestinationName(queue),
 				semconv.MessagingMessageID(r.Message.UUID), semconv.MessagingBatchMessageCount(len(c.rows)),
-				attribute.String("switchyard.job_id", r.Message.Metadata[outbox.MetaJobID]),
+				attribute.String("switchyard.job_id", r.Message.Metadata[jobmessage.JobID]),
 				attribute.Int64("switchyard.outbox_offset", r.Offset)))
 		msg := r.Message
 		if spans[i].IsRecording() {
 			msg.Metadata = maps.Clone(msg.Metadata)
 			tracing.Inject(sctx, msg.Metadata)
 		}
-		sm, err := marshal(msg)
+		sm, err := jobmessage.ToSQS(msg)
 		if err != nil {
 			tracing.Fail(spans[i], err)
 			return nil, err
@@ -363,32 +362,6 @@ func (f *Forwarder) sendChunk(ctx context.Context, c chunk) ([]outbox.Row, error
 		errs = append(errs, err)
 	}
 	return sent, errors.Join(errs...)
-}
-
-// marshal encodes an outbox message the way watermill-aws does, so that
-// the worker's Watermill subscriber reads the UUID and metadata back.
-// Empty metadata values are dropped: SQS refuses empty attribute values,
-// and an absent key reads back as "" anyway.
-func marshal(m outbox.Message) (*types.Message, error) {
-	wm := message.NewMessage(m.UUID, m.Payload)
-	for k, v := range m.Metadata {
-		if v != "" {
-			wm.Metadata.Set(k, v)
-		}
-	}
-	sm, err := wmsqs.DefaultMarshalerUnmarshaler{}.Marshal(wm)
-	if err != nil {
-		return nil, fmt.Errorf("marshaling message %s: %w", m.UUID, err)
-	}
-	return sm, nil
-}
-
-func messageSize(m outbox.Message) int {
-	n := len(m.Payload) + len(wmsqs.UUIDAttribute) + len(m.UUID)
-	for k, v := range m.Metadata {
-		n += len(k) + len(v) + len("String")
-	}
-	return n
 }
 
 func ptr[T any](v T) *T { return &v }

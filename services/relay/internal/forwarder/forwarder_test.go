@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
@@ -104,7 +105,7 @@ func (e *env) drain(t testing.TB, topic string) map[string]int {
 		for i, m := range out.Messages {
 			wm, err := wmsqs.DefaultMarshalerUnmarshaler{}.Unmarshal(&m)
 			require.NoError(t, err)
-			seen[wm.Metadata.Get(outbox.MetaJobID)]++
+			seen[wm.Metadata.Get(jobmessage.JobID)]++
 			del = append(del, types.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
 		}
 		_, err = e.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &url, Entries: del})
@@ -157,8 +158,8 @@ func TestForwardOnce(t *testing.T) {
 	wm, err := wmsqs.DefaultMarshalerUnmarshaler{}.Unmarshal(&out.Messages[0])
 	require.NoError(t, err)
 	require.NotEmpty(t, wm.UUID)
-	require.Equal(t, "alpha", wm.Metadata.Get(outbox.MetaJobType))
-	require.Equal(t, "c1", wm.Metadata.Get(outbox.MetaClientID))
+	require.Equal(t, "alpha", wm.Metadata.Get(jobmessage.JobType))
+	require.Equal(t, "c1", wm.Metadata.Get(jobmessage.ClientID))
 	require.JSONEq(t, `{"n":0}`, string(wm.Payload))
 }
 
@@ -240,7 +241,7 @@ func TestEmptyMetadataValuesAreDropped(t *testing.T) {
 	e := newEnv(t)
 	require.NoError(t, pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		return outbox.Write(ctx, tx, outbox.Message{UUID: "m1", Topic: "sparse", Payload: []byte(`{}`),
-			Metadata: map[string]string{outbox.MetaJobID: "j1", outbox.MetaTraceParent: ""}})
+			Metadata: map[string]string{jobmessage.JobID: "j1", jobmessage.TraceParent: ""}})
 	}))
 	_, err := e.forwarder(t, forwarder.Config{}).ForwardOnce(ctx)
 	require.NoError(t, err)
@@ -265,7 +266,7 @@ func TestDeadLettersGoToTheDLQ(t *testing.T) {
 			return err
 		}
 		return outbox.Write(ctx, tx, outbox.Message{UUID: uuid.NewString(), Topic: sqsqueue.DeadLetterTopic("orders"),
-			Payload: []byte(`{"n":0}`), Metadata: map[string]string{outbox.MetaJobID: ids[0], "switchyard_dead_letter": `{"reason":"permanent_error"}`}})
+			Payload: []byte(`{"n":0}`), Metadata: map[string]string{jobmessage.JobID: ids[0], "switchyard_dead_letter": `{"reason":"permanent_error"}`}})
 	}))
 	_, err = e.forwarder(t, forwarder.Config{}).ForwardOnce(ctx)
 	require.NoError(t, err)

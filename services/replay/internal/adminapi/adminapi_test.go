@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
@@ -143,7 +144,7 @@ func (e *env) deadLetterJob(t *testing.T, text, errText string) (jobID, messageI
 		FirstFailureAt: &tally.FirstFailureAt, LastFailureAt: &tally.LastFailureAt, DeadLetteredAt: time.Now().UTC()}.Encode()
 	require.NoError(t, err)
 	e.sendDLQ(t, string(sub.Payload), map[string]string{
-		"_watermill_message_uuid": sub.MessageID, outbox.MetaJobID: sub.ID, outbox.MetaClientID: "client-7", deadletter.Attribute: meta,
+		"_watermill_message_uuid": sub.MessageID, jobmessage.JobID: sub.ID, jobmessage.ClientID: "client-7", deadletter.Attribute: meta,
 	})
 	return sub.ID, sub.MessageID
 }
@@ -202,7 +203,7 @@ func TestDrainInspectReplayAudit(t *testing.T) {
 	require.NoError(t, err)
 	_, err = store.MarkProcessing(ctx, crash.ID, crash.MessageID)
 	require.NoError(t, err)
-	e.sendDLQ(t, `{"text":"boom"}`, map[string]string{"_watermill_message_uuid": crash.MessageID, outbox.MetaJobID: crash.ID})
+	e.sendDLQ(t, `{"text":"boom"}`, map[string]string{"_watermill_message_uuid": crash.MessageID, jobmessage.JobID: crash.ID})
 	// A stray and a redelivery of A's message.
 	e.sendDLQ(t, "not json at all", map[string]string{"colour": "red"})
 	e.drainAll(t)
@@ -281,7 +282,7 @@ func TestDrainInspectReplayAudit(t *testing.T) {
 	require.NoError(t, err)
 	var sent []outbox.Message
 	for _, r := range claim.Rows {
-		if r.Message.Metadata[outbox.MetaReplayOf] != "" { // not the jobs' own accept messages
+		if r.Message.Metadata[jobmessage.ReplayOf] != "" { // not the jobs' own accept messages
 			sent = append(sent, r.Message)
 		}
 	}
@@ -289,8 +290,8 @@ func TestDrainInspectReplayAudit(t *testing.T) {
 	require.Len(t, sent, 1, "one replay, however often asked")
 	require.Equal(t, replayMsg, sent[0].UUID)
 	require.Equal(t, "text-stats", sent[0].Topic)
-	require.Equal(t, jobA, sent[0].Metadata[outbox.MetaJobID])
-	require.Equal(t, idA, sent[0].Metadata[outbox.MetaReplayOf])
+	require.Equal(t, jobA, sent[0].Metadata[jobmessage.JobID])
+	require.Equal(t, idA, sent[0].Metadata[jobmessage.ReplayOf])
 
 	// Replay B with an edited payload: invalid first (422), then valid.
 	idB := byJob[jobB]["id"].(string)
@@ -356,7 +357,7 @@ func (e *env) deadLetterJobResend(t *testing.T, messageID, jobID string) {
 	t.Helper()
 	meta, err := deadletter.Metadata{Reason: deadletter.ReasonPermanentError, Topic: "text-stats", JobID: jobID, DeadLetteredAt: time.Now().UTC()}.Encode()
 	require.NoError(t, err)
-	e.sendDLQ(t, `{"text":"a"}`, map[string]string{"_watermill_message_uuid": messageID, outbox.MetaJobID: jobID, deadletter.Attribute: meta})
+	e.sendDLQ(t, `{"text":"a"}`, map[string]string{"_watermill_message_uuid": messageID, jobmessage.JobID: jobID, deadletter.Attribute: meta})
 }
 
 func TestAuthAndBadInput(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/libs/deadletter"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
@@ -451,20 +452,18 @@ func replayOne(ctx context.Context, tx pgx.Tx, id string, payload json.RawMessag
 	if err != nil {
 		return res, nil, fmt.Errorf("generating message id: %w", err)
 	}
-	meta := map[string]string{
-		outbox.MetaJobID: d.JobID, outbox.MetaJobType: jobType, outbox.MetaClientID: clientID,
-		outbox.MetaRequestID: requestID, outbox.MetaTraceParent: traceparent, outbox.MetaReplayOf: d.ID,
-	}
+	msg := jobmessage.Replay(msgID.String(), jobmessage.Job{ID: d.JobID, Type: jobType, ClientID: clientID,
+		RequestID: requestID, TraceParent: traceparent}, payload, d.ID)
 	// The replay continues the job's own trace, so that one trace shows
 	// the submission, the failed attempts and the replayed ones; it links
 	// to the operator's request (or bulk operation) that asked for it.
-	rctx, span := tracer.Start(tracing.Extract(ctx, map[string]string{tracing.MetaTraceParent: traceparent}), "replay "+d.Topic,
+	rctx, span := tracer.Start(tracing.Extract(ctx, map[string]string{jobmessage.TraceParent: traceparent}), "replay "+d.Topic,
 		trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(trace.LinkFromContext(ctx)),
 		trace.WithAttributes(attribute.String("switchyard.job_id", d.JobID), attribute.String("switchyard.dead_letter_id", d.ID),
 			attribute.String("switchyard.actor", actor), attribute.Bool("switchyard.edited", res.Edited)))
 	defer span.End()
-	tracing.Inject(rctx, meta)
-	if err := outbox.Write(ctx, tx, outbox.Message{UUID: msgID.String(), Topic: d.Topic, Payload: payload, Metadata: meta}); err != nil {
+	tracing.Inject(rctx, msg.Metadata)
+	if err := outbox.Write(ctx, tx, msg); err != nil {
 		return res, nil, err
 	}
 	if err := jobstore.AddReplayed(ctx, tx, d.JobID, res.Edited); err != nil {

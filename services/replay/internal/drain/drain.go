@@ -33,7 +33,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/libs/deadletter"
-	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/libs/tracing"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
@@ -224,7 +224,7 @@ func Parse(m types.Message, jobType string) deadletterstore.Incoming {
 			in.Attributes[deadletter.Attribute] = raw // kept for the operator; treated as no metadata
 		}
 	}
-	in.JobID = in.Attributes[outbox.MetaJobID]
+	in.JobID = in.Attributes[jobmessage.JobID]
 	if n, err := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil {
 		in.ReceiveCount = n
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
-	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 	"github.com/switchyard/switchyard/services/replay/internal/drain"
@@ -51,7 +51,7 @@ func TestOnceStoresThenDeletes(t *testing.T) {
 	require.NoError(t, err)
 	worker := &sqs.SendMessageInput{QueueUrl: &dlq, MessageBody: aws.String(`{"order": 1}`), MessageAttributes: map[string]types.MessageAttributeValue{
 		wmsqs.UUIDAttribute: attr("01900000-0000-7000-8000-000000000001"), deadletter.Attribute: attr(meta),
-		outbox.MetaJobType: attr("orders"),
+		jobmessage.JobType: attr("orders"),
 	}}
 	stray := &sqs.SendMessageInput{QueueUrl: &dlq, MessageBody: aws.String(`{"order": 2}`)}
 	for _, m := range []*sqs.SendMessageInput{worker, stray} {
@@ -104,7 +104,7 @@ func TestParse(t *testing.T) {
 		MessageId: aws.String("sqs-1"), Body: aws.String(`{}`),
 		MessageAttributes: map[string]types.MessageAttributeValue{
 			wmsqs.UUIDAttribute:  attr("wm-1"),
-			outbox.MetaJobID:     attr("01900000-0000-7000-8000-000000000009"),
+			jobmessage.JobID:     attr("01900000-0000-7000-8000-000000000009"),
 			"blob":               {DataType: aws.String("Binary"), BinaryValue: []byte{0xff, 0x00}},
 			deadletter.Attribute: attr("not json"),
 		},

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -35,23 +34,11 @@ import (
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/inbox"
 	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
-	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/libs/tracing"
-)
-
-// Metadata keys the worker's SQS unmarshaler adds to every received
-// message. They describe the delivery, not the job, and never travel on.
-const (
-	// MetaReceiptHandle is the handle that changes the message's visibility.
-	MetaReceiptHandle = "_sqs_receipt_handle"
-	// MetaSQSMessageID is SQS's own id of the message.
-	MetaSQSMessageID = "_sqs_message_id"
-	// MetaReceiveCount is SQS's ApproximateReceiveCount.
-	MetaReceiveCount   = "_sqs_receive_count"
-	deliveryMetaPrefix = "_sqs_"
 )
 
 // Queue changes how long a received message stays hidden; sqsqueue.Queues
@@ -132,7 +119,7 @@ func (p *Processor) HandlerFunc(b Binding) message.NoPublishHandlerFunc {
 		ctx, span := p.tracer.Start(tracing.Extract(msg.Context(), msg.Metadata), "process "+b.JobType,
 			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
 				semconv.MessagingSystemAWSSQS, semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(b.JobType),
-				semconv.MessagingMessageID(msg.UUID), attribute.String("switchyard.job_id", msg.Metadata.Get(outbox.MetaJobID)),
+				semconv.MessagingMessageID(msg.UUID), attribute.String("switchyard.job_id", msg.Metadata.Get(jobmessage.JobID)),
 				attribute.String("switchyard.handler", b.HandlerName)))
 		msg.SetContext(ctx)
 		outcome, err := p.process(msg, b)
@@ -169,9 +156,9 @@ const (
 const bookkeepingTimeout = 10 * time.Second
 
 func (p *Processor) process(msg *message.Message, b Binding) (string, error) {
-	jobID := msg.Metadata.Get(outbox.MetaJobID)
+	jobID := msg.Metadata.Get(jobmessage.JobID)
 	log := p.cfg.Logger.With("message_id", msg.UUID, "job_id", jobID, "job_type", b.JobType,
-		"client_id", msg.Metadata.Get(outbox.MetaClientID), "request_id", msg.Metadata.Get(outbox.MetaRequestID))
+		"client_id", msg.Metadata.Get(jobmessage.ClientID), "request_id", msg.Metadata.Get(jobmessage.RequestID))
 	if traceID := tracing.TraceID(msg.Context()); traceID != "" {
 		log = log.With("trace_id", traceID)
 	}
@@ -241,7 +228,7 @@ func (p *Processor) apply(ctx context.Context, msg *message.Message, b Binding, 
 		return nil, false, nil
 	}
 	result, err = b.Handler.Handle(ctx, jobhandler.Task{
-		JobID: jobID, Type: b.JobType, ClientID: msg.Metadata.Get(outbox.MetaClientID), MessageID: msg.UUID,
+		JobID: jobID, Type: b.JobType, ClientID: msg.Metadata.Get(jobmessage.ClientID), MessageID: msg.UUID,
 		Attempt: attempt, Payload: json.RawMessage(msg.Payload), TraceParent: tracing.TraceParent(ctx), Tx: tx,
 	})
 	if err != nil {
@@ -296,8 +283,8 @@ func (p *Processor) fail(ctx context.Context, msg *message.Message, b Binding, l
 		}
 		meta := deadletter.Metadata{
 			Reason: reason, Error: text, Fingerprint: fingerprint, Attempts: tally.Failures, Handler: b.HandlerName,
-			Topic: b.JobType, JobID: jobID, ClientID: msg.Metadata.Get(outbox.MetaClientID),
-			TraceID:        deadletter.TraceID(msg.Metadata.Get(outbox.MetaTraceParent)),
+			Topic: b.JobType, JobID: jobID, ClientID: msg.Metadata.Get(jobmessage.ClientID),
+			TraceID:        deadletter.TraceID(msg.Metadata.Get(jobmessage.TraceParent)),
 			FirstFailureAt: &tally.FirstFailureAt, LastFailureAt: &tally.LastFailureAt, DeadLetteredAt: time.Now().UTC(),
 		}
 		if err := p.writeDeadLetter(ctx, tx, msg.UUID, msg, b, meta, false); err != nil {
@@ -321,7 +308,7 @@ func (p *Processor) fail(ctx context.Context, msg *message.Message, b Binding, l
 		return OutcomeError, errors.Join(cause, fmt.Errorf("committing failed attempt: %w", err))
 	}
 	p.cfg.Metrics.retryScheduled(b.JobType, delay)
-	if receipt := msg.Metadata.Get(MetaReceiptHandle); receipt != "" && p.cfg.Queue != nil {
+	if receipt := msg.Metadata.Get(jobmessage.ReceiptHandle); receipt != "" && p.cfg.Queue != nil {
 		if err := p.cfg.Queue.ChangeVisibility(ctx, b.JobType, receipt, delay); err != nil {
 			p.cfg.Metrics.visibilityChange(b.JobType, "backoff", false)
 			log.Warn("could not hide the message for its backoff; it returns after the queue's visibility timeout", "error", err)
@@ -343,15 +330,15 @@ func (p *Processor) deadLetterStray(msg *message.Message, b Binding, log *slog.L
 	now := time.Now().UTC()
 	meta := deadletter.Metadata{
 		Reason: reason, Error: detail, Fingerprint: deadletter.Fingerprint("", true, string(reason)+": "+detail),
-		Topic: b.JobType, JobID: msg.Metadata.Get(outbox.MetaJobID), ClientID: msg.Metadata.Get(outbox.MetaClientID),
-		TraceID:        deadletter.TraceID(msg.Metadata.Get(outbox.MetaTraceParent)),
-		FirstFailureAt: &now, LastFailureAt: &now, DeadLetteredAt: now, OriginalAttributes: originalAttributes(msg),
+		Topic: b.JobType, JobID: msg.Metadata.Get(jobmessage.JobID), ClientID: msg.Metadata.Get(jobmessage.ClientID),
+		TraceID:        deadletter.TraceID(msg.Metadata.Get(jobmessage.TraceParent)),
+		FirstFailureAt: &now, LastFailureAt: &now, DeadLetteredAt: now, OriginalAttributes: jobmessage.Original(msg),
 	}
 	// A message that did not come through our outbox may carry any
 	// "UUID"; SQS's own message id is always a UUID.
 	id := msg.UUID
 	if _, err := uuid.Parse(id); err != nil {
-		id = msg.Metadata.Get(MetaSQSMessageID)
+		id = msg.Metadata.Get(jobmessage.SQSMessageID)
 	}
 	if _, err := uuid.Parse(id); err != nil {
 		id = uuid.NewString()
@@ -381,39 +368,19 @@ func (p *Processor) writeDeadLetter(ctx context.Context, tx pgx.Tx, id string, m
 	if err != nil {
 		return err
 	}
-	attrs := map[string]string{deadletter.Attribute: encoded}
+	dl := jobmessage.DeadLetter(id, b.JobType, msg, deadletter.Attribute, encoded, stray)
 	if !stray {
-		for _, k := range []string{outbox.MetaJobID, outbox.MetaJobType, outbox.MetaClientID, outbox.MetaRequestID, outbox.MetaTraceParent} {
-			if v := msg.Metadata.Get(k); v != "" {
-				attrs[k] = v
-			}
-		}
 		// The dead letter travels on as the child of this attempt.
-		tracing.Inject(ctx, attrs)
+		tracing.Inject(ctx, dl.Metadata)
 	}
-	return outbox.Write(ctx, tx, outbox.Message{UUID: id, Topic: sqsqueue.DeadLetterTopic(b.JobType), Payload: msg.Payload, Metadata: attrs})
-}
-
-// originalAttributes returns msg's attributes without the delivery
-// metadata the unmarshaler added.
-func originalAttributes(msg *message.Message) map[string]string {
-	out := map[string]string{}
-	for k, v := range msg.Metadata {
-		if !strings.HasPrefix(k, deliveryMetaPrefix) {
-			out[k] = v
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return outbox.Write(ctx, tx, dl)
 }
 
 // heartbeat keeps msg hidden while its handler runs, renewing the
 // visibility timeout every third of it; the returned func stops it and
 // waits until no renewal is in flight.
 func (p *Processor) heartbeat(ctx context.Context, msg *message.Message, b Binding, log *slog.Logger) (stop func()) {
-	receipt := msg.Metadata.Get(MetaReceiptHandle)
+	receipt := msg.Metadata.Get(jobmessage.ReceiptHandle)
 	if receipt == "" || p.cfg.Queue == nil {
 		return func() {}
 	}

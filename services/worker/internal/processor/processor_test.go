@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
@@ -75,14 +76,14 @@ func (e *env) job(t *testing.T, text string) *message.Message {
 	_, _, err := e.store.Accept(context.Background(), sub)
 	require.NoError(t, err)
 	m := message.NewMessage(sub.MessageID, payload)
-	m.Metadata.Set(outbox.MetaJobID, sub.ID)
-	m.Metadata.Set(outbox.MetaClientID, "c")
+	m.Metadata.Set(jobmessage.JobID, sub.ID)
+	m.Metadata.Set(jobmessage.ClientID, "c")
 	return m
 }
 
 func (e *env) get(t *testing.T, m *message.Message) jobs.Job {
 	t.Helper()
-	j, err := e.store.Get(context.Background(), m.Metadata.Get(outbox.MetaJobID), "c")
+	j, err := e.store.Get(context.Background(), m.Metadata.Get(jobmessage.JobID), "c")
 	require.NoError(t, err)
 	return j
 }
@@ -91,7 +92,7 @@ func (e *env) effects(t *testing.T, m *message.Message) int {
 	t.Helper()
 	var n int
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM demo_text_stats WHERE job_id = $1`,
-		m.Metadata.Get(outbox.MetaJobID)).Scan(&n))
+		m.Metadata.Get(jobmessage.JobID)).Scan(&n))
 	return n
 }
 
@@ -223,8 +224,8 @@ func TestLastAttemptDeadLettersWithMetadata(t *testing.T) {
 	})
 	handle := e.proc.HandlerFunc(binding(h))
 	m := e.job(t, "doomed")
-	m.Metadata.Set(outbox.MetaTraceParent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	m.Metadata.Set(outbox.MetaRequestID, "req-1")
+	m.Metadata.Set(jobmessage.TraceParent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	m.Metadata.Set(jobmessage.RequestID, "req-1")
 
 	for range 2 {
 		c := m.Copy()
@@ -249,9 +250,9 @@ func TestLastAttemptDeadLettersWithMetadata(t *testing.T) {
 	dl := dls[0]
 	require.Equal(t, m.UUID, dl.UUID, "dead letters keep the message id")
 	require.JSONEq(t, string(m.Payload), string(dl.Payload))
-	require.Equal(t, j.ID, dl.Metadata[outbox.MetaJobID])
-	require.Equal(t, "c", dl.Metadata[outbox.MetaClientID])
-	require.Equal(t, "req-1", dl.Metadata[outbox.MetaRequestID])
+	require.Equal(t, j.ID, dl.Metadata[jobmessage.JobID])
+	require.Equal(t, "c", dl.Metadata[jobmessage.ClientID])
+	require.Equal(t, "req-1", dl.Metadata[jobmessage.RequestID])
 	meta := deadLetterMeta(t, dl)
 	require.Equal(t, deadletter.ReasonAttemptsExhausted, meta.Reason)
 	require.Equal(t, 3, meta.Attempts)
@@ -310,16 +311,16 @@ func TestStrayMessagesAreDeadLettered(t *testing.T) {
 	garbage := message.NewMessage("not-a-uuid", []byte("hello, not JSON"))
 	garbage.Metadata.Set("colour", "red")
 	sqsID := uuid.NewString()
-	garbage.Metadata.Set(processor.MetaSQSMessageID, sqsID)
-	garbage.Metadata.Set(processor.MetaReceiptHandle, "rh")
+	garbage.Metadata.Set(jobmessage.SQSMessageID, sqsID)
+	garbage.Metadata.Set(jobmessage.ReceiptHandle, "rh")
 	require.NoError(t, handle(garbage))
 
 	badID := message.NewMessage(uuid.NewString(), []byte(`{}`))
-	badID.Metadata.Set(outbox.MetaJobID, "123")
+	badID.Metadata.Set(jobmessage.JobID, "123")
 	require.NoError(t, handle(badID))
 
 	orphan := message.NewMessage(uuid.NewString(), []byte(`{"text":"x"}`))
-	orphan.Metadata.Set(outbox.MetaJobID, uuid.NewString())
+	orphan.Metadata.Set(jobmessage.JobID, uuid.NewString())
 	require.NoError(t, handle(orphan))
 
 	byID := map[string]deadletter.Metadata{}
@@ -337,7 +338,7 @@ func TestStrayMessagesAreDeadLettered(t *testing.T) {
 	require.NotEmpty(t, g.Fingerprint)
 	require.Equal(t, deadletter.ReasonUndecodable, byID[badID.UUID].Reason)
 	require.Equal(t, deadletter.ReasonUnknownJob, byID[orphan.UUID].Reason)
-	require.Equal(t, orphan.Metadata.Get(outbox.MetaJobID), byID[orphan.UUID].JobID)
+	require.Equal(t, orphan.Metadata.Get(jobmessage.JobID), byID[orphan.UUID].JobID)
 }
 
 func TestBadResultIsPermanent(t *testing.T) {
@@ -401,7 +402,7 @@ func TestBackoffAndHeartbeatGoToTheQueue(t *testing.T) {
 	b := binding(h)
 	b.Retry = jobs.RetryPolicy{Attempts: 3, Base: 4 * time.Second, Max: time.Minute}
 	m := e.job(t, "slow")
-	m.Metadata.Set(processor.MetaReceiptHandle, "rh-1")
+	m.Metadata.Set(jobmessage.ReceiptHandle, "rh-1")
 	require.NoError(t, proc.HandlerFunc(b)(m))
 	require.True(t, nacked(m))
 
