@@ -2,6 +2,11 @@ package migrations_test
 
 import (
 	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +129,55 @@ func TestEveryTableHasAnOwnerService(t *testing.T) {
 	changers, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	require.Empty(t, changers, "admin_audit is append-only for every service")
+}
+
+// TestEachTableHasOneOwnerInCode: every table the migrations create is
+// named in SQL by one package's Go code only, its owner (tests aside), so
+// that a change to a table's rules has one place to go. The owner offers
+// named operations (jobstore.MarkReplayed, auditlog.List...) and, for other
+// tables' queries, SQL fragments (jobstore.StatusSQL).
+func TestEachTableHasOneOwnerInCode(t *testing.T) {
+	owners := map[string]string{
+		"jobs": "libs/jobstore", "job_events": "libs/jobstore", "job_attempts": "libs/jobstore",
+		"watermill_outbox": "libs/outbox", "inbox": "libs/inbox", "admin_audit": "libs/auditlog",
+		"oauth_clients": "libs/oauthclients", "usage_minutes": "libs/usage", "client_quota_usage": "services/gateway/internal/quota",
+		"dead_letters": "services/replay/internal/deadletterstore", "replay_operations": "services/replay/internal/deadletterstore",
+		"replay_operation_items": "services/replay/internal/deadletterstore", "demo_text_stats": "services/worker/demo",
+	}
+	created := map[string]bool{}
+	sqlFiles, err := filepath.Glob("*.sql")
+	require.NoError(t, err)
+	for _, f := range sqlFiles {
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range regexp.MustCompile(`CREATE TABLE (?:IF NOT EXISTS )?([a-z_]+)`).FindAllSubmatch(src, -1) {
+			created[string(m[1])] = true
+		}
+	}
+	for table := range created {
+		require.Contains(t, owners, table, "table %s has no owner package in this test", table)
+	}
+	uses := map[string][]string{}
+	for _, dir := range []string{"../libs", "../services"} {
+		require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for table := range created {
+				if regexp.MustCompile(`(?i)\b(FROM|INTO|UPDATE|JOIN|TABLE)\s+` + table + `\b`).Match(src) {
+					uses[table] = append(uses[table], strings.TrimPrefix(filepath.ToSlash(path), "../"))
+				}
+			}
+			return nil
+		}))
+	}
+	for table, files := range uses {
+		for _, f := range files {
+			require.True(t, strings.HasPrefix(f, owners[table]+"/"), "%s names table %s, whose owner is %s", f, table, owners[table])
+		}
+	}
 }

@@ -328,6 +328,66 @@ func CountAccepted(ctx context.Context, db *pgxpool.Pool, since, until time.Time
 	return out, nil
 }
 
+// SQL fragments for queries of other tables that need a job's state: the
+// dead-letter store's selections and progress counts. They keep jobs and
+// job_attempts named here only, and run inside the caller's statement (a
+// correlated subquery on the primary key or an index, as a join would).
+
+// StatusSQL is the status of the job whose id is the SQL expression idExpr
+// (” when no such job).
+func StatusSQL(idExpr string) string {
+	return "COALESCE((SELECT status FROM jobs WHERE id = " + idExpr + "), '')"
+}
+
+// MessageSucceededSQL is true when an attempt of the message whose id is
+// messageExpr succeeded.
+func MessageSucceededSQL(messageExpr string) string {
+	return "EXISTS (SELECT 1 FROM job_attempts a WHERE a.message_id = " + messageExpr + " AND a.outcome = 'succeeded')"
+}
+
+// MessageFailedAgainSQL is true when the message whose id is messageExpr,
+// of the job whose id is jobExpr, failed for good: the job is
+// dead-lettered and the message was its last attempt, or a later message
+// of the job (only a replay sends one) was attempted since.
+func MessageFailedAgainSQL(jobExpr, messageExpr string) string {
+	return `(EXISTS (SELECT 1 FROM jobs j WHERE j.id = ` + jobExpr + ` AND j.status = '` + string(jobs.StatusDeadLettered) + `'
+			AND (SELECT a.message_id FROM job_attempts a WHERE a.job_id = j.id ORDER BY a.attempt DESC LIMIT 1) = ` + messageExpr + `)
+		OR EXISTS (SELECT 1 FROM job_attempts later WHERE later.job_id = ` + jobExpr + ` AND later.message_id <> ` + messageExpr + `
+			AND later.attempt > (SELECT max(a.attempt) FROM job_attempts a WHERE a.message_id = ` + messageExpr + `)))`
+}
+
+// MessageHistory is what a job's attempts with one message say.
+type MessageHistory struct {
+	ClientID, LastError, TraceParent string
+	// Attempts is how many attempts ran with the message, between
+	// FirstStartedAt and LastStartedAt.
+	Attempts                      int
+	FirstStartedAt, LastStartedAt *time.Time
+}
+
+// HistoryOf reads job id's client, last error and trace context and its
+// attempts with messageID, inside tx; found is false when the job does not
+// exist.
+func HistoryOf(ctx context.Context, tx pgx.Tx, id, messageID string) (h MessageHistory, found bool, err error) {
+	if !isUUID(id) {
+		return h, false, nil
+	}
+	err = tx.QueryRow(ctx, `
+		SELECT j.client_id, COALESCE(j.last_error, ''), COALESCE(j.traceparent, ''),
+			(SELECT count(*) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2),
+			(SELECT min(started_at) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2),
+			(SELECT max(started_at) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2)
+		FROM jobs j WHERE j.id = $1`, id, messageID).
+		Scan(&h.ClientID, &h.LastError, &h.TraceParent, &h.Attempts, &h.FirstStartedAt, &h.LastStartedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return h, false, nil
+	}
+	if err != nil {
+		return h, false, fmt.Errorf("reading job %s: %w", id, err)
+	}
+	return h, true, nil
+}
+
 // Replayed is what MarkReplayed read of the job it moved: what a new
 // message of it carries, and the payload it had before.
 type Replayed struct {

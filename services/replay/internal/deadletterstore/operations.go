@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchyard/switchyard/libs/deadletter"
-	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/services/replay/internal/replayplan"
 )
 
@@ -77,8 +77,8 @@ func (s *Store) Plan(ctx context.Context, req BulkRequest) (replayplan.Selection
 func selectItems(ctx context.Context, tx pgx.Tx, req BulkRequest) (replayplan.Selection, error) {
 	args := []any{}
 	rows, err := tx.Query(ctx, `
-		SELECT d.id::text, COALESCE(d.job_id::text, ''), d.fingerprint, d.status, COALESCE(j.status, '')
-		FROM dead_letters d LEFT JOIN jobs j ON j.id = d.job_id
+		SELECT d.id::text, COALESCE(d.job_id::text, ''), d.fingerprint, d.status, `+jobstore.StatusSQL("d.job_id")+`
+		FROM dead_letters d
 		WHERE `+req.Filter.where(&args), args...)
 	if err != nil {
 		return replayplan.Selection{}, fmt.Errorf("selecting dead letters to replay: %w", err)
@@ -294,14 +294,11 @@ func progress(ctx context.Context, q querier, id string) (Progress, error) {
 			count(*) FILTER (WHERE o.succeeded), count(*) FILTER (WHERE NOT o.succeeded AND o.failed)
 		FROM replay_operation_items i
 		LEFT JOIN LATERAL (
-			SELECT EXISTS (SELECT 1 FROM job_attempts a WHERE a.message_id = i.message_id AND a.outcome = 'succeeded') AS succeeded,
+			SELECT `+jobstore.MessageSucceededSQL("i.message_id")+` AS succeeded,
 				(EXISTS (SELECT 1 FROM dead_letters d WHERE d.message_id = i.message_id)
-				 OR EXISTS (SELECT 1 FROM jobs j WHERE j.id = i.job_id AND j.status = $2
-					AND (SELECT a.message_id FROM job_attempts a WHERE a.job_id = j.id ORDER BY a.attempt DESC LIMIT 1) = i.message_id)
-				 OR EXISTS (SELECT 1 FROM job_attempts later WHERE later.job_id = i.job_id AND later.message_id <> i.message_id
-					AND later.attempt > (SELECT max(a.attempt) FROM job_attempts a WHERE a.message_id = i.message_id))) AS failed
+				 OR `+jobstore.MessageFailedAgainSQL("i.job_id", "i.message_id")+`) AS failed
 		) o ON i.state = 'replayed'
-		WHERE i.operation_id = $1`, id, string(jobs.StatusDeadLettered)).
+		WHERE i.operation_id = $1`, id).
 		Scan(&p.Total, &p.Pending, &p.Replayed, &p.Deduplicated, &p.Skipped, &p.Succeeded, &p.FailedAgain)
 	if err != nil {
 		return p, fmt.Errorf("counting the items of replay operation %s: %w", id, err)
@@ -365,8 +362,8 @@ func (s *Store) OperationItems(ctx context.Context, id, state string, limit, aft
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT i.seq, i.dead_letter_id::text, i.job_id::text, i.fingerprint, i.state, i.detail, COALESCE(i.message_id, ''),
-			i.processed_at, COALESCE(j.status, '')
-		FROM replay_operation_items i LEFT JOIN jobs j ON j.id = i.job_id
+			i.processed_at, `+jobstore.StatusSQL("i.job_id")+`
+		FROM replay_operation_items i
 		WHERE i.operation_id = $1 AND ($2 = '' OR i.state = $2) AND i.seq > $3
 		ORDER BY i.seq LIMIT $4`, id, state, after, limit+1)
 	if err != nil {

@@ -202,20 +202,15 @@ func complete(ctx context.Context, tx pgx.Tx, m Incoming) (deadletter.Metadata, 
 	if !isJobID(m.JobID) {
 		return d, nil // a stray: no job to complete it from
 	}
-	var lastError, traceparent string
-	err := tx.QueryRow(ctx, `
-		SELECT j.client_id, COALESCE(j.last_error, ''), COALESCE(j.traceparent, ''),
-			(SELECT count(*) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2),
-			(SELECT min(started_at) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2),
-			(SELECT max(started_at) FROM job_attempts a WHERE a.job_id = j.id AND a.message_id = $2)
-		FROM jobs j WHERE j.id = $1`, m.JobID, m.MessageID).
-		Scan(&d.ClientID, &lastError, &traceparent, &d.Attempts, &d.FirstFailureAt, &d.LastFailureAt)
-	if errors.Is(err, pgx.ErrNoRows) {
+	h, found, err := jobstore.HistoryOf(ctx, tx, m.JobID, m.MessageID)
+	if err != nil {
+		return d, fmt.Errorf("dead letter %s: %w", m.MessageID, err)
+	}
+	if !found {
 		return d, nil
 	}
-	if err != nil {
-		return d, fmt.Errorf("reading job %s of dead letter %s: %w", m.JobID, m.MessageID, err)
-	}
+	d.ClientID, d.Attempts, d.FirstFailureAt, d.LastFailureAt = h.ClientID, h.Attempts, h.FirstStartedAt, h.LastStartedAt
+	lastError, traceparent := h.LastError, h.TraceParent
 	d.JobID = m.JobID
 	d.TraceID = deadletter.TraceID(traceparent)
 	if lastError != "" {
