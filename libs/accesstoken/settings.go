@@ -11,7 +11,7 @@ import (
 // from its environment (the gateway, the replay service's admin API). The
 // conf tags name the variables.
 type Settings struct {
-	Issuer             string        `conf:"required,env:SWITCHYARD_AUTH_ISSUER,help:OIDC issuer URL (this platform's token service, Azure AD, Keycloak...)"`
+	Issuer             string        `conf:"required,env:SWITCHYARD_AUTH_ISSUER,help:OIDC issuer URL (this platform's token service / Azure AD / Keycloak...)"`
 	Audience           string        `conf:"default:switchyard,env:SWITCHYARD_AUTH_AUDIENCE,help:required aud of access tokens"`
 	JWKSURL            string        `conf:"env:SWITCHYARD_AUTH_JWKS_URL,help:JWKS URL (default: from the issuer's discovery document)"`
 	Algorithms         []string      `conf:"default:ES256;EdDSA;RS256,env:SWITCHYARD_AUTH_ALGORITHMS,help:accepted signing algorithms (;-separated)"`

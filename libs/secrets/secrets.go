@@ -41,9 +41,9 @@ const (
 // the standard Vault variable names.
 type Config struct {
 	// Addr is Vault's address; empty means Vault is not used.
-	Addr string `conf:"env:VAULT_ADDR,help:Vault address (empty: no Vault; secrets from the environment, for development only)"`
+	Addr string `conf:"env:VAULT_ADDR,help:Vault address (empty: no Vault; secrets from the environment: development only)"`
 	// Auth is the login method: token, approle or kubernetes.
-	Auth string `conf:"default:token,env:VAULT_AUTH_METHOD,help:Vault login: token (development), approle or kubernetes"`
+	Auth string `conf:"default:token,env:VAULT_AUTH_METHOD,help:Vault login: token (development) / approle / kubernetes"`
 	// Token is the token for AuthToken.
 	Token string `conf:"mask,env:VAULT_TOKEN,help:Vault token (auth method token)"`
 	// RoleID and SecretID (or SecretIDFile) are AppRole's credentials.

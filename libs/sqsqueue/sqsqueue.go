@@ -49,8 +49,8 @@ type Config struct {
 	// credentials (for example vault:secret/switchyard/shared/sqs#...);
 	// otherwise the AWS SDK's chain finds them (environment, shared
 	// files, an instance or pod role, which production should prefer).
-	AccessKeyID     config.Secret `conf:"mask,env:SWITCHYARD_SQS_ACCESS_KEY_ID,help:SQS access key id, or vault:<mount>/<path>#<key> (default: the AWS SDK's chain)"`
-	SecretAccessKey config.Secret `conf:"mask,env:SWITCHYARD_SQS_SECRET_ACCESS_KEY,help:SQS secret access key, or vault:<mount>/<path>#<key>"`
+	AccessKeyID     config.Secret `conf:"mask,env:SWITCHYARD_SQS_ACCESS_KEY_ID,help:SQS access key id or vault:<mount>/<path>#<key> (default: the AWS SDK's chain)"`
+	SecretAccessKey config.Secret `conf:"mask,env:SWITCHYARD_SQS_SECRET_ACCESS_KEY,help:SQS secret access key or vault:<mount>/<path>#<key>"`
 	// ExistingQueues says the queues are managed elsewhere (Terraform:
 	// deployments/terraform): they are only looked up, never created or
 	// changed, so the services need no sqs:CreateQueue or

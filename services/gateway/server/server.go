@@ -71,7 +71,7 @@ type Config struct {
 	DrainDelay      time.Duration `conf:"default:0s,env:SWITCHYARD_DRAIN_DELAY,help:time between failing /readyz and closing the listener"`
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
 	UsageFlush      time.Duration `conf:"default:10s,env:SWITCHYARD_USAGE_FLUSH,help:how often request counts per client and route are added to Postgres (GET /admin/v1/usage)"`
-	UsageRetention  time.Duration `conf:"default:720h,env:SWITCHYARD_USAGE_RETENTION,help:how long request counts per client, route and minute are kept"`
+	UsageRetention  time.Duration `conf:"default:720h,env:SWITCHYARD_USAGE_RETENTION,help:how long request counts per client / route / minute are kept"`
 	OpsToken        config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
@@ -86,7 +86,7 @@ type HTTPConfig struct {
 	RedirectAddr      string        `conf:"env:SWITCHYARD_GATEWAY_REDIRECT_ADDR,help:plain-HTTP listener that redirects every request to SWITCHYARD_GATEWAY_PUBLIC_URL (https; 308; empty: none)"`
 	ReadHeaderTimeout time.Duration `conf:"default:5s,env:SWITCHYARD_GATEWAY_READ_HEADER_TIMEOUT,help:time a client has to send the request line and headers (slow-header attacks)"`
 	ReadTimeout       time.Duration `conf:"default:30s,env:SWITCHYARD_GATEWAY_READ_TIMEOUT,help:time a client has to send the whole request"`
-	WriteTimeout      time.Duration `conf:"default:60s,env:SWITCHYARD_GATEWAY_WRITE_TIMEOUT,help:time to answer, from the end of the headers"`
+	WriteTimeout      time.Duration `conf:"default:60s,env:SWITCHYARD_GATEWAY_WRITE_TIMEOUT,help:time to answer from the end of the headers"`
 	IdleTimeout       time.Duration `conf:"default:120s,env:SWITCHYARD_GATEWAY_IDLE_TIMEOUT,help:how long an idle keep-alive connection stays open"`
 	MaxHeaderBytes    int           `conf:"default:65536,env:SWITCHYARD_GATEWAY_MAX_HEADER_BYTES,help:largest request line plus headers (431 above)"`
 	MaxConns          int           `conf:"default:10000,env:SWITCHYARD_GATEWAY_MAX_CONNS,help:open connections at most; more wait to be accepted"`

@@ -39,20 +39,20 @@ type Config struct {
 	KeysReload       time.Duration `conf:"default:10s,env:SWITCHYARD_TOKENS_KEYS_RELOAD,help:how often the signing keys are re-read"`
 	JWKSMaxAge       time.Duration `conf:"default:60s,env:SWITCHYARD_TOKENS_JWKS_MAX_AGE,help:Cache-Control max-age of the JWKS"`
 	DatabaseURL      config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
-	SecretPepper     config.Secret `conf:"mask,env:SWITCHYARD_CLIENT_SECRET_PEPPER,help:pepper of the client-secret hashes (16+ bytes; a vault: reference), kept out of the database; empty: none"`
+	SecretPepper     config.Secret `conf:"mask,env:SWITCHYARD_CLIENT_SECRET_PEPPER,help:pepper of the client-secret hashes (16+ bytes; a vault: reference) kept out of the database; empty: none"`
 	DBMaxConns       int32         `conf:"default:8,env:SWITCHYARD_TOKENS_DB_MAX_CONNS,help:Postgres pool size"`
 	RatePerIP        float64       `conf:"default:20,env:SWITCHYARD_TOKENS_RATE_PER_IP,help:token requests per second per client address (IPv6: per prefix; 0: off)"`
 	BurstPerIP       int           `conf:"default:40,env:SWITCHYARD_TOKENS_BURST_PER_IP,help:burst per client address"`
 	RatePerClient    float64       `conf:"default:5,env:SWITCHYARD_TOKENS_RATE_PER_CLIENT,help:tokens issued per second per client (charged by successes only; 0: off)"`
 	BurstPerClient   int           `conf:"default:20,env:SWITCHYARD_TOKENS_BURST_PER_CLIENT,help:burst of tokens issued per client"`
-	RateFailures     float64       `conf:"default:0.1,env:SWITCHYARD_TOKENS_RATE_FAILURES,help:failed authentications per second per client id and address (charged by failures only, so an attacker cannot lock the real client out; 0: off)"`
+	RateFailures     float64       `conf:"default:0.1,env:SWITCHYARD_TOKENS_RATE_FAILURES,help:failed authentications per second per client id and address (charged by failures only: an attacker cannot lock the real client out; 0: off)"`
 	BurstFailures    int           `conf:"default:10,env:SWITCHYARD_TOKENS_BURST_FAILURES,help:burst of failed authentications per client id and address"`
 	TrustedProxies   string        `conf:"env:SWITCHYARD_TOKENS_TRUSTED_PROXIES,help:CIDRs of the proxies and load balancers whose forwarding header is believed (empty: none; the TCP peer is the client)"`
 	ForwardedHeader  string        `conf:"default:X-Forwarded-For,env:SWITCHYARD_TOKENS_FORWARDED_HEADER,help:the one forwarding header the trusted proxies maintain: X-Forwarded-For or Forwarded"`
 	IPv6Prefix       int           `conf:"default:64,env:SWITCHYARD_TOKENS_IPV6_PREFIX,help:IPv6 addresses in one prefix of this length are limited as one address (128: each address)"`
-	HashMemory       int           `conf:"default:64,env:SWITCHYARD_TOKENS_HASH_MEMORY_MIB,help:MiB that secret checks (argon2id, 19 MiB each) may use at once; the rest wait; keep it well under GOMEMLIMIT"`
+	HashMemory       int           `conf:"default:64,env:SWITCHYARD_TOKENS_HASH_MEMORY_MIB,help:MiB that secret checks (argon2id: 19 MiB each) may use at once; the rest wait; keep it well under GOMEMLIMIT"`
 	HashWait         time.Duration `conf:"default:1s,env:SWITCHYARD_TOKENS_HASH_WAIT,help:how long a token request waits for secret-check memory before 503 temporarily_unavailable"`
-	AcceptUnpeppered bool          `conf:"default:false,env:SWITCHYARD_TOKENS_ACCEPT_UNPEPPERED,help:with a pepper set, still accept secrets hashed without it and re-hash them on success (migration; off: refused)"`
+	AcceptUnpeppered bool          `conf:"default:false,env:SWITCHYARD_TOKENS_ACCEPT_UNPEPPERED,help:with a pepper set: still accept secrets hashed without it and re-hash them on success (migration; off: refused)"`
 	ShutdownTimeout  time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
 	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
