@@ -25,10 +25,10 @@ const Module = "github.com/switchyard/switchyard"
 
 // Roots are the services and the configuration struct each reads.
 var Roots = []Root{
-	{Service: "gateway", Dir: "services/gateway/server", Type: "Config"},
+	{Service: "gateway", Dir: "services/gateway/app", Type: "Config"},
 	{Service: "tokens", Dir: "services/tokens/internal/app", Type: "Config"},
 	{Service: "relay", Dir: "services/relay/internal/app", Type: "Config"},
-	{Service: "worker", Dir: "services/worker/runner", Type: "Config"},
+	{Service: "worker", Dir: "services/worker/app", Type: "Config"},
 	{Service: "replay", Dir: "services/replay/internal/app", Type: "Config"},
 }
 

@@ -11,14 +11,14 @@ import (
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/lifecycle"
 	"github.com/switchyard/switchyard/libs/synchandler"
+	"github.com/switchyard/switchyard/services/gateway/app"
 	"github.com/switchyard/switchyard/services/gateway/demo"
-	"github.com/switchyard/switchyard/services/gateway/server"
 )
 
 func main() { lifecycle.Main("gateway", run) }
 
 func run(ctx context.Context, logger *slog.Logger) error {
-	var cfg server.Config
+	var cfg app.Config
 	if err := config.Load(ctx, &cfg, config.WithLogger(logger)); err != nil {
 		return err
 	}
@@ -27,5 +27,5 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		return err
 	}
 	logger.Info("starting gateway", "version", buildinfo.String(), "config", config.String(&cfg), "sync_handlers", handlers.Names())
-	return server.Run(ctx, cfg, handlers, logger)
+	return app.Run(ctx, cfg, handlers, logger)
 }

@@ -11,14 +11,14 @@ import (
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/lifecycle"
+	"github.com/switchyard/switchyard/services/worker/app"
 	"github.com/switchyard/switchyard/services/worker/demo"
-	"github.com/switchyard/switchyard/services/worker/runner"
 )
 
 func main() { lifecycle.Main("worker", run) }
 
 func run(ctx context.Context, logger *slog.Logger) error {
-	var cfg runner.Config
+	var cfg app.Config
 	if err := config.Load(ctx, &cfg, config.WithLogger(logger)); err != nil {
 		return err
 	}
@@ -27,5 +27,5 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		return err
 	}
 	logger.Info("starting worker", "version", buildinfo.String(), "config", config.String(&cfg), "handlers", registry.Names())
-	return runner.Run(ctx, cfg, registry, logger)
+	return app.Run(ctx, cfg, registry, logger)
 }

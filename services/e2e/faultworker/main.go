@@ -1,5 +1,5 @@
 // Command faultworker is the worker the end-to-end tests run to exercise
-// failure handling: the stock runner (services/worker/runner) with the
+// failure handling: the stock worker (services/worker/app) with the
 // demo text-stats handler and handlers that fail on purpose, registered
 // the way a team registers its own. It is a test fixture, never shipped.
 //
@@ -30,14 +30,14 @@ import (
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/lifecycle"
+	"github.com/switchyard/switchyard/services/worker/app"
 	"github.com/switchyard/switchyard/services/worker/demo"
-	"github.com/switchyard/switchyard/services/worker/runner"
 )
 
 func main() { lifecycle.Main("faultworker", run) }
 
 func run(ctx context.Context, logger *slog.Logger) error {
-	var cfg runner.Config
+	var cfg app.Config
 	if err := config.Load(ctx, &cfg, config.WithLogger(logger)); err != nil {
 		return err
 	}
@@ -85,5 +85,5 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		}
 	}
 	logger.Info("starting fault worker", "handlers", registry.Names(), "fixed_groups", fixed)
-	return runner.Run(ctx, cfg, registry, logger)
+	return app.Run(ctx, cfg, registry, logger)
 }

@@ -25,12 +25,12 @@ import (
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/ratelimit"
 	"github.com/switchyard/switchyard/libs/synchandler"
+	"github.com/switchyard/switchyard/services/gateway/app"
 	"github.com/switchyard/switchyard/services/gateway/internal/edge"
 	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
 	"github.com/switchyard/switchyard/services/gateway/internal/quota"
 	"github.com/switchyard/switchyard/services/gateway/internal/routes"
 	"github.com/switchyard/switchyard/services/gateway/internal/syncroute"
-	"github.com/switchyard/switchyard/services/gateway/server"
 )
 
 // protectedRoutes turns every protection on, with limits far above what
@@ -115,7 +115,7 @@ routes:
 			b.Fatal(err)
 		}
 		e := httpserver.NewEcho(logger)
-		svc := server.Services{
+		svc := app.Services{
 			API: jobsapi.New(jobstore.New(pool), catalog, ""), Catalog: catalog,
 			Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(bearerClients{}, logger, p) },
 			Sync:  syncroute.Options{Handlers: handlers, Metrics: syncroute.NewMetrics(prometheus.NewRegistry()), Logger: logger},
@@ -133,7 +133,7 @@ routes:
 			e.Pre(ed.Pre)
 			svc.Edge = ed
 		}
-		if err := server.Mount(e, f, svc); err != nil {
+		if err := app.Mount(e, f, svc); err != nil {
 			b.Fatal(err)
 		}
 		return e

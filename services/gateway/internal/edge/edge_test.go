@@ -28,11 +28,11 @@ import (
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/ratelimit"
 	"github.com/switchyard/switchyard/libs/synchandler"
+	"github.com/switchyard/switchyard/services/gateway/app"
 	"github.com/switchyard/switchyard/services/gateway/internal/edge"
 	"github.com/switchyard/switchyard/services/gateway/internal/quota"
 	"github.com/switchyard/switchyard/services/gateway/internal/routes"
 	"github.com/switchyard/switchyard/services/gateway/internal/syncroute"
-	"github.com/switchyard/switchyard/services/gateway/server"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -85,7 +85,7 @@ func newGateway(t *testing.T, cfg edge.Config, routesYAML string, opts ...func(*
 	e := httpserver.NewEcho(logger)
 	e.IPExtractor = g.edge.ClientIP
 	e.Pre(g.edge.Pre)
-	require.NoError(t, server.Mount(e, f, server.Services{
+	require.NoError(t, app.Mount(e, f, app.Services{
 		Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(bearerClients{}, logger, p) },
 		Sync:  syncroute.Options{Handlers: handlers, Metrics: syncroute.NewMetrics(prometheus.NewRegistry()), Logger: logger},
 		Edge:  g.edge,

@@ -1,13 +1,14 @@
-// Package server runs the gateway: configuration, the job store, the access
+// Package app runs the gateway (every service's composition root is its
+// package app): configuration, the job store, the access
 // token verifier, the routes and their policies, the sync routes'
 // protections and cache, and the ops listener. It is public so that a team
 // can build its own gateway binary with its own sync handlers, as the
-// worker's runner does for job handlers:
+// worker's package app does for job handlers:
 //
 //	handlers := synchandler.NewRegistry()
 //	_ = handlers.Register("quote", quoteHandler)
-//	err := server.Run(ctx, cfg, handlers, logger)
-package server
+//	err := app.Run(ctx, cfg, handlers, logger)
+package app
 
 import (
 	"context"

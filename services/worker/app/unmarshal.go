@@ -1,4 +1,4 @@
-package runner
+package app
 
 import "github.com/switchyard/switchyard/libs/jobmessage"
 

@@ -1,4 +1,4 @@
-package runner_test
+package app_test
 
 import (
 	"context"
@@ -28,8 +28,8 @@ import (
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/services/worker/app"
 	"github.com/switchyard/switchyard/services/worker/demo"
-	"github.com/switchyard/switchyard/services/worker/runner"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -64,7 +64,7 @@ job_types:
     http: {url: "`+hook.URL+`"}
     consumers: 1
 `), 0o644))
-	cfg := runner.Config{
+	cfg := app.Config{
 		OpsAddr: "127.0.0.1:0", DatabaseURL: config.NewSecret(dbURL), JobsFile: jobsFile, CloseTimeout: 5 * time.Second,
 		Queues: sqsqueue.Config{Prefix: prefix},
 	}
@@ -74,7 +74,7 @@ job_types:
 
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- runner.Run(runCtx, cfg, reg, logger) }()
+	go func() { done <- app.Run(runCtx, cfg, reg, logger) }()
 
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
@@ -136,6 +136,6 @@ func TestBindingsNameMissingHandlers(t *testing.T) {
 	require.NoError(t, err)
 	reg := jobhandler.NewRegistry()
 	require.NoError(t, reg.Register("text-stats", demo.TextStats()))
-	_, err = runner.Bindings(catalog, reg, nil)
+	_, err = app.Bindings(catalog, reg, nil)
 	require.ErrorContains(t, err, `job type "a" names handler "nope", which is not registered (registered: [text-stats])`)
 }

@@ -1,4 +1,4 @@
-package server_test
+package app_test
 
 import (
 	"os"
@@ -9,12 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/devstack"
-	"github.com/switchyard/switchyard/services/gateway/server"
+	"github.com/switchyard/switchyard/services/gateway/app"
 )
 
 // defaults is the gateway's configuration as the environment gives it
 // with only the required settings, read the way the service reads it.
-func defaults(t *testing.T) server.Config {
+func defaults(t *testing.T) app.Config {
 	t.Helper()
 	root, err := devstack.ModuleRoot(".")
 	require.NoError(t, err)
@@ -24,7 +24,7 @@ func defaults(t *testing.T) server.Config {
 	args := os.Args
 	os.Args = os.Args[:1] // conf reads flags too; the test binary's are not the gateway's
 	defer func() { os.Args = args }()
-	var cfg server.Config
+	var cfg app.Config
 	_, err = conf.Parse("", &cfg)
 	require.NoError(t, err)
 	return cfg
@@ -36,15 +36,15 @@ func defaults(t *testing.T) server.Config {
 func TestValidate(t *testing.T) {
 	require.NoError(t, defaults(t).Validate())
 	tests := map[string]struct {
-		mutate func(*server.Config)
+		mutate func(*app.Config)
 		want   string
 	}{
-		"negative cache":         {func(c *server.Config) { c.CacheMaxBytes = -1 }, "SWITCHYARD_GATEWAY_CACHE_MAX_BYTES"},
-		"usage flush too short":  {func(c *server.Config) { c.UsageFlush = 0 }, "SWITCHYARD_USAGE_FLUSH"},
-		"no jobs file":           {func(c *server.Config) { c.JobsFile = "/nonexistent/jobs.yaml" }, "SWITCHYARD_JOBS_FILE"},
-		"redirect without https": {func(c *server.Config) { c.HTTP.RedirectAddr = ":8081" }, "SWITCHYARD_GATEWAY_PUBLIC_URL"},
-		"half a TLS pair":        {func(c *server.Config) { c.HTTP.TLSCertFile = "/tmp/cert.pem" }, "key"},
-		"edge: bad proxies":      {func(c *server.Config) { c.Edge.TrustedProxies = "not-a-cidr" }, "SWITCHYARD_EDGE_TRUSTED_PROXIES"},
+		"negative cache":         {func(c *app.Config) { c.CacheMaxBytes = -1 }, "SWITCHYARD_GATEWAY_CACHE_MAX_BYTES"},
+		"usage flush too short":  {func(c *app.Config) { c.UsageFlush = 0 }, "SWITCHYARD_USAGE_FLUSH"},
+		"no jobs file":           {func(c *app.Config) { c.JobsFile = "/nonexistent/jobs.yaml" }, "SWITCHYARD_JOBS_FILE"},
+		"redirect without https": {func(c *app.Config) { c.HTTP.RedirectAddr = ":8081" }, "SWITCHYARD_GATEWAY_PUBLIC_URL"},
+		"half a TLS pair":        {func(c *app.Config) { c.HTTP.TLSCertFile = "/tmp/cert.pem" }, "key"},
+		"edge: bad proxies":      {func(c *app.Config) { c.Edge.TrustedProxies = "not-a-cidr" }, "SWITCHYARD_EDGE_TRUSTED_PROXIES"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

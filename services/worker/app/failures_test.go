@@ -1,4 +1,4 @@
-package runner_test
+package app_test
 
 import (
 	"context"
@@ -29,8 +29,8 @@ import (
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/services/worker/app"
 	"github.com/switchyard/switchyard/services/worker/demo"
-	"github.com/switchyard/switchyard/services/worker/runner"
 )
 
 // worker is a running worker with the Postgres and SQS it works on.
@@ -50,14 +50,14 @@ func startWorker(t *testing.T, jobsYAML string, reg *jobhandler.Registry, queueC
 	queueCfg.Prefix = stacktest.QueuePrefix(t)
 	jobsFile := filepath.Join(t.TempDir(), "jobs.yaml")
 	require.NoError(t, os.WriteFile(jobsFile, []byte(jobsYAML), 0o644))
-	cfg := runner.Config{
+	cfg := app.Config{
 		OpsAddr: "127.0.0.1:0", DatabaseURL: config.NewSecret(dbURL), JobsFile: jobsFile, CloseTimeout: 5 * time.Second,
 		Queues: queueCfg, Registry: prometheus.NewRegistry(),
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- runner.Run(runCtx, cfg, reg, logger) }()
+	go func() { done <- app.Run(runCtx, cfg, reg, logger) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -280,7 +280,7 @@ func TestAttemptsBeyondRedriveAreRefused(t *testing.T) {
 	require.NoError(t, os.WriteFile(jobsFile, []byte("job_types:\n  a:\n    handler: a\n    retry: {attempts: 5}\n"), 0o644))
 	reg := jobhandler.NewRegistry()
 	require.NoError(t, reg.Register("a", demo.TextStats()))
-	err := runner.Run(context.Background(), runner.Config{
+	err := app.Run(context.Background(), app.Config{
 		JobsFile: jobsFile, DatabaseURL: config.NewSecret("postgres://unused"), Queues: sqsqueue.Config{MaxReceiveCount: 5},
 	}, reg, slog.New(slog.DiscardHandler))
 	require.ErrorIs(t, err, config.ErrInvalid)

@@ -1,4 +1,5 @@
-// Package runner runs Switchyard's worker: a Watermill router with one
+// Package app runs Switchyard's worker (every service's composition root
+// is its package app): a Watermill router with one
 // watermill-aws SQS subscription per consumer slot of every job type in the
 // catalog, each message applied by the processor with the job type's
 // handler. It is public so that a team can build its own worker binary
@@ -6,8 +7,8 @@
 //
 //	reg := jobhandler.NewRegistry()
 //	_ = reg.Register("resize-image", myHandler)
-//	err := runner.Run(ctx, cfg, reg, logger)
-package runner
+//	err := app.Run(ctx, cfg, reg, logger)
+package app
 
 import (
 	"context"
