@@ -169,8 +169,9 @@ type cached struct {
 	nbf   time.Time
 }
 
-// New returns a Verifier. It does not wait for the issuer: Start fetches
-// discovery and keys in the background (retrying), and until keys arrive
+// New returns a Verifier. It does not wait for the issuer: Run (which the
+// caller starts in a goroutine) fetches discovery and keys, retrying, and
+// until keys arrive
 // Authenticate fails with authn.ErrUnavailable and Ready reports why.
 func New(cfg Config) (*Verifier, error) {
 	cfg.setDefaults()
@@ -199,10 +200,18 @@ func New(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
-// Start fetches the keys (discovering the JWKS URL first if needed) in the
-// background, retrying with backoff, and keeps them fresh until ctx ends.
-func (v *Verifier) Start(ctx context.Context) {
-	v.started.Do(func() { go v.run(ctx) })
+// Run fetches the keys (discovering the JWKS URL first if needed),
+// retrying with backoff, and keeps them fresh until ctx ends (it blocks,
+// as every background loop here does: start it with go or an errgroup).
+// A second Run returns at once.
+func (v *Verifier) Run(ctx context.Context) {
+	first := false
+	v.started.Do(func() { first = true })
+	if !first {
+		return
+	}
+	v.run(ctx)
+	<-ctx.Done()
 }
 
 // WaitReady blocks until the first key fetch succeeded or ctx ends.

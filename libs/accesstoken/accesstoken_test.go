@@ -130,7 +130,7 @@ func newVerifier(t *testing.T, is *issuer, mod func(*accesstoken.Config)) *acces
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	v.Start(ctx)
+	go v.Run(ctx)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	require.NoError(t, v.WaitReady(wctx))

@@ -120,7 +120,7 @@ func newVerifierB(b *testing.B, is *issuer, cacheSize int) *accesstoken.Verifier
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	v.Start(ctx)
+	go v.Run(ctx)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	if err := v.WaitReady(wctx); err != nil {

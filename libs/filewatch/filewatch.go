@@ -27,20 +27,29 @@ func stat(path string) stamp {
 	return stamp{size: fi.Size(), mod: fi.ModTime(), inode: inodeOf(fi), found: true}
 }
 
-// Start notes how paths are now, then, in a goroutine until ctx ends,
-// calls changed whenever any of them differs from what it was at the
-// previous poll, every interval. Call it right after reading the files.
-// A file that disappears counts as a change too; changed decides what
-// that means (keeping what it has, typically).
-func Start(ctx context.Context, interval time.Duration, paths []string, changed func()) {
-	last := make([]stamp, len(paths))
-	for i, p := range paths {
-		last[i] = stat(p)
-	}
-	go watch(ctx, interval, paths, last, changed)
+// Watcher remembers how some files were and notices when they change.
+type Watcher struct {
+	paths []string
+	last  []stamp
 }
 
-func watch(ctx context.Context, interval time.Duration, paths []string, last []stamp, changed func()) {
+// New notes how paths are now: call it right after reading the files, so
+// that a change made after the read is one Run sees.
+func New(paths ...string) *Watcher {
+	w := &Watcher{paths: paths, last: make([]stamp, len(paths))}
+	for i, p := range paths {
+		w.last[i] = stat(p)
+	}
+	return w
+}
+
+// Run calls changed whenever any file differs from what it was at the
+// previous poll, polling every interval, until ctx ends (it blocks, as
+// every background loop here does). A file that disappears counts as a
+// change too; changed decides what that means (keeping what it has,
+// typically).
+func (w *Watcher) Run(ctx context.Context, interval time.Duration, changed func()) {
+	paths, last := w.paths, w.last
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

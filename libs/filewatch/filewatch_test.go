@@ -18,7 +18,7 @@ func TestWatchSeesWritesAndRenames(t *testing.T) {
 	var n atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	Start(ctx, 10*time.Millisecond, []string{p}, func() { n.Add(1) })
+	go New(p).Run(ctx, 10*time.Millisecond, func() { n.Add(1) })
 
 	require.NoError(t, os.WriteFile(p, []byte("two!"), 0o600))
 	require.Eventually(t, func() bool { return n.Load() == 1 }, 5*time.Second, 5*time.Millisecond)

@@ -29,13 +29,15 @@ type DB struct {
 	path   string
 	logger *slog.Logger
 	reader atomic.Pointer[maxminddb.Reader]
-	// OnReload, when set before Watch, is told each reload's outcome.
+	// watcher notes the file as it was when opened.
+	watcher *filewatch.Watcher
+	// OnReload, when set before Run, is told each reload's outcome.
 	OnReload func(err error)
 }
 
 // Open reads the database at path.
 func Open(path string, logger *slog.Logger) (*DB, error) {
-	db := &DB{path: path, logger: logger}
+	db := &DB{path: path, logger: logger, watcher: filewatch.New(path)}
 	if err := db.load(); err != nil {
 		return nil, err
 	}
@@ -67,10 +69,11 @@ func (db *DB) warn(msg string, args ...any) {
 	}
 }
 
-// Watch reloads the database when the file changes, checking every
-// interval, until ctx ends; a bad file is logged and the old data kept.
-func (db *DB) Watch(ctx context.Context, interval time.Duration) {
-	filewatch.Start(ctx, interval, []string{db.path}, func() {
+// Run reloads the database when the file changes, checking every
+// interval, until ctx ends (it blocks); a bad file is logged and the old
+// data kept.
+func (db *DB) Run(ctx context.Context, interval time.Duration) {
+	db.watcher.Run(ctx, interval, func() {
 		err := db.load()
 		if err != nil {
 			db.warn("country database not reloaded; the previous one stays in use", "path", db.path, "error", err)

@@ -36,7 +36,7 @@ func TestCountry(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db.Watch(ctx, 10*time.Millisecond)
+	go db.Run(ctx, 10*time.Millisecond)
 	geoiptest.Write(t, path, map[string]string{"192.0.2.0/24": "NL"})
 	require.Eventually(t, func() bool { return reloads.Load() >= 1 }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, "NL", db.Country(netip.MustParseAddr("192.0.2.55")))

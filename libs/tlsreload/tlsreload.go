@@ -79,6 +79,8 @@ type Certificate struct {
 	metrics *Metrics
 	cert    atomic.Pointer[tls.Certificate]
 	pool    atomic.Pointer[x509.CertPool]
+	// watcher notes the files as they were when loaded.
+	watcher *filewatch.Watcher
 }
 
 // Load reads files for the listener called name; the error explains a
@@ -91,6 +93,11 @@ func Load(name string, files Files, metrics *Metrics, logger *slog.Logger) (*Cer
 		metrics = NewMetrics(nil)
 	}
 	c := &Certificate{name: name, files: files, logger: logger, metrics: metrics}
+	paths := []string{files.CertFile, files.KeyFile}
+	if files.ClientCAFile != "" {
+		paths = append(paths, files.ClientCAFile)
+	}
+	c.watcher = filewatch.New(paths...)
 	if err := c.reload(); err != nil {
 		return nil, err
 	}
@@ -126,14 +133,10 @@ func (c *Certificate) reload() error {
 	return nil
 }
 
-// Watch reloads the files when they change, checking every interval,
-// until ctx ends.
-func (c *Certificate) Watch(ctx context.Context, interval time.Duration) {
-	paths := []string{c.files.CertFile, c.files.KeyFile}
-	if c.files.ClientCAFile != "" {
-		paths = append(paths, c.files.ClientCAFile)
-	}
-	filewatch.Start(ctx, interval, paths, func() {
+// Run reloads the files when they change, checking every interval,
+// until ctx ends (it blocks).
+func (c *Certificate) Run(ctx context.Context, interval time.Duration) {
+	c.watcher.Run(ctx, interval, func() {
 		if err := c.reload(); err != nil {
 			c.metrics.reloads.WithLabelValues(c.name, "failed").Inc()
 			c.logger.Error("TLS certificate not reloaded; the previous one stays in use", "listener", c.name, "error", err)

@@ -62,7 +62,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c.Watch(ctx, 20*time.Millisecond)
+	go c.Run(ctx, 20*time.Millisecond)
 	addr := serve(t, c)
 
 	clients := map[string]*http.Client{}
@@ -144,7 +144,7 @@ func TestBadReplacementKeepsTheOldCertificate(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c.Watch(ctx, 10*time.Millisecond)
+	go c.Run(ctx, 10*time.Millisecond)
 	other := ca.Issue(false, "127.0.0.1")
 	require.NoError(t, os.WriteFile(keyFile, other.KeyPEM, 0o600))
 	require.Eventually(t, func() bool {

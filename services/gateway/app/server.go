@@ -261,13 +261,14 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		srv.TLSConfig = cert.Config()
 	}
 	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
+		// Background loops: each Run blocks until ctx ends.
 		go disabled.Run(ctx)
-		verifier.Start(ctx)
+		go verifier.Run(ctx)
 		if cert != nil {
-			cert.Watch(ctx, cfg.HTTP.TLSReload)
+			go cert.Run(ctx, cfg.HTTP.TLSReload)
 		}
 		if countries != nil {
-			countries.Watch(ctx, 30*time.Second)
+			go countries.Run(ctx, 30*time.Second)
 		}
 		if redirectL != nil {
 			go serveRedirect(ctx, redirectL, cfg.PublicURL, logger)

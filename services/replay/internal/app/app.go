@@ -163,8 +163,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	logger.Info("replay service running", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(), "dead_letter_queues", jobTypes)
 	opsSrv.AddVault(cfg.Vault.Client())
 	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
+		// Background loops: each Run blocks until ctx ends.
 		go disabled.Run(ctx)
-		verifier.Start(ctx)
+		go verifier.Run(ctx)
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return dr.Run(gctx, jobTypes) })
 		g.Go(func() error { janitor(gctx, store, logger); return nil })
@@ -174,7 +175,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		srv := httpserver.NewServer(e, logger)
 		if cert != nil {
 			srv.TLSConfig = cert.Config()
-			cert.Watch(gctx, 5*time.Second)
+			g.Go(func() error { cert.Run(gctx, 5*time.Second); return nil })
 		}
 		g.Go(func() error {
 			return httpserver.Serve(gctx, srv, publicL, cfg.ShutdownTimeout)

@@ -135,7 +135,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v.Start(ctx)
+	go v.Run(ctx)
 	require.NoError(t, v.WaitReady(ctx))
 	id, err := v.Verify(ctx, token)
 	require.NoError(t, err)
