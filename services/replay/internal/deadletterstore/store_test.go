@@ -1,0 +1,178 @@
+package deadletterstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/deadletter"
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/jobmessage"
+	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+type env struct {
+	t     *testing.T
+	pool  *pgxpool.Pool
+	jobs  *jobstore.Store
+	store *deadletterstore.Store
+}
+
+func newEnv(t *testing.T) *env {
+	pool := stacktest.NewPool(t)
+	return &env{t: t, pool: pool, jobs: jobstore.New(pool), store: deadletterstore.New(pool)}
+}
+
+func newID(t *testing.T) string {
+	id, err := uuid.NewV7()
+	require.NoError(t, err)
+	return id.String()
+}
+
+// accept submits a job of type orders for client shop and returns its id
+// and its first message's id.
+func (e *env) accept(payload string) (jobID, messageID string) {
+	e.t.Helper()
+	jobID, messageID = newID(e.t), newID(e.t)
+	_, created, err := e.jobs.Accept(context.Background(), jobs.Submission{ID: jobID, MessageID: messageID, Type: "orders",
+		ClientID: "shop", Payload: json.RawMessage(payload), TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+	require.NoError(e.t, err)
+	require.True(e.t, created)
+	return jobID, messageID
+}
+
+// crashLooped ingests the job's message as SQS's redrive moves it: no
+// worker metadata.
+func (e *env) crashLooped(jobID, messageID, payload string) deadletterstore.DeadLetter {
+	e.t.Helper()
+	n, err := e.store.Ingest(context.Background(), []deadletterstore.Incoming{{
+		MessageID: messageID, SQSMessageID: "sqs-" + messageID, Topic: "orders", JobID: jobID, ReceiveCount: 10,
+		SentAt: time.Now().UTC(), Payload: []byte(payload), Attributes: map[string]string{jobmessage.JobID: jobID},
+	}})
+	require.NoError(e.t, err)
+	require.Equal(e.t, 1, n)
+	page, _, err := e.store.List(context.Background(), deadletterstore.Filter{Topic: "orders"}, 100, "")
+	require.NoError(e.t, err)
+	for _, d := range page {
+		if d.MessageID == messageID {
+			return d
+		}
+	}
+	e.t.Fatalf("dead letter of message %s not listed", messageID)
+	return deadletterstore.DeadLetter{}
+}
+
+func (e *env) jobStatus(id string) string {
+	var s string
+	require.NoError(e.t, e.pool.QueryRow(context.Background(), `SELECT status FROM jobs WHERE id = $1`, id).Scan(&s))
+	return s
+}
+
+// TestIngestCompletesFromTheJobOnce: a message SQS moved (no worker
+// metadata) is completed from its job (client, trace) and dead-letters
+// it; the same message again stores nothing.
+func TestIngestCompletesFromTheJobOnce(t *testing.T) {
+	e := newEnv(t)
+	jobID, msgID := e.accept(`{"n":1}`)
+	d := e.crashLooped(jobID, msgID, `{"n":1}`)
+	require.Equal(t, deadletter.ReasonMaxReceiveCount, d.Reason)
+	require.Equal(t, "shop", d.ClientID, "completed from the job")
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", d.TraceID)
+	require.Equal(t, jobID, d.JobID)
+	require.Equal(t, string(jobs.StatusDeadLettered), e.jobStatus(jobID))
+
+	n, err := e.store.Ingest(context.Background(), []deadletterstore.Incoming{{MessageID: msgID, Topic: "orders", JobID: jobID, Payload: []byte(`{}`)}})
+	require.NoError(t, err)
+	require.Zero(t, n, "a message stored before is skipped")
+}
+
+// TestReplay: a replay moves the job back and writes its next message
+// (the job's keys, replay_of, the edited payload); a second one is
+// deduplicated unless forced; an archived dead letter is not replayable.
+func TestReplay(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	jobID, msgID := e.accept(`{"n":1}`)
+	d := e.crashLooped(jobID, msgID, `{"n":1}`)
+	audit := deadletterstore.AuditEntry{Actor: "ops", Action: "dead_letters.replay", Target: d.ID}
+
+	res, err := e.store.Replay(ctx, deadletterstore.ReplayRequest{ID: d.ID, Payload: json.RawMessage(`{"n":2}`), Audit: audit})
+	require.NoError(t, err)
+	require.True(t, res.Edited)
+	require.False(t, res.Deduplicated)
+	require.Equal(t, 1, res.ReplayCount)
+	require.Equal(t, string(jobs.StatusReplayed), e.jobStatus(jobID))
+	var payload, meta []byte
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT payload->'payload', payload->'metadata' FROM watermill_outbox
+		WHERE payload->>'uuid' = $1`, res.MessageID).Scan(&payload, &meta))
+	var m map[string]string
+	require.NoError(t, json.Unmarshal(meta, &m))
+	require.Equal(t, d.ID, m[jobmessage.ReplayOf])
+	require.Equal(t, jobID, m[jobmessage.JobID])
+	require.Equal(t, "shop", m[jobmessage.ClientID])
+
+	again, err := e.store.Replay(ctx, deadletterstore.ReplayRequest{ID: d.ID, Audit: audit})
+	require.NoError(t, err)
+	require.True(t, again.Deduplicated, "replayed before: nothing sent")
+	require.Equal(t, res.MessageID, again.MessageID)
+
+	// Forced while the job is no longer dead-lettered: refused, named.
+	_, err = e.store.Replay(ctx, deadletterstore.ReplayRequest{ID: d.ID, Force: true, Audit: audit})
+	require.ErrorIs(t, err, deadletter.ErrNotReplayable)
+	require.ErrorContains(t, err, "replayed")
+
+	// Archived: never replayable; past its retention, purged.
+	_, err = e.store.Remove(ctx, d.ID, deadletterstore.ModeArchive, -time.Second, deadletterstore.AuditEntry{Actor: "ops", Action: "dead_letters.archive", Target: d.ID})
+	require.NoError(t, err)
+	_, err = e.store.Replay(ctx, deadletterstore.ReplayRequest{ID: d.ID, Force: true, Audit: audit})
+	require.ErrorIs(t, err, deadletter.ErrNotReplayable)
+	n, err := e.store.PurgeExpired(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	_, err = e.store.Get(ctx, d.ID)
+	require.True(t, errors.Is(err, deadletter.ErrNotFound), "%v", err)
+}
+
+// TestListPagesAndFilters: pages of a limit, joined by the cursor, list
+// every dead letter once; a filter narrows; stats group them.
+func TestListPagesAndFilters(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	want := map[string]bool{}
+	for range 5 {
+		jobID, msgID := e.accept(`{}`)
+		want[e.crashLooped(jobID, msgID, `{}`).ID] = true
+	}
+	seen := map[string]bool{}
+	after := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 10)
+		page, more, err := e.store.List(ctx, deadletterstore.Filter{Topic: "orders"}, 2, after)
+		require.NoError(t, err)
+		for _, d := range page {
+			require.False(t, seen[d.ID], "%s listed twice", d.ID)
+			seen[d.ID] = true
+		}
+		if !more {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	require.Equal(t, want, seen)
+	none, _, err := e.store.List(ctx, deadletterstore.Filter{Topic: "other"}, 10, "")
+	require.NoError(t, err)
+	require.Empty(t, none)
+	groups, err := e.store.Stats(ctx, deadletterstore.Filter{})
+	require.NoError(t, err)
+	require.NotEmpty(t, groups)
+}
