@@ -68,6 +68,18 @@ func (cfg Config) connConfig() (*pgxpool.Config, error) {
 	return pc, nil
 }
 
+// OpenWithVault is how every service opens its pool: cfg with vault's
+// short-lived users of its database role applied (UseVault; none when
+// vault names no role), then Open. It returns cfg as applied, for dialers
+// that need the same credentials (LISTEN connections).
+func OpenWithVault(ctx context.Context, cfg Config, vault secrets.Config) (*pgxpool.Pool, Config, error) {
+	if err := cfg.UseVault(ctx, vault); err != nil {
+		return nil, cfg, err
+	}
+	pool, err := Open(ctx, cfg)
+	return pool, cfg, err
+}
+
 // Open creates a pool and checks that the database answers.
 func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 	pc, err := cfg.connConfig()

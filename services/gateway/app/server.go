@@ -152,10 +152,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		}
 	}
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-gateway", MaxConns: cfg.DBMaxConns, Registerer: prometheus.DefaultRegisterer}
-	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
-		return err
-	}
-	pool, err := database.Open(ctx, dbCfg)
+	pool, dbCfg, err := database.OpenWithVault(ctx, dbCfg, cfg.Vault)
 	if err != nil {
 		return err
 	}

@@ -118,10 +118,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		registerer, gatherer = cfg.Registry, cfg.Registry
 	}
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-worker", MaxConns: int32(maxConns), Registerer: registerer}
-	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
-		return err
-	}
-	pool, err := database.Open(ctx, dbCfg)
+	pool, _, err := database.OpenWithVault(ctx, dbCfg, cfg.Vault)
 	if err != nil {
 		return err
 	}

@@ -76,10 +76,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	// One connection per loop, one spare for readiness checks.
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-relay", MaxConns: int32(cfg.Loops) + 1, Registerer: prometheus.DefaultRegisterer} //nolint:gosec // bounded above
-	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
-		return err
-	}
-	pool, err := database.Open(ctx, dbCfg)
+	pool, dbCfg, err := database.OpenWithVault(ctx, dbCfg, cfg.Vault)
 	if err != nil {
 		return err
 	}

@@ -98,10 +98,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return config.Invalid(err)
 	}
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-replay", MaxConns: int32(8 + cfg.MaxOperations), Registerer: prometheus.DefaultRegisterer} //nolint:gosec // at most 24 (Validate)
-	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
-		return err
-	}
-	pool, err := database.Open(ctx, dbCfg)
+	pool, dbCfg, err := database.OpenWithVault(ctx, dbCfg, cfg.Vault)
 	if err != nil {
 		return err
 	}

@@ -114,10 +114,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return config.Invalid(err)
 	}
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-tokens", MaxConns: cfg.DBMaxConns, Registerer: prometheus.DefaultRegisterer}
-	if err := dbCfg.UseVault(ctx, cfg.Vault); err != nil {
-		return err
-	}
-	pool, err := database.Open(ctx, dbCfg)
+	pool, _, err := database.OpenWithVault(ctx, dbCfg, cfg.Vault)
 	if err != nil {
 		return err
 	}
