@@ -38,6 +38,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobpayload"
 	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/libs/replayapi"
 	"github.com/switchyard/switchyard/libs/usage"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 )
@@ -209,12 +210,14 @@ func (a *API) recordRead(c echo.Context, e deadletterstore.AuditEntry, err error
 	return err
 }
 
-// Page is a page of a listing.
-type Page[T any] struct {
-	Items []T `json:"items"`
-	// NextCursor fetches the next page; absent on the last.
-	NextCursor string `json:"next_cursor,omitempty"`
-}
+// Detail is the answer of GET /admin/v1/dead-letters/{id} (libs/replayapi).
+type Detail = replayapi.Detail
+
+// AttemptView is one attempt of the job in a Detail (libs/replayapi).
+type AttemptView = replayapi.AttemptView
+
+// Page is a page of a listing (replayapi.Page).
+type Page[T any] = replayapi.Page[T]
 
 var filterParams = []string{"topic", "type", "fingerprint", "client", "reason", "status", "since", "until"}
 
@@ -276,33 +279,6 @@ func (a *API) stats(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"groups": groups, "total": total})
-}
-
-// Detail is the answer of GET /admin/v1/dead-letters/{id}.
-type Detail struct {
-	deadletterstore.DeadLetter
-	// Payload is the message body: JSON as it was, or a string when the
-	// body is not JSON (PayloadEncoding says how).
-	Payload         json.RawMessage `json:"payload"`
-	PayloadEncoding string          `json:"payload_encoding"`
-	// History is the job's attempts with their errors, oldest first
-	// (DeadLetter.Attempts counts the failed attempts of the message).
-	History []AttemptView `json:"history"`
-	// JobURL links to the job (GET /v1/jobs/{id} on the gateway, for its
-	// owning client).
-	JobURL string `json:"job_url,omitempty"`
-}
-
-// AttemptView is one attempt of the job.
-type AttemptView struct {
-	Number      int        `json:"attempt"`
-	MessageID   string     `json:"message_id"`
-	Outcome     string     `json:"outcome"`
-	Error       string     `json:"error,omitempty"`
-	Fingerprint string     `json:"fingerprint,omitempty"`
-	Permanent   bool       `json:"permanent,omitempty"`
-	StartedAt   time.Time  `json:"started_at"`
-	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 }
 
 func (a *API) get(c echo.Context) error {

@@ -12,8 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/libs/replayplan"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
-	"github.com/switchyard/switchyard/services/replay/internal/replayplan"
 )
 
 // Bulk replay defaults and bounds.

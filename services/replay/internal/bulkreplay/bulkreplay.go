@@ -19,8 +19,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/switchyard/switchyard/libs/clock"
+	"github.com/switchyard/switchyard/libs/replayplan"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
-	"github.com/switchyard/switchyard/services/replay/internal/replayplan"
 )
 
 // Config configures a Runner.

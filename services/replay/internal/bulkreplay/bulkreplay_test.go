@@ -18,9 +18,9 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/replayplan"
 	"github.com/switchyard/switchyard/services/replay/internal/bulkreplay"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
-	"github.com/switchyard/switchyard/services/replay/internal/replayplan"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/jobstore"
-	"github.com/switchyard/switchyard/services/replay/internal/replayplan"
+	"github.com/switchyard/switchyard/libs/replayplan"
 )
 
 // Statuses of a bulk replay operation.
@@ -79,7 +79,7 @@ func selectItems(ctx context.Context, tx pgx.Tx, req BulkRequest) (replayplan.Se
 	rows, err := tx.Query(ctx, `
 		SELECT d.id::text, COALESCE(d.job_id::text, ''), d.fingerprint, d.status, `+jobstore.StatusSQL("d.job_id")+`
 		FROM dead_letters d
-		WHERE `+req.Filter.where(&args), args...)
+		WHERE `+filterWhere(req.Filter, &args), args...)
 	if err != nil {
 		return replayplan.Selection{}, fmt.Errorf("selecting dead letters to replay: %w", err)
 	}
@@ -96,64 +96,6 @@ func selectItems(ctx context.Context, tx pgx.Tx, req BulkRequest) (replayplan.Se
 		return sel, fmt.Errorf("%w: %d, at most %d in one operation; narrow the filter or set max", deadletter.ErrSelectionTooLarge, sel.WouldReplay, MaxOperationItems)
 	}
 	return sel, nil
-}
-
-// Operation is a bulk replay and its progress.
-type Operation struct {
-	ID        string    `json:"id"`
-	Status    string    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
-	RequestID string    `json:"request_id,omitempty"`
-	Filter    Filter    `json:"filter"`
-	Max       int       `json:"max,omitempty"`
-	RatePerS  float64   `json:"rate_per_s"`
-	Force     bool      `json:"force"`
-	// Stages as asked, and the cumulative item counts they came to.
-	Stages       []replayplan.Stage `json:"stages"`
-	StageTargets []int              `json:"stage_targets"`
-	// Stage is the stage being released, from 1.
-	Stage             int        `json:"stage"`
-	StageDoneAt       *time.Time `json:"stage_done_at,omitempty"`
-	StopIfFailedRatio float64    `json:"stop_if_failed_ratio"`
-	SettleTimeout     Duration   `json:"settle_timeout"`
-	// Selection is what the filter matched when the operation was created.
-	Selection   replayplan.Selection `json:"selection"`
-	Progress    Progress             `json:"progress"`
-	StopReason  string               `json:"stop_reason,omitempty"`
-	CancelledBy string               `json:"cancelled_by,omitempty"`
-	UpdatedAt   time.Time            `json:"updated_at"`
-	FinishedAt  *time.Time           `json:"finished_at,omitempty"`
-}
-
-// Duration is a time.Duration written as "1m30s" in JSON.
-type Duration time.Duration
-
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// Progress counts an operation's items by state, and what became of the
-// replayed ones.
-type Progress struct {
-	Total        int `json:"total"`
-	Pending      int `json:"pending"`
-	Deduplicated int `json:"deduplicated"`
-	Skipped      int `json:"skipped"`
-	replayplan.Outcomes
-	InFlight int `json:"in_flight"`
-}
-
-// State is the operation's progress as replayplan.Next reads it.
-func (o Operation) State(now time.Time) replayplan.State {
-	st := replayplan.State{
-		Targets: o.StageTargets, Stage: o.Stage - 1, Processed: o.Progress.Total - o.Progress.Pending,
-		Outcomes: o.Progress.Outcomes, Now: now, SettleTimeout: time.Duration(o.SettleTimeout),
-		StopIfFailedRatio: o.StopIfFailedRatio,
-	}
-	if o.StageDoneAt != nil {
-		st.StageDoneAt = *o.StageDoneAt
-	}
-	return st
 }
 
 const operationColumns = `id::text, status, created_at, created_by, request_id, filter, COALESCE(max_items, 0), rate_per_s, force,

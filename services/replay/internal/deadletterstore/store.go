@@ -24,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/replayapi"
 	"github.com/switchyard/switchyard/libs/tracing"
 )
 
@@ -34,41 +35,21 @@ const (
 	StatusArchived = "archived"
 )
 
-// DeadLetter is one stored dead letter.
-type DeadLetter struct {
-	ID           string `json:"id"`
-	MessageID    string `json:"message_id"`
-	SQSMessageID string `json:"sqs_message_id"`
-	// Topic is the job type whose DLQ held the message.
-	Topic          string            `json:"topic"`
-	JobID          string            `json:"job_id,omitempty"`
-	ClientID       string            `json:"client_id,omitempty"`
-	Reason         deadletter.Reason `json:"reason"`
-	Error          string            `json:"error"`
-	Fingerprint    string            `json:"fingerprint"`
-	Attempts       int               `json:"attempts"`
-	Handler        string            `json:"handler,omitempty"`
-	TraceID        string            `json:"trace_id,omitempty"`
-	FirstFailureAt *time.Time        `json:"first_failure_at,omitempty"`
-	LastFailureAt  *time.Time        `json:"last_failure_at,omitempty"`
-	DeadLetteredAt time.Time         `json:"dead_lettered_at"`
-	StoredAt       time.Time         `json:"stored_at"`
-	// ReceiveCount is SQS's receive count of the message in the DLQ's
-	// source queue, when SQS reported it.
-	ReceiveCount int               `json:"receive_count,omitempty"`
-	Payload      []byte            `json:"-"`
-	Attributes   map[string]string `json:"attributes,omitempty"`
-	Status       string            `json:"status"`
-	ReplayCount  int               `json:"replay_count"`
-	ReplayedAt   *time.Time        `json:"replayed_at,omitempty"`
-	ReplayedBy   string            `json:"replayed_by,omitempty"`
-	// ReplayMessageID is the message the latest replay sent.
-	ReplayMessageID string `json:"replay_message_id,omitempty"`
-	// ReplayOf is the dead letter whose replay failed again as this one.
-	ReplayOf   string     `json:"replay_of,omitempty"`
-	ArchivedAt *time.Time `json:"archived_at,omitempty"`
-	PurgeAfter *time.Time `json:"purge_after,omitempty"`
-}
+// DeadLetter is one stored dead letter, as the admin API answers it
+// (libs/replayapi, like the other types below).
+type DeadLetter = replayapi.DeadLetter
+
+// Filter selects dead letters.
+type Filter = replayapi.Filter
+
+// Operation is a bulk replay and its progress.
+type Operation = replayapi.Operation
+
+// Duration is a time.Duration written as "1m30s" in JSON.
+type Duration = replayapi.Duration
+
+// Progress counts an operation's items.
+type Progress = replayapi.Progress
 
 // Store reads and writes dead letters.
 type Store struct {
@@ -219,20 +200,9 @@ func complete(ctx context.Context, tx pgx.Tx, m Incoming) (deadletter.Metadata, 
 	return d, nil
 }
 
-// Filter selects dead letters. Empty fields match everything.
-type Filter struct {
-	Topic       string     `json:"topic,omitempty"`
-	Fingerprint string     `json:"fingerprint,omitempty"`
-	ClientID    string     `json:"client,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	Status      string     `json:"status,omitempty"`
-	Since       *time.Time `json:"since,omitempty"`
-	Until       *time.Time `json:"until,omitempty"`
-}
-
-// where renders f as SQL conditions on dead_letters aliased d, appending
+// filterWhere renders f as SQL conditions on dead_letters aliased d, appending
 // its arguments to args.
-func (f Filter) where(args *[]any) string {
+func filterWhere(f Filter, args *[]any) string {
 	conds := []string{"TRUE"}
 	add := func(cond string, v any) {
 		*args = append(*args, v)
@@ -267,7 +237,7 @@ func (f Filter) where(args *[]any) string {
 // follow.
 func (s *Store) List(ctx context.Context, f Filter, limit int, after string) (page []DeadLetter, more bool, err error) {
 	args := []any{}
-	where := f.where(&args)
+	where := filterWhere(f, &args)
 	if after != "" {
 		args = append(args, after)
 		where += fmt.Sprintf(" AND d.id < $%d::uuid", len(args))
@@ -327,7 +297,7 @@ func (s *Store) Stats(ctx context.Context, f Filter) ([]Group, error) {
 		SELECT d.topic, d.fingerprint, (array_agg(d.reason ORDER BY d.id DESC))[1], count(*),
 			count(*) FILTER (WHERE d.status = 'stored'), count(*) FILTER (WHERE d.status = 'replayed'),
 			min(d.dead_lettered_at), max(d.dead_lettered_at), (array_agg(d.error ORDER BY d.id DESC))[1]
-		FROM dead_letters d WHERE `+f.where(&args)+`
+		FROM dead_letters d WHERE `+filterWhere(f, &args)+`
 		GROUP BY d.topic, d.fingerprint ORDER BY count(*) DESC, d.topic, d.fingerprint`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("counting dead letters: %w", err)

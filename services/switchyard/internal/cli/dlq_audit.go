@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/switchyard/switchyard/libs/replayapi"
 )
 
 func newDLQAuditCmd(f *adminFlags) *cobra.Command {
@@ -41,7 +43,7 @@ func newDLQAuditCmd(f *adminFlags) *cobra.Command {
 				q.Set("since", t.UTC().Format(time.RFC3339Nano))
 			}
 			return withAdmin(cmd, f, func(ctx context.Context, c *adminClient) error {
-				var page dlqPage[struct {
+				var page replayapi.Page[struct {
 					At      time.Time       `json:"at"`
 					Actor   string          `json:"actor"`
 					Action  string          `json:"action"`

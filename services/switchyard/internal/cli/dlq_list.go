@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/switchyard/switchyard/libs/replayapi"
 )
 
 func newDLQListCmd(f *adminFlags) *cobra.Command {
@@ -36,7 +38,7 @@ func newDLQListCmd(f *adminFlags) *cobra.Command {
 				// for the table only when one is printed.
 				var raws []json.RawMessage
 				for {
-					var page dlqPage[json.RawMessage]
+					var page replayapi.Page[json.RawMessage]
 					if _, err := c.get(ctx, "/admin/v1/dead-letters", q, &page); err != nil {
 						return err
 					}
@@ -45,7 +47,7 @@ func newDLQListCmd(f *adminFlags) *cobra.Command {
 						if f.json {
 							return printJSONValue(cmd.OutOrStdout(), map[string]any{"items": orEmpty(raws), "next_cursor": page.NextCursor})
 						}
-						items := make([]dlqDeadLetter, len(raws))
+						items := make([]replayapi.DeadLetter, len(raws))
 						for i, r := range raws {
 							if err := decodeInto(r, &items[i]); err != nil {
 								return err
@@ -71,7 +73,7 @@ func newDLQShowCmd(f *adminFlags) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withAdmin(cmd, f, func(ctx context.Context, c *adminClient) error {
-				var d dlqDetail
+				var d replayapi.Detail
 				raw, err := c.get(ctx, "/admin/v1/dead-letters/"+url.PathEscape(args[0]), nil, &d)
 				if err != nil {
 					return err

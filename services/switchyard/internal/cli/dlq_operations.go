@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/switchyard/switchyard/libs/replayapi"
 )
 
 func newDLQOperationsCmd(f *adminFlags) *cobra.Command {
@@ -25,7 +27,7 @@ func newDLQOperationsCmd(f *adminFlags) *cobra.Command {
 				q.Set("status", status)
 			}
 			return withAdmin(cmd, f, func(ctx context.Context, c *adminClient) error {
-				var page dlqPage[dlqOperation]
+				var page replayapi.Page[replayapi.Operation]
 				raw, err := c.get(ctx, "/admin/v1/replays", q, &page)
 				if err != nil {
 					return err
@@ -63,7 +65,7 @@ func newDLQOperationCmd(f *adminFlags) *cobra.Command {
 				if followIt {
 					return follow(ctx, c, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr(), f.json)
 				}
-				var op dlqOperation
+				var op replayapi.Operation
 				raw, err := c.get(ctx, "/admin/v1/replays/"+url.PathEscape(args[0]), nil, &op)
 				if err != nil {
 					return err
@@ -93,7 +95,7 @@ func newDLQCancelCmd(f *adminFlags) *cobra.Command {
 				if f.json {
 					return printJSON(cmd.OutOrStdout(), raw)
 				}
-				var op dlqOperation
+				var op replayapi.Operation
 				if err := decodeInto(raw, &op); err != nil {
 					return err
 				}

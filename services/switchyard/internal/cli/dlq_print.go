@@ -8,6 +8,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/switchyard/switchyard/libs/replayapi"
+	"github.com/switchyard/switchyard/libs/replayplan"
 )
 
 func orEmpty[T any](s []T) []T {
@@ -25,7 +28,7 @@ func printJSONValue(w io.Writer, v any) error {
 	return printJSON(w, raw)
 }
 
-func printDeadLetters(w io.Writer, items []dlqDeadLetter, next string) error {
+func printDeadLetters(w io.Writer, items []replayapi.DeadLetter, next string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTYPE\tREASON\tFINGERPRINT\tATTEMPTS\tCLIENT\tDEAD-LETTERED\tSTATUS\tERROR")
 	for _, d := range items {
@@ -59,7 +62,7 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-func printDetail(w io.Writer, d dlqDetail) error {
+func printDetail(w io.Writer, d replayapi.Detail) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	when := func(t *time.Time) string {
@@ -71,7 +74,7 @@ func printDetail(w io.Writer, d dlqDetail) error {
 	row("id", d.ID)
 	row("status", fmt.Sprintf("%s (replayed %d times)", d.Status, d.ReplayCount))
 	row("type", d.Topic)
-	row("reason", d.Reason)
+	row("reason", string(d.Reason))
 	row("error", d.Error)
 	row("fingerprint", d.Fingerprint)
 	row("attempts", strconv.Itoa(d.Attempts))
@@ -100,7 +103,7 @@ func printDetail(w io.Writer, d dlqDetail) error {
 		if a.Permanent {
 			outcome += " (permanent)"
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", a.Attempt, a.StartedAt.UTC().Format(time.RFC3339), outcome, oneLine(a.Error, 80))
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", a.Number, a.StartedAt.UTC().Format(time.RFC3339), outcome, oneLine(a.Error, 80))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing output: %w", err)
@@ -113,10 +116,10 @@ func printDryRun(w io.Writer, raw []byte, asJSON bool) error {
 		return printJSON(w, raw)
 	}
 	var dr struct {
-		Selection dlqSelection `json:"selection"`
-		Targets   []int        `json:"stage_targets"`
-		RatePerS  float64      `json:"rate_per_s"`
-		Estimated string       `json:"estimated_send_time"`
+		Selection replayplan.Selection `json:"selection"`
+		Targets   []int                `json:"stage_targets"`
+		RatePerS  float64              `json:"rate_per_s"`
+		Estimated string               `json:"estimated_send_time"`
 	}
 	if err := decodeInto(raw, &dr); err != nil {
 		return err
@@ -154,7 +157,7 @@ func joinInts(ns []int) string {
 	return strings.Join(parts, " → ")
 }
 
-func printOperation(w io.Writer, op dlqOperation) error {
+func printOperation(w io.Writer, op replayapi.Operation) error {
 	p := op.Progress
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "operation\t%s\n", op.ID)

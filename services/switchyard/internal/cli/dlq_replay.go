@@ -15,6 +15,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/switchyard/switchyard/libs/replayapi"
 )
 
 func newDLQReplayCmd(f *adminFlags) *cobra.Command {
@@ -143,7 +145,7 @@ until it ends; Ctrl-C stops following, not the operation.`,
 				if dryRun {
 					return printDryRun(cmd.OutOrStdout(), raw, f.json)
 				}
-				var op dlqOperation
+				var op replayapi.Operation
 				if err := decodeInto(raw, &op); err != nil {
 					return err
 				}
@@ -187,7 +189,7 @@ func follow(ctx context.Context, c *adminClient, id string, out, errw io.Writer,
 	}
 	last := ""
 	var raw []byte
-	var op dlqOperation
+	var op replayapi.Operation
 	for {
 		var err error
 		raw, err = c.get(ctx, "/admin/v1/replays/"+url.PathEscape(id), nil, &op)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchyard/switchyard/services/replay/internal/replayplan"
+	"github.com/switchyard/switchyard/libs/replayplan"
 )
 
 // id returns a sortable dead-letter id for n (like UUIDv7s, later is larger).
