@@ -1,9 +1,9 @@
 // Package outbox is Switchyard's transactional outbox on Postgres.
 //
-// Messages are written with Watermill's SQL publisher (watermill-sql v4,
-// PostgreSQLQueueSchema layout) wrapped in Watermill's forwarder envelope,
-// inside the caller's pgx transaction, so a message exists exactly when the
-// business change that produced it commits. All destinations share one
+// Messages are written in watermill-sql v4's PostgreSQLQueueSchema layout
+// (its InsertQuery), wrapped in Watermill's forwarder envelope, inside the
+// caller's pgx transaction, so a message exists exactly when the business
+// change that produced it commits. All destinations share one
 // Watermill topic, Topic (table "watermill_outbox", created by migrations).
 // Because the rows are in Watermill's own format, Watermill's stock
 // forwarder can drain them too; the relay drains them faster with Claim.
@@ -18,7 +18,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 )
@@ -50,32 +49,39 @@ func OffsetsAdapter() wsql.OffsetsAdapter {
 	return wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true}
 }
 
-// Write appends msgs to the outbox inside tx. Nothing is visible to the
-// relay until tx commits.
+// Write appends msgs to the outbox inside tx, in one INSERT (the table
+// layout is watermill-sql's own InsertQuery), each wrapped in Watermill's
+// forwarder envelope as its forwarder publisher wraps it: a row of its own
+// id whose payload is the envelope. Nothing is visible to the relay until
+// tx commits.
 func Write(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
-	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: SchemaAdapter()}, watermill.NopLogger{})
-	if err != nil {
-		return fmt.Errorf("creating outbox publisher: %w", err)
+	if len(msgs) == 0 {
+		return nil
 	}
-	fwd := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: Topic})
-	for _, m := range msgs {
+	rows := make(message.Messages, len(msgs))
+	for i, m := range msgs {
 		if m.Topic == "" || m.UUID == "" {
 			return errors.New("outbox message needs a topic and a UUID")
 		}
-		wm := message.NewMessage(m.UUID, m.Payload)
-		for k, v := range m.Metadata {
-			wm.Metadata.Set(k, v)
+		payload, err := json.Marshal(envelope{DestinationTopic: m.Topic, UUID: m.UUID, Payload: m.Payload, Metadata: m.Metadata})
+		if err != nil {
+			return fmt.Errorf("encoding outbox message %s: %w", m.UUID, err)
 		}
-		wm.SetContext(ctx)
-		if err := fwd.Publish(m.Topic, wm); err != nil {
-			return fmt.Errorf("writing outbox message %s: %w", m.UUID, err)
-		}
+		rows[i] = message.NewMessage(watermill.NewUUID(), payload)
+	}
+	q, err := SchemaAdapter().InsertQuery(wsql.InsertQueryParams{Topic: Topic, Msgs: rows})
+	if err != nil {
+		return fmt.Errorf("building the outbox insert: %w", err)
+	}
+	if _, err := tx.Exec(ctx, q.Query, q.Args...); err != nil {
+		return fmt.Errorf("writing %d outbox message(s): %w", len(msgs), err)
 	}
 	return nil
 }
 
-// envelope mirrors the JSON that Watermill's forwarder wraps messages in
-// (components/forwarder), so rows written by either side read the same.
+// envelope is the JSON that Watermill's forwarder wraps messages in
+// (components/forwarder; its type is unexported there), used both to write
+// and to read rows: TestStockForwarderReadsOurRows holds it to Watermill's.
 type envelope struct {
 	DestinationTopic string            `json:"destination_topic"`
 	UUID             string            `json:"uuid"`
