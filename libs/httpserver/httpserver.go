@@ -203,8 +203,13 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		if errors.As(err, &he) {
 			err = echoStatus{he}
 		}
-		p := problem.From(err)
 		ctx := c.Request().Context()
+		// A client that hung up before the answer is its own outcome (499,
+		// as nginx logs it), never a server error in logs, metrics or alerts.
+		if errors.Is(ctx.Err(), context.Canceled) {
+			err = problem.ClientClosed.New("the client went away before the answer").WithCause(err)
+		}
+		p := problem.From(err)
 		// Unexpected failures (500) are errors; other 5xx with a cause (an
 		// upstream's failure, a dependency down) are warnings; expected
 		// refusals (an open breaker, a full bulkhead) are already in the

@@ -2,13 +2,19 @@ package httpserver_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/httpserver"
@@ -66,4 +72,74 @@ func TestRequestID(t *testing.T) {
 			require.Len(t, got, 32, "replaced by a generated id: %q", sent)
 		}
 	}
+}
+
+// TestClientGoneIsNotAServerError: a request whose client hangs up while
+// the handler waits (the handler then fails with the context's error) is
+// answered 499, counted as 499 and logged without an error line, never as
+// 500 internal (issue 22, item 6: 416 such requests were 500s after a wrk
+// run stopped).
+func TestClientGoneIsNotAServerError(t *testing.T) {
+	t.Parallel()
+	var logs syncLog
+	reg := prometheus.NewRegistry()
+	e := httpserver.NewEcho(slog.New(slog.NewJSONHandler(&logs, nil)), httpserver.WithMetrics(httpserver.NewHTTPMetrics(reg)))
+	entered := make(chan struct{})
+	e.GET("/slow", func(c echo.Context) error {
+		close(entered)
+		<-c.Request().Context().Done()
+		return fmt.Errorf("waiting for the database: %w", c.Request().Context().Err())
+	})
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/slow", nil)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-entered
+	cancel()
+	require.Error(t, <-done)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `"status":499`) }, 5*time.Second, 10*time.Millisecond,
+		"the access log says 499: %s", logs.String())
+	require.NotContains(t, logs.String(), `"level":"ERROR"`)
+	require.NotContains(t, logs.String(), `"status":500`)
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	statuses := ""
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "status" {
+					statuses += l.GetValue() + " "
+				}
+			}
+		}
+	}
+	require.Contains(t, statuses, "499")
+	require.NotContains(t, statuses, "500")
+}
+
+// syncLog is a log buffer safe for the server's goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
