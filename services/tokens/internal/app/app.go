@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 
@@ -85,18 +84,16 @@ func keySource(cfg Config) (signingkeys.Source, error) {
 	return nil, config.Invalid(errors.New("no signing keys: set SWITCHYARD_TOKENS_KEYS_TRANSIT (Vault) or SWITCHYARD_TOKENS_KEYS_FILE"))
 }
 
-// Validate reports settings the token service cannot run with, naming
-// their variables (the signing keys themselves are checked when loaded).
+// Validate reports settings the token service cannot run with (the
+// signing keys themselves are checked when loaded): the token API's and
+// the secret-check budget's own checks, and the client-address rules.
 func (c Config) Validate() error {
 	var errs []error
-	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_ISSUER %q must be an http(s) URL", c.Issuer))
+	if err := c.apiConfig(netrules.ClientIP{}).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_ISSUER, _AUDIENCE, _TTL, _RATE_*, _BURST_*, _IPV6_PREFIX: %w", err))
 	}
-	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
-		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_TTL %s must be from 1m to 24h", c.TokenTTL))
-	}
-	if c.HashMemory < 19 {
-		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_HASH_MEMORY_MIB %d must hold one secret check (19 MiB)", c.HashMemory))
+	if err := c.hashLimit().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_HASH_MEMORY_MIB / _HASH_WAIT: %w", err))
 	}
 	if c.DBMaxConns < 1 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_DB_MAX_CONNS %d must be at least 1", c.DBMaxConns))
@@ -105,6 +102,23 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_TRUSTED_PROXIES / _FORWARDED_HEADER: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// apiConfig is the token API's configuration from c.
+func (c Config) apiConfig(clientIP netrules.ClientIP) tokenapi.Config {
+	return tokenapi.Config{
+		Issuer: c.Issuer, Audience: c.Audience, TokenTTL: c.TokenTTL, ClockSkew: c.ClockSkew, JWKSMaxAge: c.JWKSMaxAge,
+		Limits: tokenapi.Limits{PerIP: c.RatePerIP, PerIPBurst: c.BurstPerIP, PerClient: c.RatePerClient,
+			PerClientBurst: c.BurstPerClient, PerClientFailure: c.RateFailures, PerClientFailureBurst: c.BurstFailures,
+			Tracked: 100_000},
+		ClientIP:       clientIP,
+		IPv6PrefixBits: c.IPv6Prefix,
+	}
+}
+
+// hashLimit is the secret checks' memory budget from c.
+func (c Config) hashLimit() oauthclients.HashLimit {
+	return oauthclients.HashLimit{MemoryBytes: int64(c.HashMemory) << 20, Wait: c.HashWait}
 }
 
 // Run serves the token service until ctx ends, then drains. An invalid
@@ -120,7 +134,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer pool.Close()
 	storeOpts := []oauthclients.Option{
-		oauthclients.WithHashLimit(oauthclients.HashLimit{MemoryBytes: int64(cfg.HashMemory) << 20, Wait: cfg.HashWait}),
+		oauthclients.WithHashLimit(cfg.hashLimit()),
 		oauthclients.WithUnpepperedAccepted(cfg.AcceptUnpeppered),
 	}
 	if p := cfg.SecretPepper.Value(); p != "" {
@@ -142,14 +156,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	api, err := tokenapi.New(tokenapi.Config{
-		Issuer: cfg.Issuer, Audience: cfg.Audience, TokenTTL: cfg.TokenTTL, ClockSkew: cfg.ClockSkew, JWKSMaxAge: cfg.JWKSMaxAge,
-		Limits: tokenapi.Limits{PerIP: cfg.RatePerIP, PerIPBurst: cfg.BurstPerIP, PerClient: cfg.RatePerClient,
-			PerClientBurst: cfg.BurstPerClient, PerClientFailure: cfg.RateFailures, PerClientFailureBurst: cfg.BurstFailures,
-			Tracked: 100_000},
-		ClientIP:       clientIP,
-		IPv6PrefixBits: cfg.IPv6Prefix,
-	}, clients, keys, logger, tokenapi.NewMetrics(prometheus.DefaultRegisterer))
+	api, err := tokenapi.New(cfg.apiConfig(clientIP), clients, keys, logger, tokenapi.NewMetrics(prometheus.DefaultRegisterer))
 	if err != nil {
 		return err
 	}
