@@ -10,11 +10,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/IBM/pgxpoolprometheus"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/libs/secrets"
@@ -175,4 +180,31 @@ func (d Dialer) OnRotate(fn func()) {
 	if d.cfg.Credentials != nil {
 		d.cfg.Credentials.OnRotate(fn)
 	}
+}
+
+// Unavailable reports whether err means the database could not be reached
+// or could not serve the statement for now (a refused or broken
+// connection, a server shutting down or starting up, too many
+// connections, a closed pool): an outage to answer with 503 and retry
+// later, not a fault of the statement. A cancelled or expired context is
+// the caller's own outcome, not an outage.
+func Unavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutdown, crash, cannot connect now
+			pgErr.Code == "53300", // too many connections
+			pgErr.Code == "25006": // read-only transaction: a standby during failover
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &netErr) || errors.As(err, &connectErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, puddle.ErrClosedPool) || pgconn.SafeToRetry(err)
 }

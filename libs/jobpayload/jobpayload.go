@@ -71,7 +71,27 @@ func CheckJSON(body []byte) error {
 			return problem.MalformedJSON.Newf("character U+%04X at byte %d cannot be carried by the queue; escape it as \\u%04x", r, i, r)
 		}
 	}
+	if i := escapedNUL(body); i >= 0 {
+		return problem.MalformedJSON.Newf("the escape \\u0000 at byte %d cannot be stored (Postgres's jsonb holds no NUL character)", i)
+	}
 	return nil
+}
+
+// escapedNUL returns the offset of the first \u0000 escape in the valid
+// JSON body, or -1. Backslashes occur only inside strings, each starting
+// an escape, so counting them is enough: "\\u0000" is a backslash
+// followed by text, not a NUL.
+func escapedNUL(body []byte) int {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		if i+5 < len(body) && body[i+1] == 'u' && string(body[i+2:i+6]) == "0000" {
+			return i
+		}
+		i++ // skip the escaped character
+	}
+	return -1
 }
 
 // sqsCharacter reports whether SQS accepts r in a message body

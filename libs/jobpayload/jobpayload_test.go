@@ -47,6 +47,8 @@ func TestCheck(t *testing.T) {
 		{"syntax", `{"id": }`, http.StatusBadRequest, "invalid JSON at byte"},
 		{"two values", `{"id": "a"} {"id": "b"}`, http.StatusBadRequest, "more than one JSON value"},
 		{"a character SQS refuses", "{\"id\": \"a\uFFFE\"}", http.StatusBadRequest, "U+FFFE"},
+		{"an escaped NUL, which jsonb cannot store", `{"id": "a\u0000"}`, http.StatusBadRequest, `\u0000 at byte 9`},
+		{"an escaped NUL as a key", `{"\u0000": 1, "id": "a"}`, http.StatusBadRequest, `\u0000 at byte 2`},
 		{"schema: missing field", `{"other": 1}`, http.StatusUnprocessableEntity, `does not satisfy the schema of job type "order"`},
 		{"schema: too long", `{"id": "0123456789"}`, http.StatusUnprocessableEntity, "schema"},
 	}
@@ -59,6 +61,9 @@ func TestCheck(t *testing.T) {
 			require.Contains(t, p.Detail, tt.detail)
 		})
 	}
+
+	require.NoError(t, jobpayload.Check(jt, []byte(`{"id": "a\\u0000"}`)), "an escaped backslash followed by u0000 is text")
+	require.NoError(t, jobpayload.Check(jt, []byte(`{"id": "\u0001"}`)))
 
 	err = jobpayload.Check(jt, []byte(`{"other": 1}`))
 	p, _ := errors.AsType[*problem.Problem](err)

@@ -214,6 +214,12 @@ var (
 	ErrIdempotencyKeyReused = errors.New("idempotency key was used for a different request")
 	// ErrUnknownType: the job type is not declared.
 	ErrUnknownType = errors.New("unknown job type")
+	// ErrStoreUnavailable: the job store cannot be reached now (a
+	// connection failed, the database is restarting); try again later.
+	ErrStoreUnavailable = errors.New("job store unavailable")
+	// ErrOverloaded: the store is taking submissions as fast as it can and
+	// this one would wait longer than allowed; try again later.
+	ErrOverloaded = errors.New("job store overloaded")
 )
 
 var typeNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,47}$`)

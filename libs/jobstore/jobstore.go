@@ -5,7 +5,6 @@
 package jobstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,9 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/switchyard/switchyard/libs/jobmessage"
+	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/jobs"
-	"github.com/switchyard/switchyard/libs/outbox"
 )
 
 // Store reads and writes jobs.
@@ -56,8 +54,10 @@ func scanJob(row pgx.Row) (jobs.Job, error) {
 	return j, nil
 }
 
-// Accept records sub as a new job together with its outbox message, in one
-// transaction; when it returns without error the job is durably committed.
+// Accept records sub as a new job together with its outbox message, in
+// one statement (one round trip and one commit); when it returns without
+// error the job is durably committed. Batcher.Accept does the same for
+// many concurrent submissions with shared commits.
 //
 // With an Idempotency-Key the key is scoped to the client: a second
 // submission with the same key and the same type and payload returns the
@@ -65,44 +65,12 @@ func scanJob(row pgx.Row) (jobs.Job, error) {
 // jobs.ErrIdempotencyKeyReused. Concurrent submissions with one key are
 // serialised by the unique index, so exactly one job is created.
 func (s *Store) Accept(ctx context.Context, sub jobs.Submission) (job jobs.Job, created bool, err error) {
-	hash := jobs.RequestHash(sub.Type, sub.Payload)
-	tx, err := s.pool.Begin(ctx)
+	a, err := newAcceptance(sub)
 	if err != nil {
-		return jobs.Job{}, false, fmt.Errorf("beginning accept transaction: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-
-	job, err = scanJob(tx.QueryRow(ctx, `
-		INSERT INTO jobs (id, type, client_id, client_scopes, status, payload, idempotency_key, request_hash, request_id, traceparent)
-		VALUES ($1, $2, $3, $9, 'accepted', $4, NULLIF($5, ''), $6, NULLIF($7, ''), NULLIF($8, ''))
-		ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-		RETURNING `+jobColumns,
-		sub.ID, sub.Type, sub.ClientID, []byte(sub.Payload), sub.IdempotencyKey, hash, sub.RequestID, sub.TraceParent, scopesOrEmpty(sub.ClientScopes)))
-	if errors.Is(err, pgx.ErrNoRows) {
-		// The key is taken: by this very request (a retry) or another one.
-		existing, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE client_id = $1 AND idempotency_key = $2`,
-			sub.ClientID, sub.IdempotencyKey))
-		if err != nil {
-			return jobs.Job{}, false, fmt.Errorf("reading job for idempotency key: %w", err)
-		}
-		if !bytes.Equal(existing.RequestHash, hash) {
-			return jobs.Job{}, false, jobs.ErrIdempotencyKeyReused
-		}
-		return existing, false, nil
-	}
-	if err != nil {
-		return jobs.Job{}, false, fmt.Errorf("inserting job: %w", err)
-	}
-
-	msg := jobmessage.New(sub.MessageID, jobmessage.Job{ID: job.ID, Type: job.Type, ClientID: job.ClientID,
-		RequestID: sub.RequestID, TraceParent: sub.TraceParent}, sub.Payload)
-	if err := outbox.Write(ctx, tx, msg); err != nil {
 		return jobs.Job{}, false, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return jobs.Job{}, false, fmt.Errorf("committing job: %w", err)
-	}
-	return job, true, nil
+	s.acceptAll(ctx, []*acceptance{a})
+	return a.job, a.created, a.err
 }
 
 // Get returns the job id if it belongs to clientID; otherwise
@@ -119,6 +87,9 @@ func (s *Store) Get(ctx context.Context, id, clientID string) (jobs.Job, error) 
 	job, err := scanJob(results.QueryRow())
 	if errors.Is(err, pgx.ErrNoRows) {
 		return jobs.Job{}, jobs.ErrNotFound
+	}
+	if database.Unavailable(err) {
+		return jobs.Job{}, fmt.Errorf("reading job %s: %w: %w", id, jobs.ErrStoreUnavailable, err)
 	}
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("reading job %s: %w", id, err)
@@ -526,11 +497,3 @@ func statusStrings(ss []jobs.Status) []string {
 }
 
 func isUUID(s string) bool { return uuid.Validate(s) == nil }
-
-// scopesOrEmpty keeps a nil slice from becoming SQL NULL in a NOT NULL column.
-func scopesOrEmpty(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}

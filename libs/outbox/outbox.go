@@ -60,14 +60,11 @@ func Write(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	}
 	rows := make(message.Messages, len(msgs))
 	for i, m := range msgs {
-		if m.Topic == "" || m.UUID == "" {
-			return errors.New("outbox message needs a topic and a UUID")
-		}
-		payload, err := json.Marshal(envelope{DestinationTopic: m.Topic, UUID: m.UUID, Payload: m.Payload, Metadata: m.Metadata})
+		row, err := Encode(m)
 		if err != nil {
-			return fmt.Errorf("encoding outbox message %s: %w", m.UUID, err)
+			return err
 		}
-		rows[i] = message.NewMessage(watermill.NewUUID(), payload)
+		rows[i] = message.NewMessage(row.UUID, row.Payload)
 	}
 	q, err := SchemaAdapter().InsertQuery(wsql.InsertQueryParams{Topic: Topic, Msgs: rows})
 	if err != nil {
@@ -77,6 +74,35 @@ func Write(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 		return fmt.Errorf("writing %d outbox message(s): %w", len(msgs), err)
 	}
 	return nil
+}
+
+// EncodedRow is one outbox row as Write stores it: the row's own id and the
+// forwarder envelope that wraps the message.
+type EncodedRow struct {
+	UUID    string
+	Payload []byte
+}
+
+// Encode wraps m in Watermill's forwarder envelope, as Write does, for a
+// caller that inserts rows with InsertSelectSQL.
+func Encode(m Message) (EncodedRow, error) {
+	if m.Topic == "" || m.UUID == "" {
+		return EncodedRow{}, errors.New("outbox message needs a topic and a UUID")
+	}
+	payload, err := json.Marshal(envelope{DestinationTopic: m.Topic, UUID: m.UUID, Payload: m.Payload, Metadata: m.Metadata})
+	if err != nil {
+		return EncodedRow{}, fmt.Errorf("encoding outbox message %s: %w", m.UUID, err)
+	}
+	return EncodedRow{UUID: watermill.NewUUID(), Payload: payload}, nil
+}
+
+// InsertSelectSQL is an INSERT of the rows that selectRows (a SELECT of
+// two columns: a Row's UUID as text and its Payload as json) produces, for
+// a statement that writes outbox rows together with the change that
+// produced them (a data-modifying WITH). The rows are the ones Write
+// would store.
+func InsertSelectSQL(selectRows string) string {
+	return `INSERT INTO watermill_outbox (uuid, payload, metadata) SELECT r.*, '{}'::json FROM (` + selectRows + `) AS r`
 }
 
 // envelope is the JSON that Watermill's forwarder wraps messages in

@@ -162,6 +162,12 @@ func From(err error) *Problem {
 		return NotReplayable.New(err.Error()).WithCause(err)
 	case errors.Is(err, jobs.ErrUnknownType):
 		return UnknownJobType.New(err.Error()).WithCause(err)
+	case errors.Is(err, jobs.ErrOverloaded):
+		return Overloaded.New("the service is taking jobs as fast as it can; retry after the interval in Retry-After").
+			WithHeader("Retry-After", "1").WithCause(err)
+	case errors.Is(err, jobs.ErrStoreUnavailable):
+		return Unavailable.New("the job store cannot be reached; retry after the interval in Retry-After").
+			WithHeader("Retry-After", "2").WithCause(err)
 	case errors.Is(err, jobs.ErrIdempotencyKeyReused):
 		return IdempotencyKeyReused.New("this Idempotency-Key was first used with a different job type or payload").WithCause(err)
 	}

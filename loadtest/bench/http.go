@@ -7,15 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/labstack/echo/v4"
 )
 
 // newClient returns an HTTP client that keeps a connection per worker.
@@ -90,21 +87,6 @@ func call(ctx context.Context, client *http.Client, method, u, token, body strin
 		return fmt.Errorf("%s %s answered %d, not %d: %s", method, u, resp.StatusCode, want, bytes.TrimSpace(b))
 	}
 	return nil
-}
-
-// helloServer serves a bare Echo hello world on loopback: the reference
-// for what an HTTP round trip costs here without Switchyard.
-func helloServer() (url string, stop func(), err error) {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.GET("/hello", func(c echo.Context) error { return c.String(http.StatusOK, "Hello, World!") })
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	return "http://" + l.Addr().String() + "/hello", func() { _ = srv.Close() }, nil
 }
 
 // token gets an access token for the bench client.

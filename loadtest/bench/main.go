@@ -2,10 +2,14 @@
 // one invocation it measures references and the platform side by side on
 // the same machine, several rounds, and prints the medians as ratios:
 //
-//   - a bare Echo hello world vs the gateway's authenticated sync route
-//     with no database (requests per second at saturation);
+//   - a bare Echo server vs the gateway's authenticated sync route, each
+//     answering with the same trivial handler, and each running the demo
+//     text-stats handler (requests per second at saturation);
 //   - single-row pgx inserts (and pgbench when installed) vs the async
-//     accept route, which writes a job and its outbox message;
+//     accept route, which writes a job and its outbox message, at
+//     saturation and in latency at 10 requests per second;
+//   - the accept route under 2x and 5x its saturation rate: what it
+//     admits, at what p99, and what it sheds (503 with Retry-After);
 //   - a bare SendMessageBatch loop vs the relay;
 //   - a bare ReceiveMessage(10) + DeleteMessageBatch loop vs the worker;
 //   - SQS's send -> receive -> delete round trip p99 vs the end-to-end p99
@@ -24,6 +28,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -35,7 +41,17 @@ func main() {
 	flag.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent HTTP clients and insert goroutines")
 	flag.IntVar(&cfg.messages, "messages", 300, "messages per SQS measurement (moto slows down with queue depth: keep it small)")
 	flag.StringVar(&cfg.out, "json", "", "JSON results file (default loadtest/results/bench-<time>.json)")
+	only := flag.String("only", "", "comma-separated sections to measure ("+strings.Join(sections, ", ")+"; default: all)")
 	flag.Parse()
+	if *only != "" {
+		for _, s := range strings.Split(*only, ",") {
+			if !slices.Contains(sections, s) {
+				fmt.Fprintf(os.Stderr, "bench: -only: unknown section %q (sections: %s)\n", s, strings.Join(sections, ", "))
+				os.Exit(2)
+			}
+			cfg.only = append(cfg.only, s)
+		}
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, cfg, logger)

@@ -77,7 +77,9 @@ func (p *platform) pgbenchRate(ctx context.Context, concurrency int, d time.Dura
 	if err := os.WriteFile(script, []byte(`INSERT INTO bench_rows (id, payload) VALUES (gen_random_uuid(), '`+benchText+`');`+"\n"), 0o600); err != nil {
 		return 0, false, err
 	}
-	out, err := exec.CommandContext(ctx, bin, "-n", "-c", strconv.Itoa(concurrency), "-j", "2", //nolint:gosec // pgbench with our own arguments
+	// Each pgbench client is a server connection: stay well inside
+	// max_connections (100 by default).
+	out, err := exec.CommandContext(ctx, bin, "-n", "-c", strconv.Itoa(min(concurrency, 48)), "-j", "2", //nolint:gosec // pgbench with our own arguments
 		"-T", strconv.Itoa(int(d.Seconds())), "-f", script, p.dbURL).CombinedOutput()
 	if err != nil {
 		return 0, true, fmt.Errorf("pgbench: %w: %s", err, out)

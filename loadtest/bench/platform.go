@@ -38,6 +38,7 @@ routes:
   - {method: POST, path: /v1/jobs/bench, mode: async, job_type: bench, scopes: [jobs:submit]}
   - {method: GET, path: "/v1/jobs/{id}", mode: job-status, scopes: [jobs:read]}
   - {method: POST, path: /v1/text-stats, mode: sync, handler: text-stats, max_concurrent: 1000, scopes: [jobs:submit]}
+  - {method: GET, path: /v1/hello, mode: sync, handler: hello, max_concurrent: 1000, scopes: [jobs:submit]}
 `
 	benchClient = "bench"
 )

@@ -74,13 +74,45 @@ func newReport(cfg config, rounds []round) report {
 		})
 		rep.Rows = append(rep.Rows, row{Reference: ref, ReferenceValue: rv, Platform: plat, PlatformValue: pv, Ratio: ratio, Unit: unit})
 	}
-	add("bare Echo hello world", func(r round) float64 { return r.HelloRPS },
-		"gateway: authenticated sync route, no database", func(r round) float64 { return r.SyncRPS }, "req/s")
-	add("pgx single-row insert", func(r round) float64 { return r.InsertRPS },
-		"gateway: async accept (job + outbox, one transaction)", func(r round) float64 { return r.AcceptRPS }, "req/s")
-	if median(rounds, func(r round) float64 { return r.PgbenchTPS }) > 0 {
-		add("pgbench single-row insert", func(r round) float64 { return r.PgbenchTPS },
-			"gateway: async accept", func(r round) float64 { return r.AcceptRPS }, "req/s")
+	has := func(f func(round) float64) bool { return median(rounds, f) > 0 }
+	if has(func(r round) float64 { return r.HelloRPS }) {
+		add("bare Echo, hello handler", func(r round) float64 { return r.HelloRPS },
+			"gateway: authenticated sync route, same handler", func(r round) float64 { return r.GatewayHelloRPS }, "req/s")
+		add("bare Echo, text-stats handler", func(r round) float64 { return r.BareTextStatsRPS },
+			"gateway: authenticated text-stats route", func(r round) float64 { return r.SyncRPS }, "req/s")
+	}
+	if has(func(r round) float64 { return r.InsertRPS }) {
+		add("pgx single-row insert", func(r round) float64 { return r.InsertRPS },
+			"gateway: async accept (job + outbox, committed)", func(r round) float64 { return r.AcceptRPS }, "req/s")
+		if has(func(r round) float64 { return r.PgbenchTPS }) {
+			add("pgbench single-row insert", func(r round) float64 { return r.PgbenchTPS },
+				"gateway: async accept", func(r round) float64 { return r.AcceptRPS }, "req/s")
+		}
+		add("pgx single-row insert p50 at 10/s", func(r round) float64 { return r.InsertP50Ms },
+			"gateway: accept p50 at 10 req/s", func(r round) float64 { return r.AcceptP50Ms }, "ms")
+		add("pgx single-row insert p99 at 10/s", func(r round) float64 { return r.InsertP99Ms },
+			"gateway: accept p99 at 10 req/s", func(r round) float64 { return r.AcceptP99Ms }, "ms")
+		rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "gateway resident memory at accept saturation",
+			PlatformValue: median(rounds, func(r round) float64 { return r.GatewayRSSBytes }) / (1 << 20), Unit: "MiB"})
+	}
+	for _, o := range []struct {
+		name string
+		f    func(round) overload
+	}{{"2x", func(r round) overload { return r.Overload2x }}, {"5x", func(r round) overload { return r.Overload5x }}} {
+		if !has(func(r round) float64 { return o.f(r).OfferedRPS }) {
+			continue
+		}
+		add("accept at saturation", func(r round) float64 { return r.AcceptRPS },
+			"accept admitted at "+o.name+" saturation", func(r round) float64 { return o.f(r).AdmittedRPS }, "req/s")
+		add("pgx single-row insert p99 at 10/s", func(r round) float64 { return r.InsertP99Ms },
+			"accept p99 of admitted at "+o.name+" saturation", func(r round) float64 { return o.f(r).AdmittedP99Ms }, "ms")
+		rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "accept shed (503 + Retry-After) at " + o.name + " saturation",
+			PlatformValue: 100 * median(rounds, func(r round) float64 { return o.f(r).ShedShare }), Unit: "%"},
+			row{Reference: "-", Platform: "accept answers neither 202 nor 503 + Retry-After at " + o.name,
+				PlatformValue: median(rounds, func(r round) float64 { return float64(o.f(r).Other) }), Unit: "requests"})
+	}
+	if !has(func(r round) float64 { return r.BareSendMPS }) {
+		return rep
 	}
 	add("SendMessageBatch(10) loop, 20 in parallel", func(r round) float64 { return r.BareSendMPS },
 		"relay (4 loops x 50-row claims)", func(r round) float64 { return r.RelayMPS }, "msg/s")
@@ -88,8 +120,6 @@ func newReport(cfg config, rounds []round) report {
 		"worker (8 consumers)", func(r round) float64 { return r.WorkerMPS }, "msg/s")
 	add("SQS send -> receive -> delete p99", func(r round) float64 { return r.SQSRoundTripP99Ms },
 		"accepted -> succeeded p99 at half saturation", func(r round) float64 { return r.EndToEndP99Ms }, "ms")
-	rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "gateway resident memory at accept saturation",
-		PlatformValue: median(rounds, func(r round) float64 { return r.GatewayRSSBytes }) / (1 << 20), Unit: "MiB"})
 	return rep
 }
 

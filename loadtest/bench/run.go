@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -16,11 +17,32 @@ type config struct {
 	rounds, concurrency, messages int
 	duration                      time.Duration
 	out                           string
+	// only lists the sections to run (http, accept, overload, sqs); empty:
+	// all.
+	only []string
+}
+
+// sections are the parts of a round, in order.
+var sections = []string{"http", "accept", "overload", "sqs"}
+
+// runs reports whether section is measured.
+func (c config) runs(section string) bool {
+	return len(c.only) == 0 || slices.Contains(c.only, section)
 }
 
 // round is what one round measured.
 type round struct {
-	HelloRPS, SyncRPS         float64
+	// HelloRPS is a bare Echo server's hello world, GatewayHelloRPS the
+	// gateway's authenticated route to a handler that answers the same.
+	HelloRPS, GatewayHelloRPS float64
+	// BareTextStatsRPS is a bare Echo server running the demo text-stats
+	// handler, SyncRPS the gateway's authenticated route to it.
+	BareTextStatsRPS, SyncRPS float64
+	// AcceptP50Ms and AcceptP99Ms are the accept route's latency at
+	// 10 req/s, InsertP50Ms and InsertP99Ms a single-row insert's.
+	AcceptP50Ms, AcceptP99Ms  float64
+	InsertP50Ms, InsertP99Ms  float64
+	Overload2x, Overload5x    overload
 	InsertRPS, PgbenchTPS     float64
 	AcceptRPS                 float64
 	GatewayRSSBytes           float64
@@ -83,53 +105,37 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 	if err != nil {
 		return r, err
 	}
-
-	// HTTP: a bare hello world vs the gateway's authenticated sync route
-	// (a Go handler, no database).
-	hello, stopHello, err := helloServer()
-	if err != nil {
-		return r, err
+	if cfg.runs("http") {
+		if err := p.httpRound(ctx, cfg, token, &r, logger); err != nil {
+			return r, err
+		}
 	}
-	r.HelloRPS, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
-		return call(ctx, c, http.MethodGet, hello, "", "", http.StatusOK)
-	})
-	stopHello()
-	if err != nil {
-		return r, fmt.Errorf("hello world: %w", err)
+	if cfg.runs("accept") || cfg.runs("overload") {
+		if err := p.acceptRound(ctx, cfg, token, &r, logger); err != nil {
+			return r, err
+		}
 	}
-	r.SyncRPS, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
-		return call(ctx, c, http.MethodPost, p.gateway+"/v1/text-stats", token, benchText, http.StatusOK)
-	})
-	if err != nil {
-		return r, fmt.Errorf("sync route: %w", err)
+	if cfg.runs("overload") {
+		for _, f := range []struct {
+			factor float64
+			into   *overload
+		}{{2, &r.Overload2x}, {5, &r.Overload5x}} {
+			o, err := p.overload(ctx, token, f.factor*r.AcceptRPS, cfg.duration)
+			if err != nil {
+				return r, fmt.Errorf("overload at %gx: %w", f.factor, err)
+			}
+			*f.into = o
+			logger.Info("overload", "factor", f.factor, "offered_rps", int(o.OfferedRPS), "admitted_rps", int(o.AdmittedRPS),
+				"shed_share", o.ShedShare, "admitted_p99_ms", o.AdmittedP99Ms, "other", o.Other, "unsent", o.Unsent)
+			if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox`); err != nil {
+				return r, fmt.Errorf("emptying the tables: %w", err)
+			}
+		}
 	}
-	logger.Info("http", "hello_rps", int(r.HelloRPS), "sync_route_rps", int(r.SyncRPS))
-
-	// Postgres: single-row inserts (and pgbench) vs the accept route, with
-	// the gateway's memory sampled meanwhile.
-	if r.InsertRPS, err = p.insertRate(ctx, cfg.concurrency, cfg.duration); err != nil {
-		return r, err
+	if !cfg.runs("sqs") {
+		return r, nil
 	}
-	if tps, ok, err := p.pgbenchRate(ctx, cfg.concurrency, cfg.duration); err != nil {
-		return r, err
-	} else if ok {
-		r.PgbenchTPS = tps
-	}
-	stopSampling := make(chan struct{})
-	peak := rss(p.procs["gateway"].Pid(), stopSampling)
-	r.AcceptRPS, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
-		return call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
-	})
-	close(stopSampling)
-	r.GatewayRSSBytes = float64(peak())
-	if err != nil {
-		return r, fmt.Errorf("accept route: %w", err)
-	}
-	logger.Info("postgres", "insert_rps", int(r.InsertRPS), "pgbench_tps", int(r.PgbenchTPS), "accept_rps", int(r.AcceptRPS),
-		"gateway_rss_mib", int(r.GatewayRSSBytes/(1<<20)))
-	if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox, job_attempts, job_events, inbox, demo_text_stats, bench_rows`); err != nil {
-		return r, fmt.Errorf("emptying the tables: %w", err)
-	}
+	client := newClient(cfg.concurrency)
 
 	// SQS: every measurement on fresh queues (moto slows as queues fill).
 	prefix := fmt.Sprintf("b%d%d-", time.Now().Unix()%100000, n)
@@ -148,7 +154,6 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 	if err := p.start(ctx, "relay", queueEnv); err != nil {
 		return r, err
 	}
-	client := newClient(cfg.concurrency)
 	start := time.Now()
 	if err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, cfg.messages, cfg.concurrency); err != nil {
 		return r, err

@@ -64,6 +64,8 @@ type Config struct {
 	RoutesFile    string        `conf:"default:deployments/config/routes.yaml,env:SWITCHYARD_ROUTES_FILE,help:routes and access policies file"`
 	CacheMaxBytes int64         `conf:"default:67108864,env:SWITCHYARD_GATEWAY_CACHE_MAX_BYTES,help:memory the sync routes' response cache may hold (bytes; 0 turns caching off)"`
 	Auth          AuthConfig
+	// Accept sizes the accept routes' shared commits.
+	Accept AcceptConfig
 	// Edge is what stands in front of the routes (internal/edge).
 	Edge edge.Config
 	// HTTP is the public listener's TLS, limits and timeouts.
@@ -93,6 +95,20 @@ type HTTPConfig struct {
 	MaxConns          int           `conf:"default:10000,env:SWITCHYARD_GATEWAY_MAX_CONNS,help:open connections at most; more wait to be accepted"`
 }
 
+// AcceptConfig sizes the accept routes' group commits (jobstore.Batcher)
+// and bounds what may wait for them.
+type AcceptConfig struct {
+	Writers  int           `conf:"default:8,env:SWITCHYARD_GATEWAY_ACCEPT_WRITERS,help:statements accepting jobs that may run at once (each holds a Postgres connection: fewer than the pool size)"`
+	MaxBatch int           `conf:"default:64,env:SWITCHYARD_GATEWAY_ACCEPT_MAX_BATCH,help:most submissions one statement and commit carries"`
+	MaxQueue int           `conf:"default:1024,env:SWITCHYARD_GATEWAY_ACCEPT_MAX_QUEUE,help:most submissions waiting for a writer; one more is answered 503 with Retry-After at once"`
+	MaxWait  time.Duration `conf:"default:250ms,env:SWITCHYARD_GATEWAY_ACCEPT_MAX_WAIT,help:longest a submission waits for a writer; one that waited longer is answered 503 with Retry-After instead of being written late"`
+}
+
+// batchConfig is c as the job store's batcher takes it.
+func (c AcceptConfig) batchConfig(reg prometheus.Registerer) jobstore.BatchConfig {
+	return jobstore.BatchConfig{Writers: c.Writers, MaxBatch: c.MaxBatch, MaxQueue: c.MaxQueue, MaxWait: c.MaxWait, Registerer: reg}
+}
+
 // Validate reports settings the gateway cannot run with, naming their
 // variables (the routes file, which names the sync handlers, is checked
 // by Run).
@@ -100,6 +116,12 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, err := jobcatalog.Load(c.JobsFile); err != nil {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_JOBS_FILE: %w", err))
+	}
+	if err := c.Accept.batchConfig(nil).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_ACCEPT_*: %w", err))
+	} else if c.Accept.Writers >= int(c.DBMaxConns) {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_ACCEPT_WRITERS %d must be fewer than SWITCHYARD_GATEWAY_DB_MAX_CONNS %d: status reads and the edge need connections too",
+			c.Accept.Writers, c.DBMaxConns))
 	}
 	if c.CacheMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_CACHE_MAX_BYTES %d must not be negative", c.CacheMaxBytes))
@@ -191,7 +213,11 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		httpserver.WithObserver(usageRecorder))
 	e.IPExtractor = protections.ClientIP
 	e.Pre(protections.Pre)
-	api := jobsapi.New(jobstore.New(pool), catalog, cfg.PublicURL)
+	accepts, err := jobstore.NewBatcher(jobstore.New(pool), cfg.Accept.batchConfig(prometheus.DefaultRegisterer))
+	if err != nil {
+		return err
+	}
+	api := jobsapi.New(accepts, catalog, cfg.PublicURL)
 	metrics := syncroute.NewMetrics(prometheus.DefaultRegisterer)
 	var cache *respcache.Cache
 	if cfg.CacheMaxBytes > 0 {
@@ -270,10 +296,11 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		if redirectL != nil {
 			go serveRedirect(ctx, redirectL, cfg.PublicURL, logger)
 		}
-		// Quota and usage counts and audit entries are written until the
-		// last in-flight request has finished, then flushed.
+		// Jobs are accepted, and quota and usage counts and audit entries
+		// written, until the last in-flight request has finished.
 		bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 		var background sync.WaitGroup
+		background.Go(func() { accepts.Run(bgCtx) })
 		background.Go(func() { quotas.Run(bgCtx, cfg.Edge.QuotaFlush) })
 		background.Go(func() { audit.Run(bgCtx) })
 		background.Go(func() { refusals.Run(bgCtx) })

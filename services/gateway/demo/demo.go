@@ -1,6 +1,8 @@
 // Package demo holds the sync handlers that ship with the gateway as
 // examples: text-stats answers at once with the figures the worker's
-// text-stats job computes in the background.
+// text-stats job computes in the background; hello answers a fixed
+// greeting, the least a handler can do (the benchmark compares the
+// gateway's cost around it with a bare server's).
 package demo
 
 import (
@@ -14,7 +16,18 @@ import (
 
 // Register adds the demo handlers to r.
 func Register(r *synchandler.Registry) error {
+	if err := r.Register("hello", Hello()); err != nil {
+		return err
+	}
 	return r.Register("text-stats", TextStats())
+}
+
+// hello is Hello's answer, shared: the handler allocates nothing.
+var hello = synchandler.Response{Status: http.StatusOK, Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, Body: []byte("Hello, World!")}
+
+// Hello answers "Hello, World!" whatever it is sent.
+func Hello() synchandler.Handler {
+	return synchandler.Func(func(context.Context, synchandler.Request) (synchandler.Response, error) { return hello, nil })
 }
 
 // TextStats answers {"text": "..."} with its word and line counts and

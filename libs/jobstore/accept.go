@@ -1,0 +1,188 @@
+package jobstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchyard/switchyard/libs/database"
+	"github.com/switchyard/switchyard/libs/jobmessage"
+	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/outbox"
+)
+
+// acceptSQL accepts any number of submissions in one statement, so in one
+// round trip and one commit: the jobs are inserted, and an outbox row is
+// inserted for each job that was (a data-modifying WITH runs in one
+// snapshot and commits as a whole). A submission whose (client,
+// Idempotency-Key) is taken, by a committed job or by an earlier
+// submission in the same statement, inserts nothing and returns no row;
+// the caller reads the job that holds the key after the statement.
+//
+// The submissions arrive as parallel arrays, one element per submission,
+// in the order of the waiters; ORDER BY ord keeps that order for the
+// outbox and decides which of two submissions with one key wins (the
+// first).
+var acceptSQL = `
+WITH input AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[])
+		WITH ORDINALITY AS t(id, type, client_id, scopes, payload, idempotency_key, request_hash, request_id, traceparent, outbox_uuid, outbox_payload, ord)
+), inserted AS (
+	INSERT INTO jobs (id, type, client_id, client_scopes, status, payload, idempotency_key, request_hash, request_id, traceparent)
+	SELECT id::uuid, type, client_id, string_to_array(scopes, ' '), 'accepted', payload::jsonb,
+		NULLIF(idempotency_key, ''), request_hash, NULLIF(request_id, ''), NULLIF(traceparent, '')
+	FROM input ORDER BY ord
+	ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+	RETURNING id, created_at
+), forwarded AS (
+	` + outbox.InsertSelectSQL(`SELECT i.outbox_uuid, i.outbox_payload::json FROM input i JOIN inserted j ON j.id = i.id::uuid ORDER BY i.ord`) + `
+)
+SELECT id::text, created_at FROM inserted`
+
+// existingSQL reads the jobs that hold the given (client, key) pairs.
+const existingSQL = `SELECT ` + jobColumns + ` FROM jobs
+	WHERE (client_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
+
+// acceptance is one submission on its way into the store, and then its
+// outcome.
+type acceptance struct {
+	sub  jobs.Submission
+	hash []byte
+	row  outbox.EncodedRow
+
+	job     jobs.Job
+	created bool
+	err     error
+}
+
+// newAcceptance prepares sub's rows: the request hash and the outbox row
+// (its envelope encoded here, on the caller's goroutine).
+func newAcceptance(sub jobs.Submission) (*acceptance, error) {
+	if strings.Contains(strings.Join(sub.ClientScopes, ""), " ") {
+		return nil, errors.New("a client scope contains a space")
+	}
+	msg := jobmessage.New(sub.MessageID, jobmessage.Job{ID: sub.ID, Type: sub.Type, ClientID: sub.ClientID,
+		RequestID: sub.RequestID, TraceParent: sub.TraceParent}, sub.Payload)
+	row, err := outbox.Encode(msg)
+	if err != nil {
+		return nil, err
+	}
+	return &acceptance{sub: sub, hash: jobs.RequestHash(sub.Type, sub.Payload), row: row}, nil
+}
+
+// acceptAll accepts every submission of batch with one statement and
+// sets each one's outcome. When the statement fails because of what one
+// submission holds (a data or integrity error), each is tried on its own
+// so that the bad one fails alone; any other failure is every
+// submission's.
+func (s *Store) acceptAll(ctx context.Context, batch []*acceptance) {
+	err := s.insert(ctx, batch)
+	if err == nil {
+		s.resolveTaken(ctx, batch)
+		return
+	}
+	var pgErr *pgconn.PgError
+	if len(batch) > 1 && errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+		for _, a := range batch {
+			s.acceptAll(ctx, []*acceptance{a})
+		}
+		return
+	}
+	if database.Unavailable(err) {
+		err = fmt.Errorf("%w: %w", jobs.ErrStoreUnavailable, err)
+	}
+	for _, a := range batch {
+		a.err = fmt.Errorf("accepting job: %w", err)
+	}
+}
+
+// insert runs acceptSQL for batch and marks the submissions it created.
+func (s *Store) insert(ctx context.Context, batch []*acceptance) error {
+	n := len(batch)
+	ids, types, clients, scopes, payloads, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	hashes, requestIDs, traceparents, rowIDs, rowPayloads := make([][]byte, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	byID := make(map[string]*acceptance, n)
+	for i, a := range batch {
+		ids[i], types[i], clients[i], scopes[i] = a.sub.ID, a.sub.Type, a.sub.ClientID, strings.Join(a.sub.ClientScopes, " ")
+		payloads[i], keys[i], hashes[i] = string(a.sub.Payload), a.sub.IdempotencyKey, a.hash
+		requestIDs[i], traceparents[i], rowIDs[i], rowPayloads[i] = a.sub.RequestID, a.sub.TraceParent, a.row.UUID, string(a.row.Payload)
+		byID[a.sub.ID] = a
+	}
+	rows, err := s.pool.Query(ctx, acceptSQL, ids, types, clients, scopes, payloads, keys, hashes, requestIDs, traceparents, rowIDs, rowPayloads)
+	if err != nil {
+		return err
+	}
+	var id string
+	var createdAt time.Time
+	_, err = pgx.ForEachRow(rows, []any{&id, &createdAt}, func() error {
+		a, ok := byID[id]
+		if !ok {
+			return fmt.Errorf("the store returned job %s, which was not submitted", id)
+		}
+		a.created = true
+		a.job = jobs.Job{ID: id, Type: a.sub.Type, ClientID: a.sub.ClientID, ClientScopes: a.sub.ClientScopes, Status: jobs.StatusAccepted,
+			Payload: a.sub.Payload, IdempotencyKey: a.sub.IdempotencyKey, RequestHash: a.hash, RequestID: a.sub.RequestID,
+			TraceParent: a.sub.TraceParent, CreatedAt: createdAt, UpdatedAt: createdAt}
+		return nil
+	})
+	return err
+}
+
+// resolveTaken answers the submissions that created nothing because their
+// key was taken: with the job that holds it when it was the same request
+// (created=false), with jobs.ErrIdempotencyKeyReused when it was not.
+func (s *Store) resolveTaken(ctx context.Context, batch []*acceptance) {
+	var clients, keys []string
+	for _, a := range batch {
+		if !a.created {
+			clients, keys = append(clients, a.sub.ClientID), append(keys, a.sub.IdempotencyKey)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	holders := map[[2]string]jobs.Job{}
+	rows, err := s.pool.Query(ctx, existingSQL, clients, keys)
+	if err == nil {
+		_, err = forEachJob(rows, func(j jobs.Job) { holders[[2]string{j.ClientID, j.IdempotencyKey}] = j })
+	}
+	for _, a := range batch {
+		if a.created {
+			continue
+		}
+		holder, found := holders[[2]string{a.sub.ClientID, a.sub.IdempotencyKey}]
+		switch {
+		case err != nil:
+			a.err = fmt.Errorf("reading job for idempotency key: %w", err)
+		case a.sub.IdempotencyKey == "" || !found:
+			// Nothing was inserted and no job holds the key: the holder
+			// was deleted in between. Never answer without a job.
+			a.err = fmt.Errorf("job %s was neither created nor found by its idempotency key", a.sub.ID)
+		case !bytes.Equal(holder.RequestHash, a.hash):
+			a.err = jobs.ErrIdempotencyKeyReused
+		default:
+			a.job = holder
+		}
+	}
+}
+
+// forEachJob scans rows of jobColumns.
+func forEachJob(rows pgx.Rows, fn func(jobs.Job)) (int, error) {
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return n, err
+		}
+		fn(j)
+		n++
+	}
+	return n, rows.Err()
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/switchyard/switchyard/libs/synchandler"
+	"github.com/switchyard/switchyard/services/gateway/demo"
+)
+
+// overload is what the accept route did under an offered load above its
+// saturation rate.
+type overload struct {
+	OfferedRPS float64 `json:"offered_rps"`
+	// AdmittedRPS is the rate of 202s (from the first request to the last
+	// answer); ShedShare the share of requests
+	// answered 503 with Retry-After; AdmittedP99Ms the p99 latency of the
+	// 202s.
+	AdmittedRPS   float64 `json:"admitted_rps"`
+	ShedShare     float64 `json:"shed_share"`
+	AdmittedP99Ms float64 `json:"admitted_p99_ms"`
+	// Other counts answers that were neither (errors, other statuses, 503s
+	// without Retry-After): each one is a defect.
+	Other int64 `json:"other"`
+	// Unsent counts requests the generator could not start on schedule
+	// (all its connections busy): the offered rate counts only what was
+	// sent.
+	Unsent int64 `json:"unsent"`
+}
+
+// httpRound measures the gateway's cost around a handler: a bare Echo
+// server and the gateway's authenticated sync route, each answering with
+// the same trivial handler, then each running the demo text-stats handler.
+func (p *platform) httpRound(ctx context.Context, cfg config, token string, r *round, logger *slog.Logger) error {
+	bare, stop, err := bareServer()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	measures := []struct {
+		into         *float64
+		method, url  string
+		token, body  string
+		name         string
+		bareEchoSide bool
+	}{
+		{&r.HelloRPS, http.MethodGet, bare + "/hello", "", "", "bare hello", true},
+		{&r.GatewayHelloRPS, http.MethodGet, p.gateway + "/v1/hello", token, "", "gateway hello", false},
+		{&r.BareTextStatsRPS, http.MethodPost, bare + "/text-stats", "", benchText, "bare text-stats", true},
+		{&r.SyncRPS, http.MethodPost, p.gateway + "/v1/text-stats", token, benchText, "gateway text-stats", false},
+	}
+	for _, m := range measures {
+		*m.into, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+			return call(ctx, c, m.method, m.url, m.token, m.body, http.StatusOK)
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+	}
+	logger.Info("http", "bare_hello_rps", int(r.HelloRPS), "gateway_hello_rps", int(r.GatewayHelloRPS),
+		"bare_text_stats_rps", int(r.BareTextStatsRPS), "gateway_text_stats_rps", int(r.SyncRPS))
+	return nil
+}
+
+// bareServer serves, on loopback and with nothing around them, the demo
+// handlers the gateway's sync routes call: GET /hello and POST
+// /text-stats.
+func bareServer() (url string, stop func(), err error) {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	serve := func(h synchandler.Handler) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			body, err := io.ReadAll(c.Request().Body)
+			if err != nil {
+				return err
+			}
+			resp, err := h.Serve(c.Request().Context(), synchandler.Request{Method: c.Request().Method, Body: body})
+			if err != nil {
+				return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+			}
+			for k, vs := range resp.Header {
+				c.Response().Header()[k] = vs
+			}
+			return c.Blob(resp.Status, resp.Header.Get("Content-Type"), resp.Body)
+		}
+	}
+	e.GET("/hello", serve(demo.Hello()))
+	e.POST("/text-stats", serve(demo.TextStats()))
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return "http://" + l.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+// acceptRound measures single-row inserts (and pgbench) against the accept
+// route at saturation, with the gateway's memory sampled meanwhile, and
+// both latencies at 10 requests per second.
+func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r *round, logger *slog.Logger) error {
+	var err error
+	if r.InsertRPS, err = p.insertRate(ctx, cfg.concurrency, cfg.duration); err != nil {
+		return err
+	}
+	if tps, ok, err := p.pgbenchRate(ctx, cfg.concurrency, cfg.duration); err != nil {
+		return err
+	} else if ok {
+		r.PgbenchTPS = tps
+	}
+	stopSampling := make(chan struct{})
+	peak := rss(p.procs["gateway"].Pid(), stopSampling)
+	r.AcceptRPS, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+		return call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
+	})
+	close(stopSampling)
+	r.GatewayRSSBytes = float64(peak())
+	if err != nil {
+		return fmt.Errorf("accept route: %w", err)
+	}
+
+	// Latency at low load: one request at a time, 10 per second.
+	client := newClient(1)
+	insert := func(ctx context.Context) error {
+		_, err := p.pool.Exec(ctx, `INSERT INTO bench_rows (id, payload) VALUES ($1, $2)`, uuid.New(), benchText)
+		return err
+	}
+	accept := func(ctx context.Context) error {
+		return call(ctx, client, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
+	}
+	for _, m := range []struct {
+		do       func(context.Context) error
+		p50, p99 *float64
+	}{{insert, &r.InsertP50Ms, &r.InsertP99Ms}, {accept, &r.AcceptP50Ms, &r.AcceptP99Ms}} {
+		lat, err := latencies(ctx, 10, 100, m.do)
+		if err != nil {
+			return fmt.Errorf("latency at 10/s: %w", err)
+		}
+		*m.p50, *m.p99 = ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99))
+	}
+	logger.Info("postgres", "insert_rps", int(r.InsertRPS), "pgbench_tps", int(r.PgbenchTPS), "accept_rps", int(r.AcceptRPS),
+		"gateway_rss_mib", int(r.GatewayRSSBytes/(1<<20)), "insert_p50_ms", r.InsertP50Ms, "insert_p99_ms", r.InsertP99Ms,
+		"accept_p50_ms", r.AcceptP50Ms, "accept_p99_ms", r.AcceptP99Ms)
+	if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox, job_attempts, job_events, inbox, demo_text_stats, bench_rows`); err != nil {
+		return fmt.Errorf("emptying the tables: %w", err)
+	}
+	return nil
+}
+
+// latencies calls do n times, one at a time, rate per second, and returns
+// each call's duration.
+func latencies(ctx context.Context, rate float64, n int, do func(context.Context) error) ([]time.Duration, error) {
+	interval := time.Duration(float64(time.Second) / rate)
+	out := make([]time.Duration, 0, n)
+	next := time.Now()
+	for range n {
+		if d := time.Until(next); d > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		next = next.Add(interval)
+		start := time.Now()
+		if err := do(ctx); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(start))
+	}
+	return out, nil
+}
+
+// overload offers the accept route rate requests per second for d, open
+// loop (requests start on schedule whether or not earlier ones have been
+// answered, as independent clients' would), and reports what was admitted
+// and what was shed.
+func (p *platform) overload(ctx context.Context, token string, rate float64, d time.Duration) (overload, error) {
+	const maxInFlight = 2048
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: maxInFlight, MaxIdleConns: maxInFlight, IdleConnTimeout: time.Minute}}
+	defer client.CloseIdleConnections()
+	var (
+		mu       sync.Mutex
+		admitted []time.Duration
+		shed     atomic.Int64
+		other    atomic.Int64
+		sent     int64
+		unsent   int64
+		last     atomic.Int64 // UnixNano of the last answer
+		wg       sync.WaitGroup
+		inFlight = make(chan struct{}, maxInFlight)
+	)
+	one := func() {
+		defer func() { <-inFlight }()
+		start := time.Now()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.gateway+"/v1/jobs/bench", strings.NewReader(benchText))
+		if err != nil {
+			other.Add(1)
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			other.Add(1)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		last.Store(time.Now().UnixNano())
+		switch {
+		case resp.StatusCode == http.StatusAccepted:
+			mu.Lock()
+			admitted = append(admitted, time.Since(start))
+			mu.Unlock()
+		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+			shed.Add(1)
+		default:
+			other.Add(1)
+		}
+	}
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var due int64
+	for time.Since(start) < d {
+		select {
+		case <-ctx.Done():
+			return overload{}, ctx.Err()
+		case <-tick.C:
+		}
+		for target := int64(time.Since(start).Seconds() * rate); due < target; due++ {
+			select {
+			case inFlight <- struct{}{}:
+				sent++
+				wg.Go(one)
+			default:
+				unsent++
+			}
+		}
+	}
+	wg.Wait()
+	total, elapsed := float64(sent), time.Duration(last.Load()-start.UnixNano()).Seconds()
+	return overload{
+		OfferedRPS: total / d.Seconds(), AdmittedRPS: float64(len(admitted)) / elapsed,
+		ShedShare: float64(shed.Load()) / total, AdmittedP99Ms: ms(percentile(admitted, 0.99)), Other: other.Load(), Unsent: unsent,
+	}, nil
+}
