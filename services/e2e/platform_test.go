@@ -433,6 +433,45 @@ func (p *platform) submit(client http.Client, clientID string, n int) (string, e
 	return out.ID, nil
 }
 
+// submitKeyed POSTs one text-stats job as client, with an
+// Idempotency-Key when key is set, and returns the job's id and the
+// answer's status (202 or 200). A 503 with Retry-After is retried after
+// the interval it names, as the API asks clients to.
+func (p *platform) submitKeyed(client http.Client, clientID, key, text string) (string, int, error) {
+	body, _ := json.Marshal(map[string]string{"text": text})
+	for {
+		req, err := http.NewRequest(http.MethodPost, p.gateway+"/v1/jobs/text-stats", bytes.NewReader(body))
+		if err != nil {
+			return "", 0, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+p.bearer(clientID))
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", 0, err
+		}
+		var out struct {
+			ID string `json:"id"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		_ = resp.Body.Close()
+		if retry, convErr := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode == http.StatusServiceUnavailable && convErr == nil {
+			time.Sleep(time.Duration(retry) * time.Second) // the interval the server asked for
+			continue
+		}
+		if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
+			return "", 0, fmt.Errorf("submit answered %s", resp.Status)
+		}
+		if err != nil || out.ID == "" {
+			return "", 0, fmt.Errorf("submit answered %s without a job id: %w", resp.Status, err)
+		}
+		return out.ID, resp.StatusCode, nil
+	}
+}
+
 // awaitSucceeded polls the job's status as its owner until it succeeds.
 func (p *platform) awaitSucceeded(client http.Client, clientID, id string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)

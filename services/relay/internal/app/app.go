@@ -29,6 +29,7 @@ type Config struct {
 	Loops        int           `conf:"default:4,env:SWITCHYARD_RELAY_LOOPS,help:batches forwarded concurrently"`
 	BatchSize    int           `conf:"default:50,env:SWITCHYARD_RELAY_BATCH_SIZE,help:outbox rows per claimed batch"`
 	PollInterval time.Duration `conf:"default:5s,env:SWITCHYARD_RELAY_POLL_INTERVAL,help:longest sleep without a NOTIFY"`
+	MaxRate      float64       `conf:"default:0,env:SWITCHYARD_RELAY_MAX_RATE,help:most messages per second this relay sends (0: as fast as SQS takes them); what waits stays in the outbox"`
 	// SampleInterval paces the backlog metrics: the outbox (one query)
 	// and every job type's queue and DLQ (one GetQueueAttributes each).
 	SampleInterval time.Duration `conf:"default:15s,env:SWITCHYARD_RELAY_SAMPLE_INTERVAL,help:how often the outbox backlog and the SQS queue depths are read for the metrics"`
@@ -58,10 +59,20 @@ func (c Config) Validate() error {
 	if c.SampleInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_SAMPLE_INTERVAL=%s must be at least 100ms", c.SampleInterval))
 	}
+	if err := c.forwarderConfig().Validate(); err != nil && c.MaxRate != 0 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_MAX_RATE: %w", err))
+	}
 	if err := c.Queues.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// forwarderConfig is c as the forwarder takes it, defaults applied.
+func (c Config) forwarderConfig() forwarder.Config {
+	fc := forwarder.Config{Loops: c.Loops, BatchSize: c.BatchSize, PollInterval: c.PollInterval, SampleInterval: c.SampleInterval, MaxRate: c.MaxRate}
+	fc.SetDefaults()
+	return fc
 }
 
 // Run forwards the outbox until ctx ends. An invalid configuration is a
@@ -91,7 +102,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}
 	fwd, err := forwarder.New(pool, database.NewDialer(dbCfg), queues,
-		forwarder.Config{Loops: cfg.Loops, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval, SampleInterval: cfg.SampleInterval},
+		cfg.forwarderConfig(),
 		logger, forwarder.NewMetrics(prometheus.DefaultRegisterer))
 	if err != nil {
 		return err
@@ -109,7 +120,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("outbox_notifications", fwd.Listening)
 	opsSrv.AddCheck("sqs", queues.Ping)
-	logger.Info("relay running", "ops_addr", opsL.Addr().String(), "loops", cfg.Loops, "batch_size", cfg.BatchSize)
+	logger.Info("relay running", "ops_addr", opsL.Addr().String(), "loops", cfg.Loops, "batch_size", cfg.BatchSize, "max_rate", cfg.MaxRate)
 	opsSrv.AddVault(cfg.Vault.Client())
 	depths := sqsqueue.NewDepthSampler(queues, catalog.Names(), cfg.SampleInterval, prometheus.DefaultRegisterer, logger)
 	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {

@@ -27,6 +27,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/jobmessage"
@@ -58,9 +59,16 @@ type Config struct {
 	// SampleInterval is how often the outbox backlog is read for the
 	// metrics (default 15 s).
 	SampleInterval time.Duration
+	// MaxRate, when positive, is the most messages per second this
+	// forwarder sends: a claimed batch waits for its share before it is
+	// sent, and what waits stays in the outbox. For a downstream that must
+	// not be flooded (an SQS stand-in that slows with its queue's depth, a
+	// consumer paced by a partner's quota); 0 sends as fast as SQS takes.
+	MaxRate float64
 }
 
-func (c *Config) setDefaults() {
+// SetDefaults fills in the defaults of the settings left zero.
+func (c *Config) SetDefaults() {
 	if c.Loops == 0 {
 		c.Loops = 4
 	}
@@ -102,6 +110,14 @@ func (c Config) Validate() error {
 	if c.FinishTimeout <= c.SendTimeout {
 		errs = append(errs, fmt.Errorf("finish timeout %s must exceed send timeout %s", c.FinishTimeout, c.SendTimeout))
 	}
+	if c.MaxRate < 0 {
+		errs = append(errs, fmt.Errorf("max rate %g must not be negative", c.MaxRate))
+	} else if c.MaxRate > 0 && c.MaxRate*(c.FinishTimeout-c.SendTimeout).Seconds() < float64(c.Loops*c.BatchSize) {
+		// Every loop's claim must get its share within the time a batch
+		// may spend before its send.
+		errs = append(errs, fmt.Errorf("max rate %g/s cannot send %d loops' claims of %d rows within %s: raise it to at least %.0f/s or claim fewer rows",
+			c.MaxRate, c.Loops, c.BatchSize, c.FinishTimeout-c.SendTimeout, float64(c.Loops*c.BatchSize)/(c.FinishTimeout-c.SendTimeout).Seconds()))
+	}
 	return errors.Join(errs...)
 }
 
@@ -115,12 +131,14 @@ type Forwarder struct {
 	wake    *waker
 	notify  *pgnotify.Listener
 	tracer  trace.Tracer
+	// limit paces sends when Config.MaxRate is set; nil otherwise.
+	limit *rate.Limiter
 }
 
 // New returns a Forwarder. listen opens the dedicated LISTEN connection;
 // metrics may be nil.
 func New(pool *pgxpool.Pool, listen pgnotify.Connector, queues *sqsqueue.Queues, cfg Config, logger *slog.Logger, metrics *Metrics) (*Forwarder, error) {
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid forwarder config: %w", err)
 	}
@@ -130,6 +148,9 @@ func New(pool *pgxpool.Pool, listen pgnotify.Connector, queues *sqsqueue.Queues,
 	f := &Forwarder{pool: pool, queues: queues, cfg: cfg, logger: logger, metrics: metrics, wake: newWaker(),
 		tracer: tracing.Tracer("github.com/switchyard/switchyard/services/relay/internal/forwarder")}
 	f.notify = pgnotify.New(listen, outbox.NotifyChannel, f.wake.broadcast, logger)
+	if cfg.MaxRate > 0 {
+		f.limit = rate.NewLimiter(rate.Limit(cfg.MaxRate), cfg.BatchSize)
+	}
 	return f, nil
 }
 
@@ -221,6 +242,12 @@ func (f *Forwarder) ForwardOnce(ctx context.Context) (int, error) {
 	}
 	for _, off := range claim.Parked {
 		f.logger.Error("outbox row is not a forwarder envelope; parked (acked) for inspection", "offset", off)
+	}
+	if f.limit != nil && len(claim.Rows) > 0 {
+		if err := f.limit.WaitN(ctx, len(claim.Rows)); err != nil {
+			claim.Release(ctx)
+			return claimed, fmt.Errorf("waiting for the send rate's share: %w", err)
+		}
 	}
 	start := time.Now()
 	sendCtx, cancel := context.WithTimeout(ctx, f.cfg.SendTimeout)

@@ -276,3 +276,30 @@ func TestDeadLettersGoToTheDLQ(t *testing.T) {
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, ids[0]).Scan(&status))
 	require.Equal(t, "dead_lettered", status)
 }
+
+// TestMaxRatePacesSends: with MaxRate the forwarder sends no faster than
+// the rate allows (after a first claim's worth), loses nothing meanwhile,
+// and a rate that cannot carry the loops' claims is refused at start.
+func TestMaxRatePacesSends(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	ids := e.accept(t, "paced", 60)
+	const perSecond = 40
+	f := e.forwarder(t, forwarder.Config{Loops: 1, BatchSize: 20, MaxRate: perSecond})
+	start := time.Now()
+	for sent := 0; sent < len(ids); {
+		n, err := f.ForwardOnce(ctx)
+		require.NoError(t, err)
+		sent += n
+	}
+	// The first 20 go at once (the bucket starts full); the other 40 need
+	// a second of the rate at least.
+	require.GreaterOrEqual(t, time.Since(start), time.Duration(float64(len(ids)-20)/perSecond*float64(time.Second))-50*time.Millisecond)
+	seen := e.drain(t, "paced")
+	require.Len(t, seen, len(ids))
+
+	bad := forwarder.Config{Loops: 4, BatchSize: 50, MaxRate: 10}
+	bad.SetDefaults()
+	require.ErrorContains(t, bad.Validate(), "cannot send 4 loops' claims of 50 rows")
+}
