@@ -111,17 +111,17 @@ func bareServer() (url string, stop func(), err error) {
 // both latencies at 10 requests per second.
 func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r *round, logger *slog.Logger) error {
 	var err error
-	if r.InsertRPS, err = p.insertRate(ctx, cfg.concurrency, cfg.duration); err != nil {
+	if r.InsertRPS, err = p.insertRate(ctx, cfg.acceptConcurrency, cfg.duration); err != nil {
 		return err
 	}
-	if tps, ok, err := p.pgbenchRate(ctx, cfg.concurrency, cfg.duration); err != nil {
+	if tps, ok, err := p.pgbenchRate(ctx, cfg.acceptConcurrency, cfg.duration); err != nil {
 		return err
 	} else if ok {
 		r.PgbenchTPS = tps
 	}
 	stopSampling := make(chan struct{})
 	peak := rss(p.procs["gateway"].Pid(), stopSampling)
-	r.AcceptRPS, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+	r.AcceptRPS, err = saturate(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
 		return call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
 	})
 	close(stopSampling)

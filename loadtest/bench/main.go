@@ -38,7 +38,8 @@ func main() {
 	var cfg config
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds; the table shows each figure's median")
 	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "length of each HTTP and insert measurement")
-	flag.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent HTTP clients and insert goroutines")
+	flag.IntVar(&cfg.concurrency, "concurrency", 32, "concurrent HTTP clients for the sync routes")
+	flag.IntVar(&cfg.acceptConcurrency, "accept-concurrency", 128, "concurrent clients of the accept route and of its insert references (pgbench at most 48: each client is a server connection)")
 	flag.IntVar(&cfg.messages, "messages", 300, "messages per SQS measurement (moto slows down with queue depth: keep it small)")
 	flag.StringVar(&cfg.out, "json", "", "JSON results file (default loadtest/results/bench-<time>.json)")
 	only := flag.String("only", "", "comma-separated sections to measure ("+strings.Join(sections, ", ")+"; default: all)")

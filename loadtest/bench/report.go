@@ -17,10 +17,11 @@ type report struct {
 	Date    time.Time `json:"date"`
 	Machine machine   `json:"machine"`
 	Config  struct {
-		Rounds      int    `json:"rounds"`
-		Concurrency int    `json:"concurrency"`
-		Duration    string `json:"duration"`
-		Messages    int    `json:"messages_per_sqs_measurement"`
+		Rounds            int    `json:"rounds"`
+		Concurrency       int    `json:"concurrency"`
+		AcceptConcurrency int    `json:"accept_concurrency"`
+		Duration          string `json:"duration"`
+		Messages          int    `json:"messages_per_sqs_measurement"`
 	} `json:"config"`
 	Rows   []row   `json:"rows"`
 	Rounds []round `json:"rounds"`
@@ -61,6 +62,7 @@ func median(rounds []round, f func(round) float64) float64 {
 func newReport(cfg config, rounds []round) report {
 	rep := report{Date: time.Now().UTC(), Machine: machineInfo(), Rounds: rounds}
 	rep.Config.Rounds, rep.Config.Concurrency, rep.Config.Duration, rep.Config.Messages = cfg.rounds, cfg.concurrency, cfg.duration.String(), cfg.messages
+	rep.Config.AcceptConcurrency = cfg.acceptConcurrency
 	add := func(ref string, refF func(round) float64, plat string, platF func(round) float64, unit string) {
 		rv, pv := median(rounds, refF), median(rounds, platF)
 		// Each round's ratio pairs two figures measured minutes apart;
@@ -127,8 +129,8 @@ func (rep report) print(w io.Writer) {
 	m := rep.Machine
 	fmt.Fprintf(w, "\nSwitchyard benchmark, %s\n", rep.Date.Format(time.RFC3339))
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s memory, %s, %s\n", m.CPUs, m.CPUModel, m.MemoryGB, m.Kernel, m.Go)
-	fmt.Fprintf(w, "%d rounds: values are medians, ratios the medians of each round's ratio; %d concurrent clients for %s per HTTP/insert measurement, %d messages per SQS measurement\n\n",
-		rep.Config.Rounds, rep.Config.Concurrency, rep.Config.Duration, rep.Config.Messages)
+	fmt.Fprintf(w, "%d rounds: values are medians, ratios the medians of each round's ratio; %d concurrent clients (accept and inserts: %d) for %s per HTTP/insert measurement, %d messages per SQS measurement\n\n",
+		rep.Config.Rounds, rep.Config.Concurrency, rep.Config.AcceptConcurrency, rep.Config.Duration, rep.Config.Messages)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "reference\tvalue\tplatform\tvalue\tratio")
 	for _, r := range rep.Rows {

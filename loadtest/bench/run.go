@@ -15,6 +15,7 @@ import (
 
 type config struct {
 	rounds, concurrency, messages int
+	acceptConcurrency             int
 	duration                      time.Duration
 	out                           string
 	// only lists the sections to run (http, accept, overload, sqs); empty:
@@ -54,7 +55,7 @@ type round struct {
 }
 
 func run(ctx context.Context, cfg config, logger *slog.Logger) error {
-	if cfg.rounds < 1 || cfg.concurrency < 1 || cfg.messages < 10 || cfg.duration < time.Second {
+	if cfg.rounds < 1 || cfg.concurrency < 1 || cfg.acceptConcurrency < 1 || cfg.messages < 10 || cfg.duration < time.Second {
 		return errors.New("rounds and concurrency must be at least 1, messages at least 10, duration at least 1s")
 	}
 	p, err := startPlatform(ctx, logger)
