@@ -2,14 +2,16 @@
 // their own, apart from any public API: /healthz (the process is alive),
 // /readyz (every dependency check passes, and the process is not draining;
 // degraded checks are reported without failing it), /metrics (Prometheus)
-// and /loglevel (GET the process's log level, PUT a new one: debug, info,
-// warn or error, as the body or ?level=).
+// /loglevel (GET the process's log level, PUT a new one: debug, info,
+// warn or error, as the body or ?level=) and /debug/pprof/ (Go's CPU,
+// allocation, heap, goroutine and execution-trace profiles, for
+// `go tool pprof`).
 //
 // The ops listener has no authentication of its own and is meant for a
-// network only monitoring reaches. Changing anything (PUT /loglevel) is
-// allowed from a loopback peer (kubectl port-forward, docker exec), or
-// with the admin token (SetAdminToken) as a Bearer token; anything else
-// is 403.
+// network only monitoring reaches. Changing anything (PUT /loglevel) and
+// profiling (which costs CPU and shows the process's insides) is allowed
+// from a loopback peer (kubectl port-forward, docker exec), or with the
+// admin token (SetAdminToken) as a Bearer token; anything else is 403.
 package ops
 
 import (
@@ -22,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -145,7 +148,26 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /loglevel", s.getLevel)
 	mux.HandleFunc("PUT /loglevel", s.setLevel)
+	for path, h := range map[string]http.HandlerFunc{
+		"GET /debug/pprof/": pprof.Index, "GET /debug/pprof/cmdline": pprof.Cmdline, "GET /debug/pprof/profile": pprof.Profile,
+		"GET /debug/pprof/symbol": pprof.Symbol, "GET /debug/pprof/trace": pprof.Trace,
+	} {
+		mux.Handle(path, s.privileged("profiling", h))
+	}
 	return mux
+}
+
+// privileged serves h to peers that may change settings (mayChange) and
+// answers 403 to others.
+func (s *Server) privileged(what string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.mayChange(r) {
+			s.logger.Warn("refused "+what+" to a remote peer without the ops admin token", "peer", r.RemoteAddr, "path", r.URL.Path)
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": what + " needs a loopback peer or the ops admin token (SWITCHYARD_OPS_TOKEN) as a Bearer token"})
+			return
+		}
+		h(w, r)
+	}
 }
 
 // SetLevelVar makes /loglevel read and change lv (by default the

@@ -168,3 +168,33 @@ func TestLogLevelFromRemotePeer(t *testing.T) {
 	require.Equal(t, http.StatusOK, put("Bearer s3cret-ops-token"))
 	require.Equal(t, slog.LevelDebug, lv.Level())
 }
+
+// TestProfilesArePrivileged: Go's profiles are served to a loopback peer
+// and to a remote one with the admin token, and refused to anyone else
+// (they cost CPU and show the process's insides).
+func TestProfilesArePrivileged(t *testing.T) {
+	t.Parallel()
+	srv := ops.New(slog.New(slog.DiscardHandler), nil)
+	srv.SetAdminToken("s3cret-ops-token")
+	h := srv.Handler()
+	get := func(path, peer, authorization string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.RemoteAddr = peer
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/allocs", "/debug/pprof/goroutine", "/debug/pprof/cmdline", "/debug/pprof/profile?seconds=1", "/debug/pprof/trace?seconds=1"} {
+		require.Equal(t, http.StatusForbidden, get(path, "192.0.2.10:40000", "").Code, path)
+		require.Equal(t, http.StatusForbidden, get(path, "192.0.2.10:40000", "Bearer wrong").Code, path)
+	}
+	rec := get("/debug/pprof/heap", "127.0.0.1:40000", "")
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.NotEmpty(t, rec.Body.Bytes(), "a heap profile")
+	rec = get("/debug/pprof/goroutine?debug=1", "192.0.2.10:40000", "Bearer s3cret-ops-token")
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), "goroutine profile:")
+}

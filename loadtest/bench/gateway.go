@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/services/gateway/demo"
@@ -61,9 +65,17 @@ func (p *platform) httpRound(ctx context.Context, cfg config, token string, r *r
 		{&r.SyncRPS, http.MethodPost, p.gateway + "/v1/text-stats", token, benchText, "gateway text-stats", false},
 	}
 	for _, m := range measures {
-		*m.into, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
-			return call(ctx, c, m.method, m.url, m.token, m.body, http.StatusOK)
-		})
+		measure := func() error {
+			*m.into, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+				return call(ctx, c, m.method, m.url, m.token, m.body, http.StatusOK)
+			})
+			return err
+		}
+		if m.bareEchoSide {
+			err = measure()
+		} else {
+			err = p.profiled(ctx, cfg, strings.ReplaceAll(m.name, " ", "-"), measure)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
@@ -121,8 +133,11 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	}
 	stopSampling := make(chan struct{})
 	peak := rss(p.procs["gateway"].Pid(), stopSampling)
-	r.AcceptRPS, err = saturate(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
-		return call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
+	err = p.profiled(ctx, cfg, "gateway-accept", func() error {
+		r.AcceptRPS, err = saturate(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+			return call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
+		})
+		return err
 	})
 	close(stopSampling)
 	r.GatewayRSSBytes = float64(peak())
@@ -256,4 +271,48 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 		OfferedRPS: total / d.Seconds(), AdmittedRPS: float64(len(admitted)) / elapsed,
 		ShedShare: float64(shed.Load()) / total, AdmittedP99Ms: ms(percentile(admitted, 0.99)), Other: other.Load(), Unsent: unsent,
 	}, nil
+}
+
+// profiled runs measure while, when cfg.profileDir is set, the gateway's
+// CPU profile and allocation profile (both for the measurement's length
+// less a second) are written to <dir>/<name>-cpu.pprof and
+// <name>-allocs.pprof, for `go tool pprof`.
+func (p *platform) profiled(ctx context.Context, cfg config, name string, measure func() error) error {
+	if cfg.profileDir == "" {
+		return measure()
+	}
+	if err := os.MkdirAll(cfg.profileDir, 0o750); err != nil {
+		return err
+	}
+	seconds := max(int(cfg.duration.Seconds())-1, 1)
+	var g errgroup.Group
+	for _, kind := range []string{"profile", "allocs"} {
+		g.Go(func() error {
+			u := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s?seconds=%d", p.ops["gateway"], kind, seconds)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("profiling the gateway: %w", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("profiling the gateway: %s answered %s", u, resp.Status)
+			}
+			suffix := map[string]string{"profile": "cpu", "allocs": "allocs"}[kind]
+			f, err := os.Create(filepath.Join(cfg.profileDir, name+"-"+suffix+".pprof")) //nolint:gosec // the operator's -profile directory
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				_ = f.Close()
+				return err
+			}
+			return f.Close()
+		})
+	}
+	err := measure()
+	return errors.Join(err, g.Wait())
 }

@@ -18,6 +18,9 @@ type config struct {
 	acceptConcurrency             int
 	duration                      time.Duration
 	out                           string
+	// profileDir, when set, receives the gateway's CPU and allocation
+	// profiles of each gateway measurement.
+	profileDir string
 	// only lists the sections to run (http, accept, overload, sqs); empty:
 	// all.
 	only []string
