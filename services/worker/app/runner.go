@@ -1,7 +1,8 @@
 // Package app runs Switchyard's worker (every service's composition root
-// is its package app): a Watermill router with one
-// watermill-aws SQS subscription per consumer slot of every job type in the
-// catalog, each message applied by the processor with the job type's
+// is its package app): a Watermill router with, per job type in the
+// catalog, SQS subscriptions (sqsqueue.Subscriber) that receive up to ten
+// messages per call and keep at most the type's consumers in flight, each
+// message applied by the processor with the job type's
 // handler. It is public so that a team can build its own worker binary
 // with its own handlers:
 //
@@ -20,12 +21,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/libs/config"
@@ -123,7 +120,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return err
 	}
 	defer pool.Close()
-	queues, awsCfg, err := sqsqueue.Connect(ctx, cfg.Queues)
+	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues)
 	if err != nil {
 		return err
 	}
@@ -134,16 +131,17 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return fmt.Errorf("creating router: %w", err)
 	}
 	router.AddMiddleware(middleware.Recoverer)
-	sub, err := NewSubscriber(awsCfg, queues, cfg.ReceiveWait, wlogger)
-	if err != nil {
-		return err
-	}
 	proc := processor.New(processor.Config{
 		Pool: pool, Logger: logger, Metrics: processor.NewMetrics(registerer),
 		Queue: queues, VisibilityTimeout: queues.Config().VisibilityTimeout,
 	})
 	for _, jt := range catalog.Types() {
-		for i := range jt.Consumers {
+		receivers, perReceiver := receiversFor(jt.Consumers)
+		sub, err := NewSubscriber(queues, perReceiver, cfg.ReceiveWait, logger.With("job_type", jt.Name))
+		if err != nil {
+			return err
+		}
+		for i := range receivers {
 			router.AddConsumerHandler(fmt.Sprintf("%s-%d", jt.Name, i), jt.Name, sub, proc.HandlerFunc(bindings[jt.Name]))
 		}
 	}
@@ -217,28 +215,26 @@ func checkReceiveBudget(catalog *jobcatalog.Catalog, queues sqsqueue.Config) err
 	return nil
 }
 
-// NewSubscriber returns the watermill-aws SQS subscriber the worker uses:
-// long polling for wait (at most 20 s), one message per receive (so a
-// failed message never holds back others received with it), queues
-// resolved (and provisioned with their DLQ) through queues, messages read
-// by Unmarshaler, and polls abandoned at shutdown run out with their
-// messages handed back (sqsqueue.ReleaseAbandonedReceives).
-func NewSubscriber(awsCfg aws.Config, queues *sqsqueue.Queues, wait time.Duration, logger watermill.LoggerAdapter) (*wmsqs.Subscriber, error) {
-	sub, err := wmsqs.NewSubscriber(wmsqs.SubscriberConfig{
-		AWSConfig:        awsCfg,
-		OptFns:           []func(*sqs.Options){sqsqueue.ReleaseAbandonedReceives(queues.Client())},
-		QueueUrlResolver: queues,
-		GenerateReceiveMessageInput: func(ctx context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
-			return &sqs.ReceiveMessageInput{
-				QueueUrl:                    aws.String(string(queueURL)),
-				MessageAttributeNames:       []string{"All"},
-				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
-				WaitTimeSeconds:             int32(wait / time.Second), //nolint:gosec // at most 20
-				MaxNumberOfMessages:         1,
-			}, nil
-		},
-		Unmarshaler: Unmarshaler{},
-	}, logger)
+// receiversFor splits a job type's consumers (messages handled at once)
+// into long polls: one per ten consumers, each receiving as many messages
+// per call as it has free (at most SQS's 10).
+func receiversFor(consumers int) (receivers, perReceiver int) {
+	receivers = (consumers + 9) / 10
+	return receivers, (consumers + receivers - 1) / receivers
+}
+
+// NewSubscriber returns the SQS subscriber the worker uses for one job
+// type (sqsqueue.Subscriber): long polls of wait (at most 20 s), up to ten
+// messages per receive handled concurrently with at most concurrency in
+// flight per poll, acks deleted in batches, queues resolved (and
+// provisioned with their DLQ) through queues, messages read by
+// Unmarshaler, and polls abandoned at shutdown run out with their
+// messages handed back (sqsqueue.ReleaseAbandonedReceives). A failed
+// message holds back no other: each is acked or left on its own.
+func NewSubscriber(queues *sqsqueue.Queues, concurrency int, wait time.Duration, logger *slog.Logger) (*sqsqueue.Subscriber, error) {
+	sub, err := sqsqueue.NewSubscriber(sqsqueue.SubscriberConfig{
+		Queues: queues, Unmarshaler: Unmarshaler{}, Concurrency: concurrency, Wait: wait, Logger: logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("creating SQS subscriber: %w", err)
 	}
