@@ -170,7 +170,7 @@ func TestMalformedRoutesFileStopsStartup(t *testing.T) {
 		name, doc, want string
 	}{
 		{"bad YAML", "routes:\n  - method: GET\n   path: /x\n", "routes.yaml: parsing YAML"},
-		{"unknown target", route("handler: no-such-handler"), `routes.yaml:2: routes[0].handler: no sync handler "no-such-handler" is registered in the gateway (registered: text-stats)`},
+		{"unknown target", route("handler: no-such-handler"), `routes.yaml:2: routes[0].handler: no sync handler "no-such-handler" is registered in the gateway (registered: hello, text-stats)`},
 		{"duplicate route", route("handler: text-stats") + "  - {method: GET, path: /v1/x, mode: sync, scopes: [a], handler: text-stats}\n", "routes.yaml:7: routes[1]: GET /v1/x duplicates the route at line 2"},
 		{"negative timeout", route(`upstream: {url: "http://127.0.0.1:1/x"}` + "\n    timeout: -5s"), "routes.yaml:7: routes[0].timeout: -5s must be positive"},
 		// Security item 6: a template that lets a request choose the host
