@@ -75,7 +75,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
 	UsageFlush      time.Duration `conf:"default:10s,env:SWITCHYARD_USAGE_FLUSH,help:how often request counts per client and route are added to Postgres (GET /admin/v1/usage)"`
 	UsageRetention  time.Duration `conf:"default:720h,env:SWITCHYARD_USAGE_RETENTION,help:how long request counts per client / route / minute are kept"`
-	OpsToken        config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
+	OpsToken        config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel) or profile the process (/debug/pprof/); a vault: reference; empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config

@@ -51,7 +51,7 @@ type Config struct {
 	// means Prometheus's default registry. (Not configurable from the
 	// environment: it lets tests run several workers in one process.)
 	Registry *prometheus.Registry `conf:"-"`
-	OpsToken config.Secret        `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
+	OpsToken config.Secret        `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel) or profile the process (/debug/pprof/); a vault: reference; empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config

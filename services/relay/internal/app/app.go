@@ -34,7 +34,7 @@ type Config struct {
 	// and every job type's queue and DLQ (one GetQueueAttributes each).
 	SampleInterval time.Duration `conf:"default:15s,env:SWITCHYARD_RELAY_SAMPLE_INTERVAL,help:how often the outbox backlog and the SQS queue depths are read for the metrics"`
 	Queues         sqsqueue.Config
-	OpsToken       config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
+	OpsToken       config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel) or profile the process (/debug/pprof/); a vault: reference; empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config

@@ -53,7 +53,7 @@ type Config struct {
 	TLSClientCAFile  string        `conf:"env:SWITCHYARD_REPLAY_TLS_CLIENT_CA_FILE,help:PEM CA bundle: callers must present a client certificate from it (mTLS) as well as a token"`
 	Auth             accesstoken.Settings
 	Queues           sqsqueue.Config
-	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
+	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel) or profile the process (/debug/pprof/); a vault: reference; empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config

@@ -53,7 +53,7 @@ type Config struct {
 	HashWait         time.Duration `conf:"default:1s,env:SWITCHYARD_TOKENS_HASH_WAIT,help:how long a token request waits for secret-check memory before 503 temporarily_unavailable"`
 	AcceptUnpeppered bool          `conf:"default:false,env:SWITCHYARD_TOKENS_ACCEPT_UNPEPPERED,help:with a pepper set: still accept secrets hashed without it and re-hash them on success (migration; off: refused)"`
 	ShutdownTimeout  time.Duration `conf:"default:20s,env:SWITCHYARD_SHUTDOWN_TIMEOUT,help:grace period for in-flight requests"`
-	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel; a vault: reference); empty: loopback only"`
+	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel) or profile the process (/debug/pprof/); a vault: reference; empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
 	Vault secrets.Config
