@@ -20,6 +20,7 @@ type report struct {
 		Rounds            int    `json:"rounds"`
 		Concurrency       int    `json:"concurrency"`
 		AcceptConcurrency int    `json:"accept_concurrency"`
+		ScaleRows         int    `json:"scale_rows"`
 		Duration          string `json:"duration"`
 		Messages          int    `json:"messages_per_sqs_measurement"`
 	} `json:"config"`
@@ -62,7 +63,7 @@ func median(rounds []round, f func(round) float64) float64 {
 func newReport(cfg config, rounds []round) report {
 	rep := report{Date: time.Now().UTC(), Machine: machineInfo(), Rounds: rounds}
 	rep.Config.Rounds, rep.Config.Concurrency, rep.Config.Duration, rep.Config.Messages = cfg.rounds, cfg.concurrency, cfg.duration.String(), cfg.messages
-	rep.Config.AcceptConcurrency = cfg.acceptConcurrency
+	rep.Config.AcceptConcurrency, rep.Config.ScaleRows = cfg.acceptConcurrency, cfg.scaleRows
 	add := func(ref string, refF func(round) float64, plat string, platF func(round) float64, unit string) {
 		rv, pv := median(rounds, refF), median(rounds, platF)
 		// Each round's ratio pairs two figures measured minutes apart;
@@ -112,6 +113,12 @@ func newReport(cfg config, rounds []round) report {
 			PlatformValue: 100 * median(rounds, func(r round) float64 { return o.f(r).ShedShare }), Unit: "%"},
 			row{Reference: "-", Platform: "accept answers neither 202 nor 503 + Retry-After at " + o.name,
 				PlatformValue: median(rounds, func(r round) float64 { return float64(o.f(r).Other) }), Unit: "requests"})
+	}
+	if has(func(r round) float64 { return r.EmptyAcceptRPS }) {
+		add("accept on an empty database", func(r round) float64 { return r.EmptyAcceptRPS },
+			fmt.Sprintf("accept with %d rows in jobs and job_events", rep.Config.ScaleRows), func(r round) float64 { return r.FullAcceptRPS }, "req/s")
+		add("status on an empty database", func(r round) float64 { return r.EmptyStatusRPS },
+			fmt.Sprintf("status with %d rows in jobs and job_events", rep.Config.ScaleRows), func(r round) float64 { return r.FullStatusRPS }, "req/s")
 	}
 	if !has(func(r round) float64 { return r.BareSendMPS }) {
 		return rep

@@ -16,6 +16,7 @@ import (
 type config struct {
 	rounds, concurrency, messages int
 	acceptConcurrency             int
+	scaleRows                     int
 	duration                      time.Duration
 	out                           string
 	// profileDir, when set, receives the gateway's CPU and allocation
@@ -27,7 +28,7 @@ type config struct {
 }
 
 // sections are the parts of a round, in order.
-var sections = []string{"http", "accept", "overload", "sqs"}
+var sections = []string{"http", "accept", "overload", "sqs", "scale"}
 
 // runs reports whether section is measured.
 func (c config) runs(section string) bool {
@@ -55,6 +56,10 @@ type round struct {
 	SQSRoundTripP99Ms         float64
 	EndToEndP99Ms             float64
 	EndToEndRate              float64
+	// The accept and status routes on an empty database and with the
+	// scale section's rows in jobs and job_events.
+	EmptyAcceptRPS, FullAcceptRPS float64
+	EmptyStatusRPS, FullStatusRPS float64
 }
 
 func run(ctx context.Context, cfg config, logger *slog.Logger) error {
@@ -134,6 +139,11 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 			if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox`); err != nil {
 				return r, fmt.Errorf("emptying the tables: %w", err)
 			}
+		}
+	}
+	if cfg.runs("scale") {
+		if err := p.scaleRound(ctx, cfg, token, &r, logger); err != nil {
+			return r, fmt.Errorf("scale: %w", err)
 		}
 	}
 	if !cfg.runs("sqs") {

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// scaleRound measures the accept and status routes on an empty database,
+// then again with cfg.scaleRows rows already in jobs and in job_events
+// (another client's, finished, spread over 30 days), and leaves the
+// tables empty.
+func (p *platform) scaleRound(ctx context.Context, cfg config, token string, r *round, logger *slog.Logger) error {
+	measure := func() (accept, status float64, err error) {
+		ids, err := p.acceptIDs(ctx, token, 1000)
+		if err != nil {
+			return 0, 0, err
+		}
+		accept, err = saturate(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+			return call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("accept: %w", err)
+		}
+		status, err = saturate(ctx, cfg.concurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+			return call(ctx, c, http.MethodGet, p.gateway+"/v1/jobs/"+ids[rand.IntN(len(ids))], token, "", http.StatusOK) //nolint:gosec // picking a job, not a secret
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("status: %w", err)
+		}
+		return accept, status, nil
+	}
+	empty := func() error {
+		_, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox, job_attempts, job_events, inbox, demo_text_stats`)
+		return err
+	}
+	if err := empty(); err != nil {
+		return err
+	}
+	var err error
+	if r.EmptyAcceptRPS, r.EmptyStatusRPS, err = measure(); err != nil {
+		return fmt.Errorf("on an empty database: %w", err)
+	}
+	if err := empty(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := p.fill(ctx, cfg.scaleRows); err != nil {
+		return err
+	}
+	logger.Info("scale: filled", "rows", cfg.scaleRows, "took", time.Since(start).Round(time.Second))
+	if r.FullAcceptRPS, r.FullStatusRPS, err = measure(); err != nil {
+		return fmt.Errorf("with %d rows: %w", cfg.scaleRows, err)
+	}
+	logger.Info("scale", "rows", cfg.scaleRows, "empty_accept_rps", int(r.EmptyAcceptRPS), "full_accept_rps", int(r.FullAcceptRPS),
+		"empty_status_rps", int(r.EmptyStatusRPS), "full_status_rps", int(r.FullStatusRPS))
+	return empty()
+}
+
+// fill writes n finished jobs of another client, each with one queued
+// event, created over the last 30 days, in chunks (one statement each),
+// then analyses the tables.
+func (p *platform) fill(ctx context.Context, n int) error {
+	const chunk = 500_000
+	for done := 0; done < n; done += chunk {
+		size := min(chunk, n-done)
+		_, err := p.pool.Exec(ctx, `
+			WITH j AS (
+				INSERT INTO jobs (id, type, client_id, status, payload, request_hash, created_at, updated_at, queued_at, started_at, finished_at, attempts, result)
+				SELECT gen_random_uuid(), 'bench', 'filler-' || (g % 50), 'succeeded', '{"text":"lorem ipsum dolor sit amet"}', '\x00',
+					t, t, t, t, t, 1, '{"words":5}'
+				FROM generate_series(1, $1::int) g, LATERAL (SELECT now() - (random() * interval '30 days') AS t) ts
+				RETURNING id, created_at)
+			INSERT INTO job_events (job_id, type, at) SELECT id, 'queued', created_at FROM j`, size)
+		if err != nil {
+			return fmt.Errorf("filling the tables: %w", err)
+		}
+	}
+	_, err := p.pool.Exec(ctx, `ANALYZE jobs; ANALYZE job_events`)
+	return err
+}
+
+// acceptIDs submits n jobs and returns their ids.
+func (p *platform) acceptIDs(ctx context.Context, token string, n int) ([]string, error) {
+	client := newClient(16)
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n; i += 16 {
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.gateway+"/v1/jobs/bench", strings.NewReader(benchText))
+				if err != nil {
+					errs <- err
+					return
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var out struct {
+					ID string `json:"id"`
+				}
+				err = json.NewDecoder(resp.Body).Decode(&out)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if err != nil || out.ID == "" {
+					errs <- fmt.Errorf("accept answered %s without an id: %w", resp.Status, err)
+					return
+				}
+				ids[i] = out.ID
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return nil, err
+	}
+	return ids, nil
+}
