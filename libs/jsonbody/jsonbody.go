@@ -7,6 +7,7 @@
 package jsonbody
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -26,19 +27,29 @@ func Read(req *http.Request, limit int64, limitOf string) ([]byte, error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, nil
 	}
-	tooLarge := problem.PayloadTooLarge.Newf("the body exceeds %s limit of %d bytes", limitOf, limit)
-	if req.ContentLength > limit {
-		return nil, tooLarge
+	// Built only when needed: most bodies fit.
+	tooLarge := func() error {
+		return problem.PayloadTooLarge.Newf("the body exceeds %s limit of %d bytes", limitOf, limit)
 	}
-	data, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if req.ContentLength > limit {
+		return nil, tooLarge()
+	}
+	// A declared length sizes the buffer once (ReadFrom wants MinRead
+	// spare bytes to see the end without growing).
+	var buf bytes.Buffer
+	if req.ContentLength > 0 {
+		buf.Grow(int(req.ContentLength) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(req.Body, limit+1))
 	if err != nil {
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, problem.PayloadTooLarge.Newf("the body exceeds the gateway's limit of %d bytes", mbe.Limit)
 		}
 		return nil, problem.BadRequest.New("the request body could not be read").WithCause(fmt.Errorf("reading the request body: %w", err))
 	}
+	data := buf.Bytes()
 	if int64(len(data)) > limit {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	return data, nil
 }
