@@ -30,3 +30,20 @@ func TestSleepOfNothing(t *testing.T) {
 	cancel()
 	require.False(t, clock.Sleep(ctx, -time.Second), "an ended context reports false even for no wait")
 }
+
+// TestFullJitter: every pause lies within the exponential bound of its
+// retry and the ceiling, and the pauses of one retry are spread, not equal.
+func TestFullJitter(t *testing.T) {
+	const base, ceiling = 100 * time.Millisecond, 10 * time.Second
+	for n, bound := range map[int]time.Duration{1: base, 2: 2 * base, 4: 8 * base, 8: ceiling, 40: ceiling} {
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := clock.FullJitter(base, ceiling, n)
+			require.GreaterOrEqual(t, d, time.Duration(0))
+			require.LessOrEqual(t, d, bound, "retry %d", n)
+			seen[d] = true
+		}
+		require.Greater(t, len(seen), 100, "retry %d: pauses are random", n)
+	}
+	require.Zero(t, clock.FullJitter(0, ceiling, 3))
+}

@@ -64,8 +64,10 @@ type acceptance struct {
 // newAcceptance prepares sub's rows: the request hash and the outbox row
 // (its envelope encoded here, on the caller's goroutine).
 func newAcceptance(sub jobs.Submission) (*acceptance, error) {
-	if strings.Contains(strings.Join(sub.ClientScopes, ""), " ") {
-		return nil, errors.New("a client scope contains a space")
+	for _, s := range sub.ClientScopes {
+		if strings.Contains(s, " ") { // the statement passes scopes space-separated
+			return nil, fmt.Errorf("client scope %q contains a space", s)
+		}
 	}
 	msg := jobmessage.New(sub.MessageID, jobmessage.Job{ID: sub.ID, Type: sub.Type, ClientID: sub.ClientID,
 		RequestID: sub.RequestID, TraceParent: sub.TraceParent}, sub.Payload)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/switchyard/switchyard/libs/clock"
 )
 
 // SubscriberConfig configures a Subscriber.
@@ -154,12 +155,10 @@ func (s *Subscriber) receive(ctx context.Context, url string, out chan<- *messag
 				return
 			}
 			failures++
-			delay := backoff(failures)
+			delay := clock.FullJitter(100*time.Millisecond, 10*time.Second, failures)
 			log.Error("receiving messages failed; trying again", "error", err, "retry_in", delay)
-			select {
-			case <-ctx.Done():
+			if !clock.Sleep(ctx, delay) {
 				return
-			case <-time.After(delay):
 			}
 			continue
 		}
@@ -208,13 +207,6 @@ func (s *Subscriber) Close() error {
 // settleTimeout bounds how long a closing subscription waits for its
 // in-flight messages to be acked or nacked.
 const settleTimeout = 30 * time.Second
-
-// backoff is the pause after the n-th failure in a row: full jitter over
-// an exponential ceiling from 100 ms, capped at 10 s.
-func backoff(n int) time.Duration {
-	ceiling := min(100*time.Millisecond<<min(n-1, 10), 10*time.Second)
-	return time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond //nolint:gosec // jitter, not a secret
-}
 
 // deleter deletes acked messages of one queue in batches of up to ten,
 // each waiting at most its delay for company.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -253,21 +254,49 @@ func (p *platform) waitZero(ctx context.Context, query string, timeout time.Dura
 	}
 }
 
-// submitAll accepts n jobs through the gateway from concurrency goroutines.
-func submitAll(ctx context.Context, client *http.Client, url, token string, n, concurrency int) error {
+// submitAll submits n jobs to the accept route at url from concurrency
+// goroutines and returns their ids.
+func submitAll(ctx context.Context, client *http.Client, url, token string, n, concurrency int) ([]string, error) {
+	ids := make([]string, n)
 	var next atomic.Int64
 	var g errgroup.Group
 	for range concurrency {
 		g.Go(func() error {
-			for next.Add(1) <= int64(n) {
-				if err := call(ctx, client, http.MethodPost, url, token, benchText, http.StatusAccepted); err != nil {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				id, err := accept(ctx, client, url, token)
+				if err != nil {
 					return err
 				}
+				ids[i] = id
 			}
 			return nil
 		})
 	}
-	return g.Wait()
+	return ids, g.Wait()
+}
+
+// accept submits one job and returns its id; any answer but 202 is an
+// error.
+func accept(ctx context.Context, client *http.Client, url, token string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(benchText))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ID string `json:"id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusAccepted || out.ID == "" {
+		return "", fmt.Errorf("accept answered %s without a job id (decoding: %v)", resp.Status, err) //nolint:errorlint // the status is the error; the decoding error is context
+	}
+	return out.ID, nil
 }
 
 // percentile of ds (0 < q <= 1), nearest rank.

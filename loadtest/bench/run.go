@@ -169,7 +169,7 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 		return r, err
 	}
 	start := time.Now()
-	if err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, cfg.messages, cfg.concurrency); err != nil {
+	if _, err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, cfg.messages, cfg.concurrency); err != nil {
 		return r, err
 	}
 	if err := p.waitZero(ctx, `SELECT count(*) FROM watermill_outbox WHERE NOT acked`, 5*time.Minute); err != nil {

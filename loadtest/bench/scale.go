@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 )
 
@@ -19,7 +15,7 @@ import (
 // tables empty.
 func (p *platform) scaleRound(ctx context.Context, cfg config, token string, r *round, logger *slog.Logger) error {
 	measure := func() (accept, status float64, err error) {
-		ids, err := p.acceptIDs(ctx, token, 1000)
+		ids, err := submitAll(ctx, newClient(16), p.gateway+"/v1/jobs/bench", token, 1000, 16)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -85,47 +81,4 @@ func (p *platform) fill(ctx context.Context, n int) error {
 	}
 	_, err := p.pool.Exec(ctx, `ANALYZE jobs; ANALYZE job_events`)
 	return err
-}
-
-// acceptIDs submits n jobs and returns their ids.
-func (p *platform) acceptIDs(ctx context.Context, token string, n int) ([]string, error) {
-	client := newClient(16)
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for w := range 16 {
-		wg.Go(func() {
-			for i := w; i < n; i += 16 {
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.gateway+"/v1/jobs/bench", strings.NewReader(benchText))
-				if err != nil {
-					errs <- err
-					return
-				}
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+token)
-				resp, err := client.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				var out struct {
-					ID string `json:"id"`
-				}
-				err = json.NewDecoder(resp.Body).Decode(&out)
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if err != nil || out.ID == "" {
-					errs <- fmt.Errorf("accept answered %s without an id: %w", resp.Status, err)
-					return
-				}
-				ids[i] = out.ID
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		return nil, err
-	}
-	return ids, nil
 }

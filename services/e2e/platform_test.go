@@ -409,28 +409,8 @@ func (p *platform) crash(svc string) {
 
 // submit POSTs one text-stats job as client and returns its id.
 func (p *platform) submit(client http.Client, clientID string, n int) (string, error) {
-	body, _ := json.Marshal(map[string]string{"text": fmt.Sprintf("job %d of %s: %s", n, clientID, "lorem ipsum dolor")})
-	req, err := http.NewRequest(http.MethodPost, p.gateway+"/v1/jobs/text-stats", bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+p.bearer(clientID))
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return "", fmt.Errorf("submit answered %s", resp.Status)
-	}
-	var out struct {
-		ID string `json:"id"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return "", err
-	}
-	return out.ID, nil
+	id, _, err := p.submitKeyed(client, clientID, "", fmt.Sprintf("job %d of %s: %s", n, clientID, "lorem ipsum dolor"))
+	return id, err
 }
 
 // submitKeyed POSTs one text-stats job as client, with an

@@ -28,7 +28,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -41,6 +40,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jsonbody"
 	"github.com/switchyard/switchyard/libs/problem"
@@ -394,8 +394,7 @@ func (rt *Route) execute(ctx context.Context, in *inbound) (*reply, error) {
 			return rep, err
 		}
 		// Full jitter: a random pause up to backoff * 2^attempt.
-		ceiling := rt.sync.Retries.Backoff << min(attempt, 10)
-		pause := time.Duration(rand.Int64N(int64(ceiling) + 1)) //nolint:gosec // jitter needs no cryptographic randomness
+		pause := clock.FullJitter(rt.sync.Retries.Backoff, rt.sync.Retries.Backoff<<10, attempt+1)
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= pause {
 			return rep, err
 		}

@@ -277,27 +277,32 @@ func TestDeadLettersGoToTheDLQ(t *testing.T) {
 	require.Equal(t, "dead_lettered", status)
 }
 
-// TestMaxRatePacesSends: with MaxRate the forwarder sends no faster than
-// the rate allows (after a first claim's worth), loses nothing meanwhile,
-// and a rate that cannot carry the loops' claims is refused at start.
+// TestMaxRatePacesSends: with MaxRate a claimed batch is sent only with
+// its share of the rate. The bucket starts full (one claim's worth); the
+// next claim would need 5 s at 4 messages/s, more than its 2 s context allows,
+// so it is released unsent and its rows stay in the outbox. A rate that
+// cannot carry the loops' claims is refused at start.
 func TestMaxRatePacesSends(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
-	ids := e.accept(t, "paced", 60)
-	const perSecond = 40
-	f := e.forwarder(t, forwarder.Config{Loops: 1, BatchSize: 20, MaxRate: perSecond})
-	start := time.Now()
-	for sent := 0; sent < len(ids); {
-		n, err := f.ForwardOnce(ctx)
-		require.NoError(t, err)
-		sent += n
-	}
-	// The first 20 go at once (the bucket starts full); the other 40 need
-	// a second of the rate at least.
-	require.GreaterOrEqual(t, time.Since(start), time.Duration(float64(len(ids)-20)/perSecond*float64(time.Second))-50*time.Millisecond)
+	ids := e.accept(t, "paced", 40)
+	f := e.forwarder(t, forwarder.Config{Loops: 1, BatchSize: 20, MaxRate: 4})
+	n, err := f.ForwardOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 20, n)
+	require.EqualValues(t, 20, e.backlog(t))
+
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = f.ForwardOnce(short)
+	require.ErrorContains(t, err, "waiting for the send rate's share")
+	require.EqualValues(t, 20, e.backlog(t), "the claim was released unsent")
 	seen := e.drain(t, "paced")
-	require.Len(t, seen, len(ids))
+	require.Len(t, seen, 20, "only the first claim reached SQS")
+	for _, id := range ids[20:] {
+		require.Zero(t, seen[id])
+	}
 
 	bad := forwarder.Config{Loops: 4, BatchSize: 50, MaxRate: 10}
 	bad.SetDefaults()
