@@ -208,3 +208,11 @@ func Unavailable(err error) bool {
 	return errors.As(err, &netErr) || errors.As(err, &connectErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, puddle.ErrClosedPool) || pgconn.SafeToRetry(err)
 }
+
+// Contended reports whether err means the transaction lost a race with
+// another one (a serialization failure or a deadlock Postgres broke by
+// failing it): nothing it did was kept, and running it again may succeed.
+func Contended(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}

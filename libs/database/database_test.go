@@ -120,3 +120,47 @@ func keys(m *sync.Map) []string {
 	m.Range(func(k, _ any) bool { out = append(out, k.(string)); return true })
 	return out
 }
+
+// TestDeadlocksAreContended: two transactions that lock two rows in
+// opposite orders deadlock on a real Postgres; the one it fails is
+// Contended (run it again) and not Unavailable (no outage), and a
+// statement's own error is neither.
+func TestDeadlocksAreContended(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	_, err := pool.Exec(ctx, `CREATE TABLE pair (id int PRIMARY KEY); INSERT INTO pair VALUES (1), (2)`)
+	require.NoError(t, err)
+
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	var locked sync.WaitGroup
+	locked.Add(2)
+	for i, order := range [][2]int{{1, 2}, {2, 1}} {
+		wg.Go(func() {
+			errs[i] = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `SELECT * FROM pair WHERE id = $1 FOR UPDATE`, order[0]); err != nil {
+					locked.Done()
+					return err
+				}
+				locked.Done()
+				locked.Wait() // both hold their first row
+				_, err := tx.Exec(ctx, `SELECT * FROM pair WHERE id = $1 FOR UPDATE`, order[1])
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	failed := errs[0]
+	if failed == nil {
+		failed = errs[1]
+	}
+	require.Error(t, failed, "one of the two is failed")
+	require.True(t, errs[0] == nil || errs[1] == nil, "the other commits")
+	require.True(t, database.Contended(failed), "%v", failed)
+	require.False(t, database.Unavailable(failed))
+
+	_, err = pool.Exec(ctx, `INSERT INTO pair VALUES (1)`)
+	require.Error(t, err)
+	require.False(t, database.Contended(err), "a duplicate key is the statement's own error")
+}

@@ -26,9 +26,13 @@ import (
 // the caller reads the job that holds the key after the statement.
 //
 // The submissions arrive as parallel arrays, one element per submission,
-// in the order of the waiters; ORDER BY ord keeps that order for the
-// outbox and decides which of two submissions with one key wins (the
-// first).
+// in the order of the waiters. The jobs are inserted in key order, ord
+// breaking ties so that the first of two submissions with one key wins:
+// an insert whose key another open transaction has just inserted waits
+// for it, and two batches that met the same keys in different orders
+// would wait for each other (a deadlock Postgres ends by failing one).
+// In one order for every batch, the later one waits for the earlier and
+// never the other way round. The outbox keeps the waiters' order.
 var acceptSQL = `
 WITH input AS (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[])
@@ -37,7 +41,7 @@ WITH input AS (
 	INSERT INTO jobs (id, type, client_id, client_scopes, status, payload, idempotency_key, request_hash, request_id, traceparent)
 	SELECT id::uuid, type, client_id, string_to_array(scopes, ' '), 'accepted', payload::jsonb,
 		NULLIF(idempotency_key, ''), request_hash, NULLIF(request_id, ''), NULLIF(traceparent, '')
-	FROM input ORDER BY ord
+	FROM input ORDER BY client_id, idempotency_key, ord
 	ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING id, created_at
 ), forwarded AS (
@@ -48,6 +52,11 @@ SELECT id::text, created_at FROM inserted`
 // existingSQL reads the jobs that hold the given (client, key) pairs.
 const existingSQL = `SELECT ` + jobColumns + ` FROM jobs
 	WHERE (client_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
+
+// contendedAttempts is how many times a batch is written when it keeps
+// losing races with other transactions (see database.Contended) before
+// its submissions are refused as overloaded.
+const contendedAttempts = 3
 
 // acceptance is one submission on its way into the store, and then its
 // outcome.
@@ -81,10 +90,13 @@ func newAcceptance(sub jobs.Submission) (*acceptance, error) {
 // acceptAll accepts every submission of batch with one statement and
 // sets each one's outcome. When the statement fails because of what one
 // submission holds (a data or integrity error), each is tried on its own
-// so that the bad one fails alone; any other failure is every
-// submission's.
+// so that the bad one fails alone; a batch that lost a race with another
+// transaction is written again; any other failure is every submission's.
 func (s *Store) acceptAll(ctx context.Context, batch []*acceptance) {
 	err := s.insert(ctx, batch)
+	for attempt := 1; attempt < contendedAttempts && database.Contended(err); attempt++ {
+		err = s.insert(ctx, batch) // the statement was rolled back whole
+	}
 	if err == nil {
 		s.resolveTaken(ctx, batch)
 		return
@@ -96,8 +108,11 @@ func (s *Store) acceptAll(ctx context.Context, batch []*acceptance) {
 		}
 		return
 	}
-	if database.Unavailable(err) {
+	switch {
+	case database.Unavailable(err):
 		err = fmt.Errorf("%w: %w", jobs.ErrStoreUnavailable, err)
+	case database.Contended(err):
+		err = fmt.Errorf("%w: %w", jobs.ErrOverloaded, err)
 	}
 	for _, a := range batch {
 		a.err = fmt.Errorf("accepting job: %w", err)
