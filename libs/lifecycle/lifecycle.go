@@ -40,6 +40,9 @@ func Main(service string, run func(ctx context.Context, logger *slog.Logger) err
 		stop()
 		err = config.Invalid(err)
 	}
+	// Lines still buffered are written before the process exits (errors
+	// logged below are written at once).
+	logging.Flush()
 	switch {
 	case err == nil:
 	case errors.Is(err, config.ErrHelp):

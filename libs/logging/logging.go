@@ -35,16 +35,31 @@ var builtinRedacted = []string{
 	"vault_token", "database_url",
 }
 
-// New returns a logger for service writing to stderr, and the LevelVar
-// that controls it, so the level can be changed while running. The
-// LevelVar is also the process's (ProcessLevel).
+// New returns a logger for service writing to stderr through a
+// BufferedWriter (flushed every FlushInterval, and at once after a record
+// at warn level or above), and the LevelVar that controls it, so the
+// level can be changed while running. The LevelVar is also the process's
+// (ProcessLevel); Flush writes what is buffered.
 func New(service string) (*slog.Logger, *slog.LevelVar) {
-	logger, lv := NewTo(os.Stderr, service, os.Getenv(EnvLevel), os.Getenv(EnvFormat), strings.Split(os.Getenv(EnvRedact), ",")...)
-	processLevel = lv
-	return logger, lv
+	w := NewBufferedWriter(os.Stderr)
+	go w.Run(context.Background(), FlushInterval)
+	logger, lv := NewTo(w, service, os.Getenv(EnvLevel), os.Getenv(EnvFormat), strings.Split(os.Getenv(EnvRedact), ",")...)
+	processLevel, processWriter = lv, w
+	return slog.New(flushingHandler{logger.Handler(), w}), lv
 }
 
-var processLevel *slog.LevelVar
+var (
+	processLevel  *slog.LevelVar
+	processWriter *BufferedWriter
+)
+
+// Flush writes what the logger New built last holds in its buffer; a
+// process calls it before it exits.
+func Flush() {
+	if processWriter != nil {
+		_ = processWriter.Flush()
+	}
+}
 
 // ProcessLevel is the level of the logger New built last, or nil.
 func ProcessLevel() *slog.LevelVar { return processLevel }

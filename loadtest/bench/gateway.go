@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/services/gateway/demo"
 )
@@ -34,6 +37,10 @@ type overload struct {
 	AdmittedRPS   float64 `json:"admitted_rps"`
 	ShedShare     float64 `json:"shed_share"`
 	AdmittedP99Ms float64 `json:"admitted_p99_ms"`
+	// ServerP99Ms is the p99 of the same 202s as the gateway timed them
+	// (its access log: from the request's arrival in the handler chain to
+	// the answer), without the generator's own waits for the CPU.
+	ServerP99Ms float64 `json:"server_p99_ms"`
 	// Other counts answers that were neither (errors, other statuses, 503s
 	// without Retry-After): each one is a defect.
 	Other int64 `json:"other"`
@@ -134,7 +141,7 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	stopSampling := make(chan struct{})
 	peak := rss(p.procs["gateway"].Pid(), stopSampling)
 	err = p.profiled(ctx, cfg, "gateway-accept", func() error {
-		r.AcceptRPS, err = saturate(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+		r.AcceptRPS, r.AcceptShed, err = saturateCounting(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
 			return call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
 		})
 		return err
@@ -216,6 +223,10 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 		wg       sync.WaitGroup
 		inFlight = make(chan struct{}, maxInFlight)
 	)
+	logFrom, err := p.logSize("gateway")
+	if err != nil {
+		return overload{}, err
+	}
 	one := func() {
 		defer func() { <-inFlight }()
 		start := time.Now()
@@ -266,11 +277,71 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 		}
 	}
 	wg.Wait()
+	server, err := p.accessLogged(ctx, "gateway", logFrom, "/v1/jobs/bench", http.StatusAccepted, len(admitted))
+	if err != nil {
+		return overload{}, err
+	}
 	total, elapsed := float64(sent), time.Duration(last.Load()-start.UnixNano()).Seconds()
 	return overload{
 		OfferedRPS: total / d.Seconds(), AdmittedRPS: float64(len(admitted)) / elapsed,
-		ShedShare: float64(shed.Load()) / total, AdmittedP99Ms: ms(percentile(admitted, 0.99)), Other: other.Load(), Unsent: unsent,
+		ShedShare: float64(shed.Load()) / total, AdmittedP99Ms: ms(percentile(admitted, 0.99)), ServerP99Ms: ms(percentile(server, 0.99)),
+		Other: other.Load(), Unsent: unsent,
 	}, nil
+}
+
+// logSize is the size of svc's log now: where the next lines start.
+func (p *platform) logSize(svc string) (int64, error) {
+	info, err := os.Stat(filepath.Join(p.dir, svc+".log"))
+	if err != nil {
+		return 0, fmt.Errorf("reading %s's log: %w", svc, err)
+	}
+	return info.Size(), nil
+}
+
+// accessLogged returns the durations svc's access log recorded, after
+// offset from, for requests to path answered with status: want of them,
+// waiting up to 10 s for the log to catch up.
+func (p *platform) accessLogged(ctx context.Context, svc string, from int64, path string, status, want int) ([]time.Duration, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := p.readAccessLog(svc, from, path, status)
+		if err != nil || len(got) >= want || time.Now().After(deadline) {
+			return got, err
+		}
+		if !clock.Sleep(ctx, 100*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// readAccessLog reads svc's access log lines after offset from.
+func (p *platform) readAccessLog(svc string, from int64, path string, status int) ([]time.Duration, error) {
+	f, err := os.Open(filepath.Join(p.dir, svc+".log")) //nolint:gosec // our own temporary directory
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return nil, err
+	}
+	var out []time.Duration
+	lines := bufio.NewScanner(f)
+	lines.Buffer(make([]byte, 64<<10), 1<<20)
+	for lines.Scan() {
+		var line struct {
+			Msg      string `json:"msg"`
+			Path     string `json:"path"`
+			Status   int    `json:"status"`
+			Duration int64  `json:"duration"`
+		}
+		if json.Unmarshal(lines.Bytes(), &line) != nil || line.Msg != "http request" {
+			continue
+		}
+		if line.Path == path && line.Status == status {
+			out = append(out, time.Duration(line.Duration))
+		}
+	}
+	return out, lines.Err()
 }
 
 // profiled runs measure while, when cfg.profileDir is set, the gateway's

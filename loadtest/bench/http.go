@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,20 +24,34 @@ func newClient(concurrency int) *http.Client {
 	}
 }
 
+// shed is a call the server refused for now (503 with Retry-After): the
+// caller waits as told, as a well-behaved client does, and carries on.
+type shed struct{ retryAfter time.Duration }
+
+func (s shed) Error() string { return fmt.Sprintf("shed: retry after %s", s.retryAfter) }
+
 // saturate runs do from concurrency goroutines for d and returns the
-// completed calls per second; a call that fails stops the measurement.
+// completed calls per second; a call that fails stops the measurement,
+// one that was shed (see shed) waits and does not count.
 func saturate(ctx context.Context, concurrency int, d time.Duration, do func(ctx context.Context, client *http.Client) error) (float64, error) {
+	rate, _, err := saturateCounting(ctx, concurrency, d, do)
+	return rate, err
+}
+
+// saturateCounting is saturate that also returns how many calls were
+// shed.
+func saturateCounting(ctx context.Context, concurrency int, d time.Duration, do func(ctx context.Context, client *http.Client) error) (float64, int64, error) {
 	client := newClient(concurrency)
 	defer client.CloseIdleConnections()
 	// Warm the connections up first, outside the measurement.
 	for range concurrency {
-		if err := do(ctx, client); err != nil {
-			return 0, err
+		if err := do(ctx, client); err != nil && !errors.As(err, new(shed)) {
+			return 0, 0, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var n atomic.Int64
+	var n, refused atomic.Int64
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
@@ -44,7 +59,17 @@ func saturate(ctx context.Context, concurrency int, d time.Duration, do func(ctx
 	for range concurrency {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				if err := do(ctx, client); err != nil {
+				err := do(ctx, client)
+				var s shed
+				if errors.As(err, &s) {
+					refused.Add(1)
+					select {
+					case <-ctx.Done():
+					case <-time.After(s.retryAfter):
+					}
+					continue
+				}
+				if err != nil {
 					if ctx.Err() == nil {
 						once.Do(func() { firstErr = err; cancel() })
 					}
@@ -56,9 +81,9 @@ func saturate(ctx context.Context, concurrency int, d time.Duration, do func(ctx
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return 0, firstErr
+		return 0, 0, firstErr
 	}
-	return float64(n.Load()) / time.Since(start).Seconds(), nil
+	return float64(n.Load()) / time.Since(start).Seconds(), refused.Load(), nil
 }
 
 // call sends one request and insists on want.
@@ -83,6 +108,11 @@ func call(ctx context.Context, client *http.Client, method, u, token, body strin
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusServiceUnavailable && want != http.StatusServiceUnavailable {
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+			return shed{retryAfter: time.Duration(secs) * time.Second}
+		}
+	}
 	if resp.StatusCode != want {
 		return fmt.Errorf("%s %s answered %d, not %d: %s", method, u, resp.StatusCode, want, bytes.TrimSpace(b))
 	}

@@ -132,7 +132,6 @@ func startPlatform(ctx context.Context, logger *slog.Logger) (*platform, error) 
 		"DATABASE_URL="+p.dbURL,
 		"SWITCHYARD_JOBS_FILE="+filepath.Join(dir, "jobs.yaml"),
 		"SWITCHYARD_ROUTES_FILE="+filepath.Join(dir, "routes.yaml"),
-		"SWITCHYARD_LOG_LEVEL=warn",
 		"SWITCHYARD_GATEWAY_ADDR=127.0.0.1:"+strconv.Itoa(ports["gateway"]),
 		"SWITCHYARD_GATEWAY_OPS_ADDR=127.0.0.1:"+strconv.Itoa(ports["gateway-ops"]),
 		"SWITCHYARD_TOKENS_ADDR=127.0.0.1:"+strconv.Itoa(ports["tokens"]),

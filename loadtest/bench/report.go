@@ -95,6 +95,8 @@ func newReport(cfg config, rounds []round) report {
 			"gateway: accept p50 at 10 req/s", func(r round) float64 { return r.AcceptP50Ms }, "ms")
 		add("pgx single-row insert p99 at 10/s", func(r round) float64 { return r.InsertP99Ms },
 			"gateway: accept p99 at 10 req/s", func(r round) float64 { return r.AcceptP99Ms }, "ms")
+		rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "accepts shed (503 + Retry-After) at saturation",
+			PlatformValue: median(rounds, func(r round) float64 { return float64(r.AcceptShed) }), Unit: "requests"})
 		rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "gateway resident memory at accept saturation",
 			PlatformValue: median(rounds, func(r round) float64 { return r.GatewayRSSBytes }) / (1 << 20), Unit: "MiB"})
 	}
@@ -109,6 +111,8 @@ func newReport(cfg config, rounds []round) report {
 			"accept admitted at "+o.name+" saturation", func(r round) float64 { return o.f(r).AdmittedRPS }, "req/s")
 		add("pgx single-row insert p99 at 10/s", func(r round) float64 { return r.InsertP99Ms },
 			"accept p99 of admitted at "+o.name+" saturation", func(r round) float64 { return o.f(r).AdmittedP99Ms }, "ms")
+		add("gateway: accept p99 at 10 req/s", func(r round) float64 { return r.AcceptP99Ms },
+			"the same, as the gateway timed them, at "+o.name, func(r round) float64 { return o.f(r).ServerP99Ms }, "ms")
 		rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "accept shed (503 + Retry-After) at " + o.name + " saturation",
 			PlatformValue: 100 * median(rounds, func(r round) float64 { return o.f(r).ShedShare }), Unit: "%"},
 			row{Reference: "-", Platform: "accept answers neither 202 nor 503 + Retry-After at " + o.name,

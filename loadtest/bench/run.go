@@ -45,12 +45,15 @@ type round struct {
 	BareTextStatsRPS, SyncRPS float64
 	// AcceptP50Ms and AcceptP99Ms are the accept route's latency at
 	// 10 req/s, InsertP50Ms and InsertP99Ms a single-row insert's.
-	AcceptP50Ms, AcceptP99Ms  float64
-	InsertP50Ms, InsertP99Ms  float64
-	Overload2x, Overload5x    overload
-	InsertRPS, PgbenchTPS     float64
-	AcceptRPS                 float64
-	GatewayRSSBytes           float64
+	AcceptP50Ms, AcceptP99Ms float64
+	InsertP50Ms, InsertP99Ms float64
+	Overload2x, Overload5x   overload
+	InsertRPS, PgbenchTPS    float64
+	AcceptRPS                float64
+	GatewayRSSBytes          float64
+	// AcceptShed counts the accepts answered 503 with Retry-After during
+	// the saturation measurement (their clients waited as told).
+	AcceptShed                int64
 	BareSendMPS, RelayMPS     float64
 	BareReceiveMPS, WorkerMPS float64
 	SQSRoundTripP99Ms         float64
