@@ -42,6 +42,8 @@ func main() {
 	flag.IntVar(&cfg.acceptConcurrency, "accept-concurrency", 128, "concurrent clients of the accept route and of its insert references (pgbench at most 48: each client is a server connection)")
 	flag.IntVar(&cfg.messages, "messages", 300, "messages per SQS measurement (moto slows down with queue depth: keep it small)")
 	flag.StringVar(&cfg.out, "json", "", "JSON results file (default loadtest/results/bench-<time>.json)")
+	flag.IntVar(&cfg.backlog, "backlog", 100_000, "jobs waiting in the outbox when the backlog section's relay starts")
+	flag.DurationVar(&cfg.backlogWindow, "backlog-window", 30*time.Second, "how long the backlog section takes the relay's rate")
 	flag.IntVar(&cfg.scaleRows, "scale-rows", 5_000_000, "rows written to jobs and to job_events before the scale section's second measurement")
 	flag.StringVar(&cfg.profileDir, "profile", "", "directory for the gateway's CPU and allocation profiles of each gateway measurement (go tool pprof)")
 	only := flag.String("only", "", "comma-separated sections to measure ("+strings.Join(sections, ", ")+"; default: all)")
@@ -53,6 +55,9 @@ func main() {
 				os.Exit(2)
 			}
 			cfg.only = append(cfg.only, s)
+		}
+		if slices.Contains(cfg.only, "backlog") && !slices.Contains(cfg.only, "sqs") {
+			cfg.only = append(cfg.only, "sqs") // its reference is the sqs section's relay
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

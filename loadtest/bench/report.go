@@ -21,6 +21,7 @@ type report struct {
 		Concurrency       int    `json:"concurrency"`
 		AcceptConcurrency int    `json:"accept_concurrency"`
 		ScaleRows         int    `json:"scale_rows"`
+		Backlog           int    `json:"backlog"`
 		Duration          string `json:"duration"`
 		Messages          int    `json:"messages_per_sqs_measurement"`
 	} `json:"config"`
@@ -63,7 +64,7 @@ func median(rounds []round, f func(round) float64) float64 {
 func newReport(cfg config, rounds []round) report {
 	rep := report{Date: time.Now().UTC(), Machine: machineInfo(), Rounds: rounds}
 	rep.Config.Rounds, rep.Config.Concurrency, rep.Config.Duration, rep.Config.Messages = cfg.rounds, cfg.concurrency, cfg.duration.String(), cfg.messages
-	rep.Config.AcceptConcurrency, rep.Config.ScaleRows = cfg.acceptConcurrency, cfg.scaleRows
+	rep.Config.AcceptConcurrency, rep.Config.ScaleRows, rep.Config.Backlog = cfg.acceptConcurrency, cfg.scaleRows, cfg.backlog
 	add := func(ref string, refF func(round) float64, plat string, platF func(round) float64, unit string) {
 		rv, pv := median(rounds, refF), median(rounds, platF)
 		// Each round's ratio pairs two figures measured minutes apart;
@@ -129,6 +130,10 @@ func newReport(cfg config, rounds []round) report {
 	}
 	add("SendMessageBatch(10) loop, 20 in parallel", func(r round) float64 { return r.BareSendMPS },
 		"relay (4 loops x 50-row claims)", func(r round) float64 { return r.RelayMPS }, "msg/s")
+	if has(func(r round) float64 { return r.BacklogRelayMPS }) {
+		add("relay (4 loops x 50-row claims)", func(r round) float64 { return r.RelayMPS },
+			fmt.Sprintf("relay with %d rows waiting in the outbox", rep.Config.Backlog), func(r round) float64 { return r.BacklogRelayMPS }, "msg/s")
+	}
 	add("ReceiveMessage(10) + DeleteMessageBatch loop, 8 in parallel", func(r round) float64 { return r.BareReceiveMPS },
 		"worker (8 consumers)", func(r round) float64 { return r.WorkerMPS }, "msg/s")
 	add("SQS send -> receive -> delete p99", func(r round) float64 { return r.SQSRoundTripP99Ms },

@@ -17,6 +17,10 @@ type config struct {
 	rounds, concurrency, messages int
 	acceptConcurrency             int
 	scaleRows                     int
+	// backlog is how many jobs wait in the outbox when the backlog
+	// section's relay starts; backlogWindow how long its rate is taken.
+	backlog       int
+	backlogWindow time.Duration
 	duration                      time.Duration
 	out                           string
 	// profileDir, when set, receives the gateway's CPU and allocation
@@ -28,7 +32,7 @@ type config struct {
 }
 
 // sections are the parts of a round, in order.
-var sections = []string{"http", "accept", "overload", "sqs", "scale"}
+var sections = []string{"http", "accept", "overload", "sqs", "backlog", "scale"}
 
 // runs reports whether section is measured.
 func (c config) runs(section string) bool {
@@ -55,6 +59,9 @@ type round struct {
 	// the saturation measurement (their clients waited as told).
 	AcceptShed                int64
 	BareSendMPS, RelayMPS     float64
+	// BacklogRelayMPS is the relay's rate with a backlog of cfg.backlog
+	// rows in the outbox.
+	BacklogRelayMPS float64
 	BareReceiveMPS, WorkerMPS float64
 	SQSRoundTripP99Ms         float64
 	EndToEndP99Ms             float64
@@ -152,49 +159,72 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 	if !cfg.runs("sqs") {
 		return r, nil
 	}
+	if err := p.sqsRound(ctx, cfg, token, n, &r, logger); err != nil {
+		return r, err
+	}
+	if cfg.runs("backlog") {
+		if err := p.backlogRound(ctx, cfg, token, &r, logger); err != nil {
+			return r, fmt.Errorf("backlog: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// sqsRound measures the relay, the worker and the end-to-end latency
+// against the bare SQS loops.
+func (p *platform) sqsRound(ctx context.Context, cfg config, token string, n int, r *round, logger *slog.Logger) error {
+	var err error
 	client := newClient(cfg.concurrency)
 
 	// SQS: every measurement on fresh queues (moto slows as queues fill).
 	prefix := fmt.Sprintf("b%d%d-", time.Now().Unix()%100000, n)
 	sendURL, err := p.queue(ctx, prefix+"bare-send")
 	if err != nil {
-		return r, err
+		return err
 	}
 	// The relay's concurrency: 4 loops, 5 batches of 10 each.
 	if r.BareSendMPS, err = p.bareSend(ctx, sendURL, cfg.messages, 20); err != nil {
-		return r, fmt.Errorf("bare send: %w", err)
+		return fmt.Errorf("bare send: %w", err)
 	}
 	// The relay runs first, idle; the jobs arrive through the gateway far
 	// faster than SQS takes them, so from the first submission to an empty
 	// outbox is the relay's forwarding time.
 	queueEnv := "SWITCHYARD_QUEUE_PREFIX=" + prefix
 	if err := p.start(ctx, "relay", queueEnv); err != nil {
-		return r, err
+		return err
+	}
+	// A first job resolves the queue's URL (one SQS call per process and
+	// queue), as the bare loop's queue was resolved before its timing.
+	if _, err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, 1, 1); err != nil {
+		return err
+	}
+	if err := p.waitZero(ctx, `SELECT count(*) FROM watermill_outbox WHERE NOT acked`, time.Minute); err != nil {
+		return fmt.Errorf("relay warm-up: %w", err)
 	}
 	start := time.Now()
 	if _, err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, cfg.messages, cfg.concurrency); err != nil {
-		return r, err
+		return err
 	}
 	if err := p.waitZero(ctx, `SELECT count(*) FROM watermill_outbox WHERE NOT acked`, 5*time.Minute); err != nil {
-		return r, fmt.Errorf("relay: %w", err)
+		return fmt.Errorf("relay: %w", err)
 	}
 	r.RelayMPS = float64(cfg.messages) / time.Since(start).Seconds()
 	if r.BareReceiveMPS, err = p.bareReceive(ctx, sendURL, cfg.messages, 8); err != nil {
-		return r, fmt.Errorf("bare receive: %w", err)
+		return fmt.Errorf("bare receive: %w", err)
 	}
 	// The worker starts on a full queue; its rate is from its first
 	// attempt's start to its last job's success, as the jobs record them
 	// (its own start-up does not count).
 	if err := p.start(ctx, "worker", queueEnv); err != nil {
-		return r, err
+		return err
 	}
 	if err := p.waitZero(ctx, `SELECT count(*) FROM jobs WHERE status <> 'succeeded'`, 5*time.Minute); err != nil {
-		return r, fmt.Errorf("worker: %w", err)
+		return fmt.Errorf("worker: %w", err)
 	}
 	var done int
 	var seconds float64
 	if err := p.pool.QueryRow(ctx, `SELECT count(*), EXTRACT(EPOCH FROM max(finished_at) - min(started_at))::float8 FROM jobs`).Scan(&done, &seconds); err != nil {
-		return r, err
+		return err
 	}
 	r.WorkerMPS = float64(done) / seconds
 	logger.Info("sqs", "bare_send_mps", int(r.BareSendMPS), "relay_mps", int(r.RelayMPS),
@@ -204,36 +234,36 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 	// half the pipeline's saturation rate.
 	rttURL, err := p.queue(ctx, prefix+"rtt")
 	if err != nil {
-		return r, err
+		return err
 	}
 	rtts, err := p.roundTrips(ctx, rttURL, 100)
 	if err != nil {
-		return r, fmt.Errorf("round trips: %w", err)
+		return fmt.Errorf("round trips: %w", err)
 	}
 	r.SQSRoundTripP99Ms = ms(percentile(rtts, 0.99))
 	r.EndToEndRate = min(r.RelayMPS, r.WorkerMPS) / 2
 	if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, job_attempts, job_events, inbox, demo_text_stats`); err != nil {
-		return r, err
+		return err
 	}
 	err = paced(ctx, r.EndToEndRate, 10*time.Second, func(ctx context.Context) error {
 		return call(ctx, client, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
 	})
 	if err != nil {
-		return r, fmt.Errorf("paced submissions: %w", err)
+		return fmt.Errorf("paced submissions: %w", err)
 	}
 	if err := p.waitZero(ctx, `SELECT count(*) FROM jobs WHERE status <> 'succeeded'`, 5*time.Minute); err != nil {
-		return r, fmt.Errorf("end to end: %w", err)
+		return fmt.Errorf("end to end: %w", err)
 	}
 	var e2e []time.Duration
 	rows, err := p.pool.Query(ctx, `SELECT EXTRACT(EPOCH FROM finished_at - created_at)::float8 FROM jobs`)
 	if err != nil {
-		return r, err
+		return err
 	}
 	for rows.Next() {
 		var seconds float64
 		if err := rows.Scan(&seconds); err != nil {
 			rows.Close()
-			return r, err
+			return err
 		}
 		e2e = append(e2e, time.Duration(seconds*float64(time.Second)))
 	}
@@ -242,13 +272,13 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 	logger.Info("latency", "sqs_rtt_p99_ms", r.SQSRoundTripP99Ms, "e2e_p99_ms", r.EndToEndP99Ms, "at_rate", r.EndToEndRate, "jobs", len(e2e))
 	for _, svc := range []string{"worker", "relay"} {
 		if err := p.stopService(svc); err != nil {
-			return r, err
+			return err
 		}
 	}
 	if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox, job_attempts, job_events, inbox, demo_text_stats`); err != nil {
-		return r, err
+		return err
 	}
-	return r, nil
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -318,11 +319,19 @@ func (p *platform) token(id, secret string, scope ...string) (string, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return "", fmt.Errorf("reading token response: %w", err)
 	}
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" {
+		return "", fmt.Errorf("%w: %s (%s)", errTokensBusy, resp.Status, out.Error)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("token endpoint answered %s (%s)", resp.Status, out.Error)
 	}
 	return out.AccessToken, nil
 }
+
+// errTokensBusy: the token service shed the request (503 with
+// Retry-After: its secret checks' memory was taken, as on a loaded CI
+// machine); a client asks again later.
+var errTokensBusy = errors.New("token service busy")
 
 // bearer returns an access token for clientID (jobs:submit jobs:read),
 // registering the client on first use.
