@@ -100,4 +100,3 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, erro
 		}
 	}
 }
-

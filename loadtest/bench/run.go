@@ -21,8 +21,8 @@ type config struct {
 	// section's relay starts; backlogWindow how long its rate is taken.
 	backlog       int
 	backlogWindow time.Duration
-	duration                      time.Duration
-	out                           string
+	duration      time.Duration
+	out           string
 	// profileDir, when set, receives the gateway's CPU and allocation
 	// profiles of each gateway measurement.
 	profileDir string
@@ -57,11 +57,11 @@ type round struct {
 	GatewayRSSBytes          float64
 	// AcceptShed counts the accepts answered 503 with Retry-After during
 	// the saturation measurement (their clients waited as told).
-	AcceptShed                int64
-	BareSendMPS, RelayMPS     float64
+	AcceptShed            int64
+	BareSendMPS, RelayMPS float64
 	// BacklogRelayMPS is the relay's rate with a backlog of cfg.backlog
 	// rows in the outbox.
-	BacklogRelayMPS float64
+	BacklogRelayMPS           float64
 	BareReceiveMPS, WorkerMPS float64
 	SQSRoundTripP99Ms         float64
 	EndToEndP99Ms             float64
