@@ -49,14 +49,15 @@ func (p *platform) backlogRound(ctx context.Context, cfg config, token string, r
 	if err := p.start(ctx, "relay", "SWITCHYARD_QUEUE_PREFIX="+prefix); err != nil {
 		return err
 	}
-	const acked = `SELECT count(*) FROM watermill_outbox WHERE acked`
+	// The relay deletes what it forwarded: the backlog is what is left.
+	const left = `SELECT count(*) FROM watermill_outbox WHERE NOT acked`
 	if err := waitFor(ctx, time.Minute, func() (bool, error) {
-		n, err := p.count(ctx, acked)
-		return n > 0, err
+		n, err := p.count(ctx, left)
+		return n < cfg.backlog, err
 	}); err != nil {
 		return fmt.Errorf("relay never forwarded: %w", err)
 	}
-	before, err := p.count(ctx, acked)
+	before, err := p.count(ctx, left)
 	if err != nil {
 		return err
 	}
@@ -64,16 +65,12 @@ func (p *platform) backlogRound(ctx context.Context, cfg config, token string, r
 	if !clock.Sleep(ctx, cfg.backlogWindow) {
 		return ctx.Err()
 	}
-	after, err := p.count(ctx, acked)
+	after, err := p.count(ctx, left)
 	if err != nil {
 		return err
 	}
-	r.BacklogRelayMPS = float64(after-before) / time.Since(t0).Seconds()
-	unsent, err := p.count(ctx, `SELECT count(*) FROM watermill_outbox WHERE NOT acked`)
-	if err != nil {
-		return err
-	}
-	logger.Info("backlog", "relay_mps", int(r.BacklogRelayMPS), "still_unsent", unsent)
+	r.BacklogRelayMPS = float64(before-after) / time.Since(t0).Seconds()
+	logger.Info("backlog", "relay_mps", int(r.BacklogRelayMPS), "still_unsent", after)
 	if err := p.stopService("relay"); err != nil {
 		return err
 	}

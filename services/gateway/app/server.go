@@ -36,6 +36,7 @@ import (
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/lifecycle"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/problem"
@@ -277,6 +278,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		"tls", cert != nil, "routes", len(routeFile.Routes), "issuer", cfg.Auth.Issuer, "shared_rate_limits", shared != nil)
 
 	opsSrv.AddVault(cfg.Vault.Client())
+	lifecycle.SettleHeap()
 	srv := httpserver.NewServer(e, logger)
 	srv.ReadHeaderTimeout, srv.ReadTimeout = cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.ReadTimeout
 	srv.WriteTimeout, srv.IdleTimeout, srv.MaxHeaderBytes = cfg.HTTP.WriteTimeout, cfg.HTTP.IdleTimeout, cfg.HTTP.MaxHeaderBytes
