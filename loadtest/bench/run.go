@@ -120,6 +120,17 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Logger) (round, error) {
 	var r round
+	if n > 0 {
+		// Every round measures a gateway as it starts: what an earlier
+		// round left (the overload's thousands of connections, the
+		// backlog's jobs) is not this round's.
+		if err := p.stopService("gateway"); err != nil {
+			return r, err
+		}
+		if err := p.start(ctx, "gateway"); err != nil {
+			return r, err
+		}
+	}
 	token, err := p.token(ctx)
 	if err != nil {
 		return r, err
