@@ -89,7 +89,15 @@ func redactor(extra []string) func(groups []string, a slog.Attr) slog.Attr {
 			keys[k] = true
 		}
 	}
-	return func(_ []string, a slog.Attr) slog.Attr {
+	return func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && a.Key == slog.LevelKey {
+			// With a ReplaceAttr set, slog hands the level over as a
+			// slog.Level (KindAny), which its JSON handler encodes through
+			// encoding/json; as a string it is appended directly.
+			if l, ok := a.Value.Any().(slog.Level); ok {
+				return slog.String(slog.LevelKey, l.String())
+			}
+		}
 		if a.Value.Kind() != slog.KindGroup && keys[strings.ToLower(a.Key)] {
 			return slog.String(a.Key, Redacted)
 		}

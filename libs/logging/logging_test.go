@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/trace"
@@ -69,4 +71,32 @@ func TestLevelChangesAtRuntime(t *testing.T) {
 	lv.Set(slog.LevelDebug)
 	logger.Debug("shown")
 	require.Contains(t, buf.String(), "shown")
+}
+
+// BenchmarkAccessLine logs a line shaped like the gateway's access log
+// (the attributes it carries on an authenticated sync route) through the
+// process's handler chain, to a discarding writer.
+func BenchmarkAccessLine(b *testing.B) {
+	logger, _ := logging.NewTo(io.Discard, "gateway", "info", "json")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		logger.LogAttrs(ctx, slog.LevelInfo, "http request",
+			slog.String("method", "GET"), slog.String("route", "/v1/hello"), slog.String("path", "/v1/hello"),
+			slog.Int("status", 200), slog.Int64("bytes", 27), slog.Duration("duration", 41*time.Microsecond),
+			slog.String("request_id", "627118accf90ff092c9cce5ce2ffd202"), slog.String("client_id", "client-00"),
+			slog.String("sync_route", "hello"))
+	}
+}
+
+// TestLevelIsWrittenAsText: the level reaches the line as its name
+// whatever path the handler takes to write it.
+func TestLevelIsWrittenAsText(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	logger, _ := logging.NewTo(&buf, "svc", "debug", "json")
+	for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, slog.LevelError + 2} {
+		logger.Log(context.Background(), l, "x")
+		require.Equal(t, l.String(), decode(t, &buf)["level"])
+	}
 }
