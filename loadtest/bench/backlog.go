@@ -79,21 +79,3 @@ func (p *platform) backlogRound(ctx context.Context, cfg config, token string, r
 	}
 	return nil
 }
-
-// waitFor polls cond every 50 ms until it holds, fails, or timeout
-// passes.
-func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if err != nil || ok {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", timeout)
-		}
-		if !clock.Sleep(ctx, 50*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}

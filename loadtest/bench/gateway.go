@@ -21,7 +21,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/services/gateway/demo"
 )
@@ -302,16 +301,16 @@ func (p *platform) logSize(svc string) (int64, error) {
 // offset from, for requests to path answered with status: want of them,
 // waiting up to 10 s for the log to catch up.
 func (p *platform) accessLogged(ctx context.Context, svc string, from int64, path string, status, want int) ([]time.Duration, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got, err := p.readAccessLog(svc, from, path, status)
-		if err != nil || len(got) >= want || time.Now().After(deadline) {
-			return got, err
-		}
-		if !clock.Sleep(ctx, 100*time.Millisecond) {
-			return nil, ctx.Err()
-		}
+	var got []time.Duration
+	err := waitFor(ctx, 10*time.Second, func() (bool, error) {
+		var err error
+		got, err = p.readAccessLog(svc, from, path, status)
+		return len(got) >= want, err
+	})
+	if errors.Is(err, errNotYet) {
+		return got, nil // the log did not catch up: what it holds
 	}
+	return got, err
 }
 
 // readAccessLog reads svc's access log lines after offset from.

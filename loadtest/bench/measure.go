@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/loadtest/sqsload"
 )
 
@@ -238,19 +240,36 @@ func (p *platform) count(ctx context.Context, query string, args ...any) (int, e
 // waitZero polls a counting query until it answers 0, or fails after
 // timeout.
 func (p *platform) waitZero(ctx context.Context, query string, timeout time.Duration) error {
+	left := 0
+	err := waitFor(ctx, timeout, func() (bool, error) {
+		var err error
+		left, err = p.count(ctx, query)
+		return left == 0, err
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%d still left (%s): %w", left, query, err)
+	}
+	return err
+}
+
+// errNotYet: waitFor's condition did not hold in time.
+var errNotYet = errors.New("condition not met")
+
+// waitFor polls cond every 20 ms until it holds, fails, or timeout
+// passes.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		left, err := p.count(ctx, query)
-		if err != nil {
+		ok, err := cond()
+		if err != nil || ok {
 			return err
 		}
-		if left == 0 {
-			return nil
-		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d still left after %s (%s)", left, timeout, query)
+			return fmt.Errorf("%w within %s", errNotYet, timeout)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if !clock.Sleep(ctx, 20*time.Millisecond) {
+			return ctx.Err()
+		}
 	}
 }
 
