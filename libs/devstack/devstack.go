@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -180,4 +181,25 @@ func envFor(c Component) string {
 	default:
 		return EnvVaultAddr
 	}
+}
+
+// ErrNotStartedHere is Signal's answer for a server this stack did not
+// start (one found through the environment is not its to stop).
+var ErrNotStartedHere = errors.New("no server of that name was started by this stack")
+
+// Signal sends sig to the process group of the server named name
+// (moto_server, postgres, vault) that this stack started: SIGSTOP and
+// SIGCONT pause and resume it, as an outage would, for fault drills.
+func (s *Stack) Signal(name string, sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.procs {
+		if p.Name() == name && !p.Exited() {
+			if err := syscall.Kill(-p.Pid(), sig); err != nil {
+				return fmt.Errorf("signalling %s: %w", name, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w", name, ErrNotStartedHere)
 }

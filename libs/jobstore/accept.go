@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
@@ -58,6 +59,10 @@ const existingSQL = `SELECT ` + jobColumns + ` FROM jobs
 // its submissions are refused as overloaded.
 const contendedAttempts = 3
 
+// unsentRetryPause is the pause before a batch that never reached the
+// database is written again.
+const unsentRetryPause = 50 * time.Millisecond
+
 // acceptance is one submission on its way into the store, and then its
 // outcome.
 type acceptance struct {
@@ -91,11 +96,17 @@ func newAcceptance(sub jobs.Submission) (*acceptance, error) {
 // sets each one's outcome. When the statement fails because of what one
 // submission holds (a data or integrity error), each is tried on its own
 // so that the bad one fails alone; a batch that lost a race with another
-// transaction is written again; any other failure is every submission's.
+// transaction is written again, and so is one that failed to reach the
+// database before anything was sent (once, after a short pause: a pool
+// connection that broke in a restart); any other failure is every
+// submission's.
 func (s *Store) acceptAll(ctx context.Context, batch []*acceptance) {
 	err := s.insert(ctx, batch)
 	for attempt := 1; attempt < contendedAttempts && database.Contended(err); attempt++ {
 		err = s.insert(ctx, batch) // the statement was rolled back whole
+	}
+	if database.Unavailable(err) && pgconn.SafeToRetry(err) && clock.Sleep(ctx, unsentRetryPause) {
+		err = s.insert(ctx, batch) // nothing was sent, so nothing committed
 	}
 	if err == nil {
 		s.resolveTaken(ctx, batch)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/jobs"
 )
@@ -174,6 +175,13 @@ func From(err error) *Problem {
 	var sc StatusCoder
 	if errors.As(err, &sc) {
 		return fromStatus(sc.StatusCode()).WithCause(err)
+	}
+	// Whatever failed because Postgres could not be reached (restarting,
+	// failing over, out of connections) is an outage to retry, not a
+	// fault of this request.
+	if database.Unavailable(err) {
+		return Unavailable.New("a database this service needs cannot be reached; retry after the interval in Retry-After").
+			WithHeader("Retry-After", "2").WithCause(err)
 	}
 	return Internal.New("the request could not be completed").WithCause(err)
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/jobs"
@@ -34,6 +35,8 @@ func TestFrom(t *testing.T) {
 		{"405 from router", statusErr(405), 405, problem.MethodNotAllowed.Type()},
 		{"other 4xx", statusErr(418), 418, "about:blank"},
 		{"anything else", errors.New("db exploded: password=hunter2"), 500, problem.Internal.Type()},
+		{"postgres unreachable", fmt.Errorf("checking client: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}), 503, problem.Unavailable.Type()},
+		{"postgres statement fault", fmt.Errorf("insert: %w", &pgconn.PgError{Code: "23505"}), 500, problem.Internal.Type()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,6 +45,11 @@ func TestFrom(t *testing.T) {
 			require.Equal(t, tt.status, p.Status)
 			require.Equal(t, tt.typ, p.Type)
 			require.NotContains(t, p.Detail, "hunter2", "causes are never sent")
+			if p.Status == http.StatusServiceUnavailable {
+				rec := httptest.NewRecorder()
+				require.NoError(t, problem.Write(rec, p))
+				require.NotEmpty(t, rec.Header().Get("Retry-After"), "an outage says when to come back")
+			}
 		})
 	}
 }

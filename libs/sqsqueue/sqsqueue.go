@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/libs/config"
 )
@@ -55,7 +57,12 @@ type Config struct {
 	// deployments/terraform): they are only looked up, never created or
 	// changed, so the services need no sqs:CreateQueue or
 	// sqs:SetQueueAttributes. The settings above are then Terraform's.
-	ExistingQueues bool `conf:"default:false,env:SWITCHYARD_SQS_EXISTING_QUEUES,help:only look queues up; they are created and configured elsewhere (Terraform)"`
+	// MaxInFlight, BreakerOpenFor and RetryAttempts bound what one
+	// process asks of SQS (GuardConfig).
+	MaxInFlight    int           `conf:"default:64,env:SWITCHYARD_SQS_MAX_IN_FLIGHT,help:most SQS requests one process has in flight (long polls included); more wait"`
+	BreakerOpenFor time.Duration `conf:"default:5s,env:SWITCHYARD_SQS_BREAKER_OPEN_FOR,help:how long SQS calls are answered at once as unavailable after 5 consecutive failures (then one probe tests SQS again)"`
+	RetryAttempts  int           `conf:"default:3,env:SWITCHYARD_SQS_RETRY_ATTEMPTS,help:attempts per SQS call (the AWS SDK retryer with full-jitter pauses and a retry budget)"`
+	ExistingQueues bool          `conf:"default:false,env:SWITCHYARD_SQS_EXISTING_QUEUES,help:only look queues up; they are created and configured elsewhere (Terraform)"`
 }
 
 // DLQSuffix ends the name of every dead-letter queue.
@@ -110,6 +117,12 @@ func (c Config) Validate() error {
 	if c.MaxReceiveCount < 3 || c.MaxReceiveCount > 1000 {
 		errs = append(errs, fmt.Errorf("max receive count %d must be between 3 and 1000", c.MaxReceiveCount))
 	}
+	if c.MaxInFlight < 0 || c.RetryAttempts < 0 || c.BreakerOpenFor < 0 {
+		errs = append(errs, fmt.Errorf("SQS max in flight (%d), retry attempts (%d) and breaker open time (%s) must not be negative", c.MaxInFlight, c.RetryAttempts, c.BreakerOpenFor))
+	}
+	if c.RetryAttempts > 10 {
+		errs = append(errs, fmt.Errorf("SQS retry attempts %d must be at most 10", c.RetryAttempts))
+	}
 	for name, d := range map[string]time.Duration{"retention": c.Retention, "DLQ retention": c.DLQRetention} {
 		if d < time.Minute || d > 14*24*time.Hour {
 			errs = append(errs, fmt.Errorf("%s %s must be between 1m and 14 days", name, d))
@@ -131,8 +144,12 @@ func LoadAWSConfig(ctx context.Context) (aws.Config, error) {
 
 // Connect loads the AWS configuration (see LoadAWSConfig), with cfg's
 // credentials when it has some, and returns Queues on an SQS client built
-// from it, with that configuration.
-func Connect(ctx context.Context, cfg Config) (*Queues, aws.Config, error) {
+// from it, with that configuration. Every request of that client is
+// guarded (GuardConfig): bounded in number, retried on purpose, and
+// answered at once with ErrUnavailable while SQS is failing. logger
+// receives the breaker's state changes; reg, when not nil, the guard's
+// metrics.
+func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Queues, aws.Config, error) {
 	awsCfg, err := LoadAWSConfig(ctx)
 	if err != nil {
 		return nil, aws.Config{}, err
@@ -144,10 +161,19 @@ func Connect(ctx context.Context, cfg Config) (*Queues, aws.Config, error) {
 	case id != "" || secret != "":
 		return nil, aws.Config{}, config.Invalid(errors.New("set both SWITCHYARD_SQS_ACCESS_KEY_ID and SWITCHYARD_SQS_SECRET_ACCESS_KEY, or neither"))
 	}
-	q, err := NewQueues(sqs.NewFromConfig(awsCfg), cfg)
+	g := newGuard(GuardConfig{
+		MaxInFlight: cfg.MaxInFlight, OpenFor: cfg.BreakerOpenFor, RetryAttempts: cfg.RetryAttempts,
+		Logger: logger, Registerer: reg,
+	})
+	client := sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		o.Retryer = g.retryer()
+		o.APIOptions = append(o.APIOptions, g.install)
+	})
+	q, err := NewQueues(client, cfg)
 	if err != nil {
 		return nil, aws.Config{}, err
 	}
+	q.guard = g
 	return q, awsCfg, nil
 }
 
@@ -185,8 +211,32 @@ type Queues struct {
 	client *sqs.Client
 	cfg    Config
 
+	// guard is the client's SQS guard when Connect built it.
+	guard *guard
+
 	mu   sync.Mutex
 	urls map[string]string
+}
+
+// Reprobe is how long the client's circuit breaker stays open before it
+// lets one call test SQS again: the longest a loop that met
+// ErrUnavailable should wait before asking again (its own backoff may
+// be longer after other failures; after this one, waiting longer only
+// delays the recovery).
+func (q *Queues) Reprobe() time.Duration {
+	if q.guard == nil {
+		return 5 * time.Second
+	}
+	return q.guard.cfg.OpenFor
+}
+
+// Available reports ErrUnavailable while the client's circuit breaker is
+// open (a call now would be answered at once, unsent), nil otherwise.
+func (q *Queues) Available() error {
+	if q.guard == nil {
+		return nil
+	}
+	return q.guard.Available()
 }
 
 // NewQueues returns a Queues that talks to SQS through client.

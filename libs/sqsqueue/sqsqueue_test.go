@@ -309,7 +309,7 @@ func TestConnectWithConfiguredCredentials(t *testing.T) {
 	stacktest.SQSEndpoint(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "from-the-environment")
 	q, awsCfg, err := sqsqueue.Connect(context.Background(), sqsqueue.Config{Prefix: stacktest.QueuePrefix(t),
-		AccessKeyID: config.NewSecret("AKIDFROMVAULT"), SecretAccessKey: config.NewSecret("s3cr3t")})
+		AccessKeyID: config.NewSecret("AKIDFROMVAULT"), SecretAccessKey: config.NewSecret("s3cr3t")}, nil, nil)
 	require.NoError(t, err)
 	creds, err := awsCfg.Credentials.Retrieve(context.Background())
 	require.NoError(t, err)
@@ -319,7 +319,7 @@ func TestConnectWithConfiguredCredentials(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, q.Ping(context.Background()), "the SQS server answers requests signed with them")
 
-	_, _, err = sqsqueue.Connect(context.Background(), sqsqueue.Config{AccessKeyID: config.NewSecret("only-the-id")})
+	_, _, err = sqsqueue.Connect(context.Background(), sqsqueue.Config{AccessKeyID: config.NewSecret("only-the-id")}, nil, nil)
 	require.ErrorIs(t, err, config.ErrInvalid)
 }
 

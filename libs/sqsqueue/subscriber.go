@@ -155,8 +155,17 @@ func (s *Subscriber) receive(ctx context.Context, url string, out chan<- *messag
 				return
 			}
 			failures++
-			delay := clock.FullJitter(100*time.Millisecond, 10*time.Second, failures)
-			log.Error("receiving messages failed; trying again", "error", err, "retry_in", delay)
+			ceiling := 10 * time.Second
+			if errors.Is(err, ErrUnavailable) {
+				ceiling = min(ceiling, s.cfg.Queues.Reprobe())
+			}
+			delay := clock.FullJitter(100*time.Millisecond, ceiling, failures)
+			if errors.Is(err, ErrUnavailable) {
+				// Said once by the breaker's state change, not per loop.
+				log.Debug("SQS unavailable; receiving again later", "retry_in", delay)
+			} else {
+				log.Error("receiving messages failed; trying again", "error", err, "retry_in", delay)
+			}
 			if !clock.Sleep(ctx, delay) {
 				return
 			}

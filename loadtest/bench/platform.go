@@ -112,7 +112,7 @@ func startPlatform(ctx context.Context, logger *slog.Logger) (*platform, error) 
 			return nil, err
 		}
 	}
-	queues, _, err := sqsqueue.Connect(ctx, sqsqueue.Config{Prefix: "bench-"})
+	queues, _, err := sqsqueue.Connect(ctx, sqsqueue.Config{Prefix: "bench-"}, nil, nil)
 	if err != nil {
 		return nil, err
 	}

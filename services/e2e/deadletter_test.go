@@ -356,7 +356,7 @@ func (p *platform) queues(t *testing.T) *sqsqueue.Queues {
 			prefix = v
 		}
 	}
-	q, _, err := sqsqueue.Connect(context.Background(), sqsqueue.Config{Prefix: prefix})
+	q, _, err := sqsqueue.Connect(context.Background(), sqsqueue.Config{Prefix: prefix}, nil, nil)
 	require.NoError(t, err)
 	return q
 }

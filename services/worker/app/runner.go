@@ -120,7 +120,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return err
 	}
 	defer pool.Close()
-	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues)
+	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues, logger, registerer)
 	if err != nil {
 		return err
 	}

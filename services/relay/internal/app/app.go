@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues)
+	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues, logger, prometheus.DefaultRegisterer)
 	if err != nil {
 		return err
 	}

@@ -48,8 +48,14 @@ type Config struct {
 	// PollInterval is the longest a loop sleeps without a notification
 	// (default 5 s); NOTIFY normally wakes it at once.
 	PollInterval time.Duration
-	// ErrorBackoff is the pause after a failed batch (default 1 s).
-	ErrorBackoff time.Duration
+	// ErrorBackoff is the ceiling of the first pause after a failed batch
+	// (default 100 ms); each further failure in a row doubles it, up to
+	// MaxErrorBackoff (default 10 s; while SQS's breaker is open, its
+	// reprobe interval), and the pause is drawn at random
+	// below it (full jitter), so that loops and replicas that failed
+	// together do not come back together.
+	ErrorBackoff    time.Duration
+	MaxErrorBackoff time.Duration
 	// SendTimeout bounds the SQS calls of one batch (default 5 s).
 	SendTimeout time.Duration
 	// FinishTimeout bounds one whole batch, claim to commit, also after
@@ -79,7 +85,10 @@ func (c *Config) SetDefaults() {
 		c.PollInterval = 5 * time.Second
 	}
 	if c.ErrorBackoff == 0 {
-		c.ErrorBackoff = time.Second
+		c.ErrorBackoff = 100 * time.Millisecond
+	}
+	if c.MaxErrorBackoff == 0 {
+		c.MaxErrorBackoff = 10 * time.Second
 	}
 	if c.SendTimeout == 0 {
 		c.SendTimeout = 5 * time.Second
@@ -106,6 +115,9 @@ func (c Config) Validate() error {
 	}
 	if c.SampleInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("sample interval %s is too short", c.SampleInterval))
+	}
+	if c.ErrorBackoff <= 0 || c.MaxErrorBackoff < c.ErrorBackoff {
+		errs = append(errs, fmt.Errorf("error backoff %s must be positive and at most the max error backoff %s", c.ErrorBackoff, c.MaxErrorBackoff))
 	}
 	if c.FinishTimeout <= c.SendTimeout {
 		errs = append(errs, fmt.Errorf("finish timeout %s must exceed send timeout %s", c.FinishTimeout, c.SendTimeout))
@@ -208,19 +220,41 @@ func (f *Forwarder) sampleBacklog(ctx context.Context) {
 func (f *Forwarder) Listening(context.Context) error { return f.notify.Err() }
 
 func (f *Forwarder) loop(ctx context.Context) {
+	failures := 0
 	for ctx.Err() == nil {
 		gen := f.wake.generation()
-		// A batch, once claimed, is finished even while shutting down, so
-		// that what was sent is also committed.
-		finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.FinishTimeout)
-		n, err := f.ForwardOnce(finishCtx)
-		cancel()
+		// While SQS's breaker is open a send would fail at once: claim
+		// nothing (no Postgres work either) and wait, with the same
+		// backoff as after a failure.
+		err := f.queues.Available()
+		n := 0
+		if err == nil {
+			// A batch, once claimed, is finished even while shutting
+			// down, so that what was sent is also committed.
+			finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.FinishTimeout)
+			n, err = f.ForwardOnce(finishCtx)
+			cancel()
+		}
 		if err != nil {
-			f.logger.Error("forwarding outbox batch", "error", err)
+			failures++
+			ceiling := f.cfg.MaxErrorBackoff
+			if errors.Is(err, sqsqueue.ErrUnavailable) {
+				// The breaker already spaces the probes; a loop that
+				// slept longer would only come back late.
+				ceiling = min(ceiling, f.queues.Reprobe())
+			}
+			delay := clock.FullJitter(f.cfg.ErrorBackoff, ceiling, failures)
+			if errors.Is(err, sqsqueue.ErrUnavailable) {
+				// Said once by the breaker's state change, not per loop.
+				f.logger.Debug("SQS unavailable; outbox batch waits", "retry_in", delay)
+			} else {
+				f.logger.Error("forwarding outbox batch", "error", err, "failures_in_a_row", failures, "retry_in", delay)
+			}
 			f.metrics.errors.Inc()
-			clock.Sleep(ctx, f.cfg.ErrorBackoff)
+			clock.Sleep(ctx, delay)
 			continue
 		}
+		failures = 0
 		if n >= f.cfg.BatchSize {
 			continue
 		}

@@ -166,18 +166,18 @@ func (r *Runner) scan(ctx context.Context, wg *sync.WaitGroup) {
 func (r *Runner) run(ctx context.Context, id string, lock *deadletterstore.OperationLock) {
 	log := r.cfg.Logger.With("operation_id", id)
 	var limiter *rate.Limiter
-	backoff := time.Second
+	// Failures in a row: the pause after one is full-jitter exponential,
+	// from up to 1 s to up to 30 s.
+	failures := 0
 	failed := func(msg string, err error) bool {
 		if ctx.Err() != nil {
 			return false
 		}
 		r.errors.Inc()
+		failures++
+		backoff := clock.FullJitter(time.Second, 30*time.Second, failures)
 		log.Warn(msg, "error", err, "retry_in", backoff)
-		if !clock.Sleep(ctx, backoff) {
-			return false
-		}
-		backoff = min(backoff*2, 30*time.Second)
-		return true
+		return clock.Sleep(ctx, backoff)
 	}
 	for ctx.Err() == nil {
 		if err := lock.Alive(ctx); err != nil {
@@ -258,7 +258,7 @@ func (r *Runner) run(ctx context.Context, id string, lock *deadletterstore.Opera
 			}
 			return
 		}
-		backoff = time.Second
+		failures = 0
 	}
 }
 

@@ -96,7 +96,7 @@ func ensureQueues(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues)
+	queues, _, err := sqsqueue.Connect(ctx, cfg.Queues, nil, nil)
 	if err != nil {
 		return nil, err
 	}
