@@ -37,6 +37,10 @@ type Config struct {
 	// AWS_ENDPOINT_URL_SQS names a running one (a test that changes how
 	// the server behaves, e.g. turns IAM enforcement on).
 	NewSQS bool
+	// NewPostgres starts a Postgres server of this stack's own even when
+	// DATABASE_URL names one or one answers on 127.0.0.1:5432 (a fault
+	// drill that restarts it).
+	NewPostgres bool
 }
 
 // Component names one piece of infrastructure.
@@ -72,6 +76,8 @@ type Stack struct {
 	logger *slog.Logger
 	mu     sync.Mutex
 	procs  []*Process
+	// runPostgres starts the stack's own Postgres again (RestartPostgres).
+	runPostgres func(context.Context) error
 }
 
 // Start finds or starts every component cfg asks for. On error, whatever
@@ -100,7 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		var err error
 		switch c {
 		case Postgres:
-			err = s.startPostgres(ctx, cfg.Dir)
+			err = s.startPostgres(ctx, cfg.Dir, cfg.NewPostgres)
 		case SQS:
 			err = s.startSQS(ctx, cfg.Dir, cfg.NewSQS)
 		case Vault:
@@ -202,4 +208,17 @@ func (s *Stack) Signal(name string, sig syscall.Signal) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", name, ErrNotStartedHere)
+}
+
+// Started reports whether this stack started the server named name
+// (moto_server, postgres, vault) rather than finding one configured.
+func (s *Stack) Started(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.procs {
+		if p.Name() == name {
+			return true
+		}
+	}
+	return false
 }

@@ -18,13 +18,13 @@ import (
 // before starting one of its own (the project's machines run one there).
 const SharedPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
-func (s *Stack) startPostgres(ctx context.Context, dir string) error {
-	if url := os.Getenv(EnvDatabaseURL); url != "" {
+func (s *Stack) startPostgres(ctx context.Context, dir string, own bool) error {
+	if url := os.Getenv(EnvDatabaseURL); url != "" && !own {
 		s.DatabaseURL = url
 		s.logger.Info("postgres from environment", "env", EnvDatabaseURL)
 		return nil
 	}
-	if pingPostgres(ctx, SharedPostgresURL) == nil {
+	if !own && pingPostgres(ctx, SharedPostgresURL) == nil {
 		s.DatabaseURL = SharedPostgresURL
 		s.logger.Info("postgres already running", "addr", "127.0.0.1:5432")
 		return nil
@@ -63,22 +63,59 @@ func (s *Stack) startThrowawayPostgres(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("postgres", "-D", dataDir, "-p", strconv.Itoa(port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+dir,
-		"-c", "fsync=off", "-c", "max_connections=300")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	// SIGINT is Postgres's "fast" shutdown: roll back and exit cleanly.
-	p, err := s.startServer("postgres", cmd, filepath.Join(dir, "postgres.log"), syscall.SIGINT)
-	if err != nil {
-		return err
-	}
 	url := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", hostPort(port))
-	if err := p.WaitReady(ctx, 30*time.Second, func(ctx context.Context) error { return pingPostgres(ctx, url) }); err != nil {
+	run := func(ctx context.Context) error {
+		cmd := exec.Command("postgres", "-D", dataDir, "-p", strconv.Itoa(port),
+			"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+dir,
+			"-c", "fsync=off", "-c", "max_connections=300")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		// SIGINT is Postgres's "fast" shutdown: roll back and exit cleanly.
+		p, err := s.startServer("postgres", cmd, filepath.Join(dir, "postgres.log"), syscall.SIGINT)
+		if err != nil {
+			return err
+		}
+		return p.WaitReady(ctx, 30*time.Second, func(ctx context.Context) error { return pingPostgres(ctx, url) })
+	}
+	if err := run(ctx); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.runPostgres = run
+	s.mu.Unlock()
 	s.DatabaseURL = url
 	s.logger.Info("postgres started", "addr", hostPort(port), "dir", dir)
 	return nil
+}
+
+// RestartPostgres stops the Postgres server this stack started with an
+// immediate shutdown (SIGQUIT: no checkpoint, every connection cut, as a
+// crash), then starts it again on the same port and data, and waits until
+// it answers.
+func (s *Stack) RestartPostgres(ctx context.Context) error {
+	s.mu.Lock()
+	run := s.runPostgres
+	var old *Process
+	for i, p := range s.procs {
+		if p.Name() == "postgres" && !p.Exited() {
+			old = p
+			s.procs = append(s.procs[:i:i], s.procs[i+1:]...)
+			break
+		}
+	}
+	s.mu.Unlock()
+	if run == nil || old == nil {
+		return fmt.Errorf("postgres: %w", ErrNotStartedHere)
+	}
+	if err := syscall.Kill(old.Pid(), syscall.SIGQUIT); err != nil {
+		return fmt.Errorf("stopping postgres immediately: %w", err)
+	}
+	select {
+	case <-old.Done():
+	case <-time.After(30 * time.Second):
+		old.Kill()
+		<-old.Done()
+	}
+	return run(ctx)
 }
 
 // postgresCredential returns the credential to run Postgres tools with:

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,7 +39,7 @@ VAULT_ADDR when set; otherwise throwaway servers are started under --dir
 SQS: moto_server; Vault: a dev server built by 'go tool task tools:vault').`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", ".dev", "directory for throwaway servers, binaries and logs")
-	cmd.AddCommand(newDevUpCmd(logger, &dir), newDevExecCmd(logger, &dir))
+	cmd.AddCommand(newDevUpCmd(logger, &dir), newDevExecCmd(logger, &dir), newDevChaosCmd(logger, &dir))
 	return cmd
 }
 
@@ -95,6 +96,11 @@ type devUpOptions struct {
 	replayAddr   string
 	upstreamAddr string
 	database     string
+	// ownServers starts a Postgres and an SQS server of the stack's own
+	// even when others are configured (dev chaos restarts and pauses
+	// them); extraEnv is added to every service's environment.
+	ownServers bool
+	extraEnv   []string
 }
 
 func newDevUpCmd(logger *slog.Logger, dir *string) *cobra.Command {
@@ -123,116 +129,19 @@ type service struct {
 }
 
 func devUp(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptions, out io.Writer) error {
-	root, err := devstack.ModuleRoot(".")
+	dp, err := startDevPlatform(ctx, logger, dir, opts, out)
 	if err != nil {
-		return err
+		return errors.Join(err, dp.stop())
 	}
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(root, dir)
-	}
-	binDir := filepath.Join(dir, "bin")
-	logger.Info("building services", "into", binDir)
-	if err := devstack.Build(ctx, root, binDir, false, devstack.Binaries...); err != nil {
-		return err
-	}
-
-	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		logger.Info("stopping local stack")
-		if err := stack.Stop(); err != nil {
-			logger.Error("stopping local stack", "error", err)
-		}
-	}()
-
-	dbURL := os.Getenv(devstack.EnvDatabaseURL)
-	if dbURL == "" {
-		if dbURL, err = devstack.EnsureDatabase(ctx, stack.DatabaseURL, opts.database); err != nil {
-			return err
-		}
-	}
-	if _, err := migrations.Up(ctx, dbURL, logger); err != nil {
-		return err
-	}
-
-	// Vault as production has it: each service logs in with its own
-	// AppRole, gets short-lived database users, and tokens are signed by
-	// the transit engine.
-	vaultRes, err := provisionDevVault(ctx, stack, dbURL, filepath.Join(dir, "vault-credentials"))
-	if err != nil {
-		return err
-	}
-	// The dev client's secret is hashed with the pepper the token service
-	// reads from Vault.
-	devSecret, err := ensureDevClient(ctx, dbURL, oauthclients.WithPepper([]byte(vaultRes.Pepper)))
-	if err != nil {
-		return err
-	}
-	issuer := "http://" + opts.tokensAddr
-	base := append(stack.Env(),
-		"DATABASE_URL="+dbURL,
-		"SWITCHYARD_TOKENS_ISSUER="+issuer,
-		"SWITCHYARD_AUTH_ISSUER="+issuer,
-		"SWITCHYARD_ROUTES_FILE="+filepath.Join(root, "deployments", "config", "routes.yaml"),
-		"SWITCHYARD_JOBS_FILE="+filepath.Join(root, "deployments", "config", "jobs.yaml"),
-		"SWITCHYARD_WEBHOOK_URL=http://"+opts.upstreamAddr+"/hooks",
-		"SWITCHYARD_DEMO_UPSTREAM_URL=http://"+opts.upstreamAddr,
-		"SWITCHYARD_LOG_FORMAT=text",
-	)
-	ports := make([]int, 5)
-	for i := range ports {
-		if ports[i], err = devstack.FreePort(); err != nil {
-			return err
-		}
-	}
-	opsAddr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
-	services := []service{
-		{name: "demoupstream", env: []string{"SWITCHYARD_UPSTREAM_ADDR=" + opts.upstreamAddr}, ready: "http://" + opts.upstreamAddr + "/healthz"},
-		{name: "tokens", env: []string{"SWITCHYARD_TOKENS_ADDR=" + opts.tokensAddr, "SWITCHYARD_TOKENS_OPS_ADDR=" + opsAddr(3)},
-			ready: "http://" + opsAddr(3) + "/readyz"},
-		{name: "relay", env: []string{"SWITCHYARD_RELAY_OPS_ADDR=" + opsAddr(0)}, ready: "http://" + opsAddr(0) + "/readyz"},
-		{name: "worker", env: []string{"SWITCHYARD_WORKER_OPS_ADDR=" + opsAddr(1)}, ready: "http://" + opsAddr(1) + "/readyz"},
-		{name: "replay", env: []string{"SWITCHYARD_REPLAY_ADDR=" + opts.replayAddr, "SWITCHYARD_REPLAY_OPS_ADDR=" + opsAddr(4)},
-			ready: "http://" + opsAddr(4) + "/readyz"},
-		{name: "gateway", env: []string{
-			"SWITCHYARD_GATEWAY_ADDR=" + opts.gatewayAddr, "SWITCHYARD_GATEWAY_OPS_ADDR=" + opsAddr(2),
-		}, ready: "http://" + opsAddr(2) + "/readyz"},
-	}
-
-	var running []*devstack.Process
-	defer func() {
-		for i := len(running) - 1; i >= 0; i-- {
-			if err := running[i].Stop(30 * time.Second); err != nil {
-				logger.Error("stopping service", "service", running[i].Name(), "error", err)
-			}
-		}
-	}()
-	for _, svc := range services {
-		cmd := exec.Command(filepath.Join(binDir, svc.name))
-		cmd.Dir = root
-		cmd.Env = append(append(os.Environ(), base...), svc.env...)
-		if _, ok := vaultRes.Roles[svc.name]; ok {
-			cmd.Env = append(cmd.Env, vaultRes.Env(svc.name, stack.VaultAddr)...)
-		}
-		p, err := devstack.StartProcess(svc.name, cmd, out, fmt.Sprintf("%-13s| ", svc.name), syscall.SIGTERM)
-		if err != nil {
-			return err
-		}
-		running = append(running, p)
-		if err := p.WaitReady(ctx, 60*time.Second, devstack.HTTPReady(svc.ready)); err != nil {
-			return err
-		}
-	}
+	defer func() { _ = dp.stop() }()
 
 	// Where everything is, for the load tests (go tool task loadtest:*)
 	// and scripts: the dev client's credentials, so readable by its owner
 	// only, and removed when the stack stops.
-	envFile := filepath.Join(dir, DevEnvFile)
+	envFile := filepath.Join(dp.dir, DevEnvFile)
 	envText := fmt.Sprintf("SWITCHYARD_GATEWAY_URL=http://%s\nSWITCHYARD_GATEWAY_OPS_URL=http://%s\nSWITCHYARD_TOKEN_URL=%s/oauth2/token\n"+
 		"SWITCHYARD_ADMIN_URL=http://%s\nSWITCHYARD_UPSTREAM_URL=http://%s\nSWITCHYARD_CLIENT_ID=%s\nSWITCHYARD_CLIENT_SECRET=%s\n",
-		opts.gatewayAddr, opsAddr(2), issuer, opts.replayAddr, opts.upstreamAddr, devClientID, devSecret)
+		opts.gatewayAddr, dp.opsAddr["gateway"], dp.issuer, opts.replayAddr, opts.upstreamAddr, devClientID, dp.devSecret)
 	if err := os.WriteFile(envFile, []byte(envText), 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", envFile, err)
 	}
@@ -253,19 +162,234 @@ Dead letters (replay service admin API on http://%[5]s):
   %[6]s dlq stats
 
 Press Ctrl-C to stop every process started here.
-`, opts.gatewayAddr, opsAddr(2), issuer, devSecret, opts.replayAddr, os.Args[0])
+`, opts.gatewayAddr, dp.opsAddr["gateway"], dp.issuer, dp.devSecret, opts.replayAddr, os.Args[0])
 
-	exited := make(chan *devstack.Process, len(running))
-	for _, p := range running {
-		go func() { <-p.Done(); exited <- p }()
-	}
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping services")
 		return nil
-	case p := <-exited:
+	case p := <-dp.exited:
 		return fmt.Errorf("%s exited unexpectedly: %w", p.Name(), p.Err())
 	}
+}
+
+// devPlatform is the local stack and the services dev up (or dev chaos)
+// runs on it.
+type devPlatform struct {
+	logger    *slog.Logger
+	dir       string
+	root      string
+	binDir    string
+	stack     *devstack.Stack
+	dbURL     string
+	issuer    string
+	devSecret string
+	pepper    string
+	opsAddr   map[string]string
+	// services are the service specs in start order; running holds the
+	// live process of each.
+	services []service
+	env      map[string][]string // each service's whole environment
+	out      io.Writer
+	running  map[string]*devstack.Process
+	// exited receives each process that exits on its own (not stopped
+	// or killed through the platform).
+	exited chan *devstack.Process
+	// expected marks processes stopped or killed on purpose.
+	expected map[*devstack.Process]bool
+	mu       sync.Mutex
+	cleanups []func()
+}
+
+// startDevPlatform builds the services, starts (or finds) the stack,
+// provisions Vault and starts every service, waiting for each to be
+// ready. On error, what it started is in the returned platform, to stop.
+func startDevPlatform(ctx context.Context, logger *slog.Logger, dir string, opts devUpOptions, out io.Writer) (*devPlatform, error) {
+	dp := &devPlatform{logger: logger, out: out, opsAddr: map[string]string{}, env: map[string][]string{},
+		running: map[string]*devstack.Process{}, expected: map[*devstack.Process]bool{}, exited: make(chan *devstack.Process, 64)}
+	root, err := devstack.ModuleRoot(".")
+	if err != nil {
+		return dp, err
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	binDir := filepath.Join(dir, "bin")
+	dp.dir, dp.root, dp.binDir = dir, root, binDir
+	logger.Info("building services", "into", binDir)
+	if err := devstack.Build(ctx, root, binDir, false, devstack.Binaries...); err != nil {
+		return dp, err
+	}
+
+	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, Logger: logger, NewPostgres: opts.ownServers, NewSQS: opts.ownServers})
+	if err != nil {
+		return dp, err
+	}
+	dp.stack = stack
+
+	dbURL := os.Getenv(devstack.EnvDatabaseURL)
+	if dbURL == "" || opts.ownServers {
+		if dbURL, err = devstack.EnsureDatabase(ctx, stack.DatabaseURL, opts.database); err != nil {
+			return dp, err
+		}
+	}
+	dp.dbURL = dbURL
+	if _, err := migrations.Up(ctx, dbURL, logger); err != nil {
+		return dp, err
+	}
+
+	// Vault as production has it: each service logs in with its own
+	// AppRole, gets short-lived database users, and tokens are signed by
+	// the transit engine.
+	vaultRes, err := provisionDevVault(ctx, stack, dbURL, filepath.Join(dir, "vault-credentials"))
+	if err != nil {
+		return dp, err
+	}
+	dp.pepper = vaultRes.Pepper
+	// The dev client's secret is hashed with the pepper the token service
+	// reads from Vault.
+	devSecret, err := ensureDevClient(ctx, dbURL, oauthclients.WithPepper([]byte(vaultRes.Pepper)))
+	if err != nil {
+		return dp, err
+	}
+	dp.devSecret = devSecret
+	issuer := "http://" + opts.tokensAddr
+	dp.issuer = issuer
+	base := append(stack.Env(),
+		"DATABASE_URL="+dbURL,
+		"SWITCHYARD_TOKENS_ISSUER="+issuer,
+		"SWITCHYARD_AUTH_ISSUER="+issuer,
+		"SWITCHYARD_ROUTES_FILE="+filepath.Join(root, "deployments", "config", "routes.yaml"),
+		"SWITCHYARD_JOBS_FILE="+filepath.Join(root, "deployments", "config", "jobs.yaml"),
+		"SWITCHYARD_WEBHOOK_URL=http://"+opts.upstreamAddr+"/hooks",
+		"SWITCHYARD_DEMO_UPSTREAM_URL=http://"+opts.upstreamAddr,
+		"SWITCHYARD_LOG_FORMAT=text",
+	)
+	base = append(base, opts.extraEnv...)
+	ports := make([]int, 5)
+	for i := range ports {
+		if ports[i], err = devstack.FreePort(); err != nil {
+			return dp, err
+		}
+	}
+	opsAddr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
+	services := []service{
+		{name: "demoupstream", env: []string{"SWITCHYARD_UPSTREAM_ADDR=" + opts.upstreamAddr}, ready: "http://" + opts.upstreamAddr + "/healthz"},
+		{name: "tokens", env: []string{"SWITCHYARD_TOKENS_ADDR=" + opts.tokensAddr, "SWITCHYARD_TOKENS_OPS_ADDR=" + opsAddr(3)},
+			ready: "http://" + opsAddr(3) + "/readyz"},
+		{name: "relay", env: append([]string{"SWITCHYARD_RELAY_OPS_ADDR=" + opsAddr(0)}, relayPacing(stack)...), ready: "http://" + opsAddr(0) + "/readyz"},
+		{name: "worker", env: []string{"SWITCHYARD_WORKER_OPS_ADDR=" + opsAddr(1)}, ready: "http://" + opsAddr(1) + "/readyz"},
+		{name: "replay", env: []string{"SWITCHYARD_REPLAY_ADDR=" + opts.replayAddr, "SWITCHYARD_REPLAY_OPS_ADDR=" + opsAddr(4)},
+			ready: "http://" + opsAddr(4) + "/readyz"},
+		{name: "gateway", env: []string{
+			"SWITCHYARD_GATEWAY_ADDR=" + opts.gatewayAddr, "SWITCHYARD_GATEWAY_OPS_ADDR=" + opsAddr(2),
+		}, ready: "http://" + opsAddr(2) + "/readyz"},
+	}
+
+	for i, name := range []string{"relay", "worker", "gateway", "tokens", "replay"} {
+		dp.opsAddr[name] = opsAddr(i)
+	}
+	dp.services = services
+	for _, svc := range services {
+		env := append(append(os.Environ(), base...), svc.env...)
+		if _, ok := vaultRes.Roles[svc.name]; ok {
+			env = append(env, vaultRes.Env(svc.name, stack.VaultAddr)...)
+		}
+		dp.env[svc.name] = env
+		if err := dp.start(ctx, svc.name); err != nil {
+			return dp, err
+		}
+	}
+	return dp, nil
+}
+
+// devStandInRate is the relay's pace on the local SQS stand-in: a little
+// under what the worker receives from it (~70 messages/s), so that a
+// backlog waits in the outbox, where it costs nothing, rather than in the
+// stand-in, whose every call slows with its queue's depth until it
+// answers nothing (a 13,000-message backlog did that). Real SQS and
+// LocalStack need no pace.
+const devStandInRate = "60"
+
+// relayPacing is the relay's extra environment: the pace above when the
+// stack runs the stand-in itself and SWITCHYARD_RELAY_MAX_RATE is unset.
+func relayPacing(stack *devstack.Stack) []string {
+	if !stack.Started("moto_server") || os.Getenv("SWITCHYARD_RELAY_MAX_RATE") != "" {
+		return nil
+	}
+	return []string{"SWITCHYARD_RELAY_MAX_RATE=" + devStandInRate}
+}
+
+// start runs the service named name (again) and waits until it is ready.
+func (dp *devPlatform) start(ctx context.Context, name string) error {
+	var svc service
+	for _, s := range dp.services {
+		if s.name == name {
+			svc = s
+		}
+	}
+	cmd := exec.Command(filepath.Join(dp.binDir, svc.name)) //nolint:gosec // the binaries built above
+	cmd.Dir = dp.root
+	cmd.Env = dp.env[svc.name]
+	p, err := devstack.StartProcess(svc.name, cmd, dp.out, fmt.Sprintf("%-13s| ", svc.name), syscall.SIGTERM)
+	if err != nil {
+		return err
+	}
+	dp.mu.Lock()
+	dp.running[svc.name] = p
+	dp.mu.Unlock()
+	go func() {
+		<-p.Done()
+		dp.mu.Lock()
+		expected := dp.expected[p]
+		dp.mu.Unlock()
+		if !expected {
+			dp.exited <- p
+		}
+	}()
+	return p.WaitReady(ctx, 60*time.Second, devstack.HTTPReady(svc.ready))
+}
+
+// kill ends the service named name with SIGKILL, as a crash would, and
+// returns once it is gone.
+func (dp *devPlatform) kill(name string) {
+	dp.mu.Lock()
+	p := dp.running[name]
+	dp.expected[p] = true
+	dp.mu.Unlock()
+	p.Kill()
+	<-p.Done()
+}
+
+// stop ends every service (newest first), then the stack.
+func (dp *devPlatform) stop() error {
+	var errs []error
+	for i := len(dp.services) - 1; i >= 0; i-- {
+		dp.mu.Lock()
+		p := dp.running[dp.services[i].name]
+		if p != nil {
+			dp.expected[p] = true
+		}
+		dp.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		if err := p.Stop(30 * time.Second); err != nil {
+			dp.logger.Error("stopping service", "service", p.Name(), "error", err)
+			errs = append(errs, err)
+		}
+	}
+	for i := len(dp.cleanups) - 1; i >= 0; i-- {
+		dp.cleanups[i]()
+	}
+	if dp.stack != nil {
+		dp.logger.Info("stopping local stack")
+		if err := dp.stack.Stop(); err != nil {
+			dp.logger.Error("stopping local stack", "error", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // provisionDevVault sets the stack's Vault up as `switchyard vault

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -31,6 +32,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/switchyard/switchyard/libs/clock"
+	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/inbox"
 	"github.com/switchyard/switchyard/libs/jobhandler"
@@ -136,8 +139,35 @@ func (p *Processor) HandlerFunc(b Binding) message.NoPublishHandlerFunc {
 			msg.Nack()
 			return nil
 		}
+		if outcome == OutcomeError && database.Unavailable(err) {
+			p.retrySoon(msg, b)
+		}
 		return err
 	}
+}
+
+// retrySoon shortens the visibility of a message the worker could not
+// process because Postgres was unreachable (a restart, a failover), so
+// that it comes back within seconds of the database rather than after the
+// queue's whole visibility timeout: a pause below 2^(receives-1) s, at
+// least half of it, capped at the visibility timeout. The cap still lets
+// an outage of a few minutes pass before the queue's RedrivePolicy counts
+// the message as a crash loop.
+func (p *Processor) retrySoon(msg *message.Message, b Binding) {
+	receipt := msg.Metadata.Get(jobmessage.ReceiptHandle)
+	if receipt == "" || p.cfg.Queue == nil {
+		return
+	}
+	receives, err := strconv.Atoi(msg.Metadata.Get(jobmessage.ReceiveCount))
+	if err != nil || receives < 1 {
+		receives = 1
+	}
+	bound := min(time.Second<<min(receives-1, 16), p.cfg.VisibilityTimeout)
+	delay := bound/2 + clock.FullJitter(bound/2, bound/2, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ok := p.cfg.Queue.ChangeVisibility(ctx, b.JobType, receipt, delay) == nil
+	p.cfg.Metrics.visibilityChange(b.JobType, "outage", ok)
 }
 
 // Outcomes of processing one message, as reported in metrics.

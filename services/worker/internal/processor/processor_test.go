@@ -412,3 +412,31 @@ func TestBackoffAndHeartbeatGoToTheQueue(t *testing.T) {
 	require.Equal(t, []time.Duration{1500 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second}, vis.calls,
 		"two heartbeats renewing the visibility timeout, then the backoff: 4 s base, jitter 0.5 -> 3 s")
 }
+
+// TestUnreachableDatabaseBringsTheMessageBackSoon: a message the worker
+// could not process because Postgres was unreachable is hidden for a few
+// seconds (below 2^(receives-1) s, at least half of it), not for the
+// queue's whole visibility timeout, so the pipeline resumes within seconds
+// of the database's return.
+func TestUnreachableDatabaseBringsTheMessageBackSoon(t *testing.T) {
+	t.Parallel()
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	vis := &visibilityLog{}
+	proc := processor.New(processor.Config{Pool: pool, Logger: slog.New(slog.DiscardHandler), Queue: vis, VisibilityTimeout: 30 * time.Second})
+	m := message.NewMessage(uuid.NewString(), []byte(`{"text":"x"}`))
+	m.Metadata.Set(jobmessage.JobID, uuid.NewString())
+	m.Metadata.Set(jobmessage.ClientID, "c")
+	m.Metadata.Set(jobmessage.ReceiptHandle, "rh-1")
+	m.Metadata.Set(jobmessage.ReceiveCount, "3")
+	require.Error(t, proc.HandlerFunc(binding(jobhandler.Func(func(context.Context, jobhandler.Task) (json.RawMessage, error) {
+		return nil, errors.New("never runs")
+	})))(m))
+
+	vis.mu.Lock()
+	defer vis.mu.Unlock()
+	require.Len(t, vis.calls, 1)
+	require.GreaterOrEqual(t, vis.calls[0], 2*time.Second, "third receive: at least half of 4 s")
+	require.LessOrEqual(t, vis.calls[0], 4*time.Second)
+}
