@@ -274,7 +274,7 @@ func (a *API) issue(c echo.Context, addrKey string, presented *string) (TokenRes
 	if err != nil {
 		a.logger.ErrorContext(req.Context(), "signing access token", "error", err)
 		return TokenResponse{}, "", nil, fail(http.StatusServiceUnavailable, "temporarily_unavailable",
-			"no signing key is available; retry later", "no_signing_key", 0)
+			"no signing key is available; retry later", "no_signing_key", time.Second)
 	}
 	return TokenResponse{AccessToken: token, TokenType: "Bearer", ExpiresIn: int(a.cfg.TokenTTL / time.Second),
 		Scope: strings.Join(scopes, " ")}, client.ID, scopes, nil

@@ -273,3 +273,28 @@ func TestTokenEndpointRateLimits(t *testing.T) {
 	require.Equal(t, http.StatusTooManyRequests, a.status, "per IP")
 	require.Contains(t, e.logs.String(), `"reason":"rate_limited_ip"`)
 }
+
+// TestNoSigningKeyIsA503WithRetryAfter: when no key can sign (the ring is
+// empty, or Vault's transit engine, which holds it, is down) a token
+// request is a 503 temporarily_unavailable that says when to come back,
+// never a 500 and never a token.
+func TestNoSigningKeyIsA503WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	store, err := oauthclients.New(stacktest.NewPool(t))
+	require.NoError(t, err)
+	e := httpserver.NewEcho(slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	api, err := tokenapi.New(tokenapi.Config{Issuer: srv.URL, Audience: "switchyard", TokenTTL: 15 * time.Minute,
+		ClockSkew: time.Minute, JWKSMaxAge: time.Minute, Limits: noLimits}, store, staticKeys{signingkeys.Ring{}}, slog.New(slog.DiscardHandler), nil)
+	require.NoError(t, err)
+	api.Register(e)
+	c, secret, err := store.Create(context.Background(), oauthclients.NewClient{ID: "billing", Scopes: []string{"jobs:read"}})
+	require.NoError(t, err)
+	env := &env{srv: srv, store: store, id: c.ID, secret: secret}
+	a := env.post(t, url.Values{"grant_type": {"client_credentials"}}, basic(c.ID, secret))
+	require.Equal(t, http.StatusServiceUnavailable, a.status)
+	require.Equal(t, "temporarily_unavailable", a.body["error"])
+	require.NotEmpty(t, a.header.Get("Retry-After"))
+	require.NotContains(t, a.body, "access_token")
+}
