@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/devstack"
+	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/termsafe"
 	"github.com/switchyard/switchyard/migrations"
@@ -237,6 +238,11 @@ func startDevPlatform(ctx context.Context, logger *slog.Logger, dir string, opts
 	if _, err := migrations.Up(ctx, dbURL, logger); err != nil {
 		return dp, err
 	}
+	if stack.Started("moto_server") {
+		if err := resendToFreshStandIn(ctx, logger, dbURL); err != nil {
+			return dp, err
+		}
+	}
 
 	// Vault as production has it: each service logs in with its own
 	// AppRole, gets short-lived database users, and tokens are signed by
@@ -301,6 +307,26 @@ func startDevPlatform(ctx context.Context, logger *slog.Logger, dir string, opts
 		}
 	}
 	return dp, nil
+}
+
+// resendToFreshStandIn sends again the messages of jobs that were in SQS:
+// the stand-in this stack started keeps its queues in memory and started
+// empty, so the messages of a previous run's queued jobs are gone (a dev
+// stack stopped with a backlog left 1,014 jobs queued for ever).
+func resendToFreshStandIn(ctx context.Context, logger *slog.Logger, dbURL string) error {
+	pool, err := database.Open(ctx, database.Config{URL: dbURL, ApplicationName: "switchyard-cli", MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	n, err := jobstore.ResendInFlight(ctx, pool)
+	if err != nil {
+		return fmt.Errorf("sending again the messages the previous SQS stand-in held: %w", err)
+	}
+	if n > 0 {
+		logger.Info("the SQS stand-in started empty: the messages of jobs it held before are sent again", "jobs", n)
+	}
+	return nil
 }
 
 // devStandInRate is the relay's pace on the local SQS stand-in: a little
