@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/switchyard/switchyard/libs/clock"
 )
 
 // Connector opens the listener's connection (database.Dialer does).
@@ -57,10 +59,11 @@ func (l *Listener) replace() {
 // errReplaced ends a connection that replace closed.
 var errReplaced = errors.New("connection replaced after a credentials rotation")
 
-// Run listens until ctx ends, reconnecting after failures (100 ms backoff
-// doubling to 5 s).
+// Run listens until ctx ends, reconnecting after failures (a full-jitter
+// pause below 100 ms doubling to 5 s, so that every process that lost its
+// connection in one restart does not reconnect in the same instant).
 func (l *Listener) Run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	failures := 0
 	for ctx.Err() == nil {
 		err := l.listenOnce(ctx)
 		if ctx.Err() != nil {
@@ -71,15 +74,12 @@ func (l *Listener) Run(ctx context.Context) {
 			continue
 		}
 		l.setErr(err)
+		failures++
+		backoff := clock.FullJitter(100*time.Millisecond, 5*time.Second, failures)
 		l.logger.Warn("notifications lost; reconnecting", "channel", l.channel, "error", err, "backoff", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !clock.Sleep(ctx, backoff) {
 			return
-		case <-t.C:
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

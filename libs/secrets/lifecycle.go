@@ -116,7 +116,6 @@ func (c *Client) watchToken(ctx context.Context, w *vault.LifetimeWatcher) (reas
 // reauthenticate logs in again unless someone did since generation seen,
 // retrying with backoff until it succeeds or ctx ends.
 func (c *Client) reauthenticate(ctx context.Context, seen int) bool {
-	backoff := time.Second
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		c.loginMu.Lock()
 		c.mu.Lock()
@@ -134,6 +133,9 @@ func (c *Client) reauthenticate(ctx context.Context, seen int) bool {
 			return true
 		}
 		c.setErr("auth", err)
+		// Full jitter, below 1 s doubling to RetryMax: every service
+		// that lost Vault at once does not log in again at once.
+		backoff := clock.FullJitter(time.Second, c.cfg.RetryMax, attempt)
 		level := slog.LevelDebug // the first failure of a streak is the warning
 		if attempt == 1 {
 			level = slog.LevelWarn
@@ -143,7 +145,6 @@ func (c *Client) reauthenticate(ctx context.Context, seen int) bool {
 		if !clock.Sleep(ctx, backoff) {
 			return false
 		}
-		backoff = min(backoff*2, c.cfg.RetryMax)
 	}
 	return false
 }

@@ -32,6 +32,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
@@ -87,27 +88,28 @@ func (d *Drain) Run(ctx context.Context, jobTypes []string) error {
 }
 
 func (d *Drain) loop(ctx context.Context, jobType string) {
-	backoff := time.Second
+	failures := 0
 	for ctx.Err() == nil {
 		_, err := d.Once(ctx, jobType)
 		d.mu.Lock()
 		d.lastErr[jobType] = err
 		d.mu.Unlock()
 		if err == nil {
-			backoff = time.Second
+			failures = 0
 			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
+		failures++
+		// Full jitter, below 1 s doubling to 30 s: drains of every job
+		// type and replica that failed together retry apart.
+		backoff := clock.FullJitter(time.Second, 30*time.Second, failures)
 		d.errors.WithLabelValues(jobType).Inc()
 		d.logger.Warn("draining dead-letter queue failed; retrying", "job_type", jobType, "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		if !clock.Sleep(ctx, backoff) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 
