@@ -3,6 +3,7 @@ package jobstore_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -58,4 +59,27 @@ func TestResendInFlight(t *testing.T) {
 	}
 	require.ElementsMatch(t, queued, again)
 	require.Subset(t, ids, again)
+}
+
+// TestCounts: what the fault drill reads, on real rows.
+func TestCounts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	store := jobstore.New(pool)
+	job, _, err := store.Accept(ctx, submission("c1", "", `{"text":"a"}`))
+	require.NoError(t, err)
+
+	n, err := jobstore.CountUnfinished(ctx, pool, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, err = jobstore.CountUnfinished(ctx, pool, time.Now().Add(-time.Minute))
+	require.NoError(t, err)
+	require.Zero(t, n, "accepted within the last minute")
+	n, err = jobstore.CountProcessing(ctx, pool)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	n, err = jobstore.CountNotSucceeded(ctx, pool, []string{job.ID, "00000000-0000-0000-0000-000000000001"})
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "one unfinished, one missing")
 }

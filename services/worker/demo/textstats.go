@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/textstats"
 )
@@ -34,4 +36,17 @@ func TextStats() jobhandler.Handler {
 		}
 		return json.Marshal(res)
 	})
+}
+
+// AppliedTwice counts the jobs among ids whose text-stats effect was
+// recorded more than once (a duplicate delivery applied again): what a
+// fault drill checks is zero.
+func AppliedTwice(ctx context.Context, db *pgxpool.Pool, ids []string) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT job_id FROM demo_text_stats WHERE job_id = ANY($1::uuid[])
+		GROUP BY job_id HAVING count(*) > 1) d`, ids).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting text-stats effects applied twice: %w", err)
+	}
+	return n, nil
 }

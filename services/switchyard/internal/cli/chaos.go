@@ -28,7 +28,10 @@ import (
 
 	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/devstack"
+	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/services/worker/demo"
 )
 
 // chaosOptions size a fault drill.
@@ -473,8 +476,9 @@ func (c *chaosClient) submit(ctx context.Context, url, key, body string) (int, s
 	return resp.StatusCode, job.ID, time.Duration(retryAfter) * time.Second
 }
 
-// unfinished counts jobs accepted over 2 s ago that have not finished.
-const unfinished = `SELECT count(*) FROM jobs WHERE status IN ('accepted', 'queued', 'processing') AND created_at < now() - interval '2 seconds'`
+// settled is how long a job may take from accepted to succeeded and still
+// count as flowing, not as backlog.
+const settled = 2 * time.Second
 
 // sampleBacklog records the phase's peak backlog until stopped.
 func (d *drill) sampleBacklog(ps *phaseStats) func() {
@@ -483,9 +487,8 @@ func (d *drill) sampleBacklog(ps *phaseStats) func() {
 	go func() {
 		defer close(done)
 		for clock.Sleep(ctx, 500*time.Millisecond) {
-			var n int
 			qctx, qcancel := context.WithTimeout(ctx, 2*time.Second)
-			err := d.pool.QueryRow(qctx, `SELECT count(*) FROM jobs WHERE status IN ('accepted', 'queued', 'processing')`).Scan(&n)
+			n, err := jobstore.CountUnfinished(qctx, d.pool, time.Now().Add(time.Hour))
 			qcancel()
 			if err == nil {
 				d.mu.Lock()
@@ -501,9 +504,8 @@ func (d *drill) sampleBacklog(ps *phaseStats) func() {
 func (d *drill) awaitDrained(ctx context.Context, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		var n int
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := d.pool.QueryRow(qctx, unfinished).Scan(&n)
+		n, err := jobstore.CountUnfinished(qctx, d.pool, time.Now().Add(-settled))
 		cancel()
 		if err == nil && n == 0 {
 			return true
@@ -536,14 +538,16 @@ func (d *drill) killAtRandom(ctx context.Context) error {
 	victims := []string{"relay", "worker", "replay"}
 	for range d.opts.kills {
 		victim := victims[rand.IntN(len(victims))] //nolint:gosec // choosing a victim needs no cryptographic randomness
-		query := map[string]string{
-			"relay":  `SELECT count(*) FROM watermill_outbox WHERE NOT acked`,
-			"worker": `SELECT count(*) FROM jobs WHERE status = 'processing'`,
+		work := map[string]func() (int, error){
+			"relay": func() (int, error) {
+				b, err := outbox.ReadBacklog(ctx, d.pool)
+				return int(b.Pending), err
+			},
+			"worker": func() (int, error) { return jobstore.CountProcessing(ctx, d.pool) },
 		}[victim]
 		busy := false
-		for deadline := time.Now().Add(2 * time.Second); query != "" && !busy && time.Now().Before(deadline); {
-			var n int
-			if err := d.pool.QueryRow(ctx, query).Scan(&n); err == nil && n > 0 {
+		for deadline := time.Now().Add(2 * time.Second); work != nil && !busy && time.Now().Before(deadline); {
+			if n, err := work(); err == nil && n > 0 {
 				busy = true
 			}
 		}
@@ -572,10 +576,11 @@ func (d *drill) count(ctx context.Context) error {
 		if len(ps.jobs) == 0 {
 			continue
 		}
-		if err := d.pool.QueryRow(ctx, `
-			SELECT count(*) FILTER (WHERE j.id IS NULL OR j.status <> 'succeeded'),
-			       count(*) FILTER (WHERE (SELECT count(*) FROM demo_text_stats s WHERE s.job_id = ids.id) > 1)
-			FROM unnest($1::uuid[]) AS ids(id) LEFT JOIN jobs j ON j.id = ids.id`, ps.jobs).Scan(&ps.lost, &ps.dup); err != nil {
+		var err error
+		if ps.lost, err = jobstore.CountNotSucceeded(ctx, d.pool, ps.jobs); err != nil {
+			return fmt.Errorf("counting the outcome of %q: %w", ps.name, err)
+		}
+		if ps.dup, err = demo.AppliedTwice(ctx, d.pool, ps.jobs); err != nil {
 			return fmt.Errorf("counting the outcome of %q: %w", ps.name, err)
 		}
 	}
