@@ -172,10 +172,15 @@ func HTTPReady(url string) func(context.Context) error {
 // is picked below the kernel's ephemeral range (32768-60999 on Linux), so
 // that the outgoing connections of a busy test, which take their local
 // ports from that range, cannot take it before the server that is to
-// listen on it starts.
+// listen on it starts. A port is never handed out twice in one process:
+// two tests running in parallel asked at once could otherwise both get a
+// port that was free for both (seen in CI: "bind: address already in use").
 func FreePort() (int, error) {
 	for range 200 {
 		port := 20000 + rand.IntN(12000) //nolint:gosec // not a secret, a port
+		if _, taken := handedOut.LoadOrStore(port, struct{}{}); taken {
+			continue
+		}
 		l, err := net.Listen("tcp", hostPort(port))
 		if err != nil {
 			continue
@@ -190,6 +195,9 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// handedOut holds every port FreePort returned in this process.
+var handedOut sync.Map
 
 func hostPort(port int) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
