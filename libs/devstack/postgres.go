@@ -89,9 +89,10 @@ func (s *Stack) startThrowawayPostgres(ctx context.Context, dir string) error {
 
 // RestartPostgres stops the Postgres server this stack started with an
 // immediate shutdown (SIGQUIT: no checkpoint, every connection cut, as a
-// crash), then starts it again on the same port and data, and waits until
-// it answers.
-func (s *Stack) RestartPostgres(ctx context.Context) error {
+// crash), leaves it down for down (connections are refused meanwhile),
+// then starts it again on the same port and data, and waits until it
+// answers.
+func (s *Stack) RestartPostgres(ctx context.Context, down time.Duration) error {
 	s.mu.Lock()
 	run := s.runPostgres
 	var old *Process
@@ -114,6 +115,13 @@ func (s *Stack) RestartPostgres(ctx context.Context) error {
 	case <-time.After(30 * time.Second):
 		old.Kill()
 		<-old.Done()
+	}
+	t := time.NewTimer(down)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return fmt.Errorf("postgres left stopped: %w", ctx.Err())
 	}
 	return run(ctx)
 }

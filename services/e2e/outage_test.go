@@ -84,7 +84,10 @@ func TestPipelineRecoversFromAnSQSPause(t *testing.T) {
 	require.NoError(t, sqsStack.Signal("moto_server", syscall.SIGCONT))
 	paused = false
 	resumed := time.Now()
-	t.Logf("SQS resumed; %d jobs accepted so far, %d unsent in the outbox", len(ids),
+	mu.Lock()
+	acceptedSoFar := len(ids)
+	mu.Unlock()
+	t.Logf("SQS resumed; %d jobs accepted so far, %d unsent in the outbox", acceptedSoFar,
 		p.count(`SELECT count(*) FROM watermill_outbox WHERE NOT acked`))
 	time.Sleep(after)
 	close(stop)

@@ -22,6 +22,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
@@ -41,6 +44,8 @@ type chaosOptions struct {
 	clients int
 	// outage is how long SQS is paused, Redis stopped and Vault paused.
 	outage time.Duration
+	// databaseOutage is how long Postgres stays stopped.
+	databaseOutage time.Duration
 	// kills is how many SIGKILLs land on relay, worker and replay.
 	kills int
 	// recovery is the longest the backlog may take to drain after a
@@ -57,7 +62,8 @@ func newDevChaosCmd(logger *slog.Logger, dir *string) *cobra.Command {
 		Short: "Fault drill: run the whole platform under steady traffic and break its dependencies one after another",
 		Long: `Fault drill: run the whole platform (its own Postgres, SQS stand-in, Vault
 and Redis) under steady traffic and, one after another: pause SQS, restart
-Postgres immediately, stop Redis, pause Vault, and SIGKILL relay, worker
+Postgres immediately, stop Postgres for --database-outage, stop Redis,
+pause Vault, and SIGKILL relay, worker
 and replay at random. Prints a table per fault (accepted, lost, duplicated
 effects, answers by status, peak backlog, time until the backlog drained)
 and exits non-zero on any loss, duplicate, 500 answer, or a backlog that
@@ -65,7 +71,7 @@ did not drain within --recovery of its fault's end.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if short {
-				opts.outage, opts.kills = 5*time.Second, 12
+				opts.outage, opts.databaseOutage, opts.kills = 5*time.Second, 5*time.Second, 12
 			}
 			opts.dir = filepath.Join(*dir, "chaos")
 			return runChaos(cmd.Context(), logger, opts, cmd.OutOrStdout())
@@ -74,6 +80,7 @@ did not drain within --recovery of its fault's end.`,
 	cmd.Flags().Float64Var(&opts.rate, "rate", 20, "steady traffic, jobs per second")
 	cmd.Flags().IntVar(&opts.clients, "clients", 5, "clients sharing the traffic")
 	cmd.Flags().DurationVar(&opts.outage, "outage", 30*time.Second, "how long SQS, Redis and Vault are down")
+	cmd.Flags().DurationVar(&opts.databaseOutage, "database-outage", 3*time.Minute, "how long Postgres stays stopped (past the time a message retried on every receive would take to reach the DLQ)")
 	cmd.Flags().IntVar(&opts.kills, "kills", 50, "SIGKILLs of relay, worker and replay")
 	cmd.Flags().DurationVar(&opts.recovery, "recovery", 30*time.Second, "longest drain after a fault ends")
 	cmd.Flags().BoolVar(&short, "short", false, "a short drill for CI: 5 s outages, 12 kills")
@@ -159,8 +166,13 @@ func runChaos(ctx context.Context, logger *slog.Logger, opts chaosOptions, out i
 	faults := []fault{
 		{"steady traffic, no fault", func(ctx context.Context) error { return pause(ctx, opts.outage) }, 0, 0},
 		{fmt.Sprintf("SQS paused %s", opts.outage), d.pauseServer("moto_server"), 0, 0},
-		{"Postgres restarted immediately", func(ctx context.Context) error { return dp.stack.RestartPostgres(ctx) }, 0,
+		{"Postgres restarted immediately", func(ctx context.Context) error { return dp.stack.RestartPostgres(ctx, 0) }, 0,
 			min(10*time.Second, opts.outage)}, // then traffic on the restarted server
+		// Long enough that a message retried on every receive would reach
+		// the queues' max receive count (10) and be dead-lettered.
+		{fmt.Sprintf("Postgres down %s", opts.databaseOutage), func(ctx context.Context) error {
+			return dp.stack.RestartPostgres(ctx, opts.databaseOutage)
+		}, 0, min(10*time.Second, opts.outage)},
 		{fmt.Sprintf("Redis stopped %s", opts.outage), func(ctx context.Context) error {
 			if err := redis.get().Stop(5 * time.Second); err != nil {
 				return err
@@ -411,28 +423,18 @@ type chaosClient struct {
 }
 
 func (c *chaosClient) fetchToken(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.tokenURL, strings.NewReader("grant_type=client_credentials"))
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(c.id, c.secret)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.http.Do(req)
-	if err != nil {
+	cc := clientcredentials.Config{ClientID: c.id, ClientSecret: c.secret, TokenURL: c.tokenURL, AuthStyle: oauth2.AuthStyleInHeader}
+	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, c.http))
+	var refused *oauth2.RetrieveError
+	switch {
+	case errors.As(err, &refused) && refused.Response != nil:
+		c.answered(refused.Response.StatusCode)
+		return fmt.Errorf("token service answered %s", refused.Response.Status)
+	case err != nil:
 		c.answered(0)
-		return err
+		return fmt.Errorf("asking for a token: %w", err)
 	}
-	defer func() { _ = resp.Body.Close() }()
-	c.answered(resp.StatusCode)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("token service answered %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
-		return err
-	}
+	c.answered(http.StatusOK)
 	c.token, c.fetched = tok.AccessToken, time.Now()
 	return nil
 }

@@ -16,6 +16,7 @@ type Metrics struct {
 	deadLetters  *prometheus.CounterVec
 	retryDelay   *prometheus.HistogramVec
 	visibilities *prometheus.CounterVec
+	dbWaiting    prometheus.Gauge
 }
 
 // NewMetrics registers the worker's metrics with reg; nil registers nothing.
@@ -39,8 +40,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		visibilities: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_worker_visibility_changes_total", Help: "SQS visibility changes: heartbeats of running handlers and backoffs of failed attempts, by result.",
 		}, []string{"job_type", "kind", "result"}),
+		dbWaiting: f.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_worker_waiting_for_database", Help: "Messages held by consumers that wait for an unreachable Postgres to answer again.",
+		}),
 	}
 }
+
+func (m *Metrics) waitingForDatabase(delta float64) { m.dbWaiting.Add(delta) }
 
 func (m *Metrics) observe(jobType, outcome string, d time.Duration) {
 	m.messages.WithLabelValues(jobType, outcome).Inc()

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -32,7 +31,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/inbox"
@@ -67,6 +65,9 @@ type Config struct {
 	// Jitter returns a number in [0, 1) for backoff jitter; default
 	// math/rand/v2.
 	Jitter func() float64
+	// Ping tells whether Postgres answers again after an outage; default
+	// Pool.Ping.
+	Ping func(context.Context) error
 }
 
 // Processor runs handlers for messages.
@@ -74,6 +75,7 @@ type Processor struct {
 	cfg    Config
 	store  *jobstore.Store
 	tracer trace.Tracer
+	gate   *databaseGate
 }
 
 // New returns a Processor.
@@ -87,8 +89,12 @@ func New(cfg Config) *Processor {
 	if cfg.Jitter == nil {
 		cfg.Jitter = rand.Float64
 	}
+	if cfg.Ping == nil {
+		cfg.Ping = cfg.Pool.Ping
+	}
 	return &Processor{cfg: cfg, store: jobstore.New(cfg.Pool),
-		tracer: tracing.Tracer("github.com/switchyard/switchyard/services/worker/internal/processor")}
+		tracer: tracing.Tracer("github.com/switchyard/switchyard/services/worker/internal/processor"),
+		gate:   &databaseGate{ping: cfg.Ping, logger: cfg.Logger, waiting: cfg.Metrics.waitingForDatabase}}
 }
 
 // Binding ties a job type to the handler that runs it.
@@ -126,6 +132,12 @@ func (p *Processor) HandlerFunc(b Binding) message.NoPublishHandlerFunc {
 				attribute.String("switchyard.handler", b.HandlerName)))
 		msg.SetContext(ctx)
 		outcome, err := p.process(msg, b)
+		for waits := 0; outcome == OutcomeError && database.Unavailable(err) && waits < maxDatabaseWaits; waits++ {
+			if !p.waitForDatabase(msg, b) {
+				break
+			}
+			outcome, err = p.process(msg, b)
+		}
 		span.SetAttributes(attribute.String("switchyard.outcome", outcome))
 		switch {
 		case err != nil:
@@ -139,35 +151,25 @@ func (p *Processor) HandlerFunc(b Binding) message.NoPublishHandlerFunc {
 			msg.Nack()
 			return nil
 		}
-		if outcome == OutcomeError && database.Unavailable(err) {
-			p.retrySoon(msg, b)
-		}
 		return err
 	}
 }
 
-// retrySoon shortens the visibility of a message the worker could not
-// process because Postgres was unreachable (a restart, a failover), so
-// that it comes back within seconds of the database rather than after the
-// queue's whole visibility timeout: a pause below 2^(receives-1) s, at
-// least half of it, capped at the visibility timeout. The cap still lets
-// an outage of a few minutes pass before the queue's RedrivePolicy counts
-// the message as a crash loop.
-func (p *Processor) retrySoon(msg *message.Message, b Binding) {
-	receipt := msg.Metadata.Get(jobmessage.ReceiptHandle)
-	if receipt == "" || p.cfg.Queue == nil {
-		return
-	}
-	receives, err := strconv.Atoi(msg.Metadata.Get(jobmessage.ReceiveCount))
-	if err != nil || receives < 1 {
-		receives = 1
-	}
-	bound := min(time.Second<<min(receives-1, 16), p.cfg.VisibilityTimeout)
-	delay := bound/2 + clock.FullJitter(bound/2, bound/2, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ok := p.cfg.Queue.ChangeVisibility(ctx, b.JobType, receipt, delay) == nil
-	p.cfg.Metrics.visibilityChange(b.JobType, "outage", ok)
+// maxDatabaseWaits bounds how often one message waits for Postgres and
+// is tried again in place; after that (a database that answers pings but
+// fails every statement) its error is returned and SQS delivers it again
+// when its visibility ends.
+const maxDatabaseWaits = 10
+
+// waitForDatabase holds msg, hidden by its heartbeat, until Postgres
+// answers again (databaseGate), so that it is tried again in place: an
+// outage adds nothing to its receive count. It reports false when the
+// worker shuts down first; the message then comes back when its
+// visibility ends.
+func (p *Processor) waitForDatabase(msg *message.Message, b Binding) bool {
+	stop := p.heartbeat(msg.Context(), msg, b, p.cfg.Logger)
+	defer stop()
+	return p.gate.wait(msg.Context()) == nil
 }
 
 // Outcomes of processing one message, as reported in metrics.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/deadletter"
@@ -413,30 +415,114 @@ func TestBackoffAndHeartbeatGoToTheQueue(t *testing.T) {
 		"two heartbeats renewing the visibility timeout, then the backoff: 4 s base, jitter 0.5 -> 3 s")
 }
 
-// TestUnreachableDatabaseBringsTheMessageBackSoon: a message the worker
-// could not process because Postgres was unreachable is hidden for a few
-// seconds (below 2^(receives-1) s, at least half of it), not for the
-// queue's whole visibility timeout, so the pipeline resumes within seconds
-// of the database's return.
-func TestUnreachableDatabaseBringsTheMessageBackSoon(t *testing.T) {
+// TestMessagesWaitOutADatabaseOutage cuts the worker's connection to a
+// real Postgres while it holds a message: the consumer waits for the
+// database instead of failing the message (the message stays hidden by
+// its heartbeat, so an outage adds nothing to its receive count and
+// cannot move it to the DLQ), and once Postgres answers again the message
+// is processed in place: the job succeeds once, nothing is nacked.
+func TestMessagesWaitOutADatabaseOutage(t *testing.T) {
 	t.Parallel()
-	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	vis := &visibilityLog{}
-	proc := processor.New(processor.Config{Pool: pool, Logger: slog.New(slog.DiscardHandler), Queue: vis, VisibilityTimeout: 30 * time.Second})
-	m := message.NewMessage(uuid.NewString(), []byte(`{"text":"x"}`))
-	m.Metadata.Set(jobmessage.JobID, uuid.NewString())
-	m.Metadata.Set(jobmessage.ClientID, "c")
-	m.Metadata.Set(jobmessage.ReceiptHandle, "rh-1")
-	m.Metadata.Set(jobmessage.ReceiveCount, "3")
-	require.Error(t, proc.HandlerFunc(binding(jobhandler.Func(func(context.Context, jobhandler.Task) (json.RawMessage, error) {
-		return nil, errors.New("never runs")
-	})))(m))
+	o := newOutage(t)
+	m := o.job(t, "one two")
+	o.proxy.Cut()
+	done := make(chan error, 1)
+	go func() { done <- o.proc.HandlerFunc(binding(demo.TextStats()))(m) }()
+	require.Eventually(t, func() bool { return o.waiting(t) == 1 }, 10*time.Second, 10*time.Millisecond,
+		"the consumer waits for the database")
+	require.Eventually(t, func() bool { return o.vis.count() >= 2 }, 10*time.Second, 50*time.Millisecond,
+		"the waiting message's heartbeat keeps it hidden")
+	o.proxy.Restore()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the message was not processed after the database came back")
+	}
+	require.Equal(t, jobs.StatusSucceeded, o.get(t, m).Status)
+	require.Equal(t, 1, o.effects(t, m), "applied once")
+	require.False(t, nacked(m))
+	require.Zero(t, o.waiting(t))
+	o.vis.mu.Lock()
+	defer o.vis.mu.Unlock()
+	for _, d := range o.vis.calls {
+		require.Equal(t, o.visibility, d, "only heartbeats: the message was never hidden for less")
+	}
+}
 
-	vis.mu.Lock()
-	defer vis.mu.Unlock()
-	require.Len(t, vis.calls, 1)
-	require.GreaterOrEqual(t, vis.calls[0], 2*time.Second, "third receive: at least half of 4 s")
-	require.LessOrEqual(t, vis.calls[0], 4*time.Second)
+// TestShutdownEndsTheWaitForTheDatabase: a worker that shuts down while
+// its consumers wait for Postgres does not hang; the message's handler
+// returns its error (the message comes back when its visibility ends) and
+// nothing was applied.
+func TestShutdownEndsTheWaitForTheDatabase(t *testing.T) {
+	t.Parallel()
+	o := newOutage(t)
+	m := o.job(t, "one two")
+	ctx, shutdown := context.WithCancel(context.Background())
+	m.SetContext(ctx)
+	o.proxy.Cut()
+	done := make(chan error, 1)
+	go func() { done <- o.proc.HandlerFunc(binding(demo.TextStats()))(m) }()
+	require.Eventually(t, func() bool { return o.waiting(t) == 1 }, 10*time.Second, 10*time.Millisecond)
+	shutdown()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler kept waiting after shutdown")
+	}
+	require.Zero(t, o.waiting(t))
+	o.proxy.Restore()
+	require.NotEqual(t, jobs.StatusSucceeded, o.get(t, m).Status, "nothing applied")
+	require.Zero(t, o.effects(t, m))
+}
+
+// outage is a processor whose connections to a real Postgres go through
+// a proxy the test can cut, and a direct pool to set up and check jobs.
+type outage struct {
+	*env
+	proxy      *stacktest.Proxy
+	vis        *visibilityLog
+	reg        *prometheus.Registry
+	visibility time.Duration
+}
+
+func newOutage(t *testing.T) *outage {
+	t.Helper()
+	url := stacktest.NewDatabase(t)
+	direct := stacktest.NewPoolURL(t, url)
+	u, err := neturl.Parse(url)
+	require.NoError(t, err)
+	proxy := stacktest.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	proxied := stacktest.NewPoolURL(t, u.String())
+	o := &outage{proxy: proxy, vis: &visibilityLog{}, reg: prometheus.NewRegistry(), visibility: 1500 * time.Millisecond}
+	o.env = &env{pool: direct, store: jobstore.New(direct), proc: processor.New(processor.Config{
+		Pool: proxied, Logger: slog.New(slog.DiscardHandler), Metrics: processor.NewMetrics(o.reg),
+		Queue: o.vis, VisibilityTimeout: o.visibility,
+	})}
+	return o
+}
+
+// job is env.job for a message with a receipt handle (so that it has a
+// heartbeat).
+func (o *outage) job(t *testing.T, text string) *message.Message {
+	t.Helper()
+	m := o.env.job(t, text)
+	m.Metadata.Set(jobmessage.ReceiptHandle, "rh-1")
+	return m
+}
+
+// waiting reads switchyard_worker_waiting_for_database.
+func (o *outage) waiting(t *testing.T) float64 {
+	t.Helper()
+	families, err := o.reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == "switchyard_worker_waiting_for_database" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("switchyard_worker_waiting_for_database is not registered")
+	return 0
 }
