@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/libs/breakergauge"
 )
 
 var (
@@ -21,12 +23,18 @@ var (
 		"When the current dynamic database credentials' lease ends (Unix time).", []string{"role"}, nil)
 	descRotations = prometheus.NewDesc("switchyard_vault_lease_rotations_total",
 		"Times the dynamic database credentials were replaced by a new user.", []string{"role"}, nil)
+	descRequestsFailed = prometheus.NewDesc("switchyard_vault_requests_failed_total",
+		"Requests to Vault that got no answer or a 5xx answer (they count towards opening the breaker).", nil, nil)
+	descShortCircuited = prometheus.NewDesc("switchyard_vault_requests_short_circuited_total",
+		"Calls to Vault answered at once, unsent, because the process's Vault breaker was open.", nil, nil)
+	descBreakerOpen = prometheus.NewDesc("switchyard_vault_breaker_open",
+		"1 while the process's Vault circuit breaker is open (calls answered at once, unsent), 0.5 while it probes, 0 while closed.", nil, nil)
 )
 
 // Describe implements prometheus.Collector: the client's login, renewal
 // and lease state, read when scraped.
 func (c *Client) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLogins, descLoginErrors, descRenewals, descReadErrors, descTokenExpiry, descHealthy, descLeaseExpiry, descRotations} {
+	for _, d := range []*prometheus.Desc{descLogins, descLoginErrors, descRenewals, descReadErrors, descTokenExpiry, descHealthy, descLeaseExpiry, descRotations, descRequestsFailed, descShortCircuited, descBreakerOpen} {
 		ch <- d
 	}
 }
@@ -46,6 +54,9 @@ func (c *Client) Collect(ch chan<- prometheus.Metric) {
 		healthy = 0
 	}
 	ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy)
+	ch <- prometheus.MustNewConstMetric(descRequestsFailed, prometheus.CounterValue, float64(c.guard.failed.Load()))
+	ch <- prometheus.MustNewConstMetric(descShortCircuited, prometheus.CounterValue, float64(c.guard.shortCircuited.Load()))
+	ch <- prometheus.MustNewConstMetric(descBreakerOpen, prometheus.GaugeValue, breakergauge.Open(c.guard.breaker.State()))
 	c.mu.Lock()
 	databases := append([]*DatabaseCredentials(nil), c.databases...)
 	c.mu.Unlock()

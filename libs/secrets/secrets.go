@@ -65,6 +65,10 @@ type Config struct {
 	// RetryMax caps the backoff between retries of a failing login or
 	// read (default 30 s; it starts at 1 s and doubles).
 	RetryMax time.Duration `conf:"default:30s,env:SWITCHYARD_VAULT_RETRY_MAX,help:longest wait between retries when Vault fails"`
+	// BreakerOpenFor is how long the process's Vault circuit breaker,
+	// once open (5 requests in a row failed), answers every call at once
+	// with ErrUnavailable before one probe may test Vault again.
+	BreakerOpenFor time.Duration `conf:"default:5s,env:SWITCHYARD_VAULT_BREAKER_OPEN_FOR,help:how long calls to Vault are answered at once (unsent) after 5 requests in a row failed"`
 
 	// DatabaseRole, when set, gives the service short-lived database users
 	// of this role of Vault's database secrets engine at DatabaseMount, in
@@ -136,8 +140,8 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("VAULT_AUTH_METHOD %q must be token, approle or kubernetes", c.Auth))
 	}
-	if c.WatchInterval < 0 || c.RetryMax < 0 {
-		errs = append(errs, errors.New("SWITCHYARD_VAULT_WATCH_INTERVAL and SWITCHYARD_VAULT_RETRY_MAX must not be negative"))
+	if c.WatchInterval < 0 || c.RetryMax < 0 || c.BreakerOpenFor < 0 {
+		errs = append(errs, errors.New("SWITCHYARD_VAULT_WATCH_INTERVAL, SWITCHYARD_VAULT_RETRY_MAX and SWITCHYARD_VAULT_BREAKER_OPEN_FOR must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -155,6 +159,9 @@ func (c *Config) setDefaults() {
 	if c.RetryMax == 0 {
 		c.RetryMax = 30 * time.Second
 	}
+	if c.BreakerOpenFor == 0 {
+		c.BreakerOpenFor = guardOpenFor
+	}
 }
 
 // ErrDisabled is returned by a Client's reads when Vault is not
@@ -166,6 +173,7 @@ var ErrDisabled = errors.New("vault is not configured (VAULT_ADDR is empty)")
 type Client struct {
 	cfg    Config
 	api    *vault.Client
+	guard  *guard
 	logger *slog.Logger
 
 	// loginMu serialises logins (the renewal loop's and a read's that
@@ -219,6 +227,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Client, error) 
 	vcfg.Address = cfg.Addr
 	vcfg.Timeout = 10 * time.Second
 	vcfg.MaxRetries = 0 // this package retries, with its own backoff
+	g := newGuard(vcfg.HttpClient.Transport, cfg.BreakerOpenFor, logger)
+	vcfg.HttpClient.Transport = g
 	api, err := vault.NewClient(vcfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating Vault client for %s: %w", cfg.Addr, err)
@@ -226,7 +236,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Client, error) 
 	if cfg.Namespace != "" {
 		api.SetNamespace(cfg.Namespace)
 	}
-	c := &Client{cfg: cfg, api: api, logger: logger.With("vault_addr", cfg.Addr), lastErr: map[string]error{}, newLogin: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, api: api, guard: g, logger: logger.With("vault_addr", cfg.Addr), lastErr: map[string]error{}, newLogin: make(chan struct{}, 1)}
 	if err := c.authenticate(ctx); err != nil {
 		return nil, fmt.Errorf("logging in to Vault at %s (%s): %w", cfg.Addr, cfg.Auth, err)
 	}

@@ -2,11 +2,14 @@ package secrets_test
 
 import (
 	"context"
+	"crypto"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/golang-jwt/jwt/v5"
 	vault "github.com/hashicorp/vault/api"
@@ -281,4 +284,74 @@ func TestTransitKeys(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.TransitKeys(mount, "aes", time.Hour).Load(context.Background())
 	require.ErrorContains(t, err, "tokens need ecdsa-p256")
+}
+
+// TestVaultBreakerAnswersAtOnceDuringAnOutage cuts the network path to a
+// real Vault under a client that signs with a transit key: after five
+// failed requests the process's breaker opens and a signature is refused
+// at once with ErrUnavailable, unsent (a token request is answered 503 in
+// microseconds instead of after a timeout, and Vault is not hammered when
+// it comes back); once Vault is reachable again one probe closes the
+// breaker and signing works.
+func TestVaultBreakerAnswersAtOnceDuringAnOutage(t *testing.T) {
+	t.Parallel()
+	rc, addr := root(t)
+	_, token := stacktest.Vault(t)
+	mount := "transit-" + stacktest.RandomSuffix(t, 4)
+	require.NoError(t, rc.Sys().Mount(mount, &vault.MountInput{Type: "transit"}))
+	t.Cleanup(func() { _ = rc.Sys().Unmount(mount) })
+	_, err := rc.Logical().Write(mount+"/keys/jwt", map[string]any{"type": "ed25519"})
+	require.NoError(t, err)
+	proxy := stacktest.NewProxy(t, addr)
+	c, err := secrets.New(context.Background(), secrets.Config{Addr: proxy.URL(), Token: token, BreakerOpenFor: 500 * time.Millisecond}, nil)
+	require.NoError(t, err)
+	ring, err := c.TransitKeys(mount, "jwt", time.Hour).Load(context.Background())
+	require.NoError(t, err)
+	key, ok := ring.Active(time.Now())
+	require.True(t, ok)
+	sign := func() error {
+		_, err := key.Signer.Sign(nil, []byte("payload"), crypto.Hash(0))
+		return err
+	}
+	require.NoError(t, sign())
+
+	proxy.Cut()
+	for range 5 {
+		err := sign()
+		require.Error(t, err)
+		require.NotErrorIs(t, err, secrets.ErrUnavailable, "the first failures reach the network")
+	}
+	start := time.Now()
+	err = sign()
+	require.ErrorIs(t, err, secrets.ErrUnavailable, "then the breaker answers, unsent")
+	t.Logf("refused in %s while open", time.Since(start))
+	require.Equal(t, 1.0, metricValue(t, c, "switchyard_vault_breaker_open"))
+	require.Equal(t, 5.0, metricValue(t, c, "switchyard_vault_requests_failed_total"))
+	require.Equal(t, 1.0, metricValue(t, c, "switchyard_vault_requests_short_circuited_total"))
+
+	proxy.Restore()
+	require.Eventually(t, func() bool { return sign() == nil }, 10*time.Second, 50*time.Millisecond,
+		"a probe after the open interval closes the breaker")
+	require.Zero(t, metricValue(t, c, "switchyard_vault_breaker_open"))
+}
+
+// metricValue reads one of c's metrics (without labels).
+func metricValue(t *testing.T, c *secrets.Client, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(c))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		m := f.GetMetric()[0]
+		if m.GetCounter() != nil {
+			return m.GetCounter().GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("%s not collected", name)
+	return 0
 }

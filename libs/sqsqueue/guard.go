@@ -19,6 +19,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/switchyard/switchyard/libs/breakergauge"
 	"github.com/switchyard/switchyard/libs/clock"
 )
 
@@ -132,16 +133,7 @@ func newGuard(cfg GuardConfig) *guard {
 		cfg.Registerer.MustRegister(g.calls, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchyard_sqs_breaker_open",
 			Help: "1 while the process's SQS circuit breaker is open (calls answered at once, unsent), 0.5 while it probes, 0 while closed.",
-		}, func() float64 {
-			switch g.breaker.State() {
-			case gobreaker.StateOpen:
-				return 1
-			case gobreaker.StateHalfOpen:
-				return 0.5
-			default:
-				return 0
-			}
-		}))
+		}, func() float64 { return breakergauge.Open(g.breaker.State()) }))
 	}
 	return g
 }
