@@ -170,9 +170,7 @@ func runChaos(ctx context.Context, logger *slog.Logger, opts chaosOptions, out i
 			min(10*time.Second, opts.outage)}, // then traffic on the restarted server
 		// Long enough that a message retried on every receive would reach
 		// the queues' max receive count (10) and be dead-lettered.
-		{fmt.Sprintf("Postgres down %s", opts.databaseOutage), func(ctx context.Context) error {
-			return dp.stack.RestartPostgres(ctx, opts.databaseOutage)
-		}, 0, min(10*time.Second, opts.outage)},
+		{fmt.Sprintf("Postgres down %s", opts.databaseOutage), d.databaseOutage, 0, min(10*time.Second, opts.outage)},
 		{fmt.Sprintf("Redis stopped %s", opts.outage), func(ctx context.Context) error {
 			if err := redis.get().Stop(5 * time.Second); err != nil {
 				return err
@@ -529,6 +527,44 @@ func (d *drill) pauseServer(name string) func(ctx context.Context) error {
 		err := pause(ctx, d.opts.outage)
 		return errors.Join(err, d.dp.stack.Signal(name, syscall.SIGCONT))
 	}
+}
+
+// databaseOutage stops Postgres for the drill's database outage with
+// messages in the worker's hands: the worker is paused first, so that the
+// jobs accepted meanwhile wait in SQS, and resumed once Postgres is gone,
+// so that it receives them during the outage. A worker that retried such
+// a message on every receive would dead-letter it (max receive count)
+// long before Postgres came back.
+func (d *drill) databaseOutage(ctx context.Context) error {
+	if err := d.dp.signal("worker", syscall.SIGSTOP); err != nil {
+		return err
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = d.dp.signal("worker", syscall.SIGCONT)
+		}
+	}()
+	if err := pause(ctx, 3*time.Second); err != nil { // 60 jobs at the default rate
+		return err
+	}
+	waiting, err := jobstore.CountUnfinished(ctx, d.pool, time.Now())
+	if err != nil {
+		return err
+	}
+	restarted := make(chan error, 1)
+	go func() { restarted <- d.dp.stack.RestartPostgres(ctx, d.opts.databaseOutage) }()
+	for d.pool.Ping(ctx) == nil {
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	resumed = true
+	if err := d.dp.signal("worker", syscall.SIGCONT); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "  Postgres stopped with %d jobs unfinished, the worker resumed to receive them\n", waiting)
+	return <-restarted
 }
 
 // killAtRandom SIGKILLs relay, worker and replay, chosen at random, and

@@ -387,6 +387,21 @@ func (dp *devPlatform) kill(name string) {
 	<-p.Done()
 }
 
+// signal sends sig to the service named name (SIGSTOP and SIGCONT pause
+// and resume it, for fault drills).
+func (dp *devPlatform) signal(name string, sig syscall.Signal) error {
+	dp.mu.Lock()
+	p := dp.running[name]
+	dp.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%s is not running", name)
+	}
+	if err := syscall.Kill(p.Pid(), sig); err != nil {
+		return fmt.Errorf("signalling %s: %w", name, err)
+	}
+	return nil
+}
+
 // stop ends every service (newest first), then the stack.
 func (dp *devPlatform) stop() error {
 	var errs []error

@@ -31,6 +31,7 @@ import (
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/netrules"
 	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/signingkeys"
 )
 
@@ -272,7 +273,9 @@ func (a *API) issue(c echo.Context, addrKey string, presented *string) (TokenRes
 	}
 	token, err := a.sign(client.ID, scopes)
 	if err != nil {
-		a.logger.ErrorContext(req.Context(), "signing access token", "error", err)
+		if !errors.Is(err, secrets.ErrUnavailable) { // an open breaker was logged once, when it opened
+			a.logger.ErrorContext(req.Context(), "signing access token", "error", err)
+		}
 		return TokenResponse{}, "", nil, fail(http.StatusServiceUnavailable, "temporarily_unavailable",
 			"no signing key is available; retry later", "no_signing_key", time.Second)
 	}
