@@ -210,6 +210,20 @@ func (s *Stack) Signal(name string, sig syscall.Signal) error {
 	return fmt.Errorf("%s: %w", name, ErrNotStartedHere)
 }
 
+// Pid is the process id of the server named name (moto_server, postgres,
+// vault) that this stack started; it leads its own process group (a
+// Postgres server's backends are in it too).
+func (s *Stack) Pid(name string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.procs {
+		if p.Name() == name && !p.Exited() {
+			return p.Pid(), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: %w", name, ErrNotStartedHere)
+}
+
 // Started reports whether this stack started the server named name
 // (moto_server, postgres, vault) rather than finding one configured.
 func (s *Stack) Started(name string) bool {

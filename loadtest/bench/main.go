@@ -46,6 +46,7 @@ func main() {
 	flag.DurationVar(&cfg.backlogWindow, "backlog-window", 30*time.Second, "how long the backlog section takes the relay's rate")
 	flag.IntVar(&cfg.scaleRows, "scale-rows", 5_000_000, "rows written to jobs and to job_events before the scale section's second measurement")
 	flag.StringVar(&cfg.profileDir, "profile", "", "directory for the gateway's CPU and allocation profiles of each gateway measurement (go tool pprof)")
+	flag.IntVar(&cfg.pin, "pin", 0, "give Postgres, the gateway and the token service the first N CPUs and the load generator the rest (0: share them all); for the overload section, whose generator must not take the servers' CPU")
 	only := flag.String("only", "", "comma-separated sections to measure ("+strings.Join(sections, ", ")+"; default: all)")
 	flag.Parse()
 	if *only != "" {

@@ -59,12 +59,15 @@ type platform struct {
 	tokens  string
 	procs   map[string]*devstack.Process
 	ops     map[string]int
+	// pins, when set, keeps Postgres, the gateway and the token service
+	// on CPUs of their own.
+	pins *pinning
 }
 
 // startPlatform finds (or starts) Postgres and SQS, creates a fresh
 // database, builds the services and starts the token service and the
 // gateway; the relay and the worker start per measurement.
-func startPlatform(ctx context.Context, logger *slog.Logger) (*platform, error) {
+func startPlatform(ctx context.Context, logger *slog.Logger, pins *pinning) (*platform, error) {
 	root, err := devstack.ModuleRoot(".")
 	if err != nil {
 		return nil, err
@@ -73,7 +76,7 @@ func startPlatform(ctx context.Context, logger *slog.Logger) (*platform, error) 
 	if err != nil {
 		return nil, err
 	}
-	p := &platform{logger: logger, dir: dir, bin: filepath.Join(dir, "bin"), procs: map[string]*devstack.Process{}, ops: map[string]int{}}
+	p := &platform{logger: logger, dir: dir, bin: filepath.Join(dir, "bin"), procs: map[string]*devstack.Process{}, ops: map[string]int{}, pins: pins}
 	logger.Info("building the services")
 	if err := devstack.Build(ctx, root, p.bin, false, "./services/tokens", "./services/gateway", "./services/relay", "./services/worker"); err != nil {
 		return nil, err
@@ -81,6 +84,15 @@ func startPlatform(ctx context.Context, logger *slog.Logger) (*platform, error) 
 	p.stack, err = devstack.Start(ctx, devstack.Config{Dir: dir, Components: []devstack.Component{devstack.Postgres, devstack.SQS}, Logger: logger})
 	if err != nil {
 		return nil, err
+	}
+	if pins != nil {
+		pid, err := p.stack.Pid("postgres")
+		if err != nil {
+			return nil, fmt.Errorf("-pin needs a Postgres server of the bench's own (unset DATABASE_URL): %w", err)
+		}
+		if err := pins.pinServer(pid); err != nil {
+			return nil, err
+		}
 	}
 	p.dbName = "switchyard_bench_" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if p.dbURL, err = devstack.EnsureDatabase(ctx, p.stack.DatabaseURL, p.dbName); err != nil {
@@ -168,6 +180,11 @@ func (p *platform) start(ctx context.Context, svc string, extra ...string) error
 		return err
 	}
 	p.procs[svc] = proc
+	if p.pins != nil && (svc == "gateway" || svc == "tokens") {
+		if err := p.pins.pinServer(proc.Pid()); err != nil {
+			return err
+		}
+	}
 	if err := proc.WaitReady(ctx, time.Minute, devstack.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", p.ops[svc]))); err != nil {
 		return fmt.Errorf("%s did not get ready (log: %s): %w", svc, log.Name(), err)
 	}

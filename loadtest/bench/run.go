@@ -29,6 +29,9 @@ type config struct {
 	// only lists the sections to run (http, accept, overload, sqs); empty:
 	// all.
 	only []string
+	// pin, when above 0, gives the servers under test (Postgres, gateway,
+	// token service) the first pin CPUs and this process the rest.
+	pin int
 }
 
 // sections are the parts of a round, in order.
@@ -76,7 +79,18 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if cfg.rounds < 1 || cfg.concurrency < 1 || cfg.acceptConcurrency < 1 || cfg.messages < 10 || cfg.duration < time.Second {
 		return errors.New("rounds and concurrency must be at least 1, messages at least 10, duration at least 1s")
 	}
-	p, err := startPlatform(ctx, logger)
+	var pins *pinning
+	if cfg.pin > 0 {
+		var err error
+		if pins, err = newPinning(cfg.pin); err != nil {
+			return err
+		}
+		if err := pins.pinSelf(); err != nil {
+			return err
+		}
+		logger.Info("CPUs split", "servers", pins.servers.Count(), "generator", pins.generator.Count())
+	}
+	p, err := startPlatform(ctx, logger, pins)
 	if err != nil {
 		return err
 	}
