@@ -76,19 +76,27 @@ func startPlatform(ctx context.Context, logger *slog.Logger, pins *pinning) (*pl
 	if err != nil {
 		return nil, err
 	}
+	if pins != nil {
+		// The bench's own Postgres runs as the postgres user when the
+		// bench runs as root: it must reach its data directory below dir.
+		if err := os.Chmod(dir, 0o755); err != nil { //nolint:gosec // a directory to traverse; its files keep their own modes
+			return nil, err
+		}
+	}
 	p := &platform{logger: logger, dir: dir, bin: filepath.Join(dir, "bin"), procs: map[string]*devstack.Process{}, ops: map[string]int{}, pins: pins}
 	logger.Info("building the services")
 	if err := devstack.Build(ctx, root, p.bin, false, "./services/tokens", "./services/gateway", "./services/relay", "./services/worker"); err != nil {
 		return nil, err
 	}
-	p.stack, err = devstack.Start(ctx, devstack.Config{Dir: dir, Components: []devstack.Component{devstack.Postgres, devstack.SQS}, Logger: logger})
+	p.stack, err = devstack.Start(ctx, devstack.Config{Dir: dir, Components: []devstack.Component{devstack.Postgres, devstack.SQS}, Logger: logger,
+		NewPostgres: pins != nil}) // a server of its own, to pin
 	if err != nil {
 		return nil, err
 	}
 	if pins != nil {
 		pid, err := p.stack.Pid("postgres")
 		if err != nil {
-			return nil, fmt.Errorf("-pin needs a Postgres server of the bench's own (unset DATABASE_URL): %w", err)
+			return nil, fmt.Errorf("pinning the bench's own Postgres: %w", err)
 		}
 		if err := pins.pinServer(pid); err != nil {
 			return nil, err
