@@ -237,9 +237,7 @@ func TestTransitKeys(t *testing.T) {
 	t.Parallel()
 	rc, addr := root(t)
 	_, token := stacktest.Vault(t)
-	mount := "transit-" + stacktest.RandomSuffix(t, 4)
-	require.NoError(t, rc.Sys().Mount(mount, &vault.MountInput{Type: "transit"}))
-	t.Cleanup(func() { _ = rc.Sys().Unmount(mount) })
+	mount := transitMount(t, rc)
 	c, err := secrets.New(context.Background(), secrets.Config{Addr: addr, Token: token}, nil)
 	require.NoError(t, err)
 
@@ -297,9 +295,7 @@ func TestVaultBreakerAnswersAtOnceDuringAnOutage(t *testing.T) {
 	t.Parallel()
 	rc, addr := root(t)
 	_, token := stacktest.Vault(t)
-	mount := "transit-" + stacktest.RandomSuffix(t, 4)
-	require.NoError(t, rc.Sys().Mount(mount, &vault.MountInput{Type: "transit"}))
-	t.Cleanup(func() { _ = rc.Sys().Unmount(mount) })
+	mount := transitMount(t, rc)
 	_, err := rc.Logical().Write(mount+"/keys/jwt", map[string]any{"type": "ed25519"})
 	require.NoError(t, err)
 	proxy := stacktest.NewProxy(t, addr)
@@ -354,4 +350,14 @@ func metricValue(t *testing.T, c *secrets.Client, name string) float64 {
 	}
 	t.Fatalf("%s not collected", name)
 	return 0
+}
+
+// transitMount mounts a transit engine of the test's own, unmounted when
+// the test ends.
+func transitMount(t *testing.T, rc *vault.Client) string {
+	t.Helper()
+	mount := "transit-" + stacktest.RandomSuffix(t, 4)
+	require.NoError(t, rc.Sys().Mount(mount, &vault.MountInput{Type: "transit"}))
+	t.Cleanup(func() { _ = rc.Sys().Unmount(mount) })
+	return mount
 }

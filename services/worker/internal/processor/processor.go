@@ -65,9 +65,6 @@ type Config struct {
 	// Jitter returns a number in [0, 1) for backoff jitter; default
 	// math/rand/v2.
 	Jitter func() float64
-	// Ping tells whether Postgres answers again after an outage; default
-	// Pool.Ping.
-	Ping func(context.Context) error
 }
 
 // Processor runs handlers for messages.
@@ -89,12 +86,9 @@ func New(cfg Config) *Processor {
 	if cfg.Jitter == nil {
 		cfg.Jitter = rand.Float64
 	}
-	if cfg.Ping == nil {
-		cfg.Ping = cfg.Pool.Ping
-	}
 	return &Processor{cfg: cfg, store: jobstore.New(cfg.Pool),
 		tracer: tracing.Tracer("github.com/switchyard/switchyard/services/worker/internal/processor"),
-		gate:   &databaseGate{ping: cfg.Ping, logger: cfg.Logger, waiting: cfg.Metrics.waitingForDatabase}}
+		gate:   &databaseGate{ping: cfg.Pool.Ping, logger: cfg.Logger, waiting: cfg.Metrics.waitingForDatabase}}
 }
 
 // Binding ties a job type to the handler that runs it.
