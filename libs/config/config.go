@@ -8,6 +8,9 @@
 //
 //	vault:<mount>/<path>#<key>    a key of a Vault KV v2 secret
 //
+// (or, in development with no Vault configured, of the JSON file
+// SWITCHYARD_SECRETS_FILE names: secrets.FileStore).
+//
 // References are resolved once at start-up through a libs/secrets client:
 // the one of the secrets.Config embedded in the configuration (connected
 // here, so that the service can keep using it: Config.Client), or one
@@ -95,7 +98,9 @@ func Load(ctx context.Context, cfg any, opts ...Option) error {
 		}
 		return Invalid(fmt.Errorf("reading configuration: %w", err))
 	}
-	if vc := findVaultConfig(reflect.ValueOf(cfg)); vc != nil && vc.Enabled() {
+	vc := findVaultConfig(reflect.ValueOf(cfg))
+	switch {
+	case vc != nil && vc.Enabled():
 		// Log in now, references or not: bad credentials fail start-up,
 		// and the service gets a live client (Config.Client).
 		client, err := vc.Connect(ctx, o.logger)
@@ -103,6 +108,12 @@ func Load(ctx context.Context, cfg any, opts ...Option) error {
 			return err
 		}
 		o.sources = append(o.sources, client)
+		o.logger.Info("secrets source: Vault", "addr", vc.Addr, "auth", vc.Auth)
+	case vc != nil && vc.File != "":
+		o.sources = append(o.sources, secrets.FileStore{Path: vc.File})
+		o.logger.Warn("secrets source: file (development only: no Vault configured)", "file", vc.File)
+	case vc != nil:
+		o.logger.Warn("secrets source: environment (development only: no Vault configured)")
 	}
 	return resolveSecrets(ctx, cfg, o)
 }
@@ -212,8 +223,13 @@ func sourceFor(ctx context.Context, cfg any, scheme string, o *options) (Source,
 		}
 		vc = &fromEnv
 	}
+	if !vc.Enabled() && vc.File != "" {
+		src := secrets.FileStore{Path: vc.File}
+		o.sources = append(o.sources, src)
+		return src, nil
+	}
 	if !vc.Enabled() {
-		return nil, errors.New("a vault: reference needs VAULT_ADDR and Vault credentials (VAULT_TOKEN, or VAULT_AUTH_METHOD=approle with VAULT_ROLE_ID and VAULT_SECRET_ID)")
+		return nil, errors.New("a vault: reference needs VAULT_ADDR (or SWITCHYARD_SECRETS_FILE in development) and Vault credentials (VAULT_TOKEN, or VAULT_AUTH_METHOD=approle with VAULT_ROLE_ID and VAULT_SECRET_ID)")
 	}
 	client, err := vc.Connect(ctx, o.logger)
 	if err != nil {

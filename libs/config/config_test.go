@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -126,6 +127,49 @@ func TestVaultReferenceWithoutVault(t *testing.T) {
 	var s settings
 	err := config.Load(context.Background(), &s)
 	require.ErrorContains(t, err, "needs VAULT_ADDR")
+}
+
+// TestVaultReferenceFromSecretsFile: without Vault, the same references
+// resolve from the development secrets file, with or without the
+// service's secrets.Config, and the service says which source it uses.
+func TestVaultReferenceFromSecretsFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "secrets.json")
+	require.NoError(t, secrets.WriteSecretsFile(file, map[string]map[string]any{
+		"secret/switchyard/app": {"password": "from-file", "n": 7},
+	}))
+	t.Setenv("VAULT_ADDR", "")
+	t.Setenv("SWITCHYARD_SECRETS_FILE", file)
+	t.Setenv("CONFIG_TEST_PASSWORD", "vault:secret/switchyard/app#password")
+
+	var plain settings
+	require.NoError(t, config.Load(context.Background(), &plain))
+	require.Equal(t, "from-file", plain.Password.Value())
+
+	var logs bytes.Buffer
+	var s struct {
+		App   settings
+		Vault secrets.Config
+	}
+	require.NoError(t, config.Load(context.Background(), &s, config.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))))
+	require.Equal(t, "from-file", s.App.Password.Value())
+	require.Equal(t, "vault:secret/switchyard/app#password", s.App.Password.Source())
+	require.Contains(t, logs.String(), `msg="secrets source: file (development only`)
+	require.Contains(t, logs.String(), "file="+file)
+	require.NotContains(t, logs.String(), "from-file")
+
+	for ref, want := range map[string]string{
+		"vault:secret/switchyard/app#missing": `no key "missing"`,
+		"vault:secret/switchyard/app#n":       "not a string",
+		"vault:secret/no/such#k":              "is not in " + file,
+	} {
+		t.Setenv("CONFIG_TEST_TOKEN", ref)
+		var s settings
+		require.ErrorContains(t, config.Load(context.Background(), &s), want, ref)
+	}
+
+	t.Setenv("VAULT_ADDR", "http://127.0.0.1:1")
+	t.Setenv("VAULT_TOKEN", "t")
+	require.ErrorContains(t, config.Load(context.Background(), &s), "not both")
 }
 
 func TestURLIsNotAReference(t *testing.T) {

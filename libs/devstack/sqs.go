@@ -80,7 +80,31 @@ func motoPython(ctx context.Context) (string, error) {
 			return path, nil
 		}
 	}
-	return "", errors.New("moto_server is installed but no python3 on PATH can import moto")
+	// pipx installs moto_server with a Python of its own.
+	if script, err := exec.LookPath("moto_server"); err == nil {
+		if python, err := motoScriptPython(ctx, script); err == nil {
+			return python, nil
+		}
+	}
+	return "", errors.New("moto_server is installed but neither python3 on PATH nor its own interpreter can import moto")
+}
+
+// motoScriptPython returns the interpreter of moto_server's script (its
+// #! line), when that interpreter imports moto.
+func motoScriptPython(ctx context.Context, script string) (string, error) {
+	raw, err := os.ReadFile(script) //nolint:gosec // found on PATH
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	python, ok := strings.CutPrefix(line, "#!")
+	if !ok || strings.ContainsAny(python, " \t") {
+		return "", errors.New("no interpreter line")
+	}
+	if err := exec.CommandContext(ctx, python, "-c", "import moto.server, moto.sqs.models").Run(); err != nil { //nolint:gosec // the script's own interpreter
+		return "", err
+	}
+	return python, nil
 }
 
 // pingSQS sends an unsigned ListQueues in the JSON protocol; any SQS-shaped

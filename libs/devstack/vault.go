@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -50,16 +52,9 @@ func (s *Stack) startVault(ctx context.Context, dir string) error {
 // startVaultDev runs a Vault dev server on a free port with a random root
 // token.
 func (s *Stack) startVaultDev(ctx context.Context, dir string) error {
-	bin, err := VaultBinary()
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if onPath, lookErr := exec.LookPath("vault"); lookErr == nil {
-			bin = onPath
-		} else {
-			return fmt.Errorf("no Vault server configured (%s) and no Vault binary at %s: build it with `go tool task tools:vault`", EnvVaultAddr, bin)
-		}
+	bin, ok := VaultBuilt()
+	if !ok {
+		return fmt.Errorf("no Vault server configured (%s) and no Vault binary at %s: build it with `go tool task tools:vault`", EnvVaultAddr, bin)
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -112,4 +107,83 @@ func randomToken() (string, error) {
 		return "", fmt.Errorf("generating a token: %w", err)
 	}
 	return "dev-" + hex.EncodeToString(b), nil
+}
+
+// VaultBuilt returns the Vault server binary the local stack would run
+// (SWITCHYARD_VAULT_BIN, the cached build, or vault on PATH) and whether
+// there is one.
+func VaultBuilt() (string, bool) {
+	bin, err := VaultBinary()
+	if err == nil {
+		if _, err := os.Stat(bin); err == nil {
+			return bin, true
+		}
+	}
+	if onPath, err := exec.LookPath("vault"); err == nil {
+		return onPath, true
+	}
+	return bin, false
+}
+
+// Files a Vault build started in the background keeps in the stack's
+// directory: its process id while it runs, and its output.
+const (
+	vaultBuildPidFile = "vault-build.pid"
+	vaultBuildLogFile = "vault-build.log"
+)
+
+// VaultBuilding reports whether a Vault build that StartVaultBuild began
+// under dir still runs, with its pid and log.
+func VaultBuilding(dir string) (pid int, log string, ok bool) {
+	raw, err := os.ReadFile(filepath.Join(dir, vaultBuildPidFile)) //nolint:gosec // the stack's own file
+	if err != nil {
+		return 0, "", false
+	}
+	pid, err = strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0, "", false
+	}
+	return pid, filepath.Join(dir, vaultBuildLogFile), true
+}
+
+// StartVaultBuild runs `go tool task tools:vault` in root in the
+// background, at the lowest CPU priority, in a session of its own (so
+// that Ctrl-C on the terminal that started it does not end it), with its
+// output in dir's vault-build.log; it returns at once. A build already
+// running under dir is left alone (started is false).
+func StartVaultBuild(root, dir string) (log string, started bool, err error) {
+	if _, log, ok := VaultBuilding(dir); ok {
+		return log, false, nil
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", false, fmt.Errorf("building Vault: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", false, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	log = filepath.Join(dir, vaultBuildLogFile)
+	out, err := os.Create(log) //nolint:gosec // the stack's own file
+	if err != nil {
+		return "", false, fmt.Errorf("creating %s: %w", log, err)
+	}
+	defer out.Close()
+	args := []string{goBin, "tool", "task", "tools:vault"}
+	if nice, err := exec.LookPath("nice"); err == nil {
+		args = append([]string{nice, "-n", "19"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...) //nolint:gosec // fixed command
+	cmd.Dir, cmd.Stdout, cmd.Stderr = root, out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return "", false, fmt.Errorf("building Vault: %w", err)
+	}
+	pidFile := filepath.Join(dir, vaultBuildPidFile)
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		return "", false, fmt.Errorf("writing %s: %w", pidFile, err)
+	}
+	// Reap it when it ends while this process still runs; once this
+	// process has gone, init does.
+	go func() { _ = cmd.Wait() }()
+	return log, true, nil
 }

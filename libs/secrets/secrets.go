@@ -41,7 +41,11 @@ const (
 // the standard Vault variable names.
 type Config struct {
 	// Addr is Vault's address; empty means Vault is not used.
-	Addr string `conf:"env:VAULT_ADDR,help:Vault address (empty: no Vault; secrets from the environment: development only)"`
+	Addr string `conf:"env:VAULT_ADDR,help:Vault address (empty: no Vault; secrets from SWITCHYARD_SECRETS_FILE or the environment: development only)"`
+	// File, when Addr is empty, is a FileStore's JSON file: vault:
+	// references resolve from it (development only: the local stack
+	// before a Vault server is built).
+	File string `conf:"env:SWITCHYARD_SECRETS_FILE,help:JSON file of KV secrets that vault: references resolve from when VAULT_ADDR is empty (development only)"`
 	// Auth is the login method: token, approle or kubernetes.
 	Auth string `conf:"default:token,env:VAULT_AUTH_METHOD,help:Vault login: token (development) / approle / kubernetes"`
 	// Token is the token for AuthToken.
@@ -122,6 +126,9 @@ func (c Config) Enabled() bool { return c.Addr != "" }
 func (c Config) Validate() error {
 	if !c.Enabled() {
 		return nil
+	}
+	if c.File != "" {
+		return errors.New("set VAULT_ADDR or SWITCHYARD_SECRETS_FILE, not both")
 	}
 	var errs []error
 	switch c.Auth {

@@ -147,6 +147,7 @@ func runChaos(ctx context.Context, logger *slog.Logger, opts chaosOptions, out i
 	dp, err := startDevPlatform(ctx, logger, opts.dir, devUpOptions{
 		gatewayAddr: addr(0), tokensAddr: addr(1), replayAddr: addr(2), upstreamAddr: addr(3),
 		database: "switchyard_chaos_" + strconv.FormatInt(time.Now().Unix(), 10), ownServers: true,
+		vault:    vaultRequire, // the drill pauses Vault
 		extraEnv: []string{"SWITCHYARD_REDIS_URL=" + redisURL, "SWITCHYARD_SQS_VISIBILITY_TIMEOUT=" + chaosVisibility.String(), "SWITCHYARD_LOG_FORMAT=json", "SWITCHYARD_LOG_LEVEL=warn"},
 	}, logs)
 	defer func() { _ = dp.stop() }()

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/oauthclients"
+	"github.com/switchyard/switchyard/libs/signingkeys"
 	"github.com/switchyard/switchyard/libs/termsafe"
 	"github.com/switchyard/switchyard/migrations"
 	"github.com/switchyard/switchyard/services/switchyard/internal/vaultsetup"
@@ -102,7 +105,29 @@ type devUpOptions struct {
 	// them); extraEnv is added to every service's environment.
 	ownServers bool
 	extraEnv   []string
+	// vault is how dev up gets its secrets: vaultAuto, vaultRequire or
+	// vaultOff.
+	vault string
 }
+
+// How dev up gets its secrets (--vault).
+const (
+	// vaultAuto uses Vault when one is configured or built; otherwise
+	// it runs on a secrets file and builds Vault in the background.
+	vaultAuto = "auto"
+	// vaultRequire builds Vault first when it is not built, and uses it.
+	vaultRequire = "require"
+	// vaultOff runs on the secrets file even when Vault is built.
+	vaultOff = "off"
+)
+
+// devSecretsFile and devKeysFile, in dev up's directory, hold the
+// services' secrets and the token service's signing keys when dev up
+// runs without Vault.
+const (
+	devSecretsFile = "secrets.json"
+	devKeysFile    = "signing-keys.json"
+)
 
 func newDevUpCmd(logger *slog.Logger, dir *string) *cobra.Command {
 	var opts devUpOptions
@@ -111,6 +136,9 @@ func newDevUpCmd(logger *slog.Logger, dir *string) *cobra.Command {
 		Short: "Start the local stack and every service; Ctrl-C stops all of it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !slices.Contains([]string{vaultAuto, vaultRequire, vaultOff}, opts.vault) {
+				return usageError{fmt.Errorf("--vault %q: use auto, require or off", opts.vault)}
+			}
 			return devUp(cmd.Context(), logger, *dir, opts, cmd.OutOrStdout())
 		},
 	}
@@ -119,6 +147,7 @@ func newDevUpCmd(logger *slog.Logger, dir *string) *cobra.Command {
 	cmd.Flags().StringVar(&opts.replayAddr, "replay-addr", "127.0.0.1:8083", "replay service admin API listener")
 	cmd.Flags().StringVar(&opts.upstreamAddr, "upstream-addr", "127.0.0.1:8090", "demo upstream listener")
 	cmd.Flags().StringVar(&opts.database, "database", "switchyard_dev", "database to create and use when DATABASE_URL is not set")
+	cmd.Flags().StringVar(&opts.vault, "vault", vaultAuto, "secrets: auto (Vault when configured or built; otherwise a secrets file under --dir while Vault builds in the background), require (build Vault first if needed) or off (the secrets file)")
 	return cmd
 }
 
@@ -222,7 +251,15 @@ func startDevPlatform(ctx context.Context, logger *slog.Logger, dir string, opts
 		return dp, err
 	}
 
-	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, Logger: logger, NewPostgres: opts.ownServers, NewSQS: opts.ownServers})
+	useVault, err := chooseVault(ctx, logger, root, dir, opts.vault, out)
+	if err != nil {
+		return dp, err
+	}
+	components := []devstack.Component{devstack.Postgres, devstack.SQS}
+	if useVault {
+		components = append(components, devstack.Vault)
+	}
+	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, Logger: logger, Components: components, NewPostgres: opts.ownServers, NewSQS: opts.ownServers})
 	if err != nil {
 		return dp, err
 	}
@@ -246,8 +283,29 @@ func startDevPlatform(ctx context.Context, logger *slog.Logger, dir string, opts
 
 	// Vault as production has it: each service logs in with its own
 	// AppRole, gets short-lived database users, and tokens are signed by
-	// the transit engine.
-	vaultRes, err := provisionDevVault(ctx, stack, dbURL, filepath.Join(dir, "vault-credentials"))
+	// the transit engine. Without Vault, the same secrets under the same
+	// names in a file, and a signing key file.
+	var (
+		vaultRes   vaultsetup.Result
+		serviceEnv func(svc string) []string
+	)
+	if useVault {
+		vaultRes, err = provisionDevVault(ctx, stack, dbURL, filepath.Join(dir, "vault-credentials"))
+		serviceEnv = func(svc string) []string {
+			if _, ok := vaultRes.Roles[svc]; ok {
+				return vaultRes.Env(svc, stack.VaultAddr)
+			}
+			return nil
+		}
+	} else {
+		vaultRes, err = provisionDevSecretsFile(ctx, stack, dir, filepath.Join(dir, "vault-credentials"))
+		serviceEnv = func(svc string) []string {
+			if slices.Contains(vaultsetup.Services, svc) {
+				return vaultRes.FileEnv(svc, filepath.Join(dir, devSecretsFile), filepath.Join(dir, devKeysFile))
+			}
+			return nil
+		}
+	}
 	if err != nil {
 		return dp, err
 	}
@@ -298,9 +356,7 @@ func startDevPlatform(ctx context.Context, logger *slog.Logger, dir string, opts
 	dp.services = services
 	for _, svc := range services {
 		env := append(append(os.Environ(), base...), svc.env...)
-		if _, ok := vaultRes.Roles[svc.name]; ok {
-			env = append(env, vaultRes.Env(svc.name, stack.VaultAddr)...)
-		}
+		env = append(env, serviceEnv(svc.name)...)
 		dp.env[svc.name] = env
 		if err := dp.start(ctx, svc.name); err != nil {
 			return dp, err
@@ -443,7 +499,47 @@ func provisionDevVault(ctx context.Context, stack *devstack.Stack, dbURL, credsD
 		return vaultsetup.Result{}, fmt.Errorf("creating Vault client: %w", err)
 	}
 	client.SetToken(stack.VaultToken)
-	// The stack's SQS credentials become the services', read from Vault.
+	plan := devSecretsPlan(stack, credsDir)
+	plan.DatabaseURL, plan.CredentialsDir = dbURL, credsDir
+	res, err := vaultsetup.Provision(ctx, client, plan)
+	if err != nil {
+		return res, fmt.Errorf("provisioning Vault at %s: %w", stack.VaultAddr, err)
+	}
+	return res, keepDevPepper(credsDir, res.Pepper)
+}
+
+// provisionDevSecretsFile writes the secrets provisionDevVault would put
+// in Vault to dir's secrets file, under the same names, and makes sure
+// the token service has a signing key in dir's key file.
+func provisionDevSecretsFile(ctx context.Context, stack *devstack.Stack, dir, credsDir string) (vaultsetup.Result, error) {
+	res, err := vaultsetup.ProvisionFile(filepath.Join(dir, devSecretsFile), devSecretsPlan(stack, credsDir))
+	if err != nil {
+		return res, err
+	}
+	keysFile := filepath.Join(dir, devKeysFile)
+	ring, err := signingkeys.FileSource{Path: keysFile}.Load(ctx)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("reading %s: %w", keysFile, err)
+	}
+	if _, ok := ring.Active(time.Now()); !ok {
+		// A first key, active at once: nobody holds tokens of an older one.
+		if ring, _, err = ring.Rotate(signingkeys.ES256, time.Now(), 0, 24*time.Hour); err != nil {
+			return res, fmt.Errorf("generating a signing key: %w", err)
+		}
+		if err := signingkeys.WriteFile(keysFile, ring); err != nil {
+			return res, err
+		}
+	}
+	return res, keepDevPepper(credsDir, res.Pepper)
+}
+
+// devSecretsPlan is what dev up stores, in Vault or the secrets file:
+// the stack's SQS credentials, which become the services', and the
+// client-secret pepper, kept beside the credentials (the dev server
+// forgets everything when it stops), so that clients made in an earlier
+// run (in the database that stays) keep working whichever store holds
+// it now.
+func devSecretsPlan(stack *devstack.Stack, credsDir string) vaultsetup.Plan {
 	awsEnv := func(name string) string {
 		for _, kv := range stack.Env() {
 			if v, ok := strings.CutPrefix(kv, name+"="); ok {
@@ -452,21 +548,60 @@ func provisionDevVault(ctx context.Context, stack *devstack.Stack, dbURL, credsD
 		}
 		return os.Getenv(name)
 	}
-	// The dev server forgets everything when it stops; the pepper is kept
-	// beside the credentials, so that clients made in an earlier run (in
-	// the database that stays) keep working.
-	pepperFile := filepath.Join(credsDir, "client-secret-pepper")
-	pepper, _ := os.ReadFile(pepperFile)
-	res, err := vaultsetup.Provision(ctx, client, vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: credsDir,
-		ClientSecretPepper: true, PepperValue: strings.TrimSpace(string(pepper)),
-		SQSAccessKeyID: awsEnv("AWS_ACCESS_KEY_ID"), SQSSecretAccessKey: awsEnv("AWS_SECRET_ACCESS_KEY")})
+	pepper, _ := os.ReadFile(filepath.Join(credsDir, devPepperFile)) //nolint:gosec // dev up's own file
+	return vaultsetup.Plan{ClientSecretPepper: true, PepperValue: strings.TrimSpace(string(pepper)),
+		SQSAccessKeyID: awsEnv("AWS_ACCESS_KEY_ID"), SQSSecretAccessKey: awsEnv("AWS_SECRET_ACCESS_KEY")}
+}
+
+// devPepperFile, under dev up's Vault credentials directory, keeps the
+// client-secret pepper between runs.
+const devPepperFile = "client-secret-pepper"
+
+func keepDevPepper(credsDir, pepper string) error {
+	if err := os.MkdirAll(credsDir, 0o700); err != nil {
+		return fmt.Errorf("keeping the pepper: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(credsDir, devPepperFile), []byte(pepper+"\n"), 0o600); err != nil {
+		return fmt.Errorf("keeping the pepper: %w", err)
+	}
+	return nil
+}
+
+// chooseVault decides, by mode (--vault), whether dev up runs on Vault:
+// a configured Vault (VAULT_ADDR) or a built one is used unless the mode
+// is off; with none, require builds it first (minutes on a cold
+// machine), auto starts its build in the background and says so in one
+// line.
+func chooseVault(ctx context.Context, logger *slog.Logger, root, dir, mode string, out io.Writer) (bool, error) {
+	if mode == vaultOff {
+		return false, nil
+	}
+	if os.Getenv(devstack.EnvVaultAddr) != "" {
+		return true, nil
+	}
+	if _, built := devstack.VaultBuilt(); built {
+		return true, nil
+	}
+	if mode == vaultRequire {
+		logger.Info("building Vault before starting (--vault=require; ~17 minutes on 2 cores the first time)")
+		build := exec.CommandContext(ctx, "go", "tool", "task", "tools:vault")
+		build.Dir, build.Stdout, build.Stderr = root, out, out
+		if err := build.Run(); err != nil {
+			return false, fmt.Errorf("building Vault: %w", err)
+		}
+		return true, nil
+	}
+	log, started, err := devstack.StartVaultBuild(root, dir)
 	if err != nil {
-		return res, fmt.Errorf("provisioning Vault at %s: %w", stack.VaultAddr, err)
+		return false, err
 	}
-	if err := os.WriteFile(pepperFile, []byte(res.Pepper+"\n"), 0o600); err != nil {
-		return res, fmt.Errorf("keeping the pepper: %w", err)
+	verb := "is being built"
+	if started {
+		verb = "is now building"
 	}
-	return res, nil
+	fmt.Fprintf(out, "No Vault yet: running on file-backed secrets (%s, development only); Vault %s in the background (log: %s), and the next `go tool task dev` after it finishes uses it.\n",
+		filepath.Join(dir, devSecretsFile), verb, log)
+	return false, nil
 }
 
 // devClientID is the OAuth client dev up provides.

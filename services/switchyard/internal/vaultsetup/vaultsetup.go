@@ -24,6 +24,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/switchyard/switchyard/libs/secrets"
 )
 
 // Services are the services that get an identity in Vault.
@@ -210,27 +212,8 @@ func Provision(ctx context.Context, client *vault.Client, p Plan) (Result, error
 	if err := configureDatabase(ctx, client, p); err != nil {
 		return res, err
 	}
-	if p.SQSAccessKeyID != "" && p.SQSSecretAccessKey != "" {
-		if p.Secrets == nil {
-			p.Secrets = map[string]map[string]any{}
-		}
-		p.Secrets["shared/sqs"] = map[string]any{"access_key_id": p.SQSAccessKeyID, "secret_access_key": p.SQSSecretAccessKey}
-		res.SQSSecret = p.KVMount + "/" + p.Prefix + "/shared/sqs"
-	}
-	if p.ClientSecretPepper {
-		value := p.PepperValue
-		if value == "" {
-			pepper := make([]byte, 32)
-			if _, err := rand.Read(pepper); err != nil {
-				return res, fmt.Errorf("generating the pepper: %w", err)
-			}
-			value = base64.RawStdEncoding.EncodeToString(pepper)
-		}
-		if p.Secrets == nil {
-			p.Secrets = map[string]map[string]any{}
-		}
-		p.Secrets["tokens/oauth"] = map[string]any{"pepper": value}
-		res.PepperRef = "vault:" + p.KVMount + "/" + p.Prefix + "/tokens/oauth#pepper"
+	if err := p.addGeneratedSecrets(&res); err != nil {
+		return res, err
 	}
 	for name, data := range p.Secrets {
 		path := p.Prefix + "/" + name
@@ -547,6 +530,90 @@ func (r Result) Ordered() []Role {
 	return out
 }
 
+// addGeneratedSecrets adds the SQS credentials and the pepper the plan
+// asks for to p.Secrets and records their references in res.
+func (p *Plan) addGeneratedSecrets(res *Result) error {
+	if p.Secrets == nil {
+		p.Secrets = map[string]map[string]any{}
+	}
+	if p.SQSAccessKeyID != "" && p.SQSSecretAccessKey != "" {
+		p.Secrets["shared/sqs"] = map[string]any{"access_key_id": p.SQSAccessKeyID, "secret_access_key": p.SQSSecretAccessKey}
+		res.SQSSecret = p.KVMount + "/" + p.Prefix + "/shared/sqs"
+	}
+	if p.ClientSecretPepper {
+		value := p.PepperValue
+		if value == "" {
+			pepper := make([]byte, 32)
+			if _, err := rand.Read(pepper); err != nil {
+				return fmt.Errorf("generating the pepper: %w", err)
+			}
+			value = base64.RawStdEncoding.EncodeToString(pepper)
+		}
+		p.Secrets["tokens/oauth"] = map[string]any{"pepper": value}
+		res.PepperRef = "vault:" + p.KVMount + "/" + p.Prefix + "/tokens/oauth#pepper"
+	}
+	return nil
+}
+
+// ProvisionFile writes the KV secrets of p (its Secrets, the SQS
+// credentials and the pepper, each only when absent, as Provision writes
+// them to Vault) into the secrets.FileStore file at path, under the same
+// "<mount>/<path>" names, so that the services resolve the same vault:
+// references from it. It is the local stack's stand-in while no Vault
+// server is built: no AppRoles, no database engine (the services use
+// DATABASE_URL's user), no transit key (the token service signs with a
+// key file). The result carries the references (SQSSecret, PepperRef)
+// and the pepper; FileEnv gives each service its environment.
+func ProvisionFile(path string, p Plan) (Result, error) {
+	p.setDefaults()
+	res := Result{Roles: map[string]Role{}}
+	if err := p.addGeneratedSecrets(&res); err != nil {
+		return res, err
+	}
+	all, err := secrets.ReadSecretsFile(path)
+	if err != nil {
+		return res, err
+	}
+	for name, data := range p.Secrets {
+		location := p.KVMount + "/" + p.Prefix + "/" + name
+		if _, ok := all[location]; !ok {
+			all[location] = data
+			res.Created = append(res.Created, "secret "+location+" in "+path)
+		}
+	}
+	if err := secrets.WriteSecretsFile(path, all); err != nil {
+		return res, err
+	}
+	if res.PepperRef != "" {
+		res.Pepper, _ = all[p.KVMount+"/"+p.Prefix+"/tokens/oauth"]["pepper"].(string)
+	}
+	return res, nil
+}
+
+// FileEnv is the environment that has svc read its secrets from the
+// secrets file ProvisionFile wrote, and, for the token service, sign
+// with the keys in keysFile.
+func (r Result) FileEnv(svc, secretsFile, keysFile string) []string {
+	env := []string{"VAULT_ADDR=", "VAULT_TOKEN=", "SWITCHYARD_SECRETS_FILE=" + secretsFile}
+	if svc == "tokens" {
+		env = append(env, "SWITCHYARD_TOKENS_KEYS_TRANSIT=", "SWITCHYARD_TOKENS_KEYS_FILE="+keysFile)
+		if r.PepperRef != "" {
+			env = append(env, "SWITCHYARD_CLIENT_SECRET_PEPPER="+r.PepperRef)
+		}
+	}
+	return append(env, r.sqsEnv(svc)...)
+}
+
+// sqsEnv points svc's SQS credentials at the stored secret, for the
+// services that use SQS.
+func (r Result) sqsEnv(svc string) []string {
+	if r.SQSSecret == "" || svc == "tokens" || svc == "gateway" {
+		return nil
+	}
+	return []string{"SWITCHYARD_SQS_ACCESS_KEY_ID=vault:" + r.SQSSecret + "#access_key_id",
+		"SWITCHYARD_SQS_SECRET_ACCESS_KEY=vault:" + r.SQSSecret + "#secret_access_key"}
+}
+
 // Env returns the environment svc needs to run against what Provision set
 // up: AppRole login from the credential files, its database role, and for
 // the token service the transit key.
@@ -563,9 +630,5 @@ func (r Result) Env(svc, vaultAddr string) []string {
 			env = append(env, "SWITCHYARD_CLIENT_SECRET_PEPPER="+r.PepperRef)
 		}
 	}
-	if r.SQSSecret != "" && svc != "tokens" && svc != "gateway" {
-		env = append(env, "SWITCHYARD_SQS_ACCESS_KEY_ID=vault:"+r.SQSSecret+"#access_key_id",
-			"SWITCHYARD_SQS_SECRET_ACCESS_KEY=vault:"+r.SQSSecret+"#secret_access_key")
-	}
-	return slices.Clip(env)
+	return append(slices.Clip(env), r.sqsEnv(svc)...)
 }

@@ -257,3 +257,51 @@ func leastPrivilegeInPostgres(t *testing.T, plan vaultsetup.Plan, res vaultsetup
 		require.NoError(t, conn.Close(ctx))
 	}
 }
+
+// TestProvisionFile: the secrets file holds what Provision would put in
+// Vault, under the same names, so that the references FileEnv gives each
+// service resolve; a second run keeps what the first wrote (the pepper
+// must not change under existing clients).
+func TestProvisionFile(t *testing.T) {
+	ctx := context.Background()
+	file := t.TempDir() + "/secrets.json"
+	plan := vaultsetup.Plan{ClientSecretPepper: true, SQSAccessKeyID: "AKIA-dev", SQSSecretAccessKey: "dev-secret"}
+	first, err := vaultsetup.ProvisionFile(file, plan)
+	require.NoError(t, err)
+	require.NotEmpty(t, first.Pepper)
+	require.Len(t, first.Created, 2)
+	info, err := os.Stat(file)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "readable by its owner only")
+
+	store := secrets.FileStore{Path: file}
+	resolve := func(env []string, name string) string {
+		t.Helper()
+		for _, kv := range env {
+			if ref, ok := strings.CutPrefix(kv, name+"=vault:"); ok {
+				v, err := store.Read(ctx, ref)
+				require.NoError(t, err, kv)
+				return v
+			}
+		}
+		t.Fatalf("%s is not a vault: reference in %v", name, env)
+		return ""
+	}
+	tokensEnv := first.FileEnv("tokens", file, "/keys.json")
+	require.Equal(t, first.Pepper, resolve(tokensEnv, "SWITCHYARD_CLIENT_SECRET_PEPPER"))
+	require.Contains(t, tokensEnv, "SWITCHYARD_TOKENS_KEYS_FILE=/keys.json")
+	require.Contains(t, tokensEnv, "SWITCHYARD_SECRETS_FILE="+file)
+	require.Contains(t, tokensEnv, "VAULT_ADDR=")
+	workerEnv := first.FileEnv("worker", file, "/keys.json")
+	require.Equal(t, "AKIA-dev", resolve(workerEnv, "SWITCHYARD_SQS_ACCESS_KEY_ID"))
+	require.Equal(t, "dev-secret", resolve(workerEnv, "SWITCHYARD_SQS_SECRET_ACCESS_KEY"))
+	for _, kv := range first.FileEnv("gateway", file, "/keys.json") {
+		require.NotContains(t, kv, "SQS", "the gateway gets no SQS credentials")
+	}
+
+	plan.PepperValue = "another pepper"
+	second, err := vaultsetup.ProvisionFile(file, plan)
+	require.NoError(t, err)
+	require.Equal(t, first.Pepper, second.Pepper, "an existing pepper is kept")
+	require.Empty(t, second.Created)
+}
