@@ -143,7 +143,7 @@ func diagnosePostgres(ctx context.Context, localURL string) Finding {
 	f.Fix = append(f.Fix,
 		"Debian/Ubuntu:    sudo apt-get install -y postgresql && export PATH=$(ls -d /usr/lib/postgresql/*/bin | tail -1):$PATH",
 		`macOS (Homebrew): brew install postgresql@17 && export PATH="$(brew --prefix postgresql@17)/bin:$PATH"`,
-		"or use a running server: export "+EnvDatabaseURL+"=postgres://USER:PASSWORD@HOST:5432/postgres (a user that may create databases)")
+		"or one running:   export "+EnvDatabaseURL+"=postgres://USER:PASSWORD@HOST:5432/postgres (a user that may create databases)")
 	return f
 }
 
@@ -173,7 +173,7 @@ func diagnoseSQS(ctx context.Context) Finding {
 	fix := []string{
 		"Debian/Ubuntu:    sudo apt-get install -y pipx && pipx install 'moto[server]' && pipx ensurepath",
 		"macOS (Homebrew): brew install pipx && pipx install 'moto[server]' && pipx ensurepath",
-		"or use a running SQS-compatible server (LocalStack): export " + EnvSQSEndpoint + "=http://localhost:4566",
+		"or one running:   export " + EnvSQSEndpoint + "=http://localhost:4566 (LocalStack)",
 	}
 	motoBin, err := exec.LookPath("moto_server")
 	if err != nil {
@@ -205,11 +205,11 @@ func diagnoseVault(ctx context.Context, dir string) Finding {
 	}
 	f.Status = Note
 	if pid, log, ok := VaultBuilding(dir); ok {
-		f.Detail = fmt.Sprintf("being built in the background (pid %d, log %s); until it is, `go tool task dev` runs on file-backed secrets and the tests wait for it", pid, log)
+		f.Detail = fmt.Sprintf("being built in the background (pid %d, log %s): task dev runs on a secrets file until it is", pid, log)
 		return f
 	}
-	f.Detail = "not built yet (" + VaultVersion + " from source: ~17 minutes on 2 cores, once); `go tool task dev` runs on file-backed secrets meanwhile and builds it in the background; the tests need it"
-	f.Fix = []string{"go tool task tools:vault", "or use a running Vault: export " + EnvVaultAddr + "=http://127.0.0.1:8200 " + EnvVaultToken + "=<a token that may provision>"}
+	f.Detail = "not built yet (~17 min from source on 2 cores, once): task dev runs on a secrets file and builds it in the background; task test builds it first"
+	f.Fix = []string{"build it now:     go tool task tools:vault", "or one running:   export " + EnvVaultAddr + "=http://127.0.0.1:8200 " + EnvVaultToken + "=<a token that may provision>"}
 	return f
 }
 
@@ -217,7 +217,7 @@ func diagnoseRedis(ctx context.Context) Finding {
 	f := Finding{Name: "Redis"}
 	raw := os.Getenv("SWITCHYARD_REDIS_URL")
 	if raw == "" {
-		f.Status, f.Detail = Note, "not configured (optional: SWITCHYARD_REDIS_URL shares rate limits between gateways; without it each limits on its own)"
+		f.Status, f.Detail = Note, "not configured (optional: SWITCHYARD_REDIS_URL shares rate limits between gateways)"
 		return f
 	}
 	u, err := url.Parse(raw)

@@ -87,7 +87,7 @@ func TestDoctorAdvisesWhatIsMissing(t *testing.T) {
 	// task builds it.
 	vault := got["Vault"]
 	assert.Equal(t, Note, vault.Status)
-	assert.Contains(t, vault.Fix, "go tool task tools:vault")
+	assert.Contains(t, strings.Join(vault.Fix, "\n"), "go tool task tools:vault")
 
 	assert.Equal(t, Note, got["Redis"].Status)
 
