@@ -116,13 +116,7 @@ func diagnoseGo(ctx context.Context) Finding {
 func diagnosePostgres(ctx context.Context, localURL string) Finding {
 	f := Finding{Name: "Postgres"}
 	if u := os.Getenv(EnvDatabaseURL); u != "" {
-		if err := pingPostgres(ctx, u); err != nil {
-			f.Status, f.Detail = Missing, fmt.Sprintf("%s is set but does not answer: %v", EnvDatabaseURL, err)
-			f.Fix = []string{"start that server, or unset " + EnvDatabaseURL + " to use a local one"}
-			return f
-		}
-		f.Detail = EnvDatabaseURL + " answers"
-		return f
+		return diagnoseNamed(ctx, f, EnvDatabaseURL, redactURL(u), pingPostgres, "to use a local one")
 	}
 	if pingPostgres(ctx, localURL) == nil {
 		f.Detail = "a server answers at " + redactURL(localURL)
@@ -147,6 +141,19 @@ func diagnosePostgres(ctx context.Context, localURL string) Finding {
 	return f
 }
 
+// diagnoseNamed checks the server the variable env names (shown as
+// shown): it must answer ping; otherwise unsetting env would do what
+// instead says.
+func diagnoseNamed(ctx context.Context, f Finding, env, shown string, ping func(context.Context, string) error, instead string) Finding {
+	if err := ping(ctx, os.Getenv(env)); err != nil {
+		f.Status, f.Detail = Missing, fmt.Sprintf("%s=%s does not answer: %v", env, shown, err)
+		f.Fix = []string{"start that server, or unset " + env + " " + instead}
+		return f
+	}
+	f.Detail = env + "=" + shown + " answers"
+	return f
+}
+
 // postgresBinDir returns where Debian's postgresql packages install
 // initdb (off PATH), the newest version first; "" when none is there.
 func postgresBinDir() string {
@@ -162,13 +169,7 @@ func postgresBinDir() string {
 func diagnoseSQS(ctx context.Context) Finding {
 	f := Finding{Name: "SQS"}
 	if endpoint := os.Getenv(EnvSQSEndpoint); endpoint != "" {
-		if err := pingSQS(ctx, endpoint); err != nil {
-			f.Status, f.Detail = Missing, fmt.Sprintf("%s=%s does not answer: %v", EnvSQSEndpoint, endpoint, err)
-			f.Fix = []string{"start that server, or unset " + EnvSQSEndpoint + " to run moto_server"}
-			return f
-		}
-		f.Detail = EnvSQSEndpoint + "=" + endpoint + " answers"
-		return f
+		return diagnoseNamed(ctx, f, EnvSQSEndpoint, endpoint, pingSQS, "to run moto_server")
 	}
 	fix := []string{
 		"Debian/Ubuntu:    sudo apt-get install -y pipx && pipx install 'moto[server]' && pipx ensurepath",
@@ -191,13 +192,7 @@ func diagnoseSQS(ctx context.Context) Finding {
 func diagnoseVault(ctx context.Context, dir string) Finding {
 	f := Finding{Name: "Vault"}
 	if addr := os.Getenv(EnvVaultAddr); addr != "" {
-		if err := pingVault(ctx, addr); err != nil {
-			f.Status, f.Detail = Missing, fmt.Sprintf("%s=%s does not answer: %v", EnvVaultAddr, addr, err)
-			f.Fix = []string{"start that server, or unset " + EnvVaultAddr + " to use the dev server built here"}
-			return f
-		}
-		f.Detail = EnvVaultAddr + "=" + addr + " answers"
-		return f
+		return diagnoseNamed(ctx, f, EnvVaultAddr, addr, pingVault, "to use the dev server built here")
 	}
 	if bin, ok := VaultBuilt(); ok {
 		f.Detail = "dev server built: " + bin

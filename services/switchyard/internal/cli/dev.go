@@ -19,6 +19,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/devstack"
@@ -142,13 +143,25 @@ func newDevUpCmd(logger *slog.Logger, dir *string) *cobra.Command {
 			return devUp(cmd.Context(), logger, *dir, opts, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&opts.gatewayAddr, "gateway-addr", "127.0.0.1:8080", "gateway public listener")
-	cmd.Flags().StringVar(&opts.tokensAddr, "tokens-addr", "127.0.0.1:8070", "token service public listener")
-	cmd.Flags().StringVar(&opts.replayAddr, "replay-addr", "127.0.0.1:8083", "replay service admin API listener")
-	cmd.Flags().StringVar(&opts.upstreamAddr, "upstream-addr", "127.0.0.1:8090", "demo upstream listener")
-	cmd.Flags().StringVar(&opts.database, "database", "switchyard_dev", "database to create and use when DATABASE_URL is not set")
-	cmd.Flags().StringVar(&opts.vault, "vault", vaultAuto, "secrets: auto (Vault when configured or built; otherwise a secrets file under --dir while Vault builds in the background), require (build Vault first if needed) or off (the secrets file)")
+	addDevUpFlags(cmd.Flags(), &opts)
 	return cmd
+}
+
+// addDevUpFlags registers dev up's flags into opts; `doctor --for dev`
+// takes them too, so that `go tool task dev -- <flags>` checks the
+// addresses dev up will listen on.
+func addDevUpFlags(fs *pflag.FlagSet, opts *devUpOptions) {
+	fs.StringVar(&opts.gatewayAddr, "gateway-addr", "127.0.0.1:8080", "gateway public listener")
+	fs.StringVar(&opts.tokensAddr, "tokens-addr", "127.0.0.1:8070", "token service public listener")
+	fs.StringVar(&opts.replayAddr, "replay-addr", "127.0.0.1:8083", "replay service admin API listener")
+	fs.StringVar(&opts.upstreamAddr, "upstream-addr", "127.0.0.1:8090", "demo upstream listener")
+	fs.StringVar(&opts.database, "database", "switchyard_dev", "database to create and use when DATABASE_URL is not set")
+	fs.StringVar(&opts.vault, "vault", vaultAuto, "secrets: auto (Vault when configured or built; otherwise a secrets file under --dir while Vault builds in the background), require (build Vault first if needed) or off (the secrets file)")
+}
+
+// listeners are the addresses dev up listens on.
+func (o devUpOptions) listeners() []string {
+	return []string{o.gatewayAddr, o.tokensAddr, o.replayAddr, o.upstreamAddr}
 }
 
 // service is one binary dev up runs.

@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,8 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,25 +23,6 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/services/switchyard/internal/cli"
 )
-
-// syncBuffer is a bytes.Buffer that dev up's services may write to
-// concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -60,7 +40,7 @@ func TestDevUpOnTheSecretsFile(t *testing.T) {
 	t.Setenv("DATABASE_URL", stacktest.NewDatabase(t))
 	t.Setenv("SWITCHYARD_QUEUE_PREFIX", stacktest.QueuePrefix(t))
 	dir := t.TempDir()
-	var out syncBuffer
+	var out stacktest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
@@ -194,4 +174,22 @@ func TestDoctorWithoutMotoOrInitdb(t *testing.T) {
 	code, _, stderr := run("doctor", "--for", "production")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "use dev or test")
+}
+
+// TestDoctorChecksDevUpsAddresses: `go tool task dev -- --gateway-addr
+// ...` passes dev up's flags to the doctor too, which checks those ports.
+func TestDoctorChecksDevUpsAddresses(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	free := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	code, stdout, _ := run("doctor", "--for", "dev", "--dir", t.TempDir(), "--vault=off",
+		"--gateway-addr", taken.Addr().String(), "--tokens-addr", free[0], "--replay-addr", free[1], "--upstream-addr", free[2])
+	require.Equal(t, 1, code, stdout)
+	assert.Regexp(t, `MISSING\s+ports\s+`+regexp.QuoteMeta(taken.Addr().String())+` already in use`, stdout)
+
+	code, stdout, _ = run("doctor", "--for", "dev", "--dir", t.TempDir(),
+		"--gateway-addr", freeAddr(t), "--tokens-addr", free[0], "--replay-addr", free[1], "--upstream-addr", free[2])
+	require.Equal(t, 0, code, stdout)
+	assert.Regexp(t, `ok\s+ports\s+`, stdout)
 }

@@ -10,13 +10,11 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack"
 )
 
-// devListeners are dev up's default listen addresses (its flags').
-var devListeners = []string{"127.0.0.1:8080", "127.0.0.1:8070", "127.0.0.1:8083", "127.0.0.1:8090"}
-
 func newDoctorCmd() *cobra.Command {
 	var (
 		purpose string
 		dir     string
+		devUp   devUpOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "doctor",
@@ -26,13 +24,14 @@ task test' (--for test) and every dependency the environment points at,
 and print for each missing one the command that installs it on
 Debian/Ubuntu and on macOS (Homebrew), or the variable that points at an
 existing one. Exits 1 only when something really is missing; notes (no
-Redis configured, Vault not built yet) do not fail it.`,
+Redis configured, Vault not built yet) do not fail it. It takes dev up's
+flags, so that the ports checked are the ones dev up will use.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := devstack.DoctorConfig{Dir: dir}
 			switch purpose {
 			case "dev":
-				cfg.Ports = devListeners
+				cfg.Ports = devUp.listeners()
 			case "test":
 			default:
 				return usageError{fmt.Errorf("--for %q: use dev or test", purpose)}
@@ -46,6 +45,7 @@ Redis configured, Vault not built yet) do not fail it.`,
 	}
 	cmd.Flags().StringVar(&purpose, "for", "dev", "what to check for: dev (go tool task dev, including its ports) or test (go tool task test)")
 	cmd.Flags().StringVar(&dir, "dir", ".dev", "the local stack's directory (where a background Vault build keeps its log)")
+	addDevUpFlags(cmd.Flags(), &devUp)
 	return cmd
 }
 

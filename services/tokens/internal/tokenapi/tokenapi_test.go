@@ -1,7 +1,6 @@
 package tokenapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,28 +30,10 @@ type staticKeys struct{ ring signingkeys.Ring }
 
 func (s staticKeys) Ring() signingkeys.Ring { return s.ring }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type env struct {
 	srv    *httptest.Server
 	store  *oauthclients.Store
-	logs   *syncBuffer
+	logs   *stacktest.Buffer
 	keys   signingkeys.Ring
 	id     string
 	secret string
@@ -65,7 +45,7 @@ func newEnv(t *testing.T, limits tokenapi.Limits) *env {
 	require.NoError(t, err)
 	ring, _, err := signingkeys.Ring{}.Rotate(signingkeys.ES256, time.Now(), 0, time.Hour)
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := &stacktest.Buffer{}
 	// Debug, the most a deployment can log: secrets stay out even then.
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := httpserver.NewEcho(logger)
