@@ -20,7 +20,9 @@ type Status string
 // outbox message), queued once the relay has handed it to SQS, processing
 // while a worker runs its handler, and then succeeded or failed. A failed
 // job may be retried (processing again) or dead-lettered; a dead-lettered
-// job may be replayed, which queues it again.
+// job may be replayed, which queues it again. A job that is not running
+// may be cancelled by its owner; a running one is marked, and cancelled
+// instead of retried or dead-lettered if its attempt fails.
 const (
 	StatusAccepted     Status = "accepted"
 	StatusQueued       Status = "queued"
@@ -29,6 +31,7 @@ const (
 	StatusFailed       Status = "failed"
 	StatusDeadLettered Status = "dead_lettered"
 	StatusReplayed     Status = "replayed"
+	StatusCancelled    Status = "cancelled"
 )
 
 // transitions lists, for each status, the statuses a job may move to.
@@ -39,14 +42,32 @@ const (
 // job from processing (a permanent error or the last attempt), and SQS's
 // RedrivePolicy moves a message whose worker keeps crashing whatever the
 // job's status was when it last started.
+//
+// Cancelled is final. A job that is not running (accepted, queued, failed
+// and waiting for its retry, replayed) may move there at its owner's
+// request; a processing one moves there only when the worker finds the
+// owner's request (its attempt failed, or its worker died).
 var transitions = map[Status][]Status{
-	StatusAccepted:     {StatusQueued, StatusProcessing, StatusDeadLettered},
-	StatusQueued:       {StatusProcessing, StatusDeadLettered},
-	StatusProcessing:   {StatusProcessing, StatusSucceeded, StatusFailed, StatusDeadLettered},
-	StatusFailed:       {StatusProcessing, StatusDeadLettered},
+	StatusAccepted:     {StatusQueued, StatusProcessing, StatusDeadLettered, StatusCancelled},
+	StatusQueued:       {StatusProcessing, StatusDeadLettered, StatusCancelled},
+	StatusProcessing:   {StatusProcessing, StatusSucceeded, StatusFailed, StatusDeadLettered, StatusCancelled},
+	StatusFailed:       {StatusProcessing, StatusDeadLettered, StatusCancelled},
 	StatusDeadLettered: {StatusReplayed},
-	StatusReplayed:     {StatusQueued, StatusProcessing, StatusDeadLettered},
+	StatusReplayed:     {StatusQueued, StatusProcessing, StatusDeadLettered, StatusCancelled},
 	StatusSucceeded:    nil,
+	StatusCancelled:    nil,
+}
+
+// Finished reports whether s is final for its owner: succeeded,
+// dead-lettered (an operator may still replay it) or cancelled.
+func (s Status) Finished() bool {
+	return s == StatusSucceeded || s == StatusDeadLettered || s == StatusCancelled
+}
+
+// Cancellable reports whether a job in status s may be cancelled at once
+// (it is not running and not finished).
+func (s Status) Cancellable() bool {
+	return s.CanMoveTo(StatusCancelled) && s != StatusProcessing
 }
 
 // Valid reports whether s is one of the defined statuses.
@@ -80,8 +101,11 @@ func Sources(target Status) []Status {
 
 var allStatuses = []Status{
 	StatusAccepted, StatusQueued, StatusProcessing, StatusSucceeded,
-	StatusFailed, StatusDeadLettered, StatusReplayed,
+	StatusFailed, StatusDeadLettered, StatusReplayed, StatusCancelled,
 }
+
+// Statuses returns every status, in lifecycle order.
+func Statuses() []Status { return append([]Status(nil), allStatuses...) }
 
 // Job is one unit of asynchronous work as the platform records it.
 type Job struct {
@@ -109,6 +133,8 @@ type Job struct {
 	FinishedAt     *time.Time
 	// NextAttemptAt is when a failed job will be tried again.
 	NextAttemptAt *time.Time
+	// CancelRequestedAt is when its owner asked to cancel the job.
+	CancelRequestedAt *time.Time
 	// Events is the job's timeline, oldest first (filled by reads that
 	// say so).
 	Events []Event
@@ -131,12 +157,20 @@ const (
 	EventAttemptFailed    EventType = "attempt_failed"
 	// EventAttemptAbandoned: the attempt's worker died; another took over.
 	EventAttemptAbandoned EventType = "attempt_abandoned"
+	// EventAttemptCancelled: the worker found the job's cancellation
+	// before running its handler.
+	EventAttemptCancelled EventType = "attempt_cancelled"
 	// EventRetryScheduled: a failed attempt will be retried at NextAttemptAt.
 	EventRetryScheduled EventType = "retry_scheduled"
 	// EventDeadLettered: no more attempts; the message went to the DLQ.
 	EventDeadLettered EventType = "dead_lettered"
 	// EventReplayed: an operator sent the dead-lettered job again.
 	EventReplayed EventType = "replayed"
+	// EventCancelRequested: the owner asked to cancel the job while an
+	// attempt ran; no later attempt runs.
+	EventCancelRequested EventType = "cancel_requested"
+	// EventCancelled: the job was cancelled; its handler runs no more.
+	EventCancelled EventType = "cancelled"
 )
 
 // Event is one entry of a job's timeline, as its owner sees it.
@@ -217,6 +251,9 @@ var (
 	// ErrStoreUnavailable: the job store cannot be reached now (a
 	// connection failed, the database is restarting); try again later.
 	ErrStoreUnavailable = errors.New("job store unavailable")
+	// ErrAlreadyFinished: the job succeeded or was dead-lettered, so it
+	// cannot be cancelled.
+	ErrAlreadyFinished = errors.New("job already finished")
 	// ErrOverloaded: the store is taking submissions as fast as it can and
 	// this one would wait longer than allowed; try again later.
 	ErrOverloaded = errors.New("job store overloaded")

@@ -34,7 +34,7 @@ const jobColumns = `id::text, type, client_id, client_scopes, status, payload, r
 	CASE WHEN last_error IS NULL THEN '' ELSE COALESCE(last_client_error, '` + genericClientError + `') END,
 	COALESCE(last_error_class, CASE WHEN last_error IS NULL THEN '' ELSE '` + unknownErrorClass + `' END),
 	COALESCE(idempotency_key, ''), request_hash, COALESCE(request_id, ''), COALESCE(traceparent, ''),
-	created_at, updated_at, queued_at, started_at, finished_at, next_attempt_at`
+	created_at, updated_at, queued_at, started_at, finished_at, next_attempt_at, cancel_requested_at`
 
 func scanJob(row pgx.Row) (jobs.Job, error) {
 	var j jobs.Job
@@ -42,7 +42,7 @@ func scanJob(row pgx.Row) (jobs.Job, error) {
 	var payload, result []byte
 	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &j.ClientScopes, &status, &payload, &result, &j.Attempts, &j.LastError, &j.LastErrorClass,
 		&j.IdempotencyKey, &j.RequestHash, &j.RequestID, &j.TraceParent,
-		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt, &j.NextAttemptAt)
+		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt, &j.NextAttemptAt, &j.CancelRequestedAt)
 	if err != nil {
 		return jobs.Job{}, err
 	}
@@ -138,17 +138,22 @@ func MarkQueued(ctx context.Context, tx pgx.Tx, jobIDs []string) error {
 // reached a final state; its message is a duplicate.
 var ErrFinished = errors.New("job already finished")
 
+// ErrCancelled is MarkProcessing's ErrFinished for a cancelled job.
+var ErrCancelled = fmt.Errorf("%w: cancelled by its owner", ErrFinished)
+
 // MarkProcessing records that a worker starts an attempt at the job,
 // carried by message messageID, and returns the attempt number. The attempt
 // gets a 'running' row in job_attempts; running rows of earlier attempts
 // (whose worker died) become 'abandoned'. A job that does not exist is
-// jobs.ErrNotFound; one that is finished is ErrFinished.
+// jobs.ErrNotFound; one that is finished is ErrFinished, and so is one
+// whose owner asked to cancel it while an earlier attempt ran (a worker
+// died): it is cancelled now, and its running attempt abandoned.
 func (s *Store) MarkProcessing(ctx context.Context, id, messageID string) (attempt int, err error) {
 	err = s.pool.QueryRow(ctx, `
 		WITH job AS (
 			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),
 				next_attempt_at = NULL, updated_at = now()
-			WHERE id = $1 AND status = ANY($2)
+			WHERE id = $1 AND status = ANY($2) AND cancel_requested_at IS NULL
 			RETURNING id, attempts
 		), abandoned AS (
 			UPDATE job_attempts SET outcome = 'abandoned', finished_at = now()
@@ -159,11 +164,25 @@ func (s *Store) MarkProcessing(ctx context.Context, id, messageID string) (attem
 		RETURNING attempt`, id, statusStrings(jobs.Sources(jobs.StatusProcessing)), messageID).Scan(&attempt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var status string
-		if err := s.pool.QueryRow(ctx, `SELECT status FROM jobs WHERE id = $1`, id).Scan(&status); err != nil {
+		if err := s.pool.QueryRow(ctx, `
+			WITH cancelled AS (
+				UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, finished_at = now(), updated_at = now()
+				WHERE id = $1 AND cancel_requested_at IS NOT NULL AND status = ANY($2) RETURNING id, status
+			), abandoned AS (
+				UPDATE job_attempts SET outcome = 'abandoned', finished_at = now()
+				WHERE job_id = $1 AND outcome = 'running' AND EXISTS (SELECT 1 FROM cancelled)
+			), events AS (
+				INSERT INTO job_events (job_id, type) SELECT id, 'cancelled' FROM cancelled
+			)
+			SELECT COALESCE((SELECT status FROM cancelled), status) FROM jobs WHERE id = $1`,
+			id, statusStrings(jobs.Sources(jobs.StatusCancelled))).Scan(&status); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return 0, jobs.ErrNotFound
 			}
 			return 0, fmt.Errorf("reading status of job %s: %w", id, err)
+		}
+		if jobs.Status(status) == jobs.StatusCancelled {
+			return 0, fmt.Errorf("job %s: %w", id, ErrCancelled)
 		}
 		return 0, fmt.Errorf("job %s is %s: %w", id, status, ErrFinished)
 	}
@@ -219,6 +238,9 @@ type Tally struct {
 	Failures       int
 	FirstFailureAt time.Time
 	LastFailureAt  time.Time
+	// CancelRequested says the job's owner asked to cancel it: it is
+	// cancelled (FinishCancelled), not retried or dead-lettered.
+	CancelRequested bool
 }
 
 // RecordFailure settles the attempt as failed, marks the job failed with
@@ -238,9 +260,10 @@ func RecordFailure(ctx context.Context, tx pgx.Tx, f Failure) (Tally, error) {
 	}
 	var t Tally
 	err := tx.QueryRow(ctx, `
-		SELECT count(*), COALESCE(min(finished_at), now()), COALESCE(max(finished_at), now())
+		SELECT count(*), COALESCE(min(finished_at), now()), COALESCE(max(finished_at), now()),
+			EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND cancel_requested_at IS NOT NULL)
 		FROM job_attempts WHERE message_id = $1 AND job_id = $2 AND outcome = 'failed'`, f.MessageID, f.JobID).
-		Scan(&t.Failures, &t.FirstFailureAt, &t.LastFailureAt)
+		Scan(&t.Failures, &t.FirstFailureAt, &t.LastFailureAt, &t.CancelRequested)
 	if err != nil {
 		return Tally{}, fmt.Errorf("counting failed attempts of job %s: %w", f.JobID, err)
 	}

@@ -43,6 +43,7 @@ var (
 	NotFound             = Kind{"not-found", "Not found", http.StatusNotFound}
 	JobNotFound          = Kind{"job-not-found", "Job not found", http.StatusNotFound}
 	UnknownJobType       = Kind{"unknown-job-type", "Unknown job type", http.StatusNotFound}
+	JobFinished          = Kind{"job-finished", "Job already finished", http.StatusConflict}
 	DeadLetterNotFound   = Kind{"dead-letter-not-found", "Dead letter not found", http.StatusNotFound}
 	NotReplayable        = Kind{"not-replayable", "Dead letter cannot be replayed in its state", http.StatusConflict}
 	OperationNotFound    = Kind{"replay-operation-not-found", "Replay operation not found", http.StatusNotFound}
@@ -151,6 +152,8 @@ func From(err error) *Problem {
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		return JobNotFound.New("no job with this id belongs to the caller").WithCause(err)
+	case errors.Is(err, jobs.ErrAlreadyFinished):
+		return JobFinished.New("the job already succeeded or was dead-lettered; only a job that has not finished can be cancelled").WithCause(err)
 	case errors.Is(err, deadletter.ErrOperationNotFound):
 		return OperationNotFound.New(err.Error()).WithCause(err)
 	case errors.Is(err, deadletter.ErrOperationFinished):

@@ -397,6 +397,10 @@ func Mount(e *echo.Echo, f *routes.File, s Services) error {
 			h = s.API.Submit(jt)
 		case routes.ModeJobStatus:
 			h = s.API.Status(r.Params()[0])
+		case routes.ModeJobList:
+			h = s.API.List()
+		case routes.ModeJobCancel:
+			h = s.API.Cancel(r.Params()[0])
 		case routes.ModeSync:
 			sr, err := syncroute.New(r, s.Sync)
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jobstore"
 )
 
 // recordingStore stands in for Postgres in the fuzz test, which checks the
@@ -28,6 +29,14 @@ func (s *recordingStore) Accept(_ context.Context, sub jobs.Submission) (jobs.Jo
 
 func (s *recordingStore) Get(context.Context, string, string) (jobs.Job, error) {
 	return jobs.Job{}, jobs.ErrNotFound
+}
+
+func (s *recordingStore) List(context.Context, string, jobstore.ListFilter) (jobstore.Page, error) {
+	return jobstore.Page{}, nil
+}
+
+func (s *recordingStore) Cancel(context.Context, string, string) (jobstore.CancelOutcome, error) {
+	return "", jobs.ErrNotFound
 }
 
 // FuzzSubmitBody throws arbitrary bodies at POST /v1/jobs/text-stats: the

@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobpayload"
 	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/jsonbody"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/tracing"
@@ -34,6 +35,8 @@ import (
 type Store interface {
 	Accept(ctx context.Context, sub jobs.Submission) (jobs.Job, bool, error)
 	Get(ctx context.Context, id, clientID string) (jobs.Job, error)
+	List(ctx context.Context, clientID string, f jobstore.ListFilter) (jobstore.Page, error)
+	Cancel(ctx context.Context, id, clientID string) (jobstore.CancelOutcome, error)
 }
 
 // API serves the jobs endpoints.
@@ -50,7 +53,8 @@ func New(store Store, catalog *jobcatalog.Catalog, publicURL string) *API {
 }
 
 // Register adds the conventional routes to e, each behind mw: POST
-// /v1/jobs/{type} for every job type in the catalog and GET /v1/jobs/{id}.
+// /v1/jobs/{type} for every job type in the catalog, GET /v1/jobs,
+// GET /v1/jobs/{id}, POST /v1/jobs/{id}/cancel and DELETE /v1/jobs/{id}.
 // The gateway registers from its routes file instead; this is for tests
 // and embedders that need no per-route policy.
 func (a *API) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
@@ -59,7 +63,10 @@ func (a *API) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 		e.POST("/v1/jobs/"+name, a.Submit(jt), mw...)
 	}
 	e.POST("/v1/jobs/:type", UnknownJobType)
+	e.GET("/v1/jobs", a.List(), mw...)
 	e.GET("/v1/jobs/:id", a.Status("id"), mw...)
+	e.POST("/v1/jobs/:id/cancel", a.Cancel("id"), mw...)
+	e.DELETE("/v1/jobs/:id", a.Cancel("id"), mw...)
 }
 
 // UnknownJobType answers a submission to a job type no route declares.
@@ -103,6 +110,8 @@ type Status struct {
 	FinishedAt     *time.Time      `json:"finished_at,omitempty"`
 	// NextAttemptAt is when a failed job will be tried again.
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	// CancelRequestedAt is when the owner asked to cancel the job.
+	CancelRequestedAt *time.Time `json:"cancel_requested_at,omitempty"`
 	// TraceID is the W3C trace the job belongs to: the submitting
 	// request's, which the relay, the worker and any replay continue.
 	TraceID string `json:"trace_id,omitempty"`
@@ -112,7 +121,8 @@ type Status struct {
 
 // Event is one entry of a job's timeline: accepted, queued,
 // attempt_started, attempt_succeeded, attempt_failed, attempt_abandoned
-// (its worker died), retry_scheduled, dead_lettered, replayed.
+// (its worker died), attempt_cancelled, retry_scheduled, dead_lettered,
+// replayed, cancel_requested, cancelled.
 type Event struct {
 	At            time.Time  `json:"at"`
 	Type          string     `json:"type"`
@@ -182,26 +192,40 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 }
 
 func (a *API) get(c echo.Context, param string) error {
-	raw := c.Param(param)
-	jobID, err := uuid.Parse(raw)
-	if err != nil || len(raw) != 36 {
-		return problem.InvalidParameter.New("a job id is a UUID such as 0192f0c1-7c1e-7d2a-9c55-1e0f3b1f2a3b")
+	jobID, err := jobIDParam(c, param)
+	if err != nil {
+		return err
 	}
 	id, ok := authn.FromContext(c.Request().Context())
 	if !ok {
 		return errors.New("jobs API reached without an identity: authentication middleware missing")
 	}
-	job, err := a.store.Get(c.Request().Context(), jobID.String(), id.ClientID)
+	return a.writeStatus(c, jobID, id.ClientID, http.StatusOK)
+}
+
+// writeStatus answers with job id's status.
+func (a *API) writeStatus(c echo.Context, jobID, clientID string, code int) error {
+	job, err := a.store.Get(c.Request().Context(), jobID, clientID)
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, Status{
+	return c.JSON(code, Status{
 		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError, LastErrorClass: job.LastErrorClass,
 		Result: job.Result, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt,
 		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt, NextAttemptAt: job.NextAttemptAt,
-		TraceID: tracing.TraceIDOf(job.TraceParent), Events: events(job.Events),
+		CancelRequestedAt: job.CancelRequestedAt, TraceID: tracing.TraceIDOf(job.TraceParent), Events: events(job.Events),
 	})
+}
+
+// jobIDParam reads the job id path parameter param.
+func jobIDParam(c echo.Context, param string) (string, error) {
+	raw := c.Param(param)
+	jobID, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		return "", problem.InvalidParameter.New("a job id is a UUID such as 0192f0c1-7c1e-7d2a-9c55-1e0f3b1f2a3b")
+	}
+	return jobID.String(), nil
 }
 
 func events(in []jobs.Event) []Event {

@@ -162,7 +162,18 @@ func TestBadInputIsRefusedAndNothingIsWritten(t *testing.T) {
 		{"no identity", call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{headerClient: ""}}, 401, problem.Unauthorized},
 		{"bad identity", call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{headerClient: "a b"}}, 401, problem.InvalidToken},
 		{"unknown path", call{"GET", "/v2/anything", ``, nil}, 404, problem.NotFound},
-		{"wrong method", call{"DELETE", "/v1/jobs/" + uuid.NewString(), ``, nil}, 405, problem.MethodNotAllowed},
+		{"wrong method", call{"PUT", "/v1/jobs/" + uuid.NewString(), ``, nil}, 405, problem.MethodNotAllowed},
+		{"cancel a non-UUID", call{"POST", "/v1/jobs/nope/cancel", ``, nil}, 400, problem.InvalidParameter},
+		{"cancel an unknown job", call{"DELETE", "/v1/jobs/" + uuid.NewString(), ``, nil}, 404, problem.JobNotFound},
+		{"unknown listing filter", call{"GET", "/v1/jobs?colour=red", ``, nil}, 400, problem.InvalidParameter},
+		{"repeated listing filter", call{"GET", "/v1/jobs?type=open&type=text-stats", ``, nil}, 400, problem.InvalidParameter},
+		{"unknown status", call{"GET", "/v1/jobs?status=done", ``, nil}, 400, problem.InvalidParameter},
+		{"bad type name", call{"GET", "/v1/jobs?type=Not%20A%20Type", ``, nil}, 400, problem.InvalidParameter},
+		{"limit too large", call{"GET", "/v1/jobs?limit=101", ``, nil}, 400, problem.InvalidParameter},
+		{"limit zero", call{"GET", "/v1/jobs?limit=0", ``, nil}, 400, problem.InvalidParameter},
+		{"bad time", call{"GET", "/v1/jobs?created_after=yesterday", ``, nil}, 400, problem.InvalidParameter},
+		{"forged cursor", call{"GET", "/v1/jobs?cursor=bm90LWEtY3Vyc29y", ``, nil}, 400, problem.InvalidParameter},
+		{"cursor not base64", call{"GET", "/v1/jobs?cursor=%25%25", ``, nil}, 400, problem.InvalidParameter},
 	}
 	for _, tt := range tests {
 		resp, body := e.do(t, tt.call)

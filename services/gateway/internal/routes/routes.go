@@ -33,9 +33,15 @@ const (
 	ModeAsync = "async"
 	// ModeJobStatus reports a job's status to its owner.
 	ModeJobStatus = "job-status"
+	// ModeJobList lists the caller's jobs.
+	ModeJobList = "job-list"
+	// ModeJobCancel cancels one of the caller's jobs.
+	ModeJobCancel = "job-cancel"
 	// ModeSync answers at once from a Go handler or an HTTP upstream.
 	ModeSync = "sync"
 )
+
+var modes = []string{ModeSync, ModeAsync, ModeJobStatus, ModeJobList, ModeJobCancel}
 
 // DefaultAdminScope is the admin scope when the file names none.
 const DefaultAdminScope = "switchyard:admin"
@@ -57,7 +63,8 @@ type Route struct {
 	Method string
 	// Path is the route's path; {name} segments are parameters.
 	Path string
-	// Mode is ModeAsync, ModeJobStatus or ModeSync.
+	// Mode is ModeAsync, ModeJobStatus, ModeJobList, ModeJobCancel or
+	// ModeSync.
 	Mode string
 	// JobType is the job type an async route accepts.
 	JobType string
@@ -313,6 +320,26 @@ func checkRoute(r Route, field, adminScope string, known Known, fail func(int, s
 		if r.JobType != "" {
 			return fail(r.Line, field+".job_type", "only async routes name a job type")
 		}
+	case ModeJobList:
+		if r.Method != http.MethodGet {
+			return fail(r.Line, field+".method", "a job-list route is a GET")
+		}
+		if len(r.Params()) != 0 {
+			return fail(r.Line, field+".path", "a job-list route takes no path parameters (e.g. /v1/jobs)")
+		}
+		if r.JobType != "" {
+			return fail(r.Line, field+".job_type", "only async routes name a job type")
+		}
+	case ModeJobCancel:
+		if r.Method != http.MethodPost && r.Method != http.MethodDelete {
+			return fail(r.Line, field+".method", "a job-cancel route is a POST (e.g. /v1/jobs/{id}/cancel) or a DELETE (e.g. /v1/jobs/{id})")
+		}
+		if len(r.Params()) != 1 {
+			return fail(r.Line, field+".path", "a job-cancel route has exactly one path parameter, the job id")
+		}
+		if r.JobType != "" {
+			return fail(r.Line, field+".job_type", "only async routes name a job type")
+		}
 	case ModeSync:
 		if r.JobType != "" {
 			return fail(r.Line, field+".job_type", "only async routes name a job type (a sync route's fallback is fallback_job_type)")
@@ -324,9 +351,9 @@ func checkRoute(r Route, field, adminScope string, known Known, fail func(int, s
 			return err
 		}
 	case "":
-		return fail(r.Line, field+".mode", "is required (%s, %s or %s)", ModeSync, ModeAsync, ModeJobStatus)
+		return fail(r.Line, field+".mode", "is required (%s)", strings.Join(modes, ", "))
 	default:
-		return fail(r.Line, field+".mode", "%q is not one of %s, %s, %s", r.Mode, ModeSync, ModeAsync, ModeJobStatus)
+		return fail(r.Line, field+".mode", "%q is not one of %s", r.Mode, strings.Join(modes, ", "))
 	}
 	if r.Mode != ModeSync && r.Sync != nil {
 		return fail(r.Line, field, "only sync routes take %s", strings.Join(syncKeys, ", "))

@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	return &Metrics{
 		messages: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_worker_messages_total", Help: "Messages processed, by job type and outcome (succeeded, duplicate, retrying, dead_lettered, error).",
+			Name: "switchyard_worker_messages_total", Help: "Messages processed, by job type and outcome (succeeded, duplicate, retrying, dead_lettered, cancelled, error).",
 		}, []string{"job_type", "outcome"}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "switchyard_worker_message_seconds", Help: "Time to process one message, by job type and outcome.",

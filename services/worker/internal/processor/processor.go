@@ -172,6 +172,9 @@ const (
 	OutcomeDuplicate    = "duplicate"
 	OutcomeRetrying     = "retrying"
 	OutcomeDeadLettered = "dead_lettered"
+	// OutcomeCancelled: the job's owner cancelled it; the handler did not
+	// run, or its failed attempt is not retried.
+	OutcomeCancelled = "cancelled"
 	// OutcomeError: the worker could not process or record the message
 	// (e.g. Postgres unavailable); SQS delivers it again.
 	OutcomeError = "error"
@@ -210,6 +213,9 @@ func (p *Processor) process(msg *message.Message, b Binding) (string, error) {
 	}
 	attempt, err := p.store.MarkProcessing(ctx, jobID, msg.UUID)
 	switch {
+	case errors.Is(err, jobstore.ErrCancelled):
+		log.Info("job cancelled by its owner; dropping message")
+		return OutcomeCancelled, nil
 	case errors.Is(err, jobstore.ErrFinished):
 		log.Info("job already finished; dropping message", "reason", err)
 		return OutcomeDuplicate, nil
@@ -223,6 +229,10 @@ func (p *Processor) process(msg *message.Message, b Binding) (string, error) {
 	stopHeartbeat := p.heartbeat(ctx, msg, b, log)
 	result, applied, err := p.apply(ctx, msg, b, jobID, attempt)
 	stopHeartbeat()
+	if errors.Is(err, errCancelled) {
+		log.Info("job cancelled by its owner before its handler ran", "attempt", attempt)
+		return OutcomeCancelled, nil
+	}
 	if err != nil {
 		return p.fail(ctx, msg, b, log, jobID, attempt, err)
 	}
@@ -253,6 +263,22 @@ func (p *Processor) apply(ctx context.Context, msg *message.Message, b Binding, 
 	if !first {
 		return nil, false, nil
 	}
+	// The owner may have asked to cancel the job since it was marked
+	// processing: then the handler does not run, and the job is cancelled
+	// in the transaction that holds the inbox row (a redelivery is a
+	// duplicate). A request that comes once the handler runs lets this
+	// attempt end as it would have.
+	if requested, err := jobstore.CancellationRequested(ctx, tx, jobID); err != nil {
+		return nil, false, err
+	} else if requested {
+		if _, err := jobstore.FinishCancelled(ctx, tx, jobID, attempt, false); err != nil {
+			return nil, false, err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return nil, false, fmt.Errorf("committing cancelled job: %w", err)
+		}
+		return nil, false, errCancelled
+	}
 	result, err = b.Handler.Handle(ctx, jobhandler.Task{
 		JobID: jobID, Type: b.JobType, ClientID: msg.Metadata.Get(jobmessage.ClientID), MessageID: msg.UUID,
 		Attempt: attempt, Payload: json.RawMessage(msg.Payload), TraceParent: tracing.TraceParent(ctx), Tx: tx,
@@ -271,6 +297,10 @@ func (p *Processor) apply(ctx context.Context, msg *message.Message, b Binding, 
 	}
 	return result, true, nil
 }
+
+// errCancelled is apply's answer when it found the job's cancellation and
+// cancelled it instead of running the handler.
+var errCancelled = errors.New("job cancelled by its owner")
 
 // fail records a failed attempt and either schedules the next one or, for
 // a permanent error or the last attempt, dead-letters the message, in one
@@ -297,6 +327,19 @@ func (p *Processor) fail(ctx context.Context, msg *message.Message, b Binding, l
 	if err != nil {
 		log.Error("recording failed attempt", "attempt", attempt, "error", err, "cause", cause)
 		return OutcomeError, errors.Join(cause, err)
+	}
+
+	if tally.CancelRequested {
+		// The owner asked to cancel the job while this attempt ran: no
+		// retry and no dead letter.
+		if _, err := jobstore.FinishCancelled(ctx, tx, jobID, attempt, true); err != nil {
+			return OutcomeError, errors.Join(cause, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return OutcomeError, errors.Join(cause, fmt.Errorf("committing cancelled job: %w", err))
+		}
+		log.Info("attempt failed; job cancelled by its owner, so not retried", "attempt", attempt, "error", text)
+		return OutcomeCancelled, nil
 	}
 
 	if permanent || b.Retry.Exhausted(tally.Failures) {

@@ -1,0 +1,134 @@
+package jobsapi_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/problem"
+)
+
+func (e *env) submit(t *testing.T, client, jobType string) string {
+	t.Helper()
+	resp, body := e.do(t, call{"POST", "/v1/jobs/" + jobType, `{"text":"x"}`, map[string]string{headerClient: client}})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	return body["id"].(string)
+}
+
+// pages follows next_url from path to the end and returns the ids, in
+// order, and how many pages it took.
+func (e *env) pages(t *testing.T, client, path string) (ids []string, pages int) {
+	t.Helper()
+	for path != "" {
+		resp, body := e.do(t, call{"GET", path, ``, map[string]string{headerClient: client}})
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		pages++
+		for _, j := range body["jobs"].([]any) {
+			job := j.(map[string]any)
+			require.Equal(t, "/v1/jobs/"+job["id"].(string), job["status_url"])
+			ids = append(ids, job["id"].(string))
+		}
+		next, _ := body["next_url"].(string)
+		if next != "" {
+			require.Equal(t, "<"+next+`>; rel="next"`, resp.Header.Get("Link"))
+		}
+		path = next
+	}
+	return ids, pages
+}
+
+func TestListingPagesNewestFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var mine []string
+	for i := range 45 {
+		jobType := "text-stats"
+		if i%3 == 0 {
+			jobType = "open"
+		}
+		mine = append(mine, e.submit(t, "client-a", jobType))
+	}
+	other := e.submit(t, "client-b", "text-stats")
+
+	ids, pages := e.pages(t, "client-a", "/v1/jobs?limit=20")
+	require.Equal(t, 3, pages)
+	newestFirst := make([]string, len(mine))
+	for i, id := range mine {
+		newestFirst[len(mine)-1-i] = id
+	}
+	require.Equal(t, newestFirst, ids, "every job once, newest first")
+	require.NotContains(t, ids, other, "another client's job is never listed")
+
+	ids, _ = e.pages(t, "client-a", "/v1/jobs?type=open&limit=7")
+	require.Len(t, ids, 15)
+
+	// A cancelled one, by status; several statuses comma-separated.
+	resp, _ := e.do(t, call{"POST", "/v1/jobs/" + mine[4] + "/cancel", ``, nil})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	ids, _ = e.pages(t, "client-a", "/v1/jobs?status=cancelled")
+	require.Equal(t, []string{mine[4]}, ids)
+	ids, _ = e.pages(t, "client-a", "/v1/jobs?status=accepted,cancelled&limit=100")
+	require.Len(t, ids, 45)
+
+	// A time window: the jobs created from the tenth on.
+	var tenth time.Time
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT created_at FROM jobs WHERE id = $1`, mine[9]).Scan(&tenth))
+	ids, _ = e.pages(t, "client-a", "/v1/jobs?limit=100&created_after="+url.QueryEscape(tenth.Format(time.RFC3339Nano)))
+	require.Subset(t, ids, mine[9:])
+	ids, _ = e.pages(t, "client-a", "/v1/jobs?limit=100&created_before="+url.QueryEscape(tenth.Format(time.RFC3339Nano)))
+	require.NotContains(t, ids, mine[9])
+
+	// A job that was deleted under a cursor does not break the listing.
+	resp, body := e.do(t, call{"GET", "/v1/jobs?limit=5", ``, nil})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_, err := e.pool.Exec(context.Background(), `DELETE FROM jobs WHERE id = $1`, newestFirst[4])
+	require.NoError(t, err)
+	ids, _ = e.pages(t, "client-a", body["next_url"].(string))
+	require.Equal(t, newestFirst[5:], ids)
+}
+
+func TestCancelOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.submit(t, "client-a", "text-stats")
+
+	resp, body := e.do(t, call{"POST", "/v1/jobs/" + id + "/cancel", ``, map[string]string{headerClient: "client-b"}})
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "another client's job")
+	require.Equal(t, problem.JobNotFound.Type(), body["type"])
+
+	resp, body = e.do(t, call{"POST", "/v1/jobs/" + id + "/cancel", ``, nil})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "cancelled", body["status"])
+	require.NotEmpty(t, body["cancel_requested_at"])
+	require.NotEmpty(t, body["finished_at"])
+	events := body["events"].([]any)
+	require.Equal(t, "cancelled", events[len(events)-1].(map[string]any)["type"])
+
+	resp, body = e.do(t, call{"DELETE", "/v1/jobs/" + id, ``, nil})
+	require.Equal(t, http.StatusOK, resp.StatusCode, "cancelling twice is idempotent")
+	require.Equal(t, "cancelled", body["status"])
+
+	running := e.submit(t, "client-a", "text-stats")
+	_, err := e.pool.Exec(context.Background(), `UPDATE jobs SET status = 'processing' WHERE id = $1`, running)
+	require.NoError(t, err)
+	resp, body = e.do(t, call{"DELETE", "/v1/jobs/" + running, ``, nil})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, "a running job is marked")
+	require.Equal(t, "processing", body["status"])
+	require.NotEmpty(t, body["cancel_requested_at"])
+
+	for _, status := range []string{"succeeded", "dead_lettered"} {
+		done := e.submit(t, "client-a", "text-stats")
+		_, err := e.pool.Exec(context.Background(), `UPDATE jobs SET status = $2 WHERE id = $1`, done, status)
+		require.NoError(t, err)
+		resp, body = e.do(t, call{"POST", "/v1/jobs/" + done + "/cancel", ``, nil})
+		require.Equal(t, http.StatusConflict, resp.StatusCode, status)
+		require.Equal(t, problem.JobFinished.Type(), body["type"])
+	}
+	resp, _ = e.do(t, call{"POST", "/v1/jobs/" + uuid.NewString() + "/cancel", ``, nil})
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
