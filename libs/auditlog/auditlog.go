@@ -154,3 +154,40 @@ func Write(ctx context.Context, db Execer, e Entry) error {
 	}
 	return nil
 }
+
+// Querier is a pool, a connection or a transaction.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Trim deletes up to limit audit rows written before before, oldest
+// first, and returns how many; with dryRun it counts every row it would
+// delete. The table is append-only for every service: rows go only
+// through the database function switchyard_trim_audit, which refuses to
+// delete a row younger than 30 days.
+func Trim(ctx context.Context, db Querier, before time.Time, limit int, dryRun bool) (int64, error) {
+	var n int64
+	var err error
+	if dryRun {
+		err = db.QueryRow(ctx, `SELECT count(*) FROM admin_audit WHERE at < $1`, before).Scan(&n)
+	} else {
+		err = db.QueryRow(ctx, `SELECT switchyard_trim_audit($1, $2)`, before, limit).Scan(&n)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("trimming the audit log: %w", err)
+	}
+	return n, nil
+}
+
+// Oldest returns when the oldest audit row was written (zero: none).
+func Oldest(ctx context.Context, db Querier) (time.Time, error) {
+	var t time.Time
+	err := db.QueryRow(ctx, `SELECT at FROM admin_audit ORDER BY id LIMIT 1`).Scan(&t)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading the oldest audit row: %w", err)
+	}
+	return t, nil
+}

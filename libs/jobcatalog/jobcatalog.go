@@ -61,6 +61,10 @@ type JobType struct {
 	Timeout time.Duration
 	// Retry is how often and how far apart failed attempts are retried.
 	Retry jobs.RetryPolicy
+	// Retention is how long a finished job of this type is kept (with its
+	// attempts and timeline) before the janitor deletes it; zero: the
+	// janitor's default (SWITCHYARD_RETENTION_JOBS).
+	Retention time.Duration
 
 	schema *jsonschema.Schema
 }
@@ -86,6 +90,7 @@ type typeDoc struct {
 	Consumers    int            `yaml:"consumers"`
 	Timeout      time.Duration  `yaml:"timeout"`
 	Retry        *retryDoc      `yaml:"retry"`
+	Retention    time.Duration  `yaml:"retention"`
 }
 
 type retryDoc struct {
@@ -160,9 +165,12 @@ func build(name string, td typeDoc) (*JobType, error) {
 	}
 	jt := &JobType{
 		Name: name, Description: td.Description, MaxBodyBytes: td.MaxBodyBytes, MaxJSONDepth: td.MaxJSONDepth,
-		Handler: td.Handler, Consumers: td.Consumers, Timeout: td.Timeout,
+		Handler: td.Handler, Consumers: td.Consumers, Timeout: td.Timeout, Retention: td.Retention,
 	}
 	var errs []error
+	if jt.Retention != 0 && jt.Retention < time.Minute {
+		errs = append(errs, fmt.Errorf("retention %s must be at least 1m (or left out for the janitor's default)", jt.Retention))
+	}
 	switch {
 	case jt.MaxBodyBytes == 0:
 		jt.MaxBodyBytes = DefaultMaxBodyBytes

@@ -180,12 +180,15 @@ func (s *Store) resolveTaken(ctx context.Context, batch []*acceptance) {
 	if err == nil {
 		_, err = forEachJob(rows, func(j jobs.Job) { holders[[2]string{j.ClientID, j.IdempotencyKey}] = j })
 	}
+	var expired []*acceptance
 	for _, a := range batch {
 		if a.created {
 			continue
 		}
 		holder, found := holders[[2]string{a.sub.ClientID, a.sub.IdempotencyKey}]
 		switch {
+		case err == nil && found && s.keyWindow > 0 && time.Since(holder.CreatedAt) > s.keyWindow:
+			expired = append(expired, a)
 		case err != nil:
 			a.err = fmt.Errorf("reading job for idempotency key: %w", err)
 		case a.sub.IdempotencyKey == "" || !found:
@@ -198,6 +201,32 @@ func (s *Store) resolveTaken(ctx context.Context, batch []*acceptance) {
 			a.job = holder
 		}
 	}
+	if len(expired) > 0 {
+		s.acceptAfterExpiry(ctx, expired)
+	}
+}
+
+// releaseExpiredSQL forgets the keys of the given (client, key) pairs
+// whose job was accepted before $3 (the janitor does the same in bulk),
+// through the database function the gateway may call (migration 00017).
+const releaseExpiredSQL = `SELECT switchyard_release_idempotency_keys($1::text[], $2::text[], $3)`
+
+// acceptAfterExpiry accepts submissions whose key names a job accepted
+// longer ago than the key window: the key is released and they are
+// accepted anew, each creating a job (or, if a concurrent submission took
+// the key again first, answered with that one's).
+func (s *Store) acceptAfterExpiry(ctx context.Context, batch []*acceptance) {
+	clients, keys := make([]string, len(batch)), make([]string, len(batch))
+	for i, a := range batch {
+		clients[i], keys[i] = a.sub.ClientID, a.sub.IdempotencyKey
+	}
+	if _, err := s.pool.Exec(ctx, releaseExpiredSQL, clients, keys, time.Now().Add(-s.keyWindow)); err != nil {
+		for _, a := range batch {
+			a.err = fmt.Errorf("releasing an expired idempotency key: %w", err)
+		}
+		return
+	}
+	s.acceptAll(ctx, batch)
 }
 
 // forEachJob scans rows of jobColumns.

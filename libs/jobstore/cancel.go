@@ -26,29 +26,6 @@ const (
 	CancelRequested CancelOutcome = "cancel_requested"
 )
 
-// cancelSQL cancels, in one statement, the job $1 of client $2: a job in
-// a status that may be cancelled at once ($3) becomes cancelled; a
-// processing one is marked. The row is locked first, so that a worker's
-// concurrent move (MarkProcessing, Complete) is either wholly before or
-// wholly after it: a job can never end both cancelled and succeeded.
-const cancelSQL = `
-WITH target AS (
-	SELECT id, status, cancel_requested_at IS NOT NULL AS requested FROM jobs WHERE id = $1 AND client_id = $2 FOR UPDATE
-), cancelled AS (
-	UPDATE jobs j SET status = 'cancelled', cancel_requested_at = COALESCE(j.cancel_requested_at, now()), next_attempt_at = NULL,
-		finished_at = now(), updated_at = now()
-	FROM target t WHERE j.id = t.id AND t.status = ANY($3)
-	RETURNING j.id
-), requested AS (
-	UPDATE jobs j SET cancel_requested_at = now(), updated_at = now()
-	FROM target t WHERE j.id = t.id AND t.status = 'processing' AND NOT t.requested
-	RETURNING j.id
-), events AS (
-	INSERT INTO job_events (job_id, type)
-	SELECT id, 'cancelled' FROM cancelled UNION ALL SELECT id, 'cancel_requested' FROM requested
-)
-SELECT status, EXISTS (SELECT 1 FROM cancelled) FROM target`
-
 // Cancel cancels job id if it belongs to clientID: at once when it is not
 // running (Cancelled), by marking it when an attempt runs
 // (CancelRequested). Cancelling again is not an error
@@ -61,7 +38,9 @@ func (s *Store) Cancel(ctx context.Context, id, clientID string) (CancelOutcome,
 	}
 	var status string
 	var cancelledNow bool
-	err := s.pool.QueryRow(ctx, cancelSQL, id, clientID, cancellableStatuses).Scan(&status, &cancelledNow)
+	// The database function (migration 00015) locks the row and moves it
+	// in one statement; the gateway may not update jobs otherwise.
+	err := s.pool.QueryRow(ctx, `SELECT status, cancelled_now FROM switchyard_cancel_job($1, $2)`, id, clientID).Scan(&status, &cancelledNow)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return "", fmt.Errorf("cancelling job %s: %w", id, jobs.ErrNotFound)
@@ -81,17 +60,6 @@ func (s *Store) Cancel(ctx context.Context, id, clientID string) (CancelOutcome,
 		return "", fmt.Errorf("job %s is %s: %w", id, status, jobs.ErrAlreadyFinished)
 	}
 }
-
-// cancellableStatuses are the statuses Cancel moves to cancelled at once.
-var cancellableStatuses = func() []string {
-	var out []string
-	for _, s := range jobs.Statuses() {
-		if s.Cancellable() {
-			out = append(out, string(s))
-		}
-	}
-	return out
-}()
 
 // CancellationRequested reports, inside tx, whether the job's owner asked to
 // cancel it. The worker asks before it runs a handler, in the

@@ -22,10 +22,20 @@ import (
 // Store reads and writes jobs.
 type Store struct {
 	pool *pgxpool.Pool
+	// keyWindow is how long an Idempotency-Key names its job (0: for ever).
+	keyWindow time.Duration
 }
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// ExpireKeysAfter makes an Idempotency-Key name its job for d after the
+// job was accepted: a submission with the key after that creates a new
+// job (Stripe's 24 hours). It returns s.
+func (s *Store) ExpireKeysAfter(d time.Duration) *Store {
+	s.keyWindow = d
+	return s
+}
 
 // jobColumns read a job as its owner sees it: LastError is the message
 // written for the client (or a generic one for a failure recorded before

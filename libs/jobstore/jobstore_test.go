@@ -104,6 +104,74 @@ func TestIdempotency(t *testing.T) {
 	require.Equal(t, 2, count(t, pool, `SELECT count(*) FROM watermill_outbox`))
 }
 
+// TestIdempotencyKeysExpire: within its window a key names its job; past
+// it (the job accepted longer ago) the same key creates a new job, with
+// the same payload or another, through a batch too.
+func TestIdempotencyKeysExpire(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	store := jobstore.New(pool).ExpireKeysAfter(24 * time.Hour)
+
+	first, created, err := store.Accept(ctx, submission("c1", "key-1", `{"text":"a"}`))
+	require.NoError(t, err)
+	require.True(t, created)
+	_, err = pool.Exec(ctx, `UPDATE jobs SET created_at = now() - interval '23 hours' WHERE id = $1`, first.ID)
+	require.NoError(t, err)
+	again, created, err := store.Accept(ctx, submission("c1", "key-1", `{"text":"a"}`))
+	require.NoError(t, err)
+	require.False(t, created, "within 24 h the key names its job")
+	require.Equal(t, first.ID, again.ID)
+
+	_, err = pool.Exec(ctx, `UPDATE jobs SET created_at = now() - interval '25 hours' WHERE id = $1`, first.ID)
+	require.NoError(t, err)
+	fresh, created, err := store.Accept(ctx, submission("c1", "key-1", `{"text":"another request"}`))
+	require.NoError(t, err)
+	require.True(t, created, "past 24 h the key is free again")
+	require.NotEqual(t, first.ID, fresh.ID)
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM jobs WHERE idempotency_key = 'key-1'`))
+	require.Equal(t, 0, count(t, pool, `SELECT count(*) FROM jobs WHERE id = $1 AND idempotency_key IS NOT NULL`, first.ID))
+
+	// Through a batch: an expired key and a fresh one side by side.
+	_, err = pool.Exec(ctx, `UPDATE jobs SET created_at = now() - interval '25 hours' WHERE id = $1`, fresh.ID)
+	require.NoError(t, err)
+	expired, kept := submission("c1", "key-1", `{"text":"a"}`), submission("c1", "key-2", `{"text":"a"}`)
+	require.Equal(t, []error{nil}, store.AcceptBatch(ctx, []jobs.Submission{kept}))
+	require.Equal(t, []error{nil, nil}, store.AcceptBatch(ctx, []jobs.Submission{expired, submission("c1", "key-2", `{"text":"a"}`)}))
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM jobs WHERE id = $1`, expired.ID), "the expired key made a job")
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM jobs WHERE idempotency_key = 'key-2'`), "the fresh key did not")
+}
+
+// TestCancelFunctionAgreesWithDomain: the database function the gateway
+// cancels through cancels at once exactly the statuses
+// jobs.Status.Cancellable names, marks a processing job, and leaves
+// finished ones alone.
+func TestCancelFunctionAgreesWithDomain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	store := jobstore.New(pool)
+	for _, status := range jobs.Statuses() {
+		sub := submission("c1", "", `{"text":"a"}`)
+		_, _, err := store.Accept(ctx, sub)
+		require.NoError(t, err)
+		_, err = pool.Exec(ctx, `UPDATE jobs SET status = $2 WHERE id = $1`, sub.ID, string(status))
+		require.NoError(t, err)
+		outcome, err := store.Cancel(ctx, sub.ID, "c1")
+		switch {
+		case status.Cancellable():
+			require.NoError(t, err, status)
+			require.Equal(t, jobstore.Cancelled, outcome, status)
+		case status == jobs.StatusProcessing:
+			require.Equal(t, jobstore.CancelRequested, outcome)
+		case status == jobs.StatusCancelled:
+			require.Equal(t, jobstore.AlreadyCancelled, outcome)
+		default:
+			require.ErrorIs(t, err, jobs.ErrAlreadyFinished, status)
+		}
+	}
+}
+
 func TestIdempotencyUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

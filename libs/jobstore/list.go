@@ -126,8 +126,10 @@ func (s *Store) List(ctx context.Context, clientID string, f ListFilter) (Page, 
 	if f.After != nil {
 		where = append(where, "(created_at, id) < ("+arg(f.After.CreatedAt)+", "+arg(f.After.ID)+"::uuid)")
 	}
+	// jobs.id, not id: the output column "id" is the text form, and
+	// ORDER BY would sort by it, which no index holds.
 	query := `SELECT ` + summaryColumns + ` FROM jobs WHERE ` + strings.Join(where, " AND ") +
-		` ORDER BY created_at DESC, id DESC LIMIT ` + arg(f.Limit+1)
+		` ORDER BY jobs.created_at DESC, jobs.id DESC LIMIT ` + arg(f.Limit+1)
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return Page{}, listError(err)

@@ -48,6 +48,7 @@ var (
 	NotReplayable        = Kind{"not-replayable", "Dead letter cannot be replayed in its state", http.StatusConflict}
 	OperationNotFound    = Kind{"replay-operation-not-found", "Replay operation not found", http.StatusNotFound}
 	OperationFinished    = Kind{"replay-operation-finished", "Replay operation is not running", http.StatusConflict}
+	RetentionBusy        = Kind{"retention-busy", "A retention pass is already running", http.StatusConflict}
 	SelectionTooLarge    = Kind{"selection-too-large", "Bulk replay selects too many dead letters", http.StatusUnprocessableEntity}
 	MethodNotAllowed     = Kind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	PayloadTooLarge      = Kind{"payload-too-large", "Request body too large", http.StatusRequestEntityTooLarge}

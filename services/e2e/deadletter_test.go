@@ -82,14 +82,21 @@ func startFaultPlatform(t *testing.T, env ...string) *platform {
 			"SWITCHYARD_REPLAY_DRAIN_WAIT=2s",
 		}, env...),
 	})
+	p.addAdmin()
+	return p
+}
+
+// addAdmin registers the admin client ops-alice (switchyard:admin) for
+// admin and dlq.
+func (p *platform) addAdmin() {
+	p.t.Helper()
 	secret := p.client(adminActor, "switchyard:admin")
 	tok, err := p.token(adminActor, secret)
-	require.NoError(t, err)
+	require.NoError(p.t, err)
 	p.mu.Lock()
 	p.bearers[adminActor] = tok
 	p.adminSecret = secret
 	p.mu.Unlock()
-	return p
 }
 
 // admin calls the replay service's admin API as ops-alice (or with the
@@ -130,7 +137,14 @@ func (p *platform) dlq(args ...string) (stdout, stderr string, code int) {
 // dlqAs runs `switchyard dlq ARGS` with another client's credentials.
 func (p *platform) dlqAs(clientID, secret string, args ...string) (stdout, stderr string, code int) {
 	p.t.Helper()
-	cmd := exec.Command(filepath.Join(p.bin, "switchyard"), append([]string{"dlq"}, args...)...)
+	return p.adminCLI(clientID, secret, append([]string{"dlq"}, args...)...)
+}
+
+// adminCLI runs `switchyard ARGS` with clientID's credentials for the admin
+// API.
+func (p *platform) adminCLI(clientID, secret string, args ...string) (stdout, stderr string, code int) {
+	p.t.Helper()
+	cmd := exec.Command(filepath.Join(p.bin, "switchyard"), args...)
 	cmd.Env = append(slices.Clone(p.env), "SWITCHYARD_ADMIN_URL="+p.replay, "SWITCHYARD_TOKEN_URL="+p.tokens+"/oauth2/token",
 		"SWITCHYARD_ADMIN_CLIENT_ID="+clientID, "SWITCHYARD_ADMIN_CLIENT_SECRET="+secret)
 	var out, errb bytes.Buffer

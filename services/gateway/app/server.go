@@ -103,6 +103,9 @@ type AcceptConfig struct {
 	MaxBatch int           `conf:"default:64,env:SWITCHYARD_GATEWAY_ACCEPT_MAX_BATCH,help:most submissions one statement and commit carries"`
 	MaxQueue int           `conf:"default:1024,env:SWITCHYARD_GATEWAY_ACCEPT_MAX_QUEUE,help:most submissions waiting for a writer; one more is answered 503 with Retry-After at once"`
 	MaxWait  time.Duration `conf:"default:250ms,env:SWITCHYARD_GATEWAY_ACCEPT_MAX_WAIT,help:longest a submission waits for a writer; one that waited longer is answered 503 with Retry-After instead of being written late"`
+	// KeyWindow is the replay service's janitor's setting too, which
+	// releases expired keys in bulk.
+	KeyWindow time.Duration `conf:"default:24h,env:SWITCHYARD_IDEMPOTENCY_KEY_TTL,help:how long an Idempotency-Key names its job; reused later it creates a new job"`
 }
 
 // batchConfig is c as the job store's batcher takes it.
@@ -123,6 +126,9 @@ func (c Config) Validate() error {
 	} else if c.Accept.Writers >= int(c.DBMaxConns) {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_ACCEPT_WRITERS %d must be fewer than SWITCHYARD_GATEWAY_DB_MAX_CONNS %d: status reads and the edge need connections too",
 			c.Accept.Writers, c.DBMaxConns))
+	}
+	if c.Accept.KeyWindow < time.Minute {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_IDEMPOTENCY_KEY_TTL %s must be at least 1m", c.Accept.KeyWindow))
 	}
 	if c.CacheMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_CACHE_MAX_BYTES %d must not be negative", c.CacheMaxBytes))
@@ -214,7 +220,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		httpserver.WithObserver(usageRecorder))
 	e.IPExtractor = protections.ClientIP
 	e.Pre(protections.Pre)
-	accepts, err := jobstore.NewBatcher(jobstore.New(pool), cfg.Accept.batchConfig(prometheus.DefaultRegisterer))
+	accepts, err := jobstore.NewBatcher(jobstore.New(pool).ExpireKeysAfter(cfg.Accept.KeyWindow), cfg.Accept.batchConfig(prometheus.DefaultRegisterer))
 	if err != nil {
 		return err
 	}

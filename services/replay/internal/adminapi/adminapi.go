@@ -37,8 +37,10 @@ import (
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobpayload"
+	"github.com/switchyard/switchyard/libs/jsonbody"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/replayapi"
+	"github.com/switchyard/switchyard/libs/retention"
 	"github.com/switchyard/switchyard/libs/usage"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 )
@@ -94,6 +96,9 @@ type API struct {
 	// Usage reads the usage report (usage.Read on the platform's
 	// database); nil: GET /admin/v1/usage is 404.
 	Usage func(ctx context.Context, q usage.Query) (usage.Report, error)
+	// Retention runs one retention pass (retention.Janitor.Pass); nil:
+	// POST /admin/v1/retention/run is 404.
+	Retention func(ctx context.Context, dryRun bool) ([]retention.Report, error)
 }
 
 // MaxUsageRange is the longest range one usage report covers.
@@ -123,6 +128,53 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	if a.Usage != nil {
 		g.GET("/usage", a.usage, guard(ScopeUsage))
 	}
+	if a.Retention != nil {
+		g.POST("/retention/run", a.runRetention, guard(Scope))
+	}
+}
+
+// RetentionRun is the body of POST /admin/v1/retention/run.
+type RetentionRun struct {
+	// DryRun counts what a pass would delete now and deletes nothing.
+	DryRun bool `json:"dry_run"`
+}
+
+// RetentionResult is its answer: per table, the rows deleted (or that
+// would be) and the oldest row left.
+type RetentionResult struct {
+	DryRun bool               `json:"dry_run"`
+	Tables []retention.Report `json:"tables"`
+}
+
+// runRetention runs one retention pass now (admin scope only), or with
+// dry_run says what it would delete; audited with the counts. 409 while
+// another replica's janitor runs a pass.
+func (a *API) runRetention(c echo.Context) error {
+	var req RetentionRun
+	body, err := jsonbody.Read(c.Request(), 1<<10, "a retention run's")
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return problem.InvalidParameter.New(`the body is {"dry_run": true|false}`)
+	}
+	e := auditOf(c, "retention.run", "")
+	if req.DryRun {
+		e.Action = "retention.dry_run"
+	}
+	reports, err := a.Retention(c.Request().Context(), req.DryRun)
+	if errors.Is(err, retention.ErrBusy) {
+		return a.recordRead(c, e, problem.RetentionBusy.New("another replica's janitor is running a pass; try again in a minute"))
+	}
+	counts := map[string]int{}
+	for _, r := range reports {
+		counts[r.Table] = int(r.Rows)
+	}
+	e.Counts = counts
+	if auditErr := a.recordRead(c, e, err); auditErr != nil {
+		return auditErr
+	}
+	return c.JSON(http.StatusOK, RetentionResult{DryRun: req.DryRun, Tables: reports})
 }
 
 // usage answers GET /admin/v1/usage?since=&until=&client=&route=: requests

@@ -29,6 +29,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/outbox"
+	"github.com/switchyard/switchyard/libs/retention"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
@@ -84,7 +85,15 @@ func newEnv(t *testing.T) *env {
 	dr := drain.New(queues, store, logger, nil)
 	dr.WaitTime = time.Second
 	e := httpserver.NewEcho(logger)
-	adminapi.New(store, catalog, 24*time.Hour).Mount(e, adminapi.GuardsFor(headerAuth{}, logger, nil))
+	api := adminapi.New(store, catalog, 24*time.Hour)
+	settings := retention.Settings{Interval: time.Minute, Batch: 100, MaxPass: time.Minute, Jobs: time.Hour, Inbox: 2 * time.Hour,
+		Audit: retention.MinAudit, IdempotencyKeys: time.Hour}
+	tables := append(retention.JobTables(pool, settings, jobstore.Retention{DeadLetteredAtLeast: time.Hour, KeepSQL: deadletterstore.NamesJobSQL("j.id")}),
+		retention.Table{Name: "dead_letters", Trim: store.PurgeExpired, Oldest: store.Oldest})
+	jan, err := retention.New(pool, settings, tables, logger, nil)
+	require.NoError(t, err)
+	api.Retention = jan.Pass
+	api.Mount(e, adminapi.GuardsFor(headerAuth{}, logger, nil))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &env{pool: pool, store: store, queues: queues, drain: dr, srv: srv}
@@ -493,6 +502,57 @@ func TestBulkReplayAPI(t *testing.T) {
 
 // TestRoles: each capability scope opens its part of the admin API and
 // nothing else; the admin scope opens all of it.
+// TestRetentionRun: a dry run counts and deletes nothing; a run deletes
+// the finished job past its retention but not the dead-lettered one whose
+// dead letter is stored; both are audited with their counts.
+func TestRetentionRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	dead, _ := e.deadLetterJob(t, "r", "target answered 400 for order 1")
+	e.drainAll(t)
+	done := uuid.NewString()
+	_, _, err := jobstore.New(e.pool).Accept(ctx, jobs.Submission{ID: done, MessageID: uuid.NewString(), Type: "text-stats", ClientID: "c", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	_, err = e.pool.Exec(ctx, `UPDATE jobs SET status = CASE WHEN id = $1 THEN 'succeeded' ELSE status END, finished_at = now() - interval '3 hours'
+		WHERE id IN ($1, $2)`, done, dead)
+	require.NoError(t, err)
+
+	tableRows := func(body map[string]any) map[string]float64 {
+		out := map[string]float64{}
+		for _, r := range body["tables"].([]any) {
+			out[r.(map[string]any)["table"].(string)] = r.(map[string]any)["rows"].(float64)
+		}
+		return out
+	}
+	status, body := e.call(t, "POST", "/admin/v1/retention/run", `{"dry_run":true}`)
+	require.Equal(t, http.StatusOK, status, body)
+	require.Equal(t, true, body["dry_run"])
+	require.InDelta(t, 1, tableRows(body)["jobs"], 0, "only the succeeded job: the dead letter keeps its job")
+	status, body = e.call(t, "POST", "/admin/v1/retention/run", `{"dry_run":false}`)
+	require.Equal(t, http.StatusOK, status, body)
+	require.InDelta(t, 1, tableRows(body)["jobs"], 0)
+	var left []string
+	rows, err := e.pool.Query(ctx, `SELECT id::text FROM jobs`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var id string
+		require.NoError(t, rows.Scan(&id))
+		left = append(left, id)
+	}
+	require.Equal(t, []string{dead}, left)
+
+	_, body = e.call(t, "GET", "/admin/v1/audit?action=retention.*", "")
+	entries := items(t, body)
+	require.Len(t, entries, 2)
+	require.Equal(t, "retention.run", entries[0]["action"])
+	require.Equal(t, "retention.dry_run", entries[1]["action"])
+	require.EqualValues(t, 1, entries[0]["counts"].(map[string]any)["jobs"])
+
+	status, body = e.call(t, "POST", "/admin/v1/retention/run", `{"dry_run":"yes"}`)
+	require.Equal(t, http.StatusBadRequest, status, body)
+}
+
 func TestRoles(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -514,6 +574,7 @@ func TestRoles(t *testing.T) {
 		"cancel":     {"POST", "/admin/v1/replays/" + missing + "/cancel", ""},
 		"purge":      {"DELETE", "/admin/v1/dead-letters/" + missing + "?mode=purge", ""},
 		"audit":      {"GET", "/admin/v1/audit", ""},
+		"retention":  {"POST", "/admin/v1/retention/run", `{"dry_run":true}`},
 	}
 	allowed := map[string][]string{
 		adminapi.ScopeRead:                              {"list", "stats", "show", "operations"},
@@ -521,7 +582,7 @@ func TestRoles(t *testing.T) {
 		adminapi.ScopeReplay + " " + adminapi.ScopeEdit: {"replay", "edit", "dry run", "cancel"},
 		adminapi.ScopePurge:                             {"purge"},
 		adminapi.ScopeAudit:                             {"audit"},
-		adminapi.Scope:                                  {"list", "stats", "show", "operations", "replay", "edit", "dry run", "cancel", "purge", "audit"},
+		adminapi.Scope:                                  {"list", "stats", "show", "operations", "replay", "edit", "dry run", "cancel", "purge", "audit", "retention"},
 		"jobs:submit jobs:read":                         {},
 	}
 	for scopes, ok := range allowed {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -24,8 +25,10 @@ import (
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/retention"
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/libs/tlsreload"
@@ -53,6 +56,7 @@ type Config struct {
 	TLSClientCAFile  string        `conf:"env:SWITCHYARD_REPLAY_TLS_CLIENT_CA_FILE,help:PEM CA bundle: callers must present a client certificate from it (mTLS) as well as a token"`
 	Auth             accesstoken.Settings
 	Queues           sqsqueue.Config
+	Retention        retention.Settings
 	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel) or profile the process (/debug/pprof/); a vault: reference; empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
@@ -82,6 +86,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", c.MaxOperations))
 	}
 	if err := c.Queues.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Retention.Validate(c.Queues.Retention); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -135,8 +142,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			return config.Invalid(err)
 		}
 	}
+	jan, err := retention.New(pool, cfg.Retention, retentionTables(pool, store, cfg, catalog), logger, prometheus.DefaultRegisterer)
+	if err != nil {
+		return err
+	}
 	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)))
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
+	api.Retention = jan.Pass
 	api.Kick = runner.Kick
 	api.Usage = func(ctx context.Context, q usage.Query) (usage.Report, error) { return usage.Read(ctx, pool, q) }
 	refusals := auditlog.NewRefusals(pool, auditlog.DefaultRefusalLimits, prometheus.DefaultRegisterer, logger)
@@ -165,7 +177,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		go verifier.Run(ctx)
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return dr.Run(gctx, jobTypes) })
-		g.Go(func() error { janitor(gctx, store, logger); return nil })
+		g.Go(func() error { jan.Run(gctx); return nil })
 		g.Go(func() error { stats.Run(gctx); return nil })
 		g.Go(func() error { refusals.Run(gctx); return nil })
 		g.Go(func() error { return runner.Run(gctx) })
@@ -216,20 +228,23 @@ func dlqTypes(ctx context.Context, queues *sqsqueue.Queues, catalog *jobcatalog.
 	return types, nil
 }
 
-// janitor deletes archived dead letters past their retention, hourly.
-func janitor(ctx context.Context, store *deadletterstore.Store, logger *slog.Logger) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if n, err := store.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("purging expired archived dead letters", "error", err)
-		} else if n > 0 {
-			logger.Info("purged archived dead letters past their retention", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// retentionTables are the tables the replay service's janitor trims: the
+// job tables (a job named by a stored dead letter stays, and a
+// dead-lettered one stays at least as long as its DLQ keeps messages) and
+// archived dead letters past their retention.
+func retentionTables(pool *pgxpool.Pool, store *deadletterstore.Store, cfg Config, catalog *jobcatalog.Catalog) []retention.Table {
+	byType := map[string]time.Duration{}
+	for _, name := range catalog.Names() {
+		if jt, _ := catalog.Lookup(name); jt.Retention > 0 {
+			byType[name] = jt.Retention
 		}
 	}
+	tables := retention.JobTables(pool, cfg.Retention, jobstore.Retention{
+		ByType: byType, DeadLetteredAtLeast: cfg.Queues.DLQRetention, KeepSQL: deadletterstore.NamesJobSQL("j.id"),
+	})
+	return append(tables, retention.Table{
+		Name: "dead_letters", Retention: "archived: " + cfg.ArchiveRetention.String(),
+		Trim:   store.PurgeExpired,
+		Oldest: store.Oldest,
+	})
 }

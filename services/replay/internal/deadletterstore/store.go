@@ -489,14 +489,45 @@ func (s *Store) Remove(ctx context.Context, id string, mode RemoveMode, retentio
 	return out, err
 }
 
-// PurgeExpired deletes archived dead letters whose retention has ended and
-// returns how many.
-func (s *Store) PurgeExpired(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM dead_letters WHERE status = 'archived' AND purge_after < now()`)
+// PurgeExpired deletes up to limit archived dead letters whose retention
+// has ended, oldest first, and returns how many; with dryRun it counts
+// every one it would delete.
+func (s *Store) PurgeExpired(ctx context.Context, limit int, dryRun bool) (int64, error) {
+	var n int64
+	if dryRun {
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE status = 'archived' AND purge_after < now()`).Scan(&n); err != nil {
+			return 0, fmt.Errorf("counting expired dead letters: %w", err)
+		}
+		return n, nil
+	}
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM dead_letters WHERE id IN (
+			SELECT id FROM dead_letters WHERE status = 'archived' AND purge_after < now()
+			ORDER BY purge_after LIMIT $1 FOR UPDATE SKIP LOCKED)`, limit)
 	if err != nil {
 		return 0, fmt.Errorf("purging expired dead letters: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// Oldest returns when the oldest stored dead letter was dead-lettered
+// (zero: none).
+func (s *Store) Oldest(ctx context.Context) (time.Time, error) {
+	var t *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT min(dead_lettered_at) FROM dead_letters`).Scan(&t); err != nil {
+		return time.Time{}, fmt.Errorf("reading the oldest dead letter: %w", err)
+	}
+	if t == nil {
+		return time.Time{}, nil
+	}
+	return *t, nil
+}
+
+// NamesJobSQL is an SQL condition that holds when a stored dead letter
+// (in any status) names the job whose id is the SQL expression idExpr:
+// the job's retention must wait for the dead letter's.
+func NamesJobSQL(idExpr string) string {
+	return "EXISTS (SELECT 1 FROM dead_letters d WHERE d.job_id = " + idExpr + ")"
 }
 
 // Attempts returns the attempts of the dead letter's job (its error

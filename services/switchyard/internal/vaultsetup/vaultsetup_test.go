@@ -203,19 +203,27 @@ func leastPrivilegeInPostgres(t *testing.T, plan vaultsetup.Plan, res vaultsetup
 	allowed := map[string][]string{
 		"gateway": {`SELECT id FROM jobs LIMIT 1`, `SELECT client_id FROM oauth_clients WHERE disabled_at IS NOT NULL`,
 			`SELECT count(*) FROM job_attempts`, `SELECT count(*) FROM job_events`, `DELETE FROM usage_minutes WHERE false`,
-			`INSERT INTO admin_audit (actor, action) VALUES ('gateway', 'test')`},
+			`INSERT INTO admin_audit (actor, action) VALUES ('gateway', 'test')`,
+			`SELECT * FROM switchyard_cancel_job(` + anyJob + `, 'nobody')`,
+			`SELECT switchyard_release_idempotency_keys('{}', '{}', now() - interval '1 day')`},
 		"tokens": {`SELECT secret_hash FROM oauth_clients LIMIT 1`, `UPDATE oauth_clients SET secret_hash = secret_hash WHERE false`},
 		"relay":  {`SELECT "offset" FROM watermill_outbox FOR UPDATE SKIP LOCKED`, `DELETE FROM watermill_outbox WHERE false`, `UPDATE jobs SET status = status WHERE false`},
 		"worker": {`UPDATE jobs SET status = status WHERE false`, `SELECT 1 FROM inbox LIMIT 1`, `UPDATE job_attempts SET outcome = outcome WHERE false`},
 		"replay": {`SELECT count(*) FROM dead_letters`, `DELETE FROM dead_letters WHERE false`, `SELECT count(*) FROM admin_audit`,
-			`SELECT client_id FROM oauth_clients WHERE disabled_at IS NOT NULL`, `SELECT count(*) FROM usage_minutes`},
+			`SELECT client_id FROM oauth_clients WHERE disabled_at IS NOT NULL`, `SELECT count(*) FROM usage_minutes`,
+			`DELETE FROM jobs WHERE false`, `DELETE FROM inbox WHERE false`, `SELECT switchyard_trim_audit(now() - interval '40 days', 1)`,
+			// The janitor's batches.
+			`SELECT message_id FROM inbox LIMIT 1`, `SELECT id FROM jobs FOR UPDATE SKIP LOCKED LIMIT 1`,
+			`DELETE FROM job_events WHERE false`, `DELETE FROM job_attempts WHERE false`},
 	}
 	forbidden := map[string][]string{
 		"gateway": {
 			`UPDATE oauth_clients SET scopes = array_append(scopes, 'switchyard:admin')`, // grant itself admin
 			`SELECT secret_hash FROM oauth_clients`, `INSERT INTO oauth_clients (client_id, secret_hash) VALUES ('x', 'y')`,
 			`UPDATE admin_audit SET outcome = 'ok'`, `DELETE FROM admin_audit`, `TRUNCATE admin_audit`,
-			`DELETE FROM jobs`, `UPDATE jobs SET status = 'succeeded'`, `SELECT count(*) FROM dead_letters`, `DELETE FROM watermill_outbox`,
+			`DELETE FROM jobs`, `UPDATE jobs SET status = 'succeeded'`, `UPDATE jobs SET idempotency_key = NULL`,
+			`SELECT count(*) FROM dead_letters`, `DELETE FROM watermill_outbox`, `SELECT switchyard_trim_audit(now() - interval '40 days', 1)`,
+			`SELECT switchyard_release_idempotency_keys('{}', '{}', now())`, // keys younger than a minute stay
 		},
 		"tokens": {
 			`SELECT count(*) FROM jobs`, `INSERT INTO oauth_clients (client_id, secret_hash) VALUES ('x', 'y')`,
@@ -231,7 +239,8 @@ func leastPrivilegeInPostgres(t *testing.T, plan vaultsetup.Plan, res vaultsetup
 		},
 		"replay": {
 			`UPDATE admin_audit SET actor = 'x'`, `DELETE FROM admin_audit`, `TRUNCATE admin_audit`,
-			`UPDATE oauth_clients SET scopes = '{switchyard:admin}'`, `SELECT secret_hash FROM oauth_clients`, `DELETE FROM jobs`,
+			`UPDATE oauth_clients SET scopes = '{switchyard:admin}'`, `SELECT secret_hash FROM oauth_clients`,
+			`SELECT switchyard_trim_audit(now() - interval '1 day', 1)`, // the function keeps 30 days whoever asks
 		},
 	}
 	dbURL, err := url.Parse(plan.DatabaseURL)

@@ -1,0 +1,108 @@
+package e2e_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const lifecycleRoutes = routesFile + `
+  - {method: GET, path: "/v1/jobs", mode: job-list, scopes: [jobs:read]}
+  - {method: POST, path: "/v1/jobs/{id}/cancel", mode: job-cancel, scopes: [jobs:submit]}
+  - {method: DELETE, path: "/v1/jobs/{id}", mode: job-cancel, scopes: [jobs:submit]}
+`
+
+// TestJobLifecycle is a client's and an operator's round trip through the
+// real services: jobs listed page by page, a job cancelled before a
+// worker can run it (the worker stopped) and its message dropped when the
+// worker returns, a finished one refused 409, and the retention janitor
+// dry-run and run with the CLI through the replay service: finished jobs
+// past their (shortened) retention go, everything else stays.
+func TestJobLifecycle(t *testing.T) {
+	p := startPlatformWith(t, platformOptions{
+		services: []string{"tokens", "relay", "worker", "replay", "gateway"},
+		routes:   lifecycleRoutes,
+		env:      []string{"SWITCHYARD_RETENTION_JOBS=1h", "SWITCHYARD_RETENTION_INTERVAL=1h"},
+	})
+	p.addAdmin()
+	client := http.Client{Timeout: 10 * time.Second}
+	var ids []string
+	for range 25 {
+		id, err := p.submit(client, "lister", 3)
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		require.NoError(t, p.awaitSucceeded(client, "lister", id, time.Minute))
+	}
+
+	// Listing: newest first, 10 at a time, following next_url.
+	auth := "Bearer " + p.bearer("lister")
+	var listed []string
+	path := "/v1/jobs?limit=10&status=succeeded"
+	for pages := 0; path != ""; pages++ {
+		require.Less(t, pages, 3)
+		r := p.call("GET", path, auth, "")
+		require.Equal(t, http.StatusOK, r.status, r.body)
+		for _, j := range r.body["jobs"].([]any) {
+			listed = append(listed, j.(map[string]any)["id"].(string))
+		}
+		path, _ = r.body["next_url"].(string)
+	}
+	require.Len(t, listed, 25)
+	require.Equal(t, ids[24], listed[0], "newest first")
+	require.Equal(t, ids[0], listed[24])
+	r := p.call("GET", "/v1/jobs", "Bearer "+p.bearer("someone-else"), "")
+	require.Equal(t, http.StatusOK, r.status)
+	require.Empty(t, r.body["jobs"], "another client sees none of them")
+
+	// A finished job cannot be cancelled.
+	r = p.call("POST", "/v1/jobs/"+ids[0]+"/cancel", auth, "")
+	require.Equal(t, http.StatusConflict, r.status, r.body)
+	require.Equal(t, "urn:switchyard:problem:job-finished", r.body["type"])
+
+	// With the worker stopped, a job waits; cancelled, it never runs.
+	p.mu.Lock()
+	worker := p.procs["worker"]
+	p.mu.Unlock()
+	require.NoError(t, worker.Stop(30*time.Second))
+	waiting, err := p.submit(client, "lister", 4)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return p.count(`SELECT count(*) FROM jobs WHERE id = '`+waiting+`' AND status = 'queued'`) == 1
+	}, 30*time.Second, 50*time.Millisecond, "the relay hands it to SQS")
+	r = p.call("DELETE", "/v1/jobs/"+waiting, auth, "")
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Equal(t, "cancelled", r.body["status"])
+	p.start("worker")
+	require.Eventually(t, func() bool {
+		n, _ := value(p.scrape("worker"), "switchyard_worker_messages_total", "job_type=text-stats", "outcome=cancelled")
+		return n == 1
+	}, 30*time.Second, 100*time.Millisecond, "the worker receives the message and drops it")
+	r = p.call("GET", "/v1/jobs/"+waiting, auth, "")
+	require.Equal(t, "cancelled", r.body["status"])
+	require.EqualValues(t, 0, r.body["attempts"], "its handler never ran")
+	require.Zero(t, p.count(`SELECT count(*) FROM demo_text_stats WHERE job_id = '`+waiting+`'`))
+
+	// Retention: ten of the jobs finished two hours ago (past the 1 h
+	// window); a dry run counts them, a run deletes them and nothing else.
+	_, err = p.pool.Exec(t.Context(), `UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = ANY($1::uuid[])`, ids[:10])
+	require.NoError(t, err)
+	out, stderr, code := p.adminCLI(adminActor, p.adminSecret, "retention", "--dry-run")
+	require.Zero(t, code, stderr)
+	t.Logf("switchyard retention --dry-run:\n%s", out)
+	require.Regexp(t, `(?m)^jobs\s+1h0m0s after finishing \(job types may differ\)\s+10\s`, out)
+	require.Equal(t, 26, p.count(`SELECT count(*) FROM jobs`), "a dry run deletes nothing")
+	out, stderr, code = p.adminCLI(adminActor, p.adminSecret, "retention")
+	require.Zero(t, code, stderr)
+	require.Regexp(t, `(?m)^jobs\s+.*\s+10\s`, out)
+	require.Equal(t, 16, p.count(`SELECT count(*) FROM jobs`))
+	require.Zero(t, p.count(`SELECT count(*) FROM jobs WHERE id = ANY('{`+strings.Join(ids[:10], ",")+`}'::uuid[])`))
+	r = p.call("GET", "/v1/jobs/"+ids[0], auth, "")
+	require.Equal(t, http.StatusNotFound, r.status)
+	r = p.admin("GET", "/admin/v1/audit?action=retention.*", "")
+	require.Len(t, r.body["items"], 2, "both runs audited")
+}
