@@ -20,10 +20,13 @@ type Status string
 // outbox message), queued once the relay has handed it to SQS, processing
 // while a worker runs its handler, and then succeeded or failed. A failed
 // job may be retried (processing again) or dead-lettered; a dead-lettered
-// job may be replayed, which queues it again. A job that is not running
+// job may be replayed, which queues it again. A job asked to run later is
+// scheduled until then (its message handed to SQS with a delay, or held
+// in the outbox), then processing. A job that is not running
 // may be cancelled by its owner; a running one is marked, and cancelled
 // instead of retried or dead-lettered if its attempt fails.
 const (
+	StatusScheduled    Status = "scheduled"
 	StatusAccepted     Status = "accepted"
 	StatusQueued       Status = "queued"
 	StatusProcessing   Status = "processing"
@@ -43,11 +46,12 @@ const (
 // RedrivePolicy moves a message whose worker keeps crashing whatever the
 // job's status was when it last started.
 //
-// Cancelled is final. A job that is not running (accepted, queued, failed
-// and waiting for its retry, replayed) may move there at its owner's
+// Cancelled is final. A job that is not running (scheduled, accepted,
+// queued, failed and waiting for its retry, replayed) may move there at its owner's
 // request; a processing one moves there only when the worker finds the
 // owner's request (its attempt failed, or its worker died).
 var transitions = map[Status][]Status{
+	StatusScheduled:    {StatusProcessing, StatusDeadLettered, StatusCancelled},
 	StatusAccepted:     {StatusQueued, StatusProcessing, StatusDeadLettered, StatusCancelled},
 	StatusQueued:       {StatusProcessing, StatusDeadLettered, StatusCancelled},
 	StatusProcessing:   {StatusProcessing, StatusSucceeded, StatusFailed, StatusDeadLettered, StatusCancelled},
@@ -100,7 +104,7 @@ func Sources(target Status) []Status {
 }
 
 var allStatuses = []Status{
-	StatusAccepted, StatusQueued, StatusProcessing, StatusSucceeded,
+	StatusScheduled, StatusAccepted, StatusQueued, StatusProcessing, StatusSucceeded,
 	StatusFailed, StatusDeadLettered, StatusReplayed, StatusCancelled,
 }
 
@@ -133,6 +137,8 @@ type Job struct {
 	FinishedAt     *time.Time
 	// NextAttemptAt is when a failed job will be tried again.
 	NextAttemptAt *time.Time
+	// RunAt is when a scheduled job is due (nil: at once).
+	RunAt *time.Time
 	// CancelRequestedAt is when its owner asked to cancel the job.
 	CancelRequestedAt *time.Time
 	// Events is the job's timeline, oldest first (filled by reads that
@@ -226,17 +232,28 @@ type Submission struct {
 	IdempotencyKey string
 	RequestID      string
 	TraceParent    string
+	// RunAt, when set and in the future, schedules the job: it runs no
+	// earlier than then.
+	RunAt *time.Time
+	// Options are the request's other settings as the client sent them
+	// (the delay or time asked for), part of the request's hash.
+	Options []string
 }
 
 // RequestHash fingerprints what a client asked for, so that a retried
 // request with the same Idempotency-Key can be told apart from a different
 // request that reuses the key. The client is part of the key's scope, not
-// of the hash.
-func RequestHash(jobType string, payload []byte) []byte {
+// of the hash; options (how the client asked to schedule the job, as
+// sent) are, and a request without options hashes as it always did.
+func RequestHash(jobType string, payload []byte, options ...string) []byte {
 	h := sha256.New()
 	h.Write([]byte(jobType))
 	h.Write([]byte{0})
 	h.Write(payload)
+	for _, o := range options {
+		h.Write([]byte{0})
+		h.Write([]byte(o))
+	}
 	return h.Sum(nil)
 }
 

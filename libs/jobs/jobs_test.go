@@ -44,8 +44,10 @@ func TestSources(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, []jobs.Status{jobs.StatusAccepted, jobs.StatusReplayed}, jobs.Sources(jobs.StatusQueued))
 	require.ElementsMatch(t,
-		[]jobs.Status{jobs.StatusAccepted, jobs.StatusQueued, jobs.StatusProcessing, jobs.StatusFailed, jobs.StatusReplayed},
+		[]jobs.Status{jobs.StatusScheduled, jobs.StatusAccepted, jobs.StatusQueued, jobs.StatusProcessing, jobs.StatusFailed, jobs.StatusReplayed},
 		jobs.Sources(jobs.StatusProcessing))
+	require.Equal(t, []jobs.Status{jobs.StatusScheduled, jobs.StatusAccepted, jobs.StatusQueued, jobs.StatusProcessing, jobs.StatusFailed, jobs.StatusReplayed},
+		jobs.Sources(jobs.StatusCancelled))
 	require.Empty(t, jobs.Sources(jobs.StatusAccepted))
 }
 
@@ -57,6 +59,9 @@ func TestRequestHash(t *testing.T) {
 	require.False(t, bytes.Equal(a, jobs.RequestHash("text-stats", []byte(`{"text":"b"}`))))
 	// The separator keeps type and payload from running into each other.
 	require.False(t, bytes.Equal(jobs.RequestHash("ab", []byte("c")), jobs.RequestHash("a", []byte("bc"))))
+	// Options (how the job was scheduled) count; none hashes as before.
+	require.False(t, bytes.Equal(a, jobs.RequestHash("text-stats", []byte(`{"text":"a"}`), "Switchyard-Delay=60")))
+	require.True(t, bytes.Equal(a, jobs.RequestHash("text-stats", []byte(`{"text":"a"}`), []string{}...)))
 }
 
 func TestValidateTypeName(t *testing.T) {

@@ -36,19 +36,20 @@ import (
 // never the other way round. The outbox keeps the waiters' order.
 var acceptSQL = `
 WITH input AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[])
-		WITH ORDINALITY AS t(id, type, client_id, scopes, payload, idempotency_key, request_hash, request_id, traceparent, outbox_uuid, outbox_payload, ord)
+	SELECT t.*, CASE WHEN t.run_at > now() THEN t.run_at END AS due
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+		WITH ORDINALITY AS t(id, type, client_id, scopes, payload, idempotency_key, request_hash, request_id, traceparent, outbox_uuid, outbox_payload, run_at, ord)
 ), inserted AS (
-	INSERT INTO jobs (id, type, client_id, client_scopes, status, payload, idempotency_key, request_hash, request_id, traceparent)
-	SELECT id::uuid, type, client_id, string_to_array(scopes, ' '), 'accepted', payload::jsonb,
-		NULLIF(idempotency_key, ''), request_hash, NULLIF(request_id, ''), NULLIF(traceparent, '')
+	INSERT INTO jobs (id, type, client_id, client_scopes, status, payload, idempotency_key, request_hash, request_id, traceparent, run_at)
+	SELECT id::uuid, type, client_id, string_to_array(scopes, ' '), CASE WHEN due IS NULL THEN 'accepted' ELSE 'scheduled' END, payload::jsonb,
+		NULLIF(idempotency_key, ''), request_hash, NULLIF(request_id, ''), NULLIF(traceparent, ''), due
 	FROM input ORDER BY client_id, idempotency_key, ord
 	ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-	RETURNING id, created_at
+	RETURNING id, created_at, status, run_at
 ), forwarded AS (
-	` + outbox.InsertSelectSQL(`SELECT i.outbox_uuid, i.outbox_payload::json FROM input i JOIN inserted j ON j.id = i.id::uuid ORDER BY i.ord`) + `
+	` + outbox.InsertSelectSQL(`SELECT i.outbox_uuid, i.outbox_payload::json, i.due FROM input i JOIN inserted j ON j.id = i.id::uuid ORDER BY i.ord`) + `
 )
-SELECT id::text, created_at FROM inserted`
+SELECT id::text, created_at, status, run_at FROM inserted`
 
 // existingSQL reads the jobs that hold the given (client, key) pairs.
 const existingSQL = `SELECT ` + jobColumns + ` FROM jobs
@@ -89,7 +90,7 @@ func newAcceptance(sub jobs.Submission) (*acceptance, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &acceptance{sub: sub, hash: jobs.RequestHash(sub.Type, sub.Payload), row: row}, nil
+	return &acceptance{sub: sub, hash: jobs.RequestHash(sub.Type, sub.Payload, sub.Options...), row: row}, nil
 }
 
 // acceptAll accepts every submission of batch with one statement and
@@ -135,28 +136,31 @@ func (s *Store) insert(ctx context.Context, batch []*acceptance) error {
 	n := len(batch)
 	ids, types, clients, scopes, payloads, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	hashes, requestIDs, traceparents, rowIDs, rowPayloads := make([][]byte, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	runAts := make([]*time.Time, n)
 	byID := make(map[string]*acceptance, n)
 	for i, a := range batch {
 		ids[i], types[i], clients[i], scopes[i] = a.sub.ID, a.sub.Type, a.sub.ClientID, strings.Join(a.sub.ClientScopes, " ")
 		payloads[i], keys[i], hashes[i] = string(a.sub.Payload), a.sub.IdempotencyKey, a.hash
 		requestIDs[i], traceparents[i], rowIDs[i], rowPayloads[i] = a.sub.RequestID, a.sub.TraceParent, a.row.UUID, string(a.row.Payload)
+		runAts[i] = a.sub.RunAt
 		byID[a.sub.ID] = a
 	}
-	rows, err := s.pool.Query(ctx, acceptSQL, ids, types, clients, scopes, payloads, keys, hashes, requestIDs, traceparents, rowIDs, rowPayloads)
+	rows, err := s.pool.Query(ctx, acceptSQL, ids, types, clients, scopes, payloads, keys, hashes, requestIDs, traceparents, rowIDs, rowPayloads, runAts)
 	if err != nil {
 		return err
 	}
-	var id string
+	var id, status string
 	var createdAt time.Time
-	_, err = pgx.ForEachRow(rows, []any{&id, &createdAt}, func() error {
+	var runAt *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&id, &createdAt, &status, &runAt}, func() error {
 		a, ok := byID[id]
 		if !ok {
 			return fmt.Errorf("the store returned job %s, which was not submitted", id)
 		}
 		a.created = true
-		a.job = jobs.Job{ID: id, Type: a.sub.Type, ClientID: a.sub.ClientID, ClientScopes: a.sub.ClientScopes, Status: jobs.StatusAccepted,
+		a.job = jobs.Job{ID: id, Type: a.sub.Type, ClientID: a.sub.ClientID, ClientScopes: a.sub.ClientScopes, Status: jobs.Status(status),
 			Payload: a.sub.Payload, IdempotencyKey: a.sub.IdempotencyKey, RequestHash: a.hash, RequestID: a.sub.RequestID,
-			TraceParent: a.sub.TraceParent, CreatedAt: createdAt, UpdatedAt: createdAt}
+			TraceParent: a.sub.TraceParent, CreatedAt: createdAt, UpdatedAt: createdAt, RunAt: runAt}
 		return nil
 	})
 	return err

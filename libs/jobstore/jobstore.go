@@ -44,7 +44,7 @@ const jobColumns = `id::text, type, client_id, client_scopes, status, payload, r
 	CASE WHEN last_error IS NULL THEN '' ELSE COALESCE(last_client_error, '` + genericClientError + `') END,
 	COALESCE(last_error_class, CASE WHEN last_error IS NULL THEN '' ELSE '` + unknownErrorClass + `' END),
 	COALESCE(idempotency_key, ''), request_hash, COALESCE(request_id, ''), COALESCE(traceparent, ''),
-	created_at, updated_at, queued_at, started_at, finished_at, next_attempt_at, cancel_requested_at`
+	created_at, updated_at, queued_at, started_at, finished_at, next_attempt_at, cancel_requested_at, run_at`
 
 func scanJob(row pgx.Row) (jobs.Job, error) {
 	var j jobs.Job
@@ -52,7 +52,7 @@ func scanJob(row pgx.Row) (jobs.Job, error) {
 	var payload, result []byte
 	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &j.ClientScopes, &status, &payload, &result, &j.Attempts, &j.LastError, &j.LastErrorClass,
 		&j.IdempotencyKey, &j.RequestHash, &j.RequestID, &j.TraceParent,
-		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt, &j.NextAttemptAt, &j.CancelRequestedAt)
+		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt, &j.NextAttemptAt, &j.CancelRequestedAt, &j.RunAt)
 	if err != nil {
 		return jobs.Job{}, err
 	}
@@ -148,6 +148,20 @@ func MarkQueued(ctx context.Context, tx pgx.Tx, jobIDs []string) error {
 // reached a final state; its message is a duplicate.
 var ErrFinished = errors.New("job already finished")
 
+// NotDueError is MarkProcessing's answer for a scheduled job whose time
+// has not come (its message came early: SQS's delay is at most 15
+// minutes, and clocks differ); In is how long until it is due, by the
+// database's clock.
+type NotDueError struct {
+	JobID string
+	RunAt time.Time
+	In    time.Duration
+}
+
+func (e *NotDueError) Error() string {
+	return fmt.Sprintf("job %s is scheduled for %s", e.JobID, e.RunAt.UTC().Format(time.RFC3339Nano))
+}
+
 // ErrCancelled is MarkProcessing's ErrFinished for a cancelled job.
 var ErrCancelled = fmt.Errorf("%w: cancelled by its owner", ErrFinished)
 
@@ -163,7 +177,7 @@ func (s *Store) MarkProcessing(ctx context.Context, id, messageID string) (attem
 		WITH job AS (
 			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),
 				next_attempt_at = NULL, updated_at = now()
-			WHERE id = $1 AND status = ANY($2) AND cancel_requested_at IS NULL
+			WHERE id = $1 AND status = ANY($2) AND cancel_requested_at IS NULL AND (run_at IS NULL OR run_at <= now())
 			RETURNING id, attempts
 		), abandoned AS (
 			UPDATE job_attempts SET outcome = 'abandoned', finished_at = now()
@@ -174,6 +188,8 @@ func (s *Store) MarkProcessing(ctx context.Context, id, messageID string) (attem
 		RETURNING attempt`, id, statusStrings(jobs.Sources(jobs.StatusProcessing)), messageID).Scan(&attempt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var status string
+		var notDueUntil *time.Time
+		var dueIn *float64
 		if err := s.pool.QueryRow(ctx, `
 			WITH cancelled AS (
 				UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, finished_at = now(), updated_at = now()
@@ -184,8 +200,10 @@ func (s *Store) MarkProcessing(ctx context.Context, id, messageID string) (attem
 			), events AS (
 				INSERT INTO job_events (job_id, type) SELECT id, 'cancelled' FROM cancelled
 			)
-			SELECT COALESCE((SELECT status FROM cancelled), status) FROM jobs WHERE id = $1`,
-			id, statusStrings(jobs.Sources(jobs.StatusCancelled))).Scan(&status); err != nil {
+			SELECT COALESCE((SELECT status FROM cancelled), status), CASE WHEN run_at > now() THEN run_at END,
+				CASE WHEN run_at > now() THEN extract(epoch FROM run_at - now())::float8 END
+			FROM jobs WHERE id = $1`,
+			id, statusStrings(jobs.Sources(jobs.StatusCancelled))).Scan(&status, &notDueUntil, &dueIn); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return 0, jobs.ErrNotFound
 			}
@@ -193,6 +211,9 @@ func (s *Store) MarkProcessing(ctx context.Context, id, messageID string) (attem
 		}
 		if jobs.Status(status) == jobs.StatusCancelled {
 			return 0, fmt.Errorf("job %s: %w", id, ErrCancelled)
+		}
+		if notDueUntil != nil && dueIn != nil && jobs.Status(status) == jobs.StatusScheduled {
+			return 0, &NotDueError{JobID: id, RunAt: *notDueUntil, In: time.Duration(*dueIn * float64(time.Second))}
 		}
 		return 0, fmt.Errorf("job %s is %s: %w", id, status, ErrFinished)
 	}

@@ -357,3 +357,60 @@ func TestLifecycleNeverMovesBackwards(t *testing.T) {
 	_, err = store.MarkProcessing(ctx, other.ID, "m3")
 	require.ErrorIs(t, err, jobstore.ErrFinished, "a dead-lettered job is not run again until replayed")
 }
+
+// TestScheduledJobIsHeldUntilDue accepts a job for two days ahead, then
+// moves the clock (the job's and its message's times, by the database's
+// clock): the outbox holds the message until it is due within SQS's 15
+// minutes, hands it over with the delay left, and a worker that gets it
+// early is told when it is due, not given an attempt.
+func TestScheduledJobIsHeldUntilDue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	store := jobstore.New(pool)
+	sub := submission("c1", "", `{"text":"later"}`)
+	due := time.Now().Add(48 * time.Hour)
+	sub.RunAt = &due
+	job, created, err := store.Accept(ctx, sub)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, jobs.StatusScheduled, job.Status)
+	require.WithinDuration(t, due, *job.RunAt, time.Millisecond)
+
+	claimOne := func() (outbox.Row, bool) {
+		claim, err := outbox.ClaimBatch(ctx, pool, 10)
+		require.NoError(t, err)
+		defer claim.Release(ctx)
+		if len(claim.Rows) == 0 {
+			return outbox.Row{}, false
+		}
+		return claim.Rows[0], true
+	}
+	_, claimed := claimOne()
+	require.False(t, claimed, "two days ahead: held in the outbox")
+	_, err = store.MarkProcessing(ctx, sub.ID, sub.MessageID)
+	var notDue *jobstore.NotDueError
+	require.ErrorAs(t, err, &notDue, "a message that came early is not an attempt")
+	require.InDelta(t, (48 * time.Hour).Seconds(), notDue.In.Seconds(), 5)
+
+	move := func(to string) {
+		t.Helper()
+		_, err := pool.Exec(ctx, `UPDATE jobs SET run_at = now() + $1::interval WHERE id = $2`, to, sub.ID)
+		require.NoError(t, err)
+		_, err = pool.Exec(ctx, `UPDATE watermill_outbox SET deliver_at = now() + $1::interval`, to)
+		require.NoError(t, err)
+	}
+	move("20 minutes")
+	_, claimed = claimOne()
+	require.False(t, claimed, "20 minutes ahead: still held")
+	move("10 minutes")
+	row, claimed := claimOne()
+	require.True(t, claimed, "within 15 minutes: handed to SQS")
+	require.InDelta(t, 600, row.Delay.Seconds(), 2, "with the delay left")
+	require.Equal(t, sub.MessageID, row.Message.UUID)
+
+	move("-1 second")
+	attempt, err := store.MarkProcessing(ctx, sub.ID, sub.MessageID)
+	require.NoError(t, err, "due: it runs")
+	require.Equal(t, 1, attempt)
+}

@@ -80,6 +80,8 @@ type Summary struct {
 	NextAttemptAt  *time.Time
 	// CancelRequestedAt is when the owner asked to cancel the job.
 	CancelRequestedAt *time.Time
+	// RunAt is when a scheduled job is due.
+	RunAt *time.Time
 }
 
 // Page is one page of a listing, newest first. Next is the cursor of the
@@ -91,7 +93,7 @@ type Page struct {
 
 const summaryColumns = `id::text, type, status, attempts,
 	COALESCE(last_error_class, CASE WHEN last_error IS NULL THEN '' ELSE '` + unknownErrorClass + `' END),
-	created_at, updated_at, finished_at, next_attempt_at, cancel_requested_at`
+	created_at, updated_at, finished_at, next_attempt_at, cancel_requested_at, run_at`
 
 // List returns a page of clientID's jobs that match f, newest first.
 // Every filter has an index in the listing's order (migration 00016), so
@@ -138,7 +140,7 @@ func (s *Store) List(ctx context.Context, clientID string, f ListFilter) (Page, 
 		var j Summary
 		var status string
 		err := row.Scan(&j.ID, &j.Type, &status, &j.Attempts, &j.LastErrorClass, &j.CreatedAt, &j.UpdatedAt,
-			&j.FinishedAt, &j.NextAttemptAt, &j.CancelRequestedAt)
+			&j.FinishedAt, &j.NextAttemptAt, &j.CancelRequestedAt, &j.RunAt)
 		j.Status = jobs.Status(status)
 		return j, err
 	})

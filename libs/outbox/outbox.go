@@ -97,12 +97,13 @@ func Encode(m Message) (EncodedRow, error) {
 }
 
 // InsertSelectSQL is an INSERT of the rows that selectRows (a SELECT of
-// two columns: a Row's UUID as text and its Payload as json) produces, for
-// a statement that writes outbox rows together with the change that
-// produced them (a data-modifying WITH). The rows are the ones Write
-// would store.
+// three columns: a Row's UUID as text, its Payload as json, and when the
+// message is due as timestamptz, NULL for now) produces, for a statement
+// that writes outbox rows together with the change that produced them (a
+// data-modifying WITH). The rows are the ones Write would store, held
+// until they are due.
 func InsertSelectSQL(selectRows string) string {
-	return `INSERT INTO watermill_outbox (uuid, payload, metadata) SELECT r.*, '{}'::json FROM (` + selectRows + `) AS r`
+	return `INSERT INTO watermill_outbox (uuid, payload, deliver_at, metadata) SELECT r.*, '{}'::json FROM (` + selectRows + `) AS r`
 }
 
 // envelope is the JSON that Watermill's forwarder wraps messages in

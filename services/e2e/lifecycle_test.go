@@ -106,3 +106,47 @@ func TestJobLifecycle(t *testing.T) {
 	r = p.admin("GET", "/admin/v1/audit?action=retention.*", "")
 	require.Len(t, r.body["items"], 2, "both runs audited")
 }
+
+// TestScheduledJobsRunWhenDue runs jobs delayed by 5 s, 20 s and two days
+// through the real services, with SQS's longest delay stood in for by
+// 10 s (SWITCHYARD_RELAY_MAX_SQS_DELAY): the 5 s job goes to SQS at once
+// with DelaySeconds, the 20 s one waits in the outbox until it is due
+// within 10 s (as a 20-minute job waits for 15 minutes), and the two-day
+// one, whose clock is then moved to 3 s ahead, too. Each must start no
+// earlier than due and within the relay's poll interval (1 s) plus the
+// worker's receive after.
+func TestScheduledJobsRunWhenDue(t *testing.T) {
+	const poll = time.Second
+	p := startPlatformWith(t, platformOptions{
+		routes: lifecycleRoutes,
+		env:    []string{"SWITCHYARD_RELAY_MAX_SQS_DELAY=10s", "SWITCHYARD_RELAY_POLL_INTERVAL=" + poll.String()},
+	})
+	auth := "Bearer " + p.bearer("scheduler")
+	submit := func(delay string) string {
+		r := p.call("POST", "/v1/jobs/text-stats", auth, `{"text":"due later"}`, "Switchyard-Delay", delay)
+		require.Equal(t, http.StatusAccepted, r.status, r.body)
+		require.Equal(t, "scheduled", r.body["status"])
+		return r.body["id"].(string)
+	}
+	five, twenty, twoDays := submit("5s"), submit("20s"), submit("48h")
+	require.Eventually(t, func() bool {
+		return p.count(`SELECT count(*) FROM watermill_outbox`) == 2
+	}, 10*time.Second, 50*time.Millisecond, "the 5 s job's message goes to SQS at once; the others wait in the outbox")
+	require.Equal(t, 1, p.count(`SELECT count(*) FROM job_events WHERE type = 'queued' AND job_id = '`+five+`'`))
+	// Two days ahead: move its clock to 3 s from now.
+	_, err := p.pool.Exec(t.Context(), `
+		WITH j AS (UPDATE jobs SET run_at = now() + interval '3 seconds' WHERE id = $1 RETURNING run_at)
+		UPDATE watermill_outbox SET deliver_at = (SELECT run_at FROM j) WHERE payload::text LIKE '%' || $1 || '%'`, twoDays)
+	require.NoError(t, err)
+
+	for name, id := range map[string]string{"5 s": five, "20 s": twenty, "two days, moved": twoDays} {
+		var lag float64
+		require.Eventually(t, func() bool {
+			return p.count(`SELECT count(*) FROM jobs WHERE id = '`+id+`' AND status = 'succeeded'`) == 1
+		}, time.Minute, 100*time.Millisecond, name)
+		require.NoError(t, p.pool.QueryRow(t.Context(), `SELECT extract(epoch FROM started_at - run_at) FROM jobs WHERE id = $1`, id).Scan(&lag))
+		t.Logf("%s: started %.3f s after it was due", name, lag)
+		require.GreaterOrEqual(t, lag, 0.0, "%s ran before it was due", name)
+		require.Less(t, lag, (poll + 3*time.Second).Seconds(), "%s ran late", name)
+	}
+}

@@ -106,6 +106,7 @@ type AcceptConfig struct {
 	// KeyWindow is the replay service's janitor's setting too, which
 	// releases expired keys in bulk.
 	KeyWindow time.Duration `conf:"default:24h,env:SWITCHYARD_IDEMPOTENCY_KEY_TTL,help:how long an Idempotency-Key names its job; reused later it creates a new job"`
+	MaxDelay  time.Duration `conf:"default:720h,env:SWITCHYARD_JOBS_MAX_DELAY,help:how far ahead a submission may schedule its job (Switchyard-Delay or Switchyard-Run-At)"`
 }
 
 // batchConfig is c as the job store's batcher takes it.
@@ -126,6 +127,9 @@ func (c Config) Validate() error {
 	} else if c.Accept.Writers >= int(c.DBMaxConns) {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_ACCEPT_WRITERS %d must be fewer than SWITCHYARD_GATEWAY_DB_MAX_CONNS %d: status reads and the edge need connections too",
 			c.Accept.Writers, c.DBMaxConns))
+	}
+	if c.Accept.MaxDelay < time.Second {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_JOBS_MAX_DELAY %s must be at least 1s", c.Accept.MaxDelay))
 	}
 	if c.Accept.KeyWindow < time.Minute {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_IDEMPOTENCY_KEY_TTL %s must be at least 1m", c.Accept.KeyWindow))
@@ -225,6 +229,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		return err
 	}
 	api := jobsapi.New(accepts, catalog, cfg.PublicURL)
+	api.MaxDelay = cfg.Accept.MaxDelay
 	metrics := syncroute.NewMetrics(prometheus.DefaultRegisterer)
 	var cache *respcache.Cache
 	if cfg.CacheMaxBytes > 0 {

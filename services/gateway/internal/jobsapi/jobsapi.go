@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,12 +45,25 @@ type API struct {
 	store     Store
 	catalog   *jobcatalog.Catalog
 	publicURL string
+	// MaxDelay is how far ahead a submission may schedule its job
+	// (DefaultMaxDelay unless set).
+	MaxDelay time.Duration
 }
+
+// DefaultMaxDelay is how far ahead a job may be scheduled by default.
+const DefaultMaxDelay = 30 * 24 * time.Hour
+
+// Headers that schedule a job: run it after a delay (seconds, or a Go
+// duration such as 90s, 20m, 48h) or at a time (RFC 3339).
+const (
+	HeaderDelay = "Switchyard-Delay"
+	HeaderRunAt = "Switchyard-Run-At"
+)
 
 // New returns the API. publicURL, when set (e.g. "https://api.example.com"),
 // makes status URLs absolute; otherwise they are paths.
 func New(store Store, catalog *jobcatalog.Catalog, publicURL string) *API {
-	return &API{store: store, catalog: catalog, publicURL: strings.TrimRight(publicURL, "/")}
+	return &API{store: store, catalog: catalog, publicURL: strings.TrimRight(publicURL, "/"), MaxDelay: DefaultMaxDelay}
 }
 
 // Register adds the conventional routes to e, each behind mw: POST
@@ -87,9 +101,11 @@ func (a *API) Status(param string) echo.HandlerFunc {
 
 // Accepted is the body of a 202 (or idempotent 200) answer.
 type Accepted struct {
-	ID        string `json:"id"`
-	Status    string `json:"status"`
-	StatusURL string `json:"status_url"`
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	// RunAt is when a scheduled job is due.
+	RunAt     *time.Time `json:"run_at,omitempty"`
+	StatusURL string     `json:"status_url"`
 }
 
 // Status is the body of GET /v1/jobs/{id}.
@@ -112,6 +128,8 @@ type Status struct {
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 	// CancelRequestedAt is when the owner asked to cancel the job.
 	CancelRequestedAt *time.Time `json:"cancel_requested_at,omitempty"`
+	// RunAt is when a scheduled job is (or was) due.
+	RunAt *time.Time `json:"run_at,omitempty"`
 	// TraceID is the W3C trace the job belongs to: the submitting
 	// request's, which the relay, the worker and any replay continue.
 	TraceID string `json:"trace_id,omitempty"`
@@ -149,6 +167,10 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 	if key != "" && !idempotencyKeyPattern.MatchString(key) {
 		return problem.InvalidParameter.New("Idempotency-Key must be 1 to 255 visible ASCII characters")
 	}
+	runAt, options, err := a.schedule(req.Header, time.Now())
+	if err != nil {
+		return err
+	}
 	body, err := jsonbody.Read(c.Request(), jt.MaxBodyBytes, "this job type's")
 	if err != nil {
 		return err
@@ -174,6 +196,7 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 		// The request's span (or, with tracing off, the caller's
 		// traceparent): the relay and the worker continue this trace.
 		TraceParent: tracing.TraceParent(req.Context()),
+		RunAt:       runAt, Options: options,
 	}
 	job, created, err := a.store.Accept(req.Context(), sub)
 	if err != nil {
@@ -188,7 +211,7 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 		code = http.StatusOK
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
-	return c.JSON(code, Accepted{ID: job.ID, Status: string(job.Status), StatusURL: statusURL})
+	return c.JSON(code, Accepted{ID: job.ID, Status: string(job.Status), RunAt: job.RunAt, StatusURL: statusURL})
 }
 
 func (a *API) get(c echo.Context, param string) error {
@@ -214,8 +237,48 @@ func (a *API) writeStatus(c echo.Context, jobID, clientID string, code int) erro
 		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError, LastErrorClass: job.LastErrorClass,
 		Result: job.Result, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt,
 		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt, NextAttemptAt: job.NextAttemptAt,
-		CancelRequestedAt: job.CancelRequestedAt, TraceID: tracing.TraceIDOf(job.TraceParent), Events: events(job.Events),
+		CancelRequestedAt: job.CancelRequestedAt, RunAt: job.RunAt, TraceID: tracing.TraceIDOf(job.TraceParent), Events: events(job.Events),
 	})
+}
+
+// schedule reads when the submission asks its job to run: nil for at
+// once, and the headers as sent (part of the request's hash, so that a
+// retry with the same Idempotency-Key and other scheduling is refused).
+// A time in the past runs at once; one beyond MaxDelay is refused.
+func (a *API) schedule(h http.Header, now time.Time) (*time.Time, []string, error) {
+	delay, at := h.Get(HeaderDelay), h.Get(HeaderRunAt)
+	var runAt time.Time
+	switch {
+	case delay == "" && at == "":
+		return nil, nil, nil
+	case delay != "" && at != "":
+		return nil, nil, problem.InvalidParameter.Newf("send %s or %s, not both", HeaderDelay, HeaderRunAt)
+	case delay != "":
+		d, err := time.ParseDuration(delay)
+		if secs, serr := strconv.ParseUint(delay, 10, 32); serr == nil {
+			d, err = time.Duration(secs)*time.Second, nil
+		}
+		if err != nil || d < 0 {
+			return nil, nil, problem.InvalidParameter.Newf("%s must be seconds (300) or a duration (90s, 20m, 48h)", HeaderDelay)
+		}
+		if d > a.MaxDelay {
+			return nil, nil, problem.InvalidParameter.Newf("%s %s is beyond the longest delay, %s", HeaderDelay, truncate(delay, 32), a.MaxDelay)
+		}
+		runAt = now.Add(d)
+	default:
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			return nil, nil, problem.InvalidParameter.Newf("%s must be an RFC 3339 time such as 2026-12-24T18:00:00Z", HeaderRunAt)
+		}
+		if t.Sub(now) > a.MaxDelay {
+			return nil, nil, problem.InvalidParameter.Newf("%s %s is more than %s ahead", HeaderRunAt, truncate(at, 40), a.MaxDelay)
+		}
+		runAt = t
+	}
+	if !runAt.After(now) {
+		return nil, []string{HeaderDelay + "=" + delay, HeaderRunAt + "=" + at}, nil
+	}
+	return &runAt, []string{HeaderDelay + "=" + delay, HeaderRunAt + "=" + at}, nil
 }
 
 // jobIDParam reads the job id path parameter param.

@@ -40,6 +40,7 @@ type Summary struct {
 	FinishedAt        *time.Time `json:"finished_at,omitempty"`
 	NextAttemptAt     *time.Time `json:"next_attempt_at,omitempty"`
 	CancelRequestedAt *time.Time `json:"cancel_requested_at,omitempty"`
+	RunAt             *time.Time `json:"run_at,omitempty"`
 	StatusURL         string     `json:"status_url"`
 }
 
@@ -70,7 +71,7 @@ func (a *API) List() echo.HandlerFunc {
 		for i, j := range page.Jobs {
 			out.Jobs[i] = Summary{ID: j.ID, Type: j.Type, Status: string(j.Status), Attempts: j.Attempts, LastErrorClass: j.LastErrorClass,
 				CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, FinishedAt: j.FinishedAt, NextAttemptAt: j.NextAttemptAt,
-				CancelRequestedAt: j.CancelRequestedAt, StatusURL: a.statusURL(j.ID)}
+				CancelRequestedAt: j.CancelRequestedAt, RunAt: j.RunAt, StatusURL: a.statusURL(j.ID)}
 		}
 		if page.Next != nil {
 			out.NextCursor = page.Next.Encode()

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
 )
 
 func (e *env) submit(t *testing.T, client, jobType string) string {
@@ -131,4 +132,45 @@ func TestCancelOverHTTP(t *testing.T) {
 	}
 	resp, _ = e.do(t, call{"POST", "/v1/jobs/" + uuid.NewString() + "/cancel", ``, nil})
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// TestScheduling: a delay or a time schedules the job (202 scheduled, with
+// run_at, in the status and the listing); a time in the past runs at
+// once; the same Idempotency-Key with other scheduling is refused.
+func TestScheduling(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	before := time.Now()
+	resp, body := e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"later"}`,
+		map[string]string{jobsapi.HeaderDelay: "90", "Idempotency-Key": "sched-1"}})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	require.Equal(t, "scheduled", body["status"])
+	runAt, err := time.Parse(time.RFC3339Nano, body["run_at"].(string))
+	require.NoError(t, err)
+	require.WithinDuration(t, before.Add(90*time.Second), runAt, 2*time.Second)
+	id := body["id"].(string)
+
+	_, status := e.do(t, call{"GET", "/v1/jobs/" + id, ``, nil})
+	require.Equal(t, "scheduled", status["status"])
+	require.Equal(t, body["run_at"], status["run_at"])
+	_, list := e.do(t, call{"GET", "/v1/jobs?status=scheduled", ``, nil})
+	require.Len(t, list["jobs"], 1)
+
+	resp, again := e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"later"}`,
+		map[string]string{jobsapi.HeaderDelay: "90", "Idempotency-Key": "sched-1"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the same request again: the same job")
+	require.Equal(t, id, again["id"])
+	resp, _ = e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"later"}`,
+		map[string]string{jobsapi.HeaderDelay: "120", "Idempotency-Key": "sched-1"}})
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, "the key with another delay is another request")
+
+	resp, body = e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"at"}`,
+		map[string]string{jobsapi.HeaderRunAt: "2026-01-01T00:00:00Z"}})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	require.Equal(t, "accepted", body["status"], "a time in the past runs at once")
+	require.Nil(t, body["run_at"])
+
+	resp, body = e.do(t, call{"POST", "/v1/jobs/" + id + "/cancel", ``, nil})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "cancelled", body["status"], "a scheduled job is cancelled at once")
 }

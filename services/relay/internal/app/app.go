@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/ops"
+	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 	"github.com/switchyard/switchyard/services/relay/internal/forwarder"
@@ -30,6 +31,9 @@ type Config struct {
 	BatchSize    int           `conf:"default:50,env:SWITCHYARD_RELAY_BATCH_SIZE,help:outbox rows per claimed batch"`
 	PollInterval time.Duration `conf:"default:5s,env:SWITCHYARD_RELAY_POLL_INTERVAL,help:longest sleep without a NOTIFY"`
 	MaxRate      float64       `conf:"default:0,env:SWITCHYARD_RELAY_MAX_RATE,help:most messages per second this relay sends (0: as fast as SQS takes them); what waits stays in the outbox"`
+	// MaxSQSDelay is how far ahead a scheduled job's message goes to SQS
+	// with DelaySeconds; one due later waits in the outbox.
+	MaxSQSDelay time.Duration `conf:"default:15m,env:SWITCHYARD_RELAY_MAX_SQS_DELAY,help:a scheduled job's message due within this goes to SQS with DelaySeconds; later ones wait in the outbox (at most 15m: SQS's limit)"`
 	// SampleInterval paces the backlog metrics: the outbox (one query)
 	// and every job type's queue and DLQ (one GetQueueAttributes each).
 	SampleInterval time.Duration `conf:"default:15s,env:SWITCHYARD_RELAY_SAMPLE_INTERVAL,help:how often the outbox backlog and the SQS queue depths are read for the metrics"`
@@ -62,6 +66,9 @@ func (c Config) Validate() error {
 	if err := c.forwarderConfig().Validate(); err != nil && c.MaxRate != 0 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_MAX_RATE: %w", err))
 	}
+	if c.MaxSQSDelay < time.Second || c.MaxSQSDelay > outbox.MaxSQSDelay {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_MAX_SQS_DELAY=%s must be from 1s to %s", c.MaxSQSDelay, outbox.MaxSQSDelay))
+	}
 	if err := c.Queues.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -70,7 +77,8 @@ func (c Config) Validate() error {
 
 // forwarderConfig is c as the forwarder takes it, defaults applied.
 func (c Config) forwarderConfig() forwarder.Config {
-	fc := forwarder.Config{Loops: c.Loops, BatchSize: c.BatchSize, PollInterval: c.PollInterval, SampleInterval: c.SampleInterval, MaxRate: c.MaxRate}
+	fc := forwarder.Config{Loops: c.Loops, BatchSize: c.BatchSize, PollInterval: c.PollInterval, SampleInterval: c.SampleInterval, MaxRate: c.MaxRate,
+		MaxSQSDelay: c.MaxSQSDelay}
 	fc.SetDefaults()
 	return fc
 }

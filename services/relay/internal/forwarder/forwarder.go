@@ -71,6 +71,13 @@ type Config struct {
 	// not be flooded (an SQS stand-in that slows with its queue's depth, a
 	// consumer paced by a partner's quota); 0 sends as fast as SQS takes.
 	MaxRate float64
+	// MaxSQSDelay is how far ahead a held (scheduled) message is sent,
+	// with DelaySeconds for the rest (default and at most
+	// outbox.MaxSQSDelay, 15 minutes); one due later stays in the outbox.
+	// A held message is claimed on the first poll after it comes within
+	// this, so it reaches SQS at most PollInterval late, and SQS delivers
+	// it when it is due.
+	MaxSQSDelay time.Duration
 }
 
 // SetDefaults fills in the defaults of the settings left zero.
@@ -98,6 +105,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.SampleInterval == 0 {
 		c.SampleInterval = 15 * time.Second
+	}
+	if c.MaxSQSDelay == 0 {
+		c.MaxSQSDelay = outbox.MaxSQSDelay
 	}
 }
 
@@ -265,7 +275,7 @@ func (f *Forwarder) loop(ctx context.Context) {
 // ForwardOnce claims one batch, sends it and commits; it returns how many
 // rows it claimed. Rows SQS refused stay in the outbox for a later claim.
 func (f *Forwarder) ForwardOnce(ctx context.Context) (int, error) {
-	claim, err := outbox.ClaimBatch(ctx, f.pool, f.cfg.BatchSize)
+	claim, err := outbox.ClaimDue(ctx, f.pool, f.cfg.BatchSize, f.cfg.MaxSQSDelay)
 	if err != nil {
 		return 0, err
 	}
@@ -392,6 +402,11 @@ func (f *Forwarder) sendChunk(ctx context.Context, c chunk) ([]outbox.Row, error
 			Id:                ptr(strconv.Itoa(i)),
 			MessageBody:       sm.Body,
 			MessageAttributes: sm.MessageAttributes,
+		}
+		if r.Delay > 0 {
+			// A scheduled job's message, due within SQS's longest delay:
+			// SQS keeps it hidden until then.
+			entries[i].DelaySeconds = int32(min(r.Delay, outbox.MaxSQSDelay) / time.Second) //nolint:gosec // at most 900 (15 min)
 		}
 	}
 	out, err := f.queues.Client().SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &url, Entries: entries})

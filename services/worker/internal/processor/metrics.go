@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	return &Metrics{
 		messages: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_worker_messages_total", Help: "Messages processed, by job type and outcome (succeeded, duplicate, retrying, dead_lettered, cancelled, error).",
+			Name: "switchyard_worker_messages_total", Help: "Messages processed, by job type and outcome (succeeded, duplicate, retrying, dead_lettered, cancelled, early, error).",
 		}, []string{"job_type", "outcome"}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "switchyard_worker_message_seconds", Help: "Time to process one message, by job type and outcome.",
@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.5, 2, 16),
 		}, []string{"job_type"}),
 		visibilities: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_worker_visibility_changes_total", Help: "SQS visibility changes: heartbeats of running handlers and backoffs of failed attempts, by result.",
+			Name: "switchyard_worker_visibility_changes_total", Help: "SQS visibility changes by kind (heartbeat of a running handler, backoff of a failed attempt, schedule: an early message of a scheduled job hidden until due) and result.",
 		}, []string{"job_type", "kind", "result"}),
 		dbWaiting: f.NewGauge(prometheus.GaugeOpts{
 			Name: "switchyard_worker_waiting_for_database", Help: "Messages held by consumers that wait for an unreachable Postgres to answer again.",

@@ -141,7 +141,7 @@ func (p *Processor) HandlerFunc(b Binding) message.NoPublishHandlerFunc {
 		}
 		span.End()
 		p.cfg.Metrics.observe(b.JobType, outcome, time.Since(start))
-		if outcome == OutcomeRetrying {
+		if outcome == OutcomeRetrying || outcome == OutcomeEarly {
 			msg.Nack()
 			return nil
 		}
@@ -175,6 +175,9 @@ const (
 	// OutcomeCancelled: the job's owner cancelled it; the handler did not
 	// run, or its failed attempt is not retried.
 	OutcomeCancelled = "cancelled"
+	// OutcomeEarly: a scheduled job's message came before the job was
+	// due; it is hidden until then and nacked.
+	OutcomeEarly = "early"
 	// OutcomeError: the worker could not process or record the message
 	// (e.g. Postgres unavailable); SQS delivers it again.
 	OutcomeError = "error"
@@ -212,7 +215,10 @@ func (p *Processor) process(msg *message.Message, b Binding) (string, error) {
 		return OutcomeDuplicate, nil
 	}
 	attempt, err := p.store.MarkProcessing(ctx, jobID, msg.UUID)
+	var notDue *jobstore.NotDueError
 	switch {
+	case errors.As(err, &notDue):
+		return p.holdUntilDue(ctx, msg, b, log, notDue)
 	case errors.Is(err, jobstore.ErrCancelled):
 		log.Info("job cancelled by its owner; dropping message")
 		return OutcomeCancelled, nil
@@ -297,6 +303,30 @@ func (p *Processor) apply(ctx context.Context, msg *message.Message, b Binding, 
 	}
 	return result, true, nil
 }
+
+// holdUntilDue hides the message of a scheduled job that came before
+// its time until the job is due (SQS keeps a message hidden for at most
+// 12 hours; a later job's message comes back and is hidden again). No
+// attempt is counted.
+func (p *Processor) holdUntilDue(ctx context.Context, msg *message.Message, b Binding, log *slog.Logger, notDue *jobstore.NotDueError) (string, error) {
+	wait := min(notDue.In.Round(time.Second)+time.Second, maxVisibility)
+	receipt := msg.Metadata.Get(jobmessage.ReceiptHandle)
+	if receipt == "" || p.cfg.Queue == nil {
+		log.Warn("scheduled job's message came early and cannot be hidden; it returns after the queue's visibility timeout", "run_at", notDue.RunAt)
+		return OutcomeEarly, nil
+	}
+	if err := p.cfg.Queue.ChangeVisibility(ctx, b.JobType, receipt, wait); err != nil {
+		p.cfg.Metrics.visibilityChange(b.JobType, "schedule", false)
+		log.Warn("could not hide a scheduled job's early message; it returns after the queue's visibility timeout", "error", err, "run_at", notDue.RunAt)
+	} else {
+		p.cfg.Metrics.visibilityChange(b.JobType, "schedule", true)
+	}
+	log.Info("scheduled job's message came early; hidden until it is due", "run_at", notDue.RunAt, "hidden_for", wait)
+	return OutcomeEarly, nil
+}
+
+// maxVisibility is the longest SQS hides a message.
+const maxVisibility = 12 * time.Hour
 
 // errCancelled is apply's answer when it found the job's cancellation and
 // cancelled it instead of running the handler.
