@@ -56,9 +56,11 @@ var (
 	// ErrOperationFinished: the bulk replay operation is not running any
 	// more (completed, stopped or cancelled).
 	ErrOperationFinished = errors.New("replay operation is not running")
-	// ErrSelectionTooLarge: a bulk replay's filter selects more dead
-	// letters than one operation may replay.
-	ErrSelectionTooLarge = errors.New("bulk replay selects too many dead letters")
+	// ErrSelectionTooLarge: a bulk replay's (or archive's, or purge's)
+	// filter selects more dead letters than one request may take.
+	ErrSelectionTooLarge = errors.New("the filter selects too many dead letters")
+	// ErrEmptyFilter: a bulk archive or purge named no filter.
+	ErrEmptyFilter = errors.New("no filter given")
 )
 
 // MaxErrorBytes caps the error text kept in Metadata, so that a long error

@@ -49,7 +49,7 @@ var (
 	OperationNotFound    = Kind{"replay-operation-not-found", "Replay operation not found", http.StatusNotFound}
 	OperationFinished    = Kind{"replay-operation-finished", "Replay operation is not running", http.StatusConflict}
 	RetentionBusy        = Kind{"retention-busy", "A retention pass is already running", http.StatusConflict}
-	SelectionTooLarge    = Kind{"selection-too-large", "Bulk replay selects too many dead letters", http.StatusUnprocessableEntity}
+	SelectionTooLarge    = Kind{"selection-too-large", "The filter selects too many dead letters", http.StatusUnprocessableEntity}
 	MethodNotAllowed     = Kind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	PayloadTooLarge      = Kind{"payload-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
 	UnsupportedMedia     = Kind{"unsupported-media-type", "Unsupported media type", http.StatusUnsupportedMediaType}
@@ -159,6 +159,8 @@ func From(err error) *Problem {
 		return OperationNotFound.New(err.Error()).WithCause(err)
 	case errors.Is(err, deadletter.ErrOperationFinished):
 		return OperationFinished.New(err.Error()).WithCause(err)
+	case errors.Is(err, deadletter.ErrEmptyFilter):
+		return InvalidParameter.New("a bulk archive or purge needs at least one filter (type, fingerprint, client, reason, status, since, until)").WithCause(err)
 	case errors.Is(err, deadletter.ErrSelectionTooLarge):
 		return SelectionTooLarge.New(err.Error()).WithCause(err)
 	case errors.Is(err, deadletter.ErrNotFound):

@@ -573,6 +573,20 @@ func TestBulkReplayFlow(t *testing.T) {
 	stats, _, code := p.dlq("stats", "--type", "breakable")
 	require.Zero(t, code)
 	t.Logf("switchyard dlq stats --type breakable:\n%s", stats)
+
+	// The still-broken group, given up on: archived by its fingerprint
+	// with the CLI, after a dry run; the fixed group's (replayed) stay.
+	groupB := p.count(`SELECT count(*) FROM dead_letters WHERE fingerprint = '` + fps["b"] + `'`) // the canary's second failure too
+	require.GreaterOrEqual(t, groupB, 250)
+	out, stderr, code := p.dlq("archive", "--fingerprint", fps["b"], "--dry-run")
+	require.Zero(t, code, stderr)
+	require.Contains(t, out, fmt.Sprintf("dry run: %d dead letters match and would be archived", groupB))
+	require.Zero(t, p.count(`SELECT count(*) FROM dead_letters WHERE status = 'archived'`), "a dry run changes nothing")
+	out, stderr, code = p.dlq("archive", "--fingerprint", fps["b"])
+	require.Zero(t, code, stderr)
+	require.Contains(t, out, fmt.Sprintf("archived %d dead letters", groupB))
+	require.Equal(t, groupB, p.count(`SELECT count(*) FROM dead_letters WHERE fingerprint = '`+fps["b"]+`' AND status = 'archived'`))
+	require.Equal(t, 250, p.count(`SELECT count(*) FROM dead_letters WHERE fingerprint = '`+fps["a"]+`' AND status = 'replayed'`))
 }
 
 // TestBulkReplayResumesAfterSIGKILL kills the replay service with SIGKILL

@@ -119,6 +119,7 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	g.GET("/dead-letters/:id", a.get, read)
 	g.POST("/dead-letters/:id/replay", a.replay, replay)
 	g.DELETE("/dead-letters/:id", a.remove, purge)
+	g.POST("/dead-letters/remove", a.removeMatching, purge)
 	g.POST("/replays", a.createReplay, replay)
 	g.GET("/replays", a.listReplays, read)
 	g.GET("/replays/:id", a.getReplay, read)

@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/retention"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
@@ -553,6 +554,74 @@ func TestRetentionRun(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status, body)
 }
 
+// TestBulkArchiveAndPurge removes dead letters by filter: a dry run
+// counts and changes nothing, an archive takes the filter's, a purge of
+// the archived ones deletes them, the other fingerprint is untouched, and
+// each step is audited with its filter and counts.
+func TestBulkArchiveAndPurge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := range 3 {
+		e.deadLetterJob(t, fmt.Sprintf("a%d", i), fmt.Sprintf("target answered 400 for order %d", i))
+	}
+	e.deadLetterJob(t, "b", "connection refused by the target")
+	e.drainAll(t)
+	_, body := e.call(t, "GET", "/admin/v1/dead-letters/stats", "")
+	var fpA string
+	for _, g := range body["groups"].([]any) {
+		if g.(map[string]any)["count"].(float64) == 3 {
+			fpA = g.(map[string]any)["fingerprint"].(string)
+		}
+	}
+	require.NotEmpty(t, fpA, body)
+	countWith := func(status string) int {
+		var n int
+		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE status = $1`, status).Scan(&n))
+		return n
+	}
+	req := func(mode string, dry bool, filter string) (int, map[string]any) {
+		return e.call(t, "POST", "/admin/v1/dead-letters/remove", fmt.Sprintf(`{"mode":%q,"dry_run":%t,"filter":%s}`, mode, dry, filter))
+	}
+	status, body := req("purge", true, `{"fingerprint":"`+fpA+`"}`)
+	require.Equal(t, http.StatusOK, status, body)
+	require.EqualValues(t, 3, body["result"].(map[string]any)["matched"])
+	require.EqualValues(t, 0, body["result"].(map[string]any)["removed"])
+	require.Equal(t, 4, countWith("stored"), "a dry run changes nothing")
+
+	status, body = req("archive", false, `{"fingerprint":"`+fpA+`"}`)
+	require.Equal(t, http.StatusOK, status, body)
+	require.EqualValues(t, 3, body["result"].(map[string]any)["removed"])
+	require.Equal(t, 3, countWith("archived"))
+	status, body = req("archive", false, `{"fingerprint":"`+fpA+`"}`)
+	require.Equal(t, http.StatusOK, status, body)
+	require.EqualValues(t, 0, body["result"].(map[string]any)["matched"], "archiving again: nothing left to archive")
+
+	status, body = e.call(t, "POST", "/admin/v1/dead-letters/remove", `{"mode":"purge","filter":{"status":"archived"},"max":2}`)
+	require.Equal(t, http.StatusUnprocessableEntity, status, body)
+	require.Equal(t, problem.SelectionTooLarge.Type(), body["type"])
+	require.Equal(t, 3, countWith("archived"), "too large: nothing changed")
+	status, body = req("purge", false, `{"status":"archived"}`)
+	require.Equal(t, http.StatusOK, status, body)
+	require.EqualValues(t, 3, body["result"].(map[string]any)["removed"])
+	require.Zero(t, countWith("archived"))
+	require.Equal(t, 1, countWith("stored"), "the other fingerprint is untouched")
+
+	for _, bad := range []string{`{"mode":"purge","filter":{}}`, `{"mode":"shred","filter":{"type":"text-stats"}}`,
+		`{"mode":"purge","filter":{"status":"gone"}}`, `{"mode":"purge","filter":{"type":"text-stats"},"max":0}`} {
+		status, body := e.call(t, "POST", "/admin/v1/dead-letters/remove", bad)
+		require.Equal(t, http.StatusBadRequest, status, "%s: %v", bad, body)
+	}
+
+	_, body = e.call(t, "GET", "/admin/v1/audit?action=dead_letters.*&limit=100", "")
+	var actions []string
+	for _, it := range items(t, body) {
+		actions = append(actions, it["action"].(string))
+	}
+	require.Contains(t, actions, "dead_letters.purge_bulk_dry_run")
+	require.Contains(t, actions, "dead_letters.archive_bulk")
+	require.Contains(t, actions, "dead_letters.purge_bulk")
+}
+
 func TestRoles(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -573,6 +642,7 @@ func TestRoles(t *testing.T) {
 		"dry run":    {"POST", "/admin/v1/replays", `{"filter":{"type":"text-stats"},"dry_run":true}`},
 		"cancel":     {"POST", "/admin/v1/replays/" + missing + "/cancel", ""},
 		"purge":      {"DELETE", "/admin/v1/dead-letters/" + missing + "?mode=purge", ""},
+		"bulk purge": {"POST", "/admin/v1/dead-letters/remove", `{"mode":"purge","dry_run":true,"filter":{"type":"text-stats"}}`},
 		"audit":      {"GET", "/admin/v1/audit", ""},
 		"retention":  {"POST", "/admin/v1/retention/run", `{"dry_run":true}`},
 	}
@@ -580,9 +650,9 @@ func TestRoles(t *testing.T) {
 		adminapi.ScopeRead:                              {"list", "stats", "show", "operations"},
 		adminapi.ScopeReplay:                            {"replay", "dry run", "cancel"},
 		adminapi.ScopeReplay + " " + adminapi.ScopeEdit: {"replay", "edit", "dry run", "cancel"},
-		adminapi.ScopePurge:                             {"purge"},
+		adminapi.ScopePurge:                             {"purge", "bulk purge"},
 		adminapi.ScopeAudit:                             {"audit"},
-		adminapi.Scope:                                  {"list", "stats", "show", "operations", "replay", "edit", "dry run", "cancel", "purge", "audit", "retention"},
+		adminapi.Scope:                                  {"list", "stats", "show", "operations", "replay", "edit", "dry run", "cancel", "purge", "bulk purge", "audit", "retention"},
 		"jobs:submit jobs:read":                         {},
 	}
 	for scopes, ok := range allowed {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -487,6 +488,75 @@ func (s *Store) Remove(ctx context.Context, id string, mode RemoveMode, retentio
 		return writeAudit(ctx, tx, audit)
 	})
 	return out, err
+}
+
+// MaxRemove is the most dead letters one RemoveMatching changes.
+const MaxRemove = 100_000
+
+// RemoveResult is what RemoveMatching did (or, dry, would do).
+type RemoveResult struct {
+	// Matched counts the dead letters the filter selects that the mode
+	// applies to (archiving leaves archived ones out).
+	Matched int `json:"matched"`
+	// InRunningReplay counts those left alone because a running bulk
+	// replay holds them.
+	InRunningReplay int `json:"in_running_replay"`
+	// Removed is how many were archived or purged (0 in a dry run).
+	Removed int `json:"removed"`
+}
+
+// inRunningReplaySQL holds for a dead letter d that a running bulk replay
+// still holds: a bulk removal leaves it alone.
+const inRunningReplaySQL = `EXISTS (SELECT 1 FROM replay_operation_items i JOIN replay_operations o ON o.id = i.operation_id
+	WHERE i.dead_letter_id = d.id AND o.status = 'running')`
+
+// RemoveMatching archives or purges every dead letter f selects, at most
+// max (more is deadletter.ErrSelectionTooLarge, and nothing changes), in
+// one transaction with its audit row; with dryRun it only counts. Dead
+// letters a running bulk replay holds are left alone and counted apart.
+// An empty filter is refused: removing everything is never one request.
+func (s *Store) RemoveMatching(ctx context.Context, f Filter, mode RemoveMode, retention time.Duration, max int, dryRun bool, audit AuditEntry) (RemoveResult, error) {
+	var res RemoveResult
+	if f == (Filter{}) {
+		return res, fmt.Errorf("a bulk %s needs a filter: %w", mode, deadletter.ErrEmptyFilter)
+	}
+	args := []any{}
+	where := filterWhere(f, &args)
+	if mode == ModeArchive {
+		where += " AND d.status <> 'archived'"
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE NOT `+inRunningReplaySQL+`), count(*) FILTER (WHERE `+inRunningReplaySQL+`)
+			FROM dead_letters d WHERE `+where, args...).Scan(&res.Matched, &res.InRunningReplay); err != nil {
+			return fmt.Errorf("counting dead letters to %s: %w", mode, err)
+		}
+		if res.Matched > max {
+			return fmt.Errorf("the filter selects %d dead letters, more than the %d one request may %s; narrow it or raise max: %w",
+				res.Matched, max, mode, deadletter.ErrSelectionTooLarge)
+		}
+		audit.Filter = f
+		audit.Counts = map[string]int{"matched": res.Matched, "in_running_replay": res.InRunningReplay}
+		if dryRun {
+			return writeAudit(ctx, tx, audit)
+		}
+		var tag pgconn.CommandTag
+		var err error
+		if mode == ModePurge {
+			tag, err = tx.Exec(ctx, `DELETE FROM dead_letters d WHERE `+where+` AND NOT `+inRunningReplaySQL, args...)
+		} else {
+			args = append(args, retention)
+			tag, err = tx.Exec(ctx, `
+				UPDATE dead_letters d SET status = 'archived', archived_at = now(), purge_after = now() + $`+fmt.Sprint(len(args))+`::interval
+				WHERE `+where+` AND NOT `+inRunningReplaySQL, args...)
+		}
+		if err != nil {
+			return fmt.Errorf("removing dead letters (%s): %w", mode, err)
+		}
+		res.Removed = int(tag.RowsAffected())
+		audit.Counts = map[string]int{"matched": res.Matched, "in_running_replay": res.InRunningReplay, string(mode): res.Removed}
+		return writeAudit(ctx, tx, audit)
+	})
+	return res, err
 }
 
 // PurgeExpired deletes up to limit archived dead letters whose retention
