@@ -50,8 +50,8 @@ func (s Settings) Validate(queueRetention time.Duration) error {
 	if s.MaxPass < time.Second {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_RETENTION_MAX_PASS %s must be at least 1s", s.MaxPass))
 	}
-	if s.Jobs < time.Minute {
-		errs = append(errs, fmt.Errorf("SWITCHYARD_RETENTION_JOBS %s must be at least 1m", s.Jobs))
+	if s.Jobs < time.Second {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_RETENTION_JOBS %s must be at least 1s", s.Jobs))
 	}
 	if s.IdempotencyKeys < time.Minute {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_IDEMPOTENCY_KEY_TTL %s must be at least 1m", s.IdempotencyKeys))

@@ -44,7 +44,7 @@ VAULT_ADDR when set; otherwise throwaway servers are started under --dir
 SQS: moto_server; Vault: a dev server built by 'go tool task tools:vault').`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", ".dev", "directory for throwaway servers, binaries and logs")
-	cmd.AddCommand(newDevUpCmd(logger, &dir), newDevExecCmd(logger, &dir), newDevChaosCmd(logger, &dir))
+	cmd.AddCommand(newDevUpCmd(logger, &dir), newDevExecCmd(logger, &dir), newDevChaosCmd(logger, &dir), newDevSoakCmd(logger, &dir))
 	return cmd
 }
 
