@@ -1,8 +1,11 @@
 package e2e_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,4 +152,70 @@ func TestScheduledJobsRunWhenDue(t *testing.T) {
 		require.GreaterOrEqual(t, lag, 0.0, "%s ran before it was due", name)
 		require.Less(t, lag, (poll + 3*time.Second).Seconds(), "%s ran late", name)
 	}
+}
+
+// TestCancellationRacesOnThePlatform submits 1,000 jobs from eight clients
+// and cancels each at a random moment (0-300 ms) after its 202, while the
+// worker processes them: every job ends exactly one of cancelled (with no
+// effect) or succeeded (with one), and every cancel's answer agrees with
+// the end: 200 cancelled, 409 succeeded, 202 (the job was processing)
+// either: cancelled if the worker had not started its handler yet.
+func TestCancellationRacesOnThePlatform(t *testing.T) {
+	const jobs, submitters = 1000, 8
+	p := startPlatformWith(t, platformOptions{routes: lifecycleRoutes})
+	type outcome struct {
+		id     string
+		cancel int
+	}
+	results := make(chan outcome, jobs)
+	var wg sync.WaitGroup
+	for s := range submitters {
+		client := fmt.Sprintf("racer-%d", s)
+		auth := "Bearer " + p.bearer(client)
+		wg.Go(func() {
+			for i := s; i < jobs; i += submitters {
+				r := p.call("POST", "/v1/jobs/text-stats", auth, fmt.Sprintf(`{"text":"race %d"}`, i))
+				require.Equal(t, http.StatusAccepted, r.status, r.body)
+				id := r.body["id"].(string)
+				time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond) //nolint:forbidigo,gosec // the race's random moment, not a wait for a condition
+				c := p.call("POST", "/v1/jobs/"+id+"/cancel", auth, "")
+				results <- outcome{id, c.status}
+			}
+		})
+	}
+	wg.Wait()
+	close(results)
+	byAnswer := map[int][]string{}
+	for o := range results {
+		byAnswer[o.cancel] = append(byAnswer[o.cancel], o.id)
+	}
+	require.Eventually(t, func() bool {
+		return p.count(`SELECT count(*) FROM jobs WHERE status NOT IN ('succeeded', 'cancelled')`) == 0
+	}, 3*time.Minute, 200*time.Millisecond, "every job ends")
+	tally := map[string]int{}
+	for answer, ids := range byAnswer {
+		list := "'{" + strings.Join(ids, ",") + "}'::uuid[]"
+		cancelled := p.count(`SELECT count(*) FROM jobs WHERE status = 'cancelled' AND id = ANY(` + list + `)`)
+		succeeded := p.count(`SELECT count(*) FROM jobs WHERE status = 'succeeded' AND id = ANY(` + list + `)`)
+		require.Equal(t, len(ids), cancelled+succeeded)
+		switch answer {
+		case http.StatusOK:
+			require.Equal(t, len(ids), cancelled, "a 200 means cancelled")
+		case http.StatusConflict:
+			require.Equal(t, len(ids), succeeded, "a 409 means the job ran")
+		case http.StatusAccepted:
+			// Asked while the job was processing: cancelled when the
+			// worker had not started the handler yet, else it ran.
+		default:
+			t.Fatalf("%d cancels answered %d", len(ids), answer)
+		}
+		tally[fmt.Sprintf("%d -> cancelled", answer)] += cancelled
+		tally[fmt.Sprintf("%d -> succeeded", answer)] += succeeded
+	}
+	require.Zero(t, p.count(`SELECT count(*) FROM demo_text_stats s JOIN jobs j ON j.id = s.job_id WHERE j.status = 'cancelled'`), "a cancelled job has no effect")
+	require.Equal(t, p.count(`SELECT count(*) FROM jobs WHERE status = 'succeeded'`), p.count(`SELECT count(DISTINCT job_id) FROM demo_text_stats`))
+	require.Equal(t, p.count(`SELECT count(*) FROM jobs WHERE status = 'succeeded'`), p.count(`SELECT count(*) FROM demo_text_stats`), "one effect each")
+	t.Logf("cancel answers and ends: %v", tally)
+	require.Positive(t, len(byAnswer[http.StatusOK]), "some cancels landed before the worker")
+	require.Positive(t, len(byAnswer[http.StatusConflict]), "some came after the end")
 }
