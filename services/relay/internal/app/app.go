@@ -69,6 +69,13 @@ func (c Config) Validate() error {
 	if c.MaxSQSDelay < time.Second || c.MaxSQSDelay > outbox.MaxSQSDelay {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_MAX_SQS_DELAY=%s must be from 1s to %s", c.MaxSQSDelay, outbox.MaxSQSDelay))
 	}
+	if q := c.Queues.Retention; q > 0 && c.MaxSQSDelay >= q/2 {
+		// A message's retention runs from its send, delay included: one
+		// delayed nearly as long as the queue keeps it would expire
+		// before a worker could receive it.
+		errs = append(errs, fmt.Errorf("SWITCHYARD_RELAY_MAX_SQS_DELAY=%s must be under half the job queues' retention SWITCHYARD_SQS_RETENTION=%s: a delayed message would expire unreceived",
+			c.MaxSQSDelay, q))
+	}
 	if err := c.Queues.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -106,6 +106,9 @@ func runSoak(ctx context.Context, logger *slog.Logger, opts soakOptions, out io.
 		extraEnv: []string{
 			"SWITCHYARD_RETENTION_JOBS=" + opts.jobs.String(), "SWITCHYARD_IDEMPOTENCY_KEY_TTL=" + opts.keys.String(),
 			"SWITCHYARD_RETENTION_INBOX=" + opts.inbox.String(), "SWITCHYARD_SQS_RETENTION=60s",
+			// Under half the queues' 60 s: a scheduled job's message is held
+			// in the outbox until it is due within 20 s.
+			"SWITCHYARD_RELAY_MAX_SQS_DELAY=20s",
 			"SWITCHYARD_RETENTION_INTERVAL=" + opts.interval.String(), "SWITCHYARD_LOG_FORMAT=json", "SWITCHYARD_LOG_LEVEL=warn",
 		},
 	}, logs)
