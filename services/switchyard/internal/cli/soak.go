@@ -204,32 +204,40 @@ func (s *soak) traffic(ctx context.Context) *sync.WaitGroup {
 					return
 				case <-tick.C:
 				}
-				header := map[string]string{"Idempotency-Key": uuid.NewString()}
-				if n%10 == 9 {
-					header["Switchyard-Delay"] = s.opts.delay.String()
-				}
-				status, jobID := s.submit(ctx, c, header, fmt.Sprintf(`{"text":"soak job %d of %s"}`, n, id))
-				s.mu.Lock()
-				switch {
-				case jobID == "":
-					s.refused[status]++
-				case n%10 == 9:
-					s.scheduled++
-				default:
-					s.accepted++
-				}
-				s.mu.Unlock()
-				if jobID != "" && n%20 == 0 {
-					if s.cancel(ctx, c, jobID) {
-						s.mu.Lock()
-						s.cancelled++
-						s.mu.Unlock()
-					}
-				}
+				s.one(ctx, c, id, n)
 			}
 		})
 	}
 	return &wg
+}
+
+// one submits job n of client id (scheduled or cancelled as its number
+// says) and counts what became of it. A request once sent is answered
+// even when the soak ends meanwhile: the tally must know what the platform
+// did.
+func (s *soak) one(ctx context.Context, c *chaosClient, id string, n int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	header := map[string]string{"Idempotency-Key": uuid.NewString()}
+	if n%10 == 9 {
+		header["Switchyard-Delay"] = s.opts.delay.String()
+	}
+	status, jobID := s.submit(ctx, c, header, fmt.Sprintf(`{"text":"soak job %d of %s"}`, n, id))
+	s.mu.Lock()
+	switch {
+	case jobID == "":
+		s.refused[status]++
+	case n%10 == 9:
+		s.scheduled++
+	default:
+		s.accepted++
+	}
+	s.mu.Unlock()
+	if jobID != "" && n%20 == 0 && s.cancel(ctx, c, jobID) {
+		s.mu.Lock()
+		s.cancelled++
+		s.mu.Unlock()
+	}
 }
 
 func (s *soak) submit(ctx context.Context, c *chaosClient, header map[string]string, body string) (int, string) {
