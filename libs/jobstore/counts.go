@@ -39,3 +39,25 @@ func CountNotSucceeded(ctx context.Context, db *pgxpool.Pool, ids []string) (int
 	}
 	return n, nil
 }
+
+// Census is how many jobs are in the states a retention soak watches.
+type Census struct {
+	// Scheduled jobs wait for their run_at; Unfinished ones are neither
+	// scheduled nor finished (accepted, queued, processing, failed and
+	// waiting for a retry, replayed).
+	Scheduled, Unfinished int64
+	// Keyed jobs still hold their Idempotency-Key.
+	Keyed int64
+}
+
+// CountCensus counts the jobs by the states Census names.
+func CountCensus(ctx context.Context, db *pgxpool.Pool) (Census, error) {
+	var c Census
+	err := db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'scheduled'),
+		count(*) FILTER (WHERE status NOT IN ('succeeded', 'cancelled', 'dead_lettered', 'scheduled')),
+		count(*) FILTER (WHERE idempotency_key IS NOT NULL) FROM jobs`).Scan(&c.Scheduled, &c.Unfinished, &c.Keyed)
+	if err != nil {
+		return c, fmt.Errorf("counting jobs by state: %w", err)
+	}
+	return c, nil
+}

@@ -50,3 +50,15 @@ func AppliedTwice(ctx context.Context, db *pgxpool.Pool, ids []string) (int, err
 	}
 	return n, nil
 }
+
+// Effects counts the jobs with a text-stats effect and those whose effect
+// was recorded more than once, over every job (a retention soak's check:
+// each job that ran has one).
+func Effects(ctx context.Context, db *pgxpool.Pool) (jobsWithEffect, appliedTwice int64, err error) {
+	err = db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE n > 1) FROM (SELECT count(*) AS n FROM demo_text_stats GROUP BY job_id) d`).
+		Scan(&jobsWithEffect, &appliedTwice)
+	if err != nil {
+		return 0, 0, fmt.Errorf("counting text-stats effects: %w", err)
+	}
+	return jobsWithEffect, appliedTwice, nil
+}

@@ -22,6 +22,8 @@ import (
 
 	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/devstack"
+	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/services/worker/demo"
 )
 
 // soakOptions size a retention soak.
@@ -78,7 +80,7 @@ deleted while still needed), or when a message was dead-lettered.`,
 }
 
 // soakTables are the tables the soak counts: each must level off.
-var soakTables = []string{"jobs", "job_events", "job_attempts", "inbox", "watermill_outbox"}
+var soakTables = []string{"jobs", "job_events", "job_attempts", "inbox", "watermill_outbox", "dead_letters"}
 
 // soakSample is one count of every table.
 type soakSample struct {
@@ -156,11 +158,11 @@ func runSoak(ctx context.Context, logger *slog.Logger, opts soakOptions, out io.
 	}
 	// Let what was accepted last run (scheduled jobs not yet due aside).
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		var unfinished int64
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE status NOT IN ('succeeded', 'cancelled', 'dead_lettered', 'scheduled')`).Scan(&unfinished); err != nil {
+		census, err := jobstore.CountCensus(ctx, pool)
+		if err != nil {
 			return err
 		}
-		if unfinished == 0 || !clock.Sleep(ctx, 200*time.Millisecond) {
+		if census.Unfinished == 0 || !clock.Sleep(ctx, 200*time.Millisecond) {
 			break
 		}
 	}
@@ -297,11 +299,11 @@ func countRows(ctx context.Context, pool *pgxpool.Pool) (map[string]int64, error
 		}
 		out[t] = n
 	}
-	var keys int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE idempotency_key IS NOT NULL`).Scan(&keys); err != nil {
-		return nil, fmt.Errorf("counting idempotency keys: %w", err)
+	census, err := jobstore.CountCensus(ctx, pool)
+	if err != nil {
+		return nil, err
 	}
-	out["idempotency keys"] = keys
+	out["idempotency keys"] = census.Keyed
 	return out, nil
 }
 
@@ -375,25 +377,22 @@ func (s *soak) report(ctx context.Context, samples []soakSample, startSizes, end
 	// effect once (a job deleted before it ran would have been
 	// dead-lettered as unknown, a message redelivered after its inbox row
 	// went would have applied twice), and nothing was dead-lettered.
-	var doubled, deadLetters int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT job_id FROM demo_text_stats GROUP BY job_id HAVING count(*) > 1) d`).Scan(&doubled); err != nil {
+	effects, doubled, err := demo.Effects(ctx, s.pool)
+	if err != nil {
 		return err
 	}
 	if doubled > 0 {
 		problems = append(problems, fmt.Sprintf("%d jobs applied their effect twice", doubled))
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM dead_letters`).Scan(&deadLetters); err != nil {
-		return err
-	}
+	deadLetters := samples[len(samples)-1].counts["dead_letters"]
 	if deadLetters > 0 {
 		problems = append(problems, fmt.Sprintf("%d messages were dead-lettered (a job deleted while its message was on its way?)", deadLetters))
 	}
-	var pending, unfinished, effects int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'scheduled'),
-		count(*) FILTER (WHERE status NOT IN ('succeeded', 'cancelled', 'dead_lettered', 'scheduled')),
-		(SELECT count(DISTINCT job_id) FROM demo_text_stats) FROM jobs`).Scan(&pending, &unfinished, &effects); err != nil {
+	census, err := jobstore.CountCensus(ctx, s.pool)
+	if err != nil {
 		return err
 	}
+	pending, unfinished := census.Scheduled, census.Unfinished
 	if unfinished > 0 {
 		problems = append(problems, fmt.Sprintf("%d jobs not scheduled are still unfinished 30 s after the traffic stopped", unfinished))
 	}
