@@ -21,6 +21,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchyard/switchyard/libs/callbacks"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/yamlenv"
 )
@@ -153,10 +154,32 @@ func Parse(data []byte) (*Catalog, error) {
 		}
 		c.types[name] = jt
 	}
+	if cb, declared := c.types[callbacks.JobType]; declared && (cb.Handler != callbacks.JobType || cb.HTTP != nil) {
+		errs = append(errs, fmt.Errorf("job type %q is the built-in callback delivery: it may tune consumers, timeout, retry and retention, and its handler must be %q",
+			callbacks.JobType, callbacks.JobType))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if !c.Has(callbacks.JobType) {
+		c.types[callbacks.JobType] = builtinCallbackType()
+	}
 	return c, nil
+}
+
+// builtinCallbackType is the callback delivery's job type when the file
+// does not declare it: eight attempts 10 s to 10 min apart, about 20
+// minutes in all, before a callback is dead-lettered.
+func builtinCallbackType() *JobType {
+	jt, err := build(callbacks.JobType, typeDoc{
+		Description: "Delivers completion callbacks (built in).",
+		Handler:     callbacks.JobType, Consumers: 4, Timeout: 15 * time.Second,
+		Retry: &retryDoc{Attempts: 8, Base: 10 * time.Second, Max: 10 * time.Minute},
+	})
+	if err != nil {
+		panic("the built-in callback job type is invalid: " + err.Error())
+	}
+	return jt
 }
 
 func build(name string, td typeDoc) (*JobType, error) {

@@ -37,7 +37,10 @@ func TestParse(t *testing.T) {
 	t.Parallel()
 	c, err := jobcatalog.Parse([]byte(sample))
 	require.NoError(t, err)
-	require.Equal(t, []string{"text-stats", "webhook"}, c.Names())
+	require.Equal(t, []string{"switchyard-callback", "text-stats", "webhook"}, c.Names(), "the callback delivery is built in")
+	cb, _ := c.Lookup("switchyard-callback")
+	require.Equal(t, "switchyard-callback", cb.Handler)
+	require.Equal(t, 8, cb.Retry.Attempts)
 
 	ts, ok := c.Lookup("text-stats")
 	require.True(t, ok)
@@ -113,4 +116,24 @@ func TestParseErrors(t *testing.T) {
 			require.ErrorContains(t, err, tt.want)
 		})
 	}
+}
+
+// TestCallbackTypeMayBeTunedNotReplaced: a file may declare the built-in
+// callback type to tune its retries, never to send callbacks elsewhere.
+func TestCallbackTypeMayBeTunedNotReplaced(t *testing.T) {
+	t.Parallel()
+	c, err := jobcatalog.Parse([]byte(`job_types:
+  switchyard-callback:
+    handler: switchyard-callback
+    retry: {attempts: 4, base: 1s, max: 5s}
+`))
+	require.NoError(t, err)
+	cb, _ := c.Lookup("switchyard-callback")
+	require.Equal(t, 4, cb.Retry.Attempts)
+
+	_, err = jobcatalog.Parse([]byte(`job_types:
+  switchyard-callback:
+    http: {url: "http://127.0.0.1:9/x"}
+`))
+	require.ErrorContains(t, err, "its handler must be")
 }

@@ -141,6 +141,9 @@ type Job struct {
 	RunAt *time.Time
 	// CancelRequestedAt is when its owner asked to cancel the job.
 	CancelRequestedAt *time.Time
+	// CallbackURL is where the job's final state is POSTed when it
+	// finishes ("" for none).
+	CallbackURL string
 	// Events is the job's timeline, oldest first (filled by reads that
 	// say so).
 	Events []Event
@@ -235,6 +238,10 @@ type Submission struct {
 	// RunAt, when set and in the future, schedules the job: it runs no
 	// earlier than then.
 	RunAt *time.Time
+	// CallbackURL, when set, is where the platform POSTs the job's final
+	// state when it finishes (checked against the client's allow-list
+	// before it gets here).
+	CallbackURL string
 	// Options are the request's other settings as the client sent them
 	// (the delay or time asked for), part of the request's hash.
 	Options []string

@@ -37,12 +37,12 @@ import (
 var acceptSQL = `
 WITH input AS (
 	SELECT t.*, CASE WHEN t.run_at > now() THEN t.run_at END AS due
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
-		WITH ORDINALITY AS t(id, type, client_id, scopes, payload, idempotency_key, request_hash, request_id, traceparent, outbox_uuid, outbox_payload, run_at, ord)
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[])
+		WITH ORDINALITY AS t(id, type, client_id, scopes, payload, idempotency_key, request_hash, request_id, traceparent, outbox_uuid, outbox_payload, run_at, callback_url, ord)
 ), inserted AS (
-	INSERT INTO jobs (id, type, client_id, client_scopes, status, payload, idempotency_key, request_hash, request_id, traceparent, run_at)
+	INSERT INTO jobs (id, type, client_id, client_scopes, status, payload, idempotency_key, request_hash, request_id, traceparent, run_at, callback_url)
 	SELECT id::uuid, type, client_id, string_to_array(scopes, ' '), CASE WHEN due IS NULL THEN 'accepted' ELSE 'scheduled' END, payload::jsonb,
-		NULLIF(idempotency_key, ''), request_hash, NULLIF(request_id, ''), NULLIF(traceparent, ''), due
+		NULLIF(idempotency_key, ''), request_hash, NULLIF(request_id, ''), NULLIF(traceparent, ''), due, NULLIF(callback_url, '')
 	FROM input ORDER BY client_id, idempotency_key, ord
 	ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING id, created_at, status, run_at
@@ -136,16 +136,16 @@ func (s *Store) insert(ctx context.Context, batch []*acceptance) error {
 	n := len(batch)
 	ids, types, clients, scopes, payloads, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	hashes, requestIDs, traceparents, rowIDs, rowPayloads := make([][]byte, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	runAts := make([]*time.Time, n)
+	runAts, callbackURLs := make([]*time.Time, n), make([]string, n)
 	byID := make(map[string]*acceptance, n)
 	for i, a := range batch {
 		ids[i], types[i], clients[i], scopes[i] = a.sub.ID, a.sub.Type, a.sub.ClientID, strings.Join(a.sub.ClientScopes, " ")
 		payloads[i], keys[i], hashes[i] = string(a.sub.Payload), a.sub.IdempotencyKey, a.hash
 		requestIDs[i], traceparents[i], rowIDs[i], rowPayloads[i] = a.sub.RequestID, a.sub.TraceParent, a.row.UUID, string(a.row.Payload)
-		runAts[i] = a.sub.RunAt
+		runAts[i], callbackURLs[i] = a.sub.RunAt, a.sub.CallbackURL
 		byID[a.sub.ID] = a
 	}
-	rows, err := s.pool.Query(ctx, acceptSQL, ids, types, clients, scopes, payloads, keys, hashes, requestIDs, traceparents, rowIDs, rowPayloads, runAts)
+	rows, err := s.pool.Query(ctx, acceptSQL, ids, types, clients, scopes, payloads, keys, hashes, requestIDs, traceparents, rowIDs, rowPayloads, runAts, callbackURLs)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (s *Store) insert(ctx context.Context, batch []*acceptance) error {
 		a.created = true
 		a.job = jobs.Job{ID: id, Type: a.sub.Type, ClientID: a.sub.ClientID, ClientScopes: a.sub.ClientScopes, Status: jobs.Status(status),
 			Payload: a.sub.Payload, IdempotencyKey: a.sub.IdempotencyKey, RequestHash: a.hash, RequestID: a.sub.RequestID,
-			TraceParent: a.sub.TraceParent, CreatedAt: createdAt, UpdatedAt: createdAt, RunAt: runAt}
+			TraceParent: a.sub.TraceParent, CreatedAt: createdAt, UpdatedAt: createdAt, RunAt: runAt, CallbackURL: a.sub.CallbackURL}
 		return nil
 	})
 	return err

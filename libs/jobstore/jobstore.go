@@ -44,7 +44,7 @@ const jobColumns = `id::text, type, client_id, client_scopes, status, payload, r
 	CASE WHEN last_error IS NULL THEN '' ELSE COALESCE(last_client_error, '` + genericClientError + `') END,
 	COALESCE(last_error_class, CASE WHEN last_error IS NULL THEN '' ELSE '` + unknownErrorClass + `' END),
 	COALESCE(idempotency_key, ''), request_hash, COALESCE(request_id, ''), COALESCE(traceparent, ''),
-	created_at, updated_at, queued_at, started_at, finished_at, next_attempt_at, cancel_requested_at, run_at`
+	created_at, updated_at, queued_at, started_at, finished_at, next_attempt_at, cancel_requested_at, run_at, COALESCE(callback_url, '')`
 
 func scanJob(row pgx.Row) (jobs.Job, error) {
 	var j jobs.Job
@@ -52,7 +52,7 @@ func scanJob(row pgx.Row) (jobs.Job, error) {
 	var payload, result []byte
 	err := row.Scan(&j.ID, &j.Type, &j.ClientID, &j.ClientScopes, &status, &payload, &result, &j.Attempts, &j.LastError, &j.LastErrorClass,
 		&j.IdempotencyKey, &j.RequestHash, &j.RequestID, &j.TraceParent,
-		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt, &j.NextAttemptAt, &j.CancelRequestedAt, &j.RunAt)
+		&j.CreatedAt, &j.UpdatedAt, &j.QueuedAt, &j.StartedAt, &j.FinishedAt, &j.NextAttemptAt, &j.CancelRequestedAt, &j.RunAt, &j.CallbackURL)
 	if err != nil {
 		return jobs.Job{}, err
 	}

@@ -414,3 +414,74 @@ func TestScheduledJobIsHeldUntilDue(t *testing.T) {
 	require.NoError(t, err, "due: it runs")
 	require.Equal(t, 1, attempt)
 }
+
+// TestFinishingAJobWritesItsCallback: a job submitted with a callback URL
+// that finishes (here: cancelled) gets, in the same transaction, a
+// callback job of its client and that job's outbox message, which the
+// relay reads like any other; a job without one gets nothing.
+func TestFinishingAJobWritesItsCallback(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	store := jobstore.New(pool)
+	drain := func() []outbox.Row {
+		claim, err := outbox.ClaimBatch(ctx, pool, 10)
+		require.NoError(t, err)
+		rows := claim.Rows
+		ids := make([]int64, len(rows))
+		for i, r := range rows {
+			ids[i] = r.Offset
+		}
+		require.NoError(t, claim.Complete(ctx, ids))
+		return rows
+	}
+
+	plain := submission("c1", "", `{"text":"no callback"}`)
+	_, _, err := store.Accept(ctx, plain)
+	require.NoError(t, err)
+	sub := submission("c1", "k-cb", `{"text":"call me"}`)
+	sub.CallbackURL = "https://hooks.example.com/switchyard?x=1"
+	job, _, err := store.Accept(ctx, sub)
+	require.NoError(t, err)
+	require.Equal(t, sub.CallbackURL, job.CallbackURL)
+	require.Len(t, drain(), 2)
+
+	out, err := store.Cancel(ctx, plain.ID, "c1")
+	require.NoError(t, err)
+	require.Equal(t, jobstore.Cancelled, out)
+	require.Empty(t, drain(), "no callback URL, no callback")
+
+	out, err = store.Cancel(ctx, sub.ID, "c1")
+	require.NoError(t, err)
+	require.Equal(t, jobstore.Cancelled, out)
+	rows := drain()
+	require.Len(t, rows, 1)
+	m := rows[0].Message
+	require.Equal(t, "switchyard-callback", m.Topic)
+	callbackID := m.Metadata[jobmessage.JobID]
+	require.Equal(t, map[string]string{jobmessage.JobID: callbackID, jobmessage.JobType: "switchyard-callback",
+		jobmessage.ClientID: "c1", jobmessage.RequestID: "req-1", jobmessage.TraceParent: sub.TraceParent}, m.Metadata)
+
+	var payload struct {
+		URL   string `json:"url"`
+		Event struct {
+			Type      string         `json:"type"`
+			Timestamp time.Time      `json:"timestamp"`
+			Data      map[string]any `json:"data"`
+		} `json:"event"`
+	}
+	require.NoError(t, json.Unmarshal(m.Payload, &payload))
+	require.Equal(t, sub.CallbackURL, payload.URL)
+	require.Equal(t, "job.cancelled", payload.Event.Type)
+	require.WithinDuration(t, time.Now(), payload.Event.Timestamp, time.Minute)
+	require.Equal(t, sub.ID, payload.Event.Data["id"])
+	require.Equal(t, "cancelled", payload.Event.Data["status"])
+	require.Equal(t, "k-cb", payload.Event.Data["idempotency_key"])
+
+	cb, err := store.Get(ctx, callbackID, "c1")
+	require.NoError(t, err, "the callback is a job of the same client")
+	require.Equal(t, "switchyard-callback", cb.Type)
+	require.Equal(t, jobs.StatusAccepted, cb.Status)
+	require.JSONEq(t, string(m.Payload), string(cb.Payload), "the message carries the job's payload")
+	require.Empty(t, cb.CallbackURL, "a callback calls nobody back")
+}

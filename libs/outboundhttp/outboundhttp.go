@@ -11,6 +11,10 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/switchyard/switchyard/libs/tracing"
 )
 
 // NewTransport returns the transport for outbound calls.
@@ -34,4 +38,20 @@ func NewClient(transport http.RoundTripper) *http.Client {
 		Transport:     transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// ForJobs returns the client a job handler calls out with: client, or
+// when nil a NewClient over NewTransport; with tracing on, its transport
+// is wrapped so that each call is a client span in the job's trace and the
+// other side receives that span as its traceparent.
+func ForJobs(client *http.Client) *http.Client {
+	if client == nil {
+		client = NewClient(NewTransport())
+	}
+	if tracing.Enabled() {
+		traced := *client
+		traced.Transport = otelhttp.NewTransport(client.Transport)
+		client = &traced
+	}
+	return client
 }

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,4 +158,31 @@ func TestStockForwarderReadsOurRows(t *testing.T) {
 		bl, err := outbox.ReadBacklog(ctx, pool)
 		return err == nil && bl.Pending == 0
 	}, 10*time.Second, 20*time.Millisecond, "the stock forwarder deletes what it forwarded")
+}
+
+// TestSQLEnvelopeMatchesEncode: the envelope the database writes for rows
+// made in SQL (switchyard_outbox_envelope, migration 00019: the callback
+// trigger) reads back as the message Encode would have written, for a
+// payload long enough that Postgres's base64 breaks lines, with text
+// outside ASCII, and with empty metadata values left out.
+func TestSQLEnvelopeMatchesEncode(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	payload := `{"text":"` + strings.Repeat("Grüße, 世界 ", 40) + `"}`
+	_, err := pool.Exec(ctx, `INSERT INTO watermill_outbox (uuid, payload, metadata)
+		VALUES ('row-1', switchyard_outbox_envelope('orders', 'msg-1', $1, jsonb_build_object('job_id', 'j-1', 'request_id', NULL::text)), '{}')`, payload)
+	require.NoError(t, err)
+	claim, err := outbox.ClaimBatch(ctx, pool, 10)
+	require.NoError(t, err)
+	defer claim.Release(ctx)
+	require.Len(t, claim.Rows, 1)
+	require.Equal(t, outbox.Message{UUID: "msg-1", Topic: "orders", Payload: []byte(payload), Metadata: map[string]string{"job_id": "j-1"}},
+		claim.Rows[0].Message)
+
+	encoded, err := outbox.Encode(outbox.Message{UUID: "msg-1", Topic: "orders", Payload: []byte(payload), Metadata: map[string]string{"job_id": "j-1"}})
+	require.NoError(t, err)
+	var fromSQL string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT switchyard_outbox_envelope('orders', 'msg-1', $1, '{"job_id": "j-1"}')::text`, payload).Scan(&fromSQL))
+	require.JSONEq(t, string(encoded.Payload), fromSQL, "the same JSON, field for field")
 }

@@ -55,6 +55,7 @@ var (
 	UnsupportedMedia     = Kind{"unsupported-media-type", "Unsupported media type", http.StatusUnsupportedMediaType}
 	ValidationFailed     = Kind{"validation-failed", "Payload does not match the job type's schema", http.StatusUnprocessableEntity}
 	IdempotencyKeyReused = Kind{"idempotency-key-reused", "Idempotency key reused for a different request", http.StatusUnprocessableEntity}
+	CallbackNotAllowed   = Kind{"callback-not-allowed", "Callback host not allowed for this client", http.StatusUnprocessableEntity}
 	RateLimited          = Kind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 	QuotaExceeded        = Kind{"quota-exceeded", "Quota used up", http.StatusTooManyRequests}
 	AddressDenied        = Kind{"address-denied", "Address not allowed", http.StatusForbidden}

@@ -30,6 +30,7 @@ import (
 	"github.com/switchyard/switchyard/libs/accesstoken"
 	"github.com/switchyard/switchyard/libs/auditlog"
 	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/callbacks"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/geoip"
@@ -107,6 +108,9 @@ type AcceptConfig struct {
 	// releases expired keys in bulk.
 	KeyWindow time.Duration `conf:"default:24h,env:SWITCHYARD_IDEMPOTENCY_KEY_TTL,help:how long an Idempotency-Key names its job; reused later it creates a new job"`
 	MaxDelay  time.Duration `conf:"default:720h,env:SWITCHYARD_JOBS_MAX_DELAY,help:how far ahead a submission may schedule its job (Switchyard-Delay or Switchyard-Run-At)"`
+	// CallbackHostsTTL is how long a client's callback allow-list is
+	// cached.
+	CallbackHostsTTL time.Duration `conf:"default:5s,env:SWITCHYARD_CALLBACK_HOSTS_CACHE,help:how long the gateway caches a client's callback host allow-list (a change reaches submissions within it)"`
 }
 
 // batchConfig is c as the job store's batcher takes it.
@@ -230,6 +234,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	}
 	api := jobsapi.New(accepts, catalog, cfg.PublicURL)
 	api.MaxDelay = cfg.Accept.MaxDelay
+	api.Callbacks = callbacks.NewHostPolicy(callbacks.NewStore(pool), cfg.Accept.CallbackHostsTTL)
 	metrics := syncroute.NewMetrics(prometheus.DefaultRegisterer)
 	var cache *respcache.Cache
 	if cfg.CacheMaxBytes > 0 {

@@ -25,6 +25,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchyard/switchyard/libs/callbacks"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
@@ -32,6 +33,7 @@ import (
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
+	"github.com/switchyard/switchyard/services/worker/callback"
 	"github.com/switchyard/switchyard/services/worker/httptarget"
 	"github.com/switchyard/switchyard/services/worker/internal/processor"
 )
@@ -183,6 +185,8 @@ func Bindings(catalog *jobcatalog.Catalog, registry *jobhandler.Registry, client
 		b := processor.Binding{JobType: jt.Name, Timeout: jt.Timeout, Retry: jt.Retry}
 		if jt.HTTP != nil {
 			b.HandlerName, b.Handler = "http", httptarget.New(*jt.HTTP, client)
+		} else if jt.Name == callbacks.JobType {
+			b.HandlerName, b.Handler = callbacks.JobType, callback.New(client)
 		} else if h, ok := registry.Lookup(jt.Handler); ok {
 			b.HandlerName, b.Handler = jt.Handler, h
 		} else {

@@ -15,12 +15,9 @@ import (
 	"net/http"
 	"strconv"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/outboundhttp"
-	"github.com/switchyard/switchyard/libs/tracing"
 )
 
 // maxResultBytes caps how much of a response becomes the job's result.
@@ -40,15 +37,7 @@ type Target struct {
 // the job's trace, and the target receives that span as its traceparent
 // (with tracing off, the job's traceparent).
 func New(cfg jobcatalog.HTTPTarget, client *http.Client) *Target {
-	if client == nil {
-		client = outboundhttp.NewClient(outboundhttp.NewTransport())
-	}
-	if tracing.Enabled() {
-		traced := *client
-		traced.Transport = otelhttp.NewTransport(client.Transport)
-		client = &traced
-	}
-	return &Target{cfg: cfg, client: client}
+	return &Target{cfg: cfg, client: outboundhttp.ForJobs(client)}
 }
 
 // Handle implements jobhandler.Handler.

@@ -22,6 +22,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/callbacks"
+	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobpayload"
@@ -48,6 +50,15 @@ type API struct {
 	// MaxDelay is how far ahead a submission may schedule its job
 	// (DefaultMaxDelay unless set).
 	MaxDelay time.Duration
+	// Callbacks checks a submission's callback URL against its client's
+	// allow-list; nil refuses every callback URL.
+	Callbacks CallbackPolicy
+}
+
+// CallbackPolicy decides whether a client may name a callback URL
+// (callbacks.HostPolicy).
+type CallbackPolicy interface {
+	Check(ctx context.Context, clientID, rawURL string) error
 }
 
 // DefaultMaxDelay is how far ahead a job may be scheduled by default.
@@ -130,6 +141,9 @@ type Status struct {
 	CancelRequestedAt *time.Time `json:"cancel_requested_at,omitempty"`
 	// RunAt is when a scheduled job is (or was) due.
 	RunAt *time.Time `json:"run_at,omitempty"`
+	// CallbackURL is where the job's final state is POSTed when it
+	// finishes.
+	CallbackURL string `json:"callback_url,omitempty"`
 	// TraceID is the W3C trace the job belongs to: the submitting
 	// request's, which the relay, the worker and any replay continue.
 	TraceID string `json:"trace_id,omitempty"`
@@ -182,6 +196,13 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 	if !ok {
 		return errors.New("jobs API reached without an identity: authentication middleware missing")
 	}
+	callbackURL := req.Header.Get(callbacks.Header)
+	if callbackURL != "" {
+		if err := a.checkCallback(req.Context(), id.ClientID, callbackURL); err != nil {
+			return err
+		}
+		options = append(options, callbacks.Header+"="+callbackURL)
+	}
 	jobID, err := uuid.NewV7()
 	if err != nil {
 		return fmt.Errorf("generating job id: %w", err)
@@ -196,7 +217,7 @@ func (a *API) submit(c echo.Context, jt *jobcatalog.JobType) error {
 		// The request's span (or, with tracing off, the caller's
 		// traceparent): the relay and the worker continue this trace.
 		TraceParent: tracing.TraceParent(req.Context()),
-		RunAt:       runAt, Options: options,
+		RunAt:       runAt, CallbackURL: callbackURL, Options: options,
 	}
 	job, created, err := a.store.Accept(req.Context(), sub)
 	if err != nil {
@@ -237,7 +258,7 @@ func (a *API) writeStatus(c echo.Context, jobID, clientID string, code int) erro
 		ID: job.ID, Type: job.Type, Status: string(job.Status), Attempts: job.Attempts, LastError: job.LastError, LastErrorClass: job.LastErrorClass,
 		Result: job.Result, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt,
 		QueuedAt: job.QueuedAt, StartedAt: job.StartedAt, FinishedAt: job.FinishedAt, NextAttemptAt: job.NextAttemptAt,
-		CancelRequestedAt: job.CancelRequestedAt, RunAt: job.RunAt, TraceID: tracing.TraceIDOf(job.TraceParent), Events: events(job.Events),
+		CancelRequestedAt: job.CancelRequestedAt, RunAt: job.RunAt, CallbackURL: job.CallbackURL, TraceID: tracing.TraceIDOf(job.TraceParent), Events: events(job.Events),
 	})
 }
 
@@ -279,6 +300,29 @@ func (a *API) schedule(h http.Header, now time.Time) (*time.Time, []string, erro
 		return nil, []string{HeaderDelay + "=" + delay, HeaderRunAt + "=" + at}, nil
 	}
 	return &runAt, []string{HeaderDelay + "=" + delay, HeaderRunAt + "=" + at}, nil
+}
+
+// checkCallback refuses a callback URL that is malformed (400) or whose
+// host is not on the client's allow-list (422); a store that cannot be
+// read is unavailable (503), never a refusal.
+func (a *API) checkCallback(ctx context.Context, clientID, rawURL string) error {
+	if a.Callbacks == nil {
+		return problem.CallbackNotAllowed.New("this gateway accepts no callback URLs")
+	}
+	err := a.Callbacks.Check(ctx, clientID, rawURL)
+	var urlErr *callbacks.URLError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &urlErr):
+		return problem.InvalidParameter.Newf("%s: %s", callbacks.Header, urlErr.Reason)
+	case errors.Is(err, callbacks.ErrHostNotAllowed):
+		return problem.CallbackNotAllowed.Newf("%s names a host that is not on your client's callback allow-list; an operator adds hosts with `switchyard clients callbacks set-hosts`", callbacks.Header)
+	case database.Unavailable(err):
+		return fmt.Errorf("%w: checking the callback host: %w", jobs.ErrStoreUnavailable, err)
+	default:
+		return fmt.Errorf("checking the callback host: %w", err)
+	}
 }
 
 // jobIDParam reads the job id path parameter param.

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/callbacks"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
@@ -72,14 +73,18 @@ func (headerAuth) Authenticate(r *http.Request) (authn.Identity, error) {
 
 // newServer runs the gateway's HTTP stack (shared middleware, problem
 // errors, a header authenticator, jobs API) over store.
-func newServer(t testing.TB, store jobsapi.Store, publicURL string) *httptest.Server {
+func newServer(t testing.TB, store jobsapi.Store, publicURL string, configure ...func(*jobsapi.API)) *httptest.Server {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	e := httpserver.NewEcho(logger)
-	jobsapi.New(store, testCatalog(t), publicURL).Register(e, authn.Middleware(headerAuth{}, logger))
+	api := jobsapi.New(store, testCatalog(t), publicURL)
+	for _, fn := range configure {
+		fn(api)
+	}
+	api.Register(e, authn.Middleware(headerAuth{}, logger))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return srv
@@ -93,7 +98,9 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool := stacktest.NewPool(t)
-	return &env{pool: pool, srv: newServer(t, jobstore.New(pool), "")}
+	return &env{pool: pool, srv: newServer(t, jobstore.New(pool), "", func(a *jobsapi.API) {
+		a.Callbacks = callbacks.NewHostPolicy(callbacks.NewStore(pool), 0)
+	})}
 }
 
 type call struct {

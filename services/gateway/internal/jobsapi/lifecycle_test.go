@@ -4,12 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/callbacks"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
 )
@@ -173,4 +175,48 @@ func TestScheduling(t *testing.T) {
 	resp, body = e.do(t, call{"POST", "/v1/jobs/" + id + "/cancel", ``, nil})
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "cancelled", body["status"], "a scheduled job is cancelled at once")
+}
+
+// TestCallbackURL: a callback URL on a host of the client's allow-list is
+// accepted and shown on the job; any other host is a 422 problem, a
+// malformed URL a 400, and neither writes anything; the URL is part of the
+// request an Idempotency-Key names.
+func TestCallbackURL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	_, err := e.pool.Exec(ctx, `INSERT INTO oauth_clients (client_id, secret_hash) VALUES ('client-a', 'x')`)
+	require.NoError(t, err)
+	require.NoError(t, callbacks.NewStore(e.pool).SetHosts(ctx, "client-a", []string{"hooks.example.com"}))
+
+	for raw, want := range map[string]string{
+		"https://evil.example.com/steal":  "urn:switchyard:problem:callback-not-allowed",
+		"https://hooks.example.com.evil/": "urn:switchyard:problem:callback-not-allowed",
+		"ftp://hooks.example.com/":        "urn:switchyard:problem:invalid-parameter",
+		"https://u:p@hooks.example.com/":  "urn:switchyard:problem:invalid-parameter",
+	} {
+		resp, body := e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, map[string]string{callbacks.Header: raw}})
+		require.Equal(t, want, body["type"], raw)
+		if strings.HasSuffix(want, "callback-not-allowed") {
+			require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+			require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+		} else {
+			require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		}
+	}
+	jobsN, outboxN := e.rows(t)
+	require.Zero(t, jobsN+outboxN, "a refused callback writes nothing")
+
+	const cbURL = "https://hooks.example.com/switchyard?tenant=7"
+	resp, body := e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`,
+		map[string]string{callbacks.Header: cbURL, "Idempotency-Key": "cb-1"}})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	_, status := e.do(t, call{"GET", "/v1/jobs/" + body["id"].(string), ``, nil})
+	require.Equal(t, cbURL, status["callback_url"])
+	resp, _ = e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`,
+		map[string]string{callbacks.Header: "https://hooks.example.com/other", "Idempotency-Key": "cb-1"}})
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, "the key with another callback is another request")
+	resp, _ = e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`,
+		map[string]string{callbacks.Header: cbURL, headerClient: "client-b"}})
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, "another client's allow-list is its own")
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard/switchyard/libs/auditlog"
@@ -69,7 +70,7 @@ makes every gateway refuse its unexpired tokens within milliseconds
 	cmd.PersistentFlags().StringVar(&f.dbURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (default $DATABASE_URL)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
 	cmd.AddCommand(newClientsCreateCmd(&f), newClientsListCmd(&f), newClientsSetDisabledCmd(&f, true),
-		newClientsSetDisabledCmd(&f, false), newClientsRotateCmd(&f), newClientsSetScopesCmd(&f))
+		newClientsSetDisabledCmd(&f, false), newClientsRotateCmd(&f), newClientsSetScopesCmd(&f), newClientsCallbacksCmd(&f))
 	return cmd
 }
 
@@ -95,11 +96,7 @@ func withClients(cmd *cobra.Command, f *clientsFlags, fn func(*oauthclients.Stor
 	if err != nil {
 		return err
 	}
-	url, err := databaseURL(cmd.Context(), f.dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := database.Open(cmd.Context(), database.Config{URL: url, ApplicationName: "switchyard-cli", MaxConns: 2})
+	pool, err := openClientsDB(cmd, f)
 	if err != nil {
 		return err
 	}
@@ -115,6 +112,15 @@ func withClients(cmd *cobra.Command, f *clientsFlags, fn func(*oauthclients.Stor
 		return err
 	}
 	return fn(store)
+}
+
+// openClientsDB opens the database the clients commands manage.
+func openClientsDB(cmd *cobra.Command, f *clientsFlags) (*pgxpool.Pool, error) {
+	url, err := databaseURL(cmd.Context(), f.dbURL)
+	if err != nil {
+		return nil, err
+	}
+	return database.Open(cmd.Context(), database.Config{URL: url, ApplicationName: "switchyard-cli", MaxConns: 2})
 }
 
 // cliActor names the operator running the CLI in the audit log:

@@ -204,8 +204,12 @@ Dead letters (replay service admin API on http://%[5]s):
   export SWITCHYARD_ADMIN_CLIENT_ID=dev SWITCHYARD_ADMIN_CLIENT_SECRET=%[4]s
   %[6]s dlq stats
 
+Clients and their completion callbacks (directly in Postgres):
+  export DATABASE_URL='%[7]s'
+  %[6]s clients callbacks set-hosts dev 127.0.0.1:8090
+
 Press Ctrl-C to stop every process started here.
-`, opts.gatewayAddr, dp.opsAddr["gateway"], dp.issuer, dp.devSecret, opts.replayAddr, os.Args[0])
+`, opts.gatewayAddr, dp.opsAddr["gateway"], dp.issuer, dp.devSecret, opts.replayAddr, os.Args[0], dp.dbURL)
 
 	select {
 	case <-ctx.Done():
