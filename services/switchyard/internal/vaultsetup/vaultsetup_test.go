@@ -205,10 +205,12 @@ func leastPrivilegeInPostgres(t *testing.T, plan vaultsetup.Plan, res vaultsetup
 			`SELECT count(*) FROM job_attempts`, `SELECT count(*) FROM job_events`, `DELETE FROM usage_minutes WHERE false`,
 			`INSERT INTO admin_audit (actor, action) VALUES ('gateway', 'test')`,
 			`SELECT * FROM switchyard_cancel_job(` + anyJob + `, 'nobody')`,
-			`SELECT switchyard_release_idempotency_keys('{}', '{}', now() - interval '1 day')`},
+			`SELECT switchyard_release_idempotency_keys('{}', '{}', now() - interval '1 day')`,
+			`SELECT host FROM client_callback_hosts LIMIT 1`},
 		"tokens": {`SELECT secret_hash FROM oauth_clients LIMIT 1`, `UPDATE oauth_clients SET secret_hash = secret_hash WHERE false`},
 		"relay":  {`SELECT "offset" FROM watermill_outbox FOR UPDATE SKIP LOCKED`, `DELETE FROM watermill_outbox WHERE false`, `UPDATE jobs SET status = status WHERE false`},
-		"worker": {`UPDATE jobs SET status = status WHERE false`, `SELECT 1 FROM inbox LIMIT 1`, `UPDATE job_attempts SET outcome = outcome WHERE false`},
+		"worker": {`UPDATE jobs SET status = status WHERE false`, `SELECT 1 FROM inbox LIMIT 1`, `UPDATE job_attempts SET outcome = outcome WHERE false`,
+			`SELECT host FROM client_callback_hosts LIMIT 1`, `SELECT secret FROM callback_secrets LIMIT 1`},
 		"replay": {`SELECT count(*) FROM dead_letters`, `DELETE FROM dead_letters WHERE false`, `SELECT count(*) FROM admin_audit`,
 			`SELECT client_id FROM oauth_clients WHERE disabled_at IS NOT NULL`, `SELECT count(*) FROM usage_minutes`,
 			`DELETE FROM jobs WHERE false`, `DELETE FROM inbox WHERE false`, `SELECT switchyard_trim_audit(now() - interval '40 days', 1)`,
@@ -223,7 +225,8 @@ func leastPrivilegeInPostgres(t *testing.T, plan vaultsetup.Plan, res vaultsetup
 			`UPDATE admin_audit SET outcome = 'ok'`, `DELETE FROM admin_audit`, `TRUNCATE admin_audit`,
 			`DELETE FROM jobs`, `UPDATE jobs SET status = 'succeeded'`, `UPDATE jobs SET idempotency_key = NULL`,
 			`SELECT count(*) FROM dead_letters`, `DELETE FROM watermill_outbox`, `SELECT switchyard_trim_audit(now() - interval '40 days', 1)`,
-			`SELECT switchyard_release_idempotency_keys('{}', '{}', now())`, // keys younger than a minute stay
+			`SELECT switchyard_release_idempotency_keys('{}', '{}', now())`,            // keys younger than a minute stay
+			`SELECT secret FROM callback_secrets`, `DELETE FROM client_callback_hosts`, // only the worker signs; only the owner changes the list
 		},
 		"tokens": {
 			`SELECT count(*) FROM jobs`, `INSERT INTO oauth_clients (client_id, secret_hash) VALUES ('x', 'y')`,
@@ -236,13 +239,31 @@ func leastPrivilegeInPostgres(t *testing.T, plan vaultsetup.Plan, res vaultsetup
 		"worker": {
 			`SELECT client_id FROM oauth_clients`, `UPDATE admin_audit SET actor = 'x'`, `DELETE FROM dead_letters`,
 			`DELETE FROM jobs`, `DELETE FROM inbox`, `SELECT count(*) FROM admin_audit`,
+			`INSERT INTO client_callback_hosts (client_id, host) VALUES ('x', 'evil.example.com')`, `UPDATE callback_secrets SET expires_at = NULL`,
 		},
 		"replay": {
 			`UPDATE admin_audit SET actor = 'x'`, `DELETE FROM admin_audit`, `TRUNCATE admin_audit`,
 			`UPDATE oauth_clients SET scopes = '{switchyard:admin}'`, `SELECT secret_hash FROM oauth_clients`,
 			`SELECT switchyard_trim_audit(now() - interval '1 day', 1)`, // the function keeps 30 days whoever asks
+			`SELECT secret FROM callback_secrets`,
 		},
 	}
+	// A running job with a callback URL: the worker finishing it must
+	// write the callback job and its message, which its own grants do not
+	// allow (the finish trigger runs as the owner).
+	const callbackJob = `'00000000-0000-7000-8000-0000000000cb'`
+	owner, err := pgx.Connect(ctx, plan.DatabaseURL)
+	require.NoError(t, err)
+	_, err = owner.Exec(ctx, `INSERT INTO jobs (id, type, client_id, status, payload, request_hash, callback_url)
+		VALUES (`+callbackJob+`, 'text-stats', 'c', 'processing', '{}', '\x', 'https://hooks.example.com/')`)
+	require.NoError(t, err)
+	allowed["worker"] = append(allowed["worker"], `UPDATE jobs SET status = 'succeeded', finished_at = now() WHERE id = `+callbackJob)
+	defer func() {
+		var n int
+		require.NoError(t, owner.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE type = 'switchyard-callback' AND payload->'event'->'data'->>'id' = `+callbackJob).Scan(&n))
+		require.Equal(t, 1, n, "the worker's finish wrote the callback job")
+		require.NoError(t, owner.Close(ctx))
+	}()
 	dbURL, err := url.Parse(plan.DatabaseURL)
 	require.NoError(t, err)
 	for _, svc := range vaultsetup.Services {
