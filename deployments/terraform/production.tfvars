@@ -1,7 +1,7 @@
 # The production overlay's AWS side (deployments/k8s/overlays/production):
 #   terraform apply -var-file=production.tfvars
-# Its job types are those of the overlay's jobs.yaml and the built-in
-# switchyard-callback: each needs its queue and DLQ here
+# Its job types are those of the overlay's jobs.yaml (switchyard-callback,
+# which turns completion callbacks on, too): each needs its queue and DLQ here
 # (deployments/productionpath checks that they match).
 primary_region = "eu-west-1"
 job_types = {
@@ -11,7 +11,7 @@ job_types = {
     visibility_timeout_seconds = 30
     max_receive_count          = 10
   }
-  # Built in: completion callbacks (15 s timeout, 8 attempts).
+  # Completion callbacks (15 s timeout, 8 attempts).
   "switchyard-callback" = {
     visibility_timeout_seconds = 30
     max_receive_count          = 10

@@ -17,7 +17,7 @@ variable "queue_prefix" {
 }
 
 variable "job_types" {
-  description = "Job types of the deployment's jobs.yaml (and the built-in switchyard-callback) and their queue settings: every job type there needs its queue and DLQ here."
+  description = "Job types of the deployment's jobs.yaml and their queue settings: every job type there needs its queue and DLQ here."
   type = map(object({
     visibility_timeout_seconds = optional(number, 30)
     max_receive_count          = optional(number, 10)

@@ -154,33 +154,22 @@ func Parse(data []byte) (*Catalog, error) {
 		}
 		c.types[name] = jt
 	}
+	// Declaring the callback delivery's type turns completion callbacks
+	// on; it may tune consumers, timeout, retry and retention, never send
+	// callbacks anywhere else.
 	if cb, declared := c.types[callbacks.JobType]; declared && (cb.Handler != callbacks.JobType || cb.HTTP != nil) {
-		errs = append(errs, fmt.Errorf("job type %q is the built-in callback delivery: it may tune consumers, timeout, retry and retention, and its handler must be %q",
-			callbacks.JobType, callbacks.JobType))
+		errs = append(errs, fmt.Errorf("job type %q is the built-in callback delivery: its handler must be %q", callbacks.JobType, callbacks.JobType))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if !c.Has(callbacks.JobType) {
-		c.types[callbacks.JobType] = builtinCallbackType()
-	}
 	return c, nil
 }
 
-// builtinCallbackType is the callback delivery's job type when the file
-// does not declare it: eight attempts 10 s to 10 min apart, about 20
-// minutes in all, before a callback is dead-lettered.
-func builtinCallbackType() *JobType {
-	jt, err := build(callbacks.JobType, typeDoc{
-		Description: "Delivers completion callbacks (built in).",
-		Handler:     callbacks.JobType, Consumers: 4, Timeout: 15 * time.Second,
-		Retry: &retryDoc{Attempts: 8, Base: 10 * time.Second, Max: 10 * time.Minute},
-	})
-	if err != nil {
-		panic("the built-in callback job type is invalid: " + err.Error())
-	}
-	return jt
-}
+// CallbacksEnabled reports whether the catalog declares the callback
+// delivery's job type, without which no submission may name a callback
+// URL.
+func (c *Catalog) CallbacksEnabled() bool { return c.Has(callbacks.JobType) }
 
 func build(name string, td typeDoc) (*JobType, error) {
 	if err := jobs.ValidateTypeName(name); err != nil {

@@ -37,10 +37,8 @@ func TestParse(t *testing.T) {
 	t.Parallel()
 	c, err := jobcatalog.Parse([]byte(sample))
 	require.NoError(t, err)
-	require.Equal(t, []string{"switchyard-callback", "text-stats", "webhook"}, c.Names(), "the callback delivery is built in")
-	cb, _ := c.Lookup("switchyard-callback")
-	require.Equal(t, "switchyard-callback", cb.Handler)
-	require.Equal(t, 8, cb.Retry.Attempts)
+	require.Equal(t, []string{"text-stats", "webhook"}, c.Names())
+	require.False(t, c.CallbacksEnabled(), "callbacks are on only when the file declares their type")
 
 	ts, ok := c.Lookup("text-stats")
 	require.True(t, ok)
@@ -118,8 +116,8 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-// TestCallbackTypeMayBeTunedNotReplaced: a file may declare the built-in
-// callback type to tune its retries, never to send callbacks elsewhere.
+// TestCallbackTypeMayBeTunedNotReplaced: declaring the callback type turns
+// callbacks on and tunes its retries; it cannot send callbacks elsewhere.
 func TestCallbackTypeMayBeTunedNotReplaced(t *testing.T) {
 	t.Parallel()
 	c, err := jobcatalog.Parse([]byte(`job_types:
@@ -130,6 +128,7 @@ func TestCallbackTypeMayBeTunedNotReplaced(t *testing.T) {
 	require.NoError(t, err)
 	cb, _ := c.Lookup("switchyard-callback")
 	require.Equal(t, 4, cb.Retry.Attempts)
+	require.True(t, c.CallbacksEnabled())
 
 	_, err = jobcatalog.Parse([]byte(`job_types:
   switchyard-callback:

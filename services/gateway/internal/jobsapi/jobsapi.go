@@ -84,6 +84,9 @@ func New(store Store, catalog *jobcatalog.Catalog, publicURL string) *API {
 // and embedders that need no per-route policy.
 func (a *API) Register(e *echo.Echo, mw ...echo.MiddlewareFunc) {
 	for _, name := range a.catalog.Names() {
+		if name == callbacks.JobType {
+			continue // the platform's own; clients never submit it
+		}
 		jt, _ := a.catalog.Lookup(name)
 		e.POST("/v1/jobs/"+name, a.Submit(jt), mw...)
 	}
@@ -306,8 +309,8 @@ func (a *API) schedule(h http.Header, now time.Time) (*time.Time, []string, erro
 // host is not on the client's allow-list (422); a store that cannot be
 // read is unavailable (503), never a refusal.
 func (a *API) checkCallback(ctx context.Context, clientID, rawURL string) error {
-	if a.Callbacks == nil {
-		return problem.CallbackNotAllowed.New("this gateway accepts no callback URLs")
+	if a.Callbacks == nil || !a.catalog.CallbacksEnabled() {
+		return problem.CallbackNotAllowed.Newf("callbacks are not enabled here (the job types file does not declare %s)", callbacks.JobType)
 	}
 	err := a.Callbacks.Check(ctx, clientID, rawURL)
 	var urlErr *callbacks.URLError

@@ -32,6 +32,8 @@ func TestMain(m *testing.M) { stacktest.Main(m) }
 
 const catalogDoc = `
 job_types:
+  switchyard-callback:
+    handler: switchyard-callback
   text-stats:
     handler: text-stats
     max_body_bytes: 1024

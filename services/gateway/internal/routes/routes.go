@@ -23,6 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchyard/switchyard/libs/callbacks"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/yamlenv"
 )
@@ -303,6 +304,9 @@ func checkRoute(r Route, field, adminScope string, known Known, fail func(int, s
 		}
 		if r.JobType == "" {
 			return fail(r.Line, field+".job_type", "an async route names the job type it accepts")
+		}
+		if r.JobType == callbacks.JobType {
+			return fail(r.Line, field+".job_type", "%s is the platform's own callback delivery: clients cannot submit it", r.JobType)
 		}
 		if !known.JobTypes.Has(r.JobType) {
 			return fail(r.Line, field+".job_type", "no job type %q is declared in the job types file", r.JobType)

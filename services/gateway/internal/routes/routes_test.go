@@ -101,6 +101,7 @@ func TestParseErrorsNameFileLineAndField(t *testing.T) {
 		{"dot segment", route("method: POST\npath: /a/../b\nmode: async\njob_type: webhook\nscopes: [a]"), "routes[0].path:"},
 		{"encoded slash", route("method: POST\npath: /a%2Fb\nmode: async\njob_type: webhook\nscopes: [a]"), "routes[0].path:"},
 		{"unknown job type", route("method: POST\npath: /a\nmode: async\njob_type: nope\nscopes: [a]"), "routes[0].job_type: no job type \"nope\""},
+		{"callback delivery", route("method: POST\npath: /a\nmode: async\njob_type: switchyard-callback\nscopes: [a]"), "routes[0].job_type: switchyard-callback is the platform's own callback delivery"},
 		{"status without id", route("method: GET\npath: /a\nmode: job-status\nscopes: [a]"), "routes[0].path: a job-status route has exactly one path parameter"},
 		{"no mode", route("method: GET\npath: /a\nscopes: [a]"), "routes[0].mode: is required"},
 		{"scopes not a list", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: a"), "r.yaml:5: routes[0].scopes: must be a list"},
