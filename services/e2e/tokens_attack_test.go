@@ -145,7 +145,10 @@ func TestTokenServiceBehindProxy(t *testing.T) {
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens"},
 		serviceEnv: map[string][]string{"tokens": {"SWITCHYARD_TOKENS_TRUSTED_PROXIES=127.0.0.1/32",
-			"SWITCHYARD_TOKENS_RATE_PER_IP=0.2", "SWITCHYARD_TOKENS_BURST_PER_IP=3"}},
+			// One request per 100 s refills a bucket: the test counts buckets,
+			// and six requests that each take a second under load must not
+			// earn a token back (at 0.2/s one did, in CI).
+			"SWITCHYARD_TOKENS_RATE_PER_IP=0.01", "SWITCHYARD_TOKENS_BURST_PER_IP=3"}},
 	})
 	secret := p.client("behind-proxy", "jobs:submit")
 	proxy := clientFrom("127.0.0.1")
