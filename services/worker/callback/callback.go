@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/libs/callbacks"
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/outboundhttp"
+	"github.com/switchyard/switchyard/services/worker/internal/callout"
 )
 
 // Handler delivers callbacks.
@@ -102,24 +103,12 @@ func (h *Handler) Handle(ctx context.Context, task jobhandler.Task) (json.RawMes
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, jobhandler.ForClient(jobhandler.ClassTimeout, "the callback receiver did not answer in time", fmt.Errorf("calling back: %w", err))
-		}
-		return nil, jobhandler.ForClient(jobhandler.ClassTargetUnreachable, "the callback receiver could not be reached", fmt.Errorf("calling back: %w", err))
+		return nil, callout.TransportError(ctx, "the callback receiver", err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
 	_ = resp.Body.Close()
-	answered := "the callback receiver answered HTTP " + strconv.Itoa(resp.StatusCode)
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return json.Marshal(map[string]any{"status": resp.StatusCode, "signatures": len(values)})
-	case resp.StatusCode == http.StatusGone:
-		return nil, jobhandler.Permanent(jobhandler.ForClient(jobhandler.ClassTargetRejected, answered+" (gone: no more attempts)",
-			fmt.Errorf("callback receiver answered %s", resp.Status)))
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return nil, jobhandler.Permanent(jobhandler.ForClient(jobhandler.ClassTargetRedirected, answered+" (a redirect, which is not followed)",
-			fmt.Errorf("callback receiver answered %s", resp.Status)))
-	default:
-		return nil, jobhandler.ForClient(jobhandler.ClassTargetFailed, answered, fmt.Errorf("callback receiver answered %s", resp.Status))
+	if err := callout.Answer(resp, "the callback receiver", callout.Webhook); err != nil {
+		return nil, err
 	}
+	return json.Marshal(map[string]any{"status": resp.StatusCode, "signatures": len(values)})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobhandler"
 	"github.com/switchyard/switchyard/libs/outboundhttp"
+	"github.com/switchyard/switchyard/services/worker/internal/callout"
 )
 
 // maxResultBytes caps how much of a response becomes the job's result.
@@ -69,12 +70,7 @@ func (t *Target) Handle(ctx context.Context, task jobhandler.Task) (json.RawMess
 	// submitter gets a class and a message (see jobhandler.ClientError).
 	resp, err := t.client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, jobhandler.ForClient(jobhandler.ClassTimeout, "the target did not answer within the job type's timeout",
-				fmt.Errorf("calling target: %w", err))
-		}
-		return nil, jobhandler.ForClient(jobhandler.ClassTargetUnreachable, "the target could not be reached",
-			fmt.Errorf("calling target: %w", err))
+		return nil, callout.TransportError(ctx, "the target", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResultBytes+1))
@@ -82,21 +78,11 @@ func (t *Target) Handle(ctx context.Context, task jobhandler.Task) (json.RawMess
 		return nil, jobhandler.ForClient(jobhandler.ClassTargetUnreachable, "the target's answer could not be read",
 			fmt.Errorf("reading target response: %w", err))
 	}
-	answered := "the target answered HTTP " + strconv.Itoa(resp.StatusCode)
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		if len(body) > 0 && len(body) <= maxResultBytes && json.Valid(body) {
-			return body, nil
-		}
-		return json.Marshal(map[string]int{"status": resp.StatusCode})
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return nil, jobhandler.Permanent(jobhandler.ForClient(jobhandler.ClassTargetRedirected, answered+" (a redirect, which is not followed)",
-			fmt.Errorf("target answered %s; redirects are not followed: configure the final URL", resp.Status)))
-	case resp.StatusCode >= 400 && resp.StatusCode < 500 &&
-		resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
-		return nil, jobhandler.Permanent(jobhandler.ForClient(jobhandler.ClassTargetRejected, answered,
-			fmt.Errorf("target answered %s", resp.Status)))
-	default:
-		return nil, jobhandler.ForClient(jobhandler.ClassTargetFailed, answered, fmt.Errorf("target answered %s", resp.Status))
+	if err := callout.Answer(resp, "the target", callout.Request); err != nil {
+		return nil, err
 	}
+	if len(body) > 0 && len(body) <= maxResultBytes && json.Valid(body) {
+		return body, nil
+	}
+	return json.Marshal(map[string]int{"status": resp.StatusCode})
 }

@@ -2,7 +2,10 @@ package jobsapi_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -11,7 +14,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/callbacks"
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/jobcatalog"
+	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/services/gateway/internal/jobsapi"
 )
@@ -219,4 +227,36 @@ func TestCallbackURL(t *testing.T) {
 	resp, _ = e.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`,
 		map[string]string{callbacks.Header: cbURL, headerClient: "client-b"}})
 	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, "another client's allow-list is its own")
+}
+
+// TestCallbackURLWhenCallbacksAreNotDeclared: a deployment whose job types
+// file does not declare switchyard-callback has no worker for callbacks, so
+// a submission naming one is refused rather than accepted and never called.
+func TestCallbackURLWhenCallbacksAreNotDeclared(t *testing.T) {
+	t.Parallel()
+	pool := stacktest.NewPool(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `INSERT INTO oauth_clients (client_id, secret_hash) VALUES ('client-a', 'x')`)
+	require.NoError(t, err)
+	require.NoError(t, callbacks.NewStore(pool).SetHosts(ctx, "client-a", []string{"hooks.example.com"}))
+	catalog, err := jobcatalog.Parse([]byte("job_types:\n  text-stats:\n    handler: text-stats\n"))
+	require.NoError(t, err)
+	e := httpserver.NewEcho(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	api := jobsapi.New(jobstore.New(pool), catalog, "")
+	api.Callbacks = callbacks.NewHostPolicy(callbacks.NewStore(pool), 0)
+	api.Register(e, authn.Middleware(headerAuth{}, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	env := &env{pool: pool, srv: srv}
+
+	resp, body := env.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`,
+		map[string]string{callbacks.Header: "https://hooks.example.com/cb"}})
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, body)
+	require.Equal(t, "urn:switchyard:problem:callback-not-allowed", body["type"])
+	require.Contains(t, body["detail"], "not enabled")
+	jobsN, outboxN := env.rows(t)
+	require.Zero(t, jobsN+outboxN, "a refused callback writes nothing")
+
+	resp, body = env.do(t, call{"POST", "/v1/jobs/text-stats", `{"text":"x"}`, nil})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, "without the header the job is accepted: %v", body)
 }
