@@ -143,7 +143,7 @@ func TestEachTableHasOneOwnerInCode(t *testing.T) {
 		"oauth_clients": "libs/oauthclients", "usage_minutes": "libs/usage", "client_quota_usage": "services/gateway/internal/quota",
 		"dead_letters": "services/replay/internal/deadletterstore", "replay_operations": "services/replay/internal/deadletterstore",
 		"replay_operation_items": "services/replay/internal/deadletterstore", "demo_text_stats": "services/worker/demo",
-		"client_callback_hosts": "libs/callbacks", "callback_secrets": "libs/callbacks",
+		"client_callback_hosts": "libs/callbacks", "callback_secrets": "libs/callbacks", "api_keys": "libs/apikeys",
 	}
 	created := map[string]bool{}
 	sqlFiles, err := filepath.Glob("*.sql")

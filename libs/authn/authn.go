@@ -31,8 +31,25 @@ type Identity struct {
 	ClientID string
 	// Scopes the caller was granted.
 	Scopes []string
-	// Issuer is who vouched for the caller (the token's iss).
+	// Issuer is who vouched for the caller (the token's iss, or
+	// apikeys.Issuer).
 	Issuer string
+	// KeyID names the API key the caller presented (empty for a token).
+	KeyID string
+	// Plan is the usage plan that comes with the credential (an API
+	// key's), enforced by the edge on top of the route's and the client's
+	// limits; nil: none.
+	Plan *Plan
+}
+
+// Plan is a credential's usage plan; zero fields are no limit.
+type Plan struct {
+	// RatePerSecond and Burst: a token bucket, shared by every gateway
+	// through the edge's rate limiter.
+	RatePerSecond float64
+	Burst         int
+	// Daily and Monthly quotas (UTC periods).
+	Daily, Monthly int64
 }
 
 // HasScopes reports whether the identity holds every scope in required.
@@ -160,6 +177,9 @@ func Guard(a Authenticator, logger *slog.Logger, p Policy) echo.MiddlewareFunc {
 				return refuse(c, logger, err)
 			}
 			httpserver.AddLogAttrs(c, slog.String("client_id", id.ClientID))
+			if id.KeyID != "" {
+				httpserver.AddLogAttrs(c, slog.String("api_key_id", id.KeyID))
+			}
 			var refusal error
 			switch {
 			case deny:
@@ -198,6 +218,11 @@ func refuse(c echo.Context, logger *slog.Logger, err error) error {
 	case errors.Is(err, ErrNoCredentials):
 		return problem.Unauthorized.New("an access token is required: send Authorization: Bearer <token>").
 			WithHeader("WWW-Authenticate", `Bearer realm="`+Realm+`"`).WithCause(err)
+	case strings.HasPrefix(string(reason), "api_key_"):
+		// One answer whatever is wrong with a key: its reason is in the
+		// access log and the metrics only.
+		return problem.InvalidToken.New("the API key is not valid here").
+			WithHeader("WWW-Authenticate", `Bearer realm="`+Realm+`", error="invalid_token"`).WithCause(err)
 	default:
 		return problem.InvalidToken.New("the access token is missing, malformed, expired or not valid here").
 			WithHeader("WWW-Authenticate", `Bearer realm="`+Realm+`", error="invalid_token"`).WithCause(err)

@@ -66,6 +66,7 @@ type Config struct {
 	RoutesFile    string        `conf:"default:deployments/config/routes.yaml,env:SWITCHYARD_ROUTES_FILE,help:routes and access policies file"`
 	CacheMaxBytes int64         `conf:"default:67108864,env:SWITCHYARD_GATEWAY_CACHE_MAX_BYTES,help:memory the sync routes' response cache may hold (bytes; 0 turns caching off)"`
 	Auth          AuthConfig
+	APIKeyPepper  config.Secret `conf:"mask,env:SWITCHYARD_API_KEY_PEPPER,help:secret API keys are hashed with (a vault: reference; at least 16 bytes; shared with 'switchyard api-keys'); required when a route accepts api_key"`
 	// Accept sizes the accept routes' shared commits.
 	Accept AcceptConfig
 	// Edge is what stands in front of the routes (internal/edge).
@@ -223,6 +224,11 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		return config.Invalid(err)
 	}
 
+	apiKeys, err := newAPIKeys(cfg, routeFile, pool, dbCfg, disabled.Revoked, protections.ClientIP, logger)
+	if err != nil {
+		return err
+	}
+
 	usageRecorder := usage.NewRecorder(pool, cfg.UsageRetention, prometheus.DefaultRegisterer, logger)
 	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)),
 		httpserver.WithObserver(usageRecorder))
@@ -244,7 +250,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	refusals := auditlog.NewRefusals(pool, auditlog.DefaultRefusalLimits, prometheus.DefaultRegisterer, logger)
 	if err := Mount(e, routeFile, Services{
 		API: api, Catalog: catalog,
-		Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(verifier, logger, p) },
+		Guard: func(p authn.Policy, accepts []string) echo.MiddlewareFunc {
+			return authn.Guard(credentialsFor(accepts, verifier, apiKeys), logger, p)
+		},
 		AdminRefused: func(c echo.Context, id *authn.Identity, status int) {
 			clientID := ""
 			if id != nil {
@@ -287,6 +295,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("issuer_keys", verifier.Ready)
 	opsSrv.AddCheck("disabled_clients", disabled.Ready)
+	if apiKeys != nil {
+		opsSrv.AddCheck("api_keys", apiKeys.Ready)
+	}
 	if shared != nil {
 		opsSrv.AddDegradedCheck("rate_limits_shared", shared.Ready)
 	}
@@ -323,6 +334,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		background.Go(func() { audit.Run(bgCtx) })
 		background.Go(func() { refusals.Run(bgCtx) })
 		background.Go(func() { usageRecorder.Run(bgCtx, cfg.UsageFlush) })
+		if apiKeys != nil {
+			background.Go(func() { apiKeys.Run(bgCtx) })
+		}
 		defer func() {
 			stopBackground()
 			background.Wait()
@@ -381,8 +395,10 @@ type Services struct {
 	Catalog *jobcatalog.Catalog
 	// Sync is shared by sync routes; Mount fills Fallback when it is nil.
 	Sync syncroute.Options
-	// Guard authenticates the caller and applies the route's policy.
-	Guard func(authn.Policy) echo.MiddlewareFunc
+	// Guard authenticates the caller with one of the credentials the
+	// route accepts (authn.CredentialBearer, authn.CredentialAPIKey) and
+	// applies the route's policy.
+	Guard func(p authn.Policy, accepts []string) echo.MiddlewareFunc
 	// Edge adds each route's own protections (nil: none).
 	Edge *edge.Edge
 	// AdminRefused, when set, is told of every refused call (401, 403) to
@@ -449,7 +465,7 @@ func Mount(e *echo.Echo, f *routes.File, s Services) error {
 		if strings.HasPrefix(r.Path, "/admin/") {
 			policy.OnRefused = s.AdminRefused
 		}
-		guarded := s.Guard(policy)(h)
+		guarded := s.Guard(policy, r.Auth)(h)
 		if protect.Outer != nil {
 			guarded = protect.Outer(guarded)
 		}

@@ -117,7 +117,7 @@ routes:
 		e := httpserver.NewEcho(logger)
 		svc := app.Services{
 			API: jobsapi.New(jobstore.New(pool), catalog, ""), Catalog: catalog,
-			Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(bearerClients{}, logger, p) },
+			Guard: func(p authn.Policy, _ []string) echo.MiddlewareFunc { return authn.Guard(bearerClients{}, logger, p) },
 			Sync:  syncroute.Options{Handlers: handlers, Metrics: syncroute.NewMetrics(prometheus.NewRegistry()), Logger: logger},
 		}
 		if withEdge {

@@ -474,7 +474,9 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 	if hasQuota && e.quotas == nil {
 		return out, fmt.Errorf("quotas need a quota counter")
 	}
-	if perClient != nil || routeClient != nil || len(e.file.Clients) > 0 || hasQuota || e.blocker.Enabled() || len(e.filePerIP) > 0 {
+	// A route that accepts API keys enforces their usage plans.
+	keyPlans := slices.Contains(rt.Auth, authn.CredentialAPIKey) && e.limiter != nil && e.quotas != nil
+	if perClient != nil || routeClient != nil || len(e.file.Clients) > 0 || hasQuota || e.blocker.Enabled() || len(e.filePerIP) > 0 || keyPlans {
 		out.Inner = func(next echo.HandlerFunc) echo.HandlerFunc {
 			return func(c echo.Context) error {
 				id, ok := authn.FromContext(c.Request().Context())
@@ -494,7 +496,7 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 						q = *plan.Quota
 					}
 				}
-				var buf [3]ratelimit.Check
+				var buf [4]ratelimit.Check
 				checks := buf[:0]
 				r := e.requestOf(c)
 				ipAt := -1
@@ -509,6 +511,14 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 				if routeClient != nil {
 					checks = append(checks, ratelimit.Check{Key: clientKey + "|r:" + label, Name: "route-client", Limit: *routeClient})
 				}
+				plan := id.Plan
+				if !keyPlans {
+					plan = nil
+				}
+				if plan != nil && plan.RatePerSecond > 0 {
+					checks = append(checks, ratelimit.Check{Key: "key:" + id.KeyID, Name: "api-key",
+						Limit: ratelimit.Limit{Rate: plan.RatePerSecond, Period: time.Second, Burst: plan.Burst}})
+				}
 				if len(checks) > 0 {
 					if err := e.limitNoting(c, checks, ipAt); err != nil {
 						return err
@@ -516,6 +526,12 @@ func (e *Edge) ForRoute(rt routes.Route) (Route, error) {
 				}
 				if q != (routes.Quota{}) {
 					if err := e.quota(c, id.ClientID, q); err != nil {
+						return err
+					}
+				}
+				if plan != nil && (plan.Daily > 0 || plan.Monthly > 0) {
+					// The key's own quota, counted apart from its client's.
+					if err := e.quota(c, "key:"+id.KeyID, routes.Quota{Daily: plan.Daily, Monthly: plan.Monthly}); err != nil {
 						return err
 					}
 				}

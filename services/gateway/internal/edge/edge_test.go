@@ -86,7 +86,7 @@ func newGateway(t *testing.T, cfg edge.Config, routesYAML string, opts ...func(*
 	e.IPExtractor = g.edge.ClientIP
 	e.Pre(g.edge.Pre)
 	require.NoError(t, app.Mount(e, f, app.Services{
-		Guard: func(p authn.Policy) echo.MiddlewareFunc { return authn.Guard(bearerClients{}, logger, p) },
+		Guard: func(p authn.Policy, _ []string) echo.MiddlewareFunc { return authn.Guard(bearerClients{}, logger, p) },
 		Sync:  syncroute.Options{Handlers: handlers, Metrics: syncroute.NewMetrics(prometheus.NewRegistry()), Logger: logger},
 		Edge:  g.edge,
 	}))

@@ -23,6 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/callbacks"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/yamlenv"
@@ -74,6 +75,9 @@ type Route struct {
 	// Denied is true when the route declares no policy (no scopes key):
 	// every caller is refused.
 	Denied bool
+	// Auth is the credentials the route accepts (authn.CredentialBearer,
+	// authn.CredentialAPIKey); default bearer only.
+	Auth []string
 	// Sync says how a sync route is served (nil for other modes).
 	Sync *Sync
 	// Edge is the route's own protections, on top of the file's.
@@ -152,7 +156,7 @@ var (
 	methods      = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 	segmentRe    = regexp.MustCompile(`^(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+|\{[a-z][a-z0-9_]{0,31}\})$`)
 	routeNameRe  = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-	routeKeys    = append([]string{"name", "method", "path", "mode", "job_type", "scopes", "edge"}, syncKeys...)
+	routeKeys    = append([]string{"name", "method", "path", "mode", "job_type", "scopes", "auth", "edge"}, syncKeys...)
 	topLevelKeys = []string{"admin_scope", "edge", "routes"}
 )
 
@@ -222,7 +226,7 @@ func parseRoute(rn *yaml.Node, field string, fail func(int, string, string, ...a
 	if rn.Kind != yaml.MappingNode {
 		return Route{}, fail(rn.Line, field, "a route is a mapping (method, path, mode, scopes, ...)")
 	}
-	r := Route{Line: rn.Line, Denied: true}
+	r := Route{Line: rn.Line, Denied: true, Auth: []string{authn.CredentialBearer}}
 	for j := 0; j+1 < len(rn.Content); j += 2 {
 		k, v := rn.Content[j], rn.Content[j+1]
 		ff := field + "." + k.Value
@@ -242,6 +246,10 @@ func parseRoute(rn *yaml.Node, field string, fail func(int, string, string, ...a
 			r.Edge, err = parseEdge(v, ff, false, fail)
 			if err != nil {
 				return Route{}, err
+			}
+		case "auth":
+			if r.Auth, err = parseAuth(v); err != nil {
+				return Route{}, fail(v.Line, ff, "%v", err)
 			}
 		case "scopes":
 			if v.Kind != yaml.SequenceNode {
@@ -277,6 +285,28 @@ func parseRoute(rn *yaml.Node, field string, fail func(int, string, string, ...a
 		}
 	}
 	return r, nil
+}
+
+// parseAuth reads a route's auth list: one or both of bearer and api_key.
+func parseAuth(v *yaml.Node) ([]string, error) {
+	known := []string{authn.CredentialBearer, authn.CredentialAPIKey}
+	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+		return nil, fmt.Errorf("must be a non-empty list of credentials (%s)", strings.Join(known, ", "))
+	}
+	var out []string
+	for _, n := range v.Content {
+		var kind string
+		if err := scalar(n, &kind); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(known, kind) {
+			return nil, fmt.Errorf("%q is not a credential (known: %s)", kind, strings.Join(known, ", "))
+		}
+		if !slices.Contains(out, kind) {
+			out = append(out, kind)
+		}
+	}
+	return out, nil
 }
 
 func scalar(n *yaml.Node, out *string) error {

@@ -61,6 +61,7 @@ routes:
     mode: async
     job_type: text-stats
     scopes: [jobs:submit, jobs:submit]
+    auth: [bearer, api_key, api_key]
   - method: GET
     path: /v1/jobs/{id}
     mode: job-status
@@ -83,6 +84,8 @@ routes:
 	require.True(t, f.Routes[2].Denied, "no scopes key: denied by default")
 	require.Equal(t, "/admin/v1/jobs/:job_id", f.Routes[3].EchoPath())
 	require.Equal(t, []string{"job_id"}, f.Routes[3].Params())
+	require.Equal(t, []string{"bearer", "api_key"}, f.Routes[0].Auth, "duplicates are folded")
+	require.Equal(t, []string{"bearer"}, f.Routes[1].Auth, "default: bearer only")
 }
 
 func TestParseErrorsNameFileLineAndField(t *testing.T) {
@@ -110,6 +113,8 @@ func TestParseErrorsNameFileLineAndField(t *testing.T) {
 		{"duplicate", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: [a]") + "  - method: GET\n    path: /a/{x}\n    mode: job-status\n    scopes: [b]\n",
 			"r.yaml:6: routes[1]: GET /a/{x} duplicates the route at line 2"},
 		{"not YAML", "routes: [\n", "r.yaml: parsing YAML"},
+		{"unknown credential", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: [a]\nauth: [basic]"), "r.yaml:6: routes[0].auth: \"basic\" is not a credential (known: bearer, api_key)"},
+		{"empty auth", route("method: GET\npath: /a/{id}\nmode: job-status\nscopes: [a]\nauth: []"), "routes[0].auth: must be a non-empty list"},
 	}
 	for _, tt := range tests {
 		_, err := routes.Parse("r.yaml", []byte(tt.doc), known)

@@ -46,6 +46,21 @@ type clientsFlags struct {
 	output string
 }
 
+// register adds the flags to cmd, checked before any subcommand runs.
+func (f *clientsFlags) register(cmd *cobra.Command) {
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if f.dbURL == "" {
+			return usageError{errors.New("no database: set DATABASE_URL or --database-url")}
+		}
+		if f.output != "text" && f.output != "json" {
+			return usageError{fmt.Errorf("--output must be text or json, not %q", f.output)}
+		}
+		return nil
+	}
+	cmd.PersistentFlags().StringVar(&f.dbURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (default $DATABASE_URL)")
+	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+}
+
 func newClientsCmd() *cobra.Command {
 	var f clientsFlags
 	cmd := &cobra.Command{
@@ -57,18 +72,8 @@ A client's secret is printed once, when it is created or rotated; only an
 argon2id hash is stored. Disabling a client stops new tokens at once and
 makes every gateway refuse its unexpired tokens within milliseconds
 (Postgres NOTIFY; at worst SWITCHYARD_AUTH_DISABLED_CLIENTS_POLL).`,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
-			if f.dbURL == "" {
-				return usageError{errors.New("no database: set DATABASE_URL or --database-url")}
-			}
-			if f.output != "text" && f.output != "json" {
-				return usageError{fmt.Errorf("--output must be text or json, not %q", f.output)}
-			}
-			return nil
-		},
 	}
-	cmd.PersistentFlags().StringVar(&f.dbURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (default $DATABASE_URL)")
-	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	f.register(cmd)
 	cmd.AddCommand(newClientsCreateCmd(&f), newClientsListCmd(&f), newClientsSetDisabledCmd(&f, true),
 		newClientsSetDisabledCmd(&f, false), newClientsRotateCmd(&f), newClientsSetScopesCmd(&f), newClientsCallbacksCmd(&f))
 	return cmd

@@ -204,12 +204,13 @@ Dead letters (replay service admin API on http://%[5]s):
   export SWITCHYARD_ADMIN_CLIENT_ID=dev SWITCHYARD_ADMIN_CLIENT_SECRET=%[4]s
   %[6]s dlq stats
 
-Clients and their completion callbacks (directly in Postgres):
-  export DATABASE_URL='%[7]s'
+Clients, their API keys and completion callbacks (directly in Postgres):
+  export DATABASE_URL='%[7]s' SWITCHYARD_API_KEY_PEPPER='%[8]s'
+  %[6]s api-keys create --client dev --scopes jobs:submit,jobs:read
   %[6]s clients callbacks set-hosts dev 127.0.0.1:8090
 
 Press Ctrl-C to stop every process started here.
-`, opts.gatewayAddr, dp.opsAddr["gateway"], dp.issuer, dp.devSecret, opts.replayAddr, os.Args[0], dp.dbURL)
+`, opts.gatewayAddr, dp.opsAddr["gateway"], dp.issuer, dp.devSecret, opts.replayAddr, os.Args[0], dp.dbURL, dp.apiKeyPepper)
 
 	select {
 	case <-ctx.Done():
@@ -232,7 +233,10 @@ type devPlatform struct {
 	issuer    string
 	devSecret string
 	pepper    string
-	opsAddr   map[string]string
+	// apiKeyPepper is the gateways' API key pepper (api-keys commands
+	// need it).
+	apiKeyPepper string
+	opsAddr      map[string]string
 	// services are the service specs in start order; running holds the
 	// live process of each.
 	services []service
@@ -326,7 +330,7 @@ func startDevPlatform(ctx context.Context, logger *slog.Logger, dir string, opts
 	if err != nil {
 		return dp, err
 	}
-	dp.pepper = vaultRes.Pepper
+	dp.pepper, dp.apiKeyPepper = vaultRes.Pepper, vaultRes.APIKeyPepper
 	// The dev client's secret is hashed with the pepper the token service
 	// reads from Vault.
 	devSecret, err := ensureDevClient(ctx, dbURL, oauthclients.WithPepper([]byte(vaultRes.Pepper)))
@@ -522,7 +526,7 @@ func provisionDevVault(ctx context.Context, stack *devstack.Stack, dbURL, credsD
 	if err != nil {
 		return res, fmt.Errorf("provisioning Vault at %s: %w", stack.VaultAddr, err)
 	}
-	return res, keepDevPepper(credsDir, res.Pepper)
+	return res, keepDevPepper(credsDir, res)
 }
 
 // provisionDevSecretsFile writes the secrets provisionDevVault would put
@@ -547,7 +551,7 @@ func provisionDevSecretsFile(ctx context.Context, stack *devstack.Stack, dir, cr
 			return res, err
 		}
 	}
-	return res, keepDevPepper(credsDir, res.Pepper)
+	return res, keepDevPepper(credsDir, res)
 }
 
 // devSecretsPlan is what dev up stores, in Vault or the secrets file:
@@ -565,8 +569,10 @@ func devSecretsPlan(stack *devstack.Stack, credsDir string) vaultsetup.Plan {
 		}
 		return os.Getenv(name)
 	}
-	pepper, _ := os.ReadFile(filepath.Join(credsDir, devPepperFile)) //nolint:gosec // dev up's own file
+	pepper, _ := os.ReadFile(filepath.Join(credsDir, devPepperFile))             //nolint:gosec // dev up's own file
+	apiKeyPepper, _ := os.ReadFile(filepath.Join(credsDir, devAPIKeyPepperFile)) //nolint:gosec // dev up's own file
 	return vaultsetup.Plan{ClientSecretPepper: true, PepperValue: strings.TrimSpace(string(pepper)),
+		APIKeyPepper: true, APIKeyPepperValue: strings.TrimSpace(string(apiKeyPepper)),
 		SQSAccessKeyID: awsEnv("AWS_ACCESS_KEY_ID"), SQSSecretAccessKey: awsEnv("AWS_SECRET_ACCESS_KEY")}
 }
 
@@ -574,12 +580,17 @@ func devSecretsPlan(stack *devstack.Stack, credsDir string) vaultsetup.Plan {
 // client-secret pepper between runs.
 const devPepperFile = "client-secret-pepper"
 
-func keepDevPepper(credsDir, pepper string) error {
+// devAPIKeyPepperFile keeps the API key pepper between runs likewise.
+const devAPIKeyPepperFile = "api-key-pepper"
+
+func keepDevPepper(credsDir string, res vaultsetup.Result) error {
 	if err := os.MkdirAll(credsDir, 0o700); err != nil {
 		return fmt.Errorf("keeping the pepper: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(credsDir, devPepperFile), []byte(pepper+"\n"), 0o600); err != nil {
-		return fmt.Errorf("keeping the pepper: %w", err)
+	for file, value := range map[string]string{devPepperFile: res.Pepper, devAPIKeyPepperFile: res.APIKeyPepper} {
+		if err := os.WriteFile(filepath.Join(credsDir, file), []byte(value+"\n"), 0o600); err != nil {
+			return fmt.Errorf("keeping the pepper: %w", err)
+		}
 	}
 	return nil
 }

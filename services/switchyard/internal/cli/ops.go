@@ -68,7 +68,7 @@ func newInitCmd(logger *slog.Logger) *cobra.Command {
 				// credentials, read from Vault; the pepper is made before the
 				// bootstrap client's secret is hashed with it; that secret is
 				// kept in Vault (operators only), generated when not given.
-				plan := vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: dir, ClientSecretPepper: true,
+				plan := vaultsetup.Plan{DatabaseURL: dbURL, CredentialsDir: dir, ClientSecretPepper: true, APIKeyPepper: true,
 					SQSAccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SQSSecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}
 				if bootstrapID != "" {
 					if bootstrapSecret == "" {

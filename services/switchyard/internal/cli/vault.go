@@ -59,6 +59,9 @@ func provisionVault(cmd *cobra.Command, plan vaultsetup.Plan) (vaultsetup.Result
 	if res.PepperRef != "" {
 		fmt.Fprintf(out, "client-secret pepper: SWITCHYARD_CLIENT_SECRET_PEPPER=%s (the token service and 'switchyard clients')\n", res.PepperRef)
 	}
+	if res.APIKeyPepperRef != "" {
+		fmt.Fprintf(out, "API key pepper: SWITCHYARD_API_KEY_PEPPER=%s (the gateways and 'switchyard api-keys')\n", res.APIKeyPepperRef)
+	}
 	if res.KubernetesMount != "" {
 		fmt.Fprintf(out, "Kubernetes auth at %s: a role per service (VAULT_KUBERNETES_ROLE=%s-<service>) bound to the service account of that name in namespace %s; the init Job's role %s reads only %s/%s/admin/database\n",
 			res.KubernetesMount, plan.Prefix, plan.Kubernetes.Namespace, res.InitRole, plan.KVMount, plan.Prefix)
@@ -169,6 +172,7 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 	fl.StringVar(&plan.TransitMount, "transit-mount", "transit", "transit engine mount")
 	fl.StringVar(&plan.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
 	fl.BoolVar(&plan.ClientSecretPepper, "client-secret-pepper", true, "create the token service's client-secret pepper (<kv>/<prefix>/tokens/oauth, written once)")
+	fl.BoolVar(&plan.APIKeyPepper, "api-key-pepper", true, "create the gateways' API key pepper (<kv>/<prefix>/gateway/api-keys, written once)")
 	fl.StringVar(&k8s.Namespace, "kubernetes-namespace", "", "set up Kubernetes auth for the service accounts in this namespace")
 	fl.StringVar(&k8s.Mount, "kubernetes-mount", "kubernetes", "Kubernetes auth mount")
 	fl.StringVar(&k8s.Host, "kubernetes-host", "", "Kubernetes API server that reviews service-account tokens (default: keep the method's configuration)")

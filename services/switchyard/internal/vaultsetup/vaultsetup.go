@@ -66,6 +66,11 @@ type Plan struct {
 	// bytes.
 	ClientSecretPepper bool
 	PepperValue        string
+	// APIKeyPepper creates the gateways' API key pepper
+	// (<kv>/<prefix>/gateway/api-keys, written once): APIKeyPepperValue,
+	// or 32 random bytes.
+	APIKeyPepper      bool
+	APIKeyPepperValue string
 	// SQSCredentials, when both are set, are stored as the shared secret
 	// shared/sqs (written once), and the services read their SQS
 	// credentials from there.
@@ -167,6 +172,10 @@ type Result struct {
 	// ("vault:<kv>/<prefix>/tokens/oauth#pepper") and Pepper its value,
 	// when it is provisioned.
 	PepperRef, Pepper string
+	// APIKeyPepperRef is the reference of the API key pepper
+	// ("vault:<kv>/<prefix>/gateway/api-keys#pepper") and APIKeyPepper its
+	// value, when it is provisioned.
+	APIKeyPepperRef, APIKeyPepper string
 	// KubernetesMount is the Kubernetes auth method's path and InitRole
 	// the init Job's role there, when Plan.Kubernetes is set.
 	KubernetesMount, InitRole string
@@ -232,6 +241,13 @@ func Provision(ctx context.Context, client *vault.Client, p Plan) (Result, error
 			return res, fmt.Errorf("reading the pepper: %w", err)
 		}
 		res.Pepper, _ = s.Data["pepper"].(string)
+	}
+	if res.APIKeyPepperRef != "" {
+		s, err := client.KVv2(p.KVMount).Get(ctx, p.Prefix+"/"+apiKeyPepperPath)
+		if err != nil {
+			return res, fmt.Errorf("reading the API key pepper: %w", err)
+		}
+		res.APIKeyPepper, _ = s.Data["pepper"].(string)
 	}
 	if p.Kubernetes != nil {
 		created, err := configureKubernetes(ctx, client, *p.Kubernetes)
@@ -541,18 +557,38 @@ func (p *Plan) addGeneratedSecrets(res *Result) error {
 		res.SQSSecret = p.KVMount + "/" + p.Prefix + "/shared/sqs"
 	}
 	if p.ClientSecretPepper {
-		value := p.PepperValue
-		if value == "" {
-			pepper := make([]byte, 32)
-			if _, err := rand.Read(pepper); err != nil {
-				return fmt.Errorf("generating the pepper: %w", err)
-			}
-			value = base64.RawStdEncoding.EncodeToString(pepper)
+		value, err := randomUnlessSet(p.PepperValue)
+		if err != nil {
+			return fmt.Errorf("generating the pepper: %w", err)
 		}
 		p.Secrets["tokens/oauth"] = map[string]any{"pepper": value}
 		res.PepperRef = "vault:" + p.KVMount + "/" + p.Prefix + "/tokens/oauth#pepper"
 	}
+	if p.APIKeyPepper {
+		value, err := randomUnlessSet(p.APIKeyPepperValue)
+		if err != nil {
+			return fmt.Errorf("generating the API key pepper: %w", err)
+		}
+		p.Secrets[apiKeyPepperPath] = map[string]any{"pepper": value}
+		res.APIKeyPepperRef = "vault:" + p.KVMount + "/" + p.Prefix + "/" + apiKeyPepperPath + "#pepper"
+	}
 	return nil
+}
+
+// apiKeyPepperPath is the API key pepper's path under <prefix>/: a
+// gateway secret, which the gateway's policy lets it read.
+const apiKeyPepperPath = "gateway/api-keys"
+
+// randomUnlessSet returns value, or 32 random bytes in base64 when empty.
+func randomUnlessSet(value string) (string, error) {
+	if value != "" {
+		return value, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawStdEncoding.EncodeToString(b), nil
 }
 
 // ProvisionFile writes the KV secrets of p (its Secrets, the SQS
@@ -587,6 +623,9 @@ func ProvisionFile(path string, p Plan) (Result, error) {
 	if res.PepperRef != "" {
 		res.Pepper, _ = all[p.KVMount+"/"+p.Prefix+"/tokens/oauth"]["pepper"].(string)
 	}
+	if res.APIKeyPepperRef != "" {
+		res.APIKeyPepper, _ = all[p.KVMount+"/"+p.Prefix+"/"+apiKeyPepperPath]["pepper"].(string)
+	}
 	return res, nil
 }
 
@@ -601,7 +640,7 @@ func (r Result) FileEnv(svc, secretsFile, keysFile string) []string {
 			env = append(env, "SWITCHYARD_CLIENT_SECRET_PEPPER="+r.PepperRef)
 		}
 	}
-	return append(env, r.sqsEnv(svc)...)
+	return append(append(env, r.apiKeyEnv(svc)...), r.sqsEnv(svc)...)
 }
 
 // sqsEnv points svc's SQS credentials at the stored secret, for the
@@ -630,5 +669,13 @@ func (r Result) Env(svc, vaultAddr string) []string {
 			env = append(env, "SWITCHYARD_CLIENT_SECRET_PEPPER="+r.PepperRef)
 		}
 	}
-	return append(slices.Clip(env), r.sqsEnv(svc)...)
+	return append(append(slices.Clip(env), r.apiKeyEnv(svc)...), r.sqsEnv(svc)...)
+}
+
+// apiKeyEnv points the gateway at the API key pepper, when it is stored.
+func (r Result) apiKeyEnv(svc string) []string {
+	if r.APIKeyPepperRef == "" || svc != "gateway" {
+		return nil
+	}
+	return []string{"SWITCHYARD_API_KEY_PEPPER=" + r.APIKeyPepperRef}
 }
