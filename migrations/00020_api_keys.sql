@@ -70,11 +70,27 @@ CREATE TRIGGER oauth_clients_scopes_narrow_api_keys
     AFTER UPDATE OF scopes ON oauth_clients
     FOR EACH ROW EXECUTE FUNCTION switchyard_api_keys_follow_client_scopes();
 
+-- Usage analytics count requests per key too (never the key: its id;
+-- '' for requests with a token).
+ALTER TABLE usage_minutes ADD COLUMN api_key_id text NOT NULL DEFAULT '';
+ALTER TABLE usage_minutes DROP CONSTRAINT usage_minutes_pkey;
+ALTER TABLE usage_minutes ADD PRIMARY KEY (minute, client_id, route, api_key_id);
+
 -- Gateways read the keys and record when each was last used.
 GRANT SELECT ON api_keys TO switchyard_gateway;
 GRANT UPDATE (last_used_at) ON api_keys TO switchyard_gateway;
+-- The replay service's admin API makes, rotates and revokes keys, and
+-- checks a key's scopes against its client's.
+GRANT SELECT, INSERT ON api_keys TO switchyard_replay;
+GRANT UPDATE (expires_at, revoked_at) ON api_keys TO switchyard_replay;
+GRANT SELECT (scopes) ON oauth_clients TO switchyard_replay;
 
 -- +goose Down
+REVOKE SELECT (scopes) ON oauth_clients FROM switchyard_replay;
+DELETE FROM usage_minutes WHERE api_key_id <> '';
+ALTER TABLE usage_minutes DROP CONSTRAINT usage_minutes_pkey;
+ALTER TABLE usage_minutes ADD PRIMARY KEY (minute, client_id, route);
+ALTER TABLE usage_minutes DROP COLUMN api_key_id;
 DROP TRIGGER oauth_clients_scopes_narrow_api_keys ON oauth_clients;
 DROP FUNCTION switchyard_api_keys_follow_client_scopes();
 DROP TABLE api_keys;

@@ -134,6 +134,10 @@ type NewKey struct {
 // ErrNotFound is returned for a key id no key has.
 var ErrNotFound = errors.New("no such API key")
 
+// ErrInvalid wraps what is wrong with a request to make a key (scopes,
+// plan, expiry, networks, an unknown client): the caller's to fix.
+var ErrInvalid = errors.New("invalid API key request")
+
 const keyColumns = `id, client_id, name, scopes, allowed_cidrs, expires_at, rate_per_second, burst, quota, quota_period,
 	created_at, rotated_from, revoked_at, last_used_at, hash, pepper_id`
 
@@ -193,25 +197,8 @@ func (s *Store) create(ctx context.Context, nk NewKey, rotatedFrom, action strin
 	if s.hasher == nil {
 		return "", Key{}, errors.New("creating API keys needs the API key pepper (SWITCHYARD_API_KEY_PEPPER)")
 	}
-	scopes, err := subset(nk.Scopes, nk.ClientScopes)
-	if err != nil {
-		return "", Key{}, err
-	}
-	if err := nk.Plan.Validate(); err != nil {
-		return "", Key{}, err
-	}
-	if len(nk.Name) > 200 {
-		return "", Key{}, errors.New("a key's name is at most 200 characters")
-	}
-	if nk.ExpiresAt != nil && !nk.ExpiresAt.After(s.now()) {
-		return "", Key{}, errors.New("the expiry is in the past")
-	}
-	cidrs := make([]netip.Prefix, 0, len(nk.AllowedCIDRs))
-	for _, p := range nk.AllowedCIDRs {
-		if !p.IsValid() {
-			return "", Key{}, errors.New("an allowed network is not valid")
-		}
-		cidrs = append(cidrs, p.Masked())
+	if err := s.check(&nk); err != nil {
+		return "", Key{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	key, id, err := Generate()
 	if err != nil {
@@ -223,13 +210,13 @@ func (s *Store) create(ctx context.Context, nk NewKey, rotatedFrom, action strin
 		rec, err = scanKey(tx.QueryRow(ctx, `INSERT INTO api_keys (id, client_id, name, hash, pepper_id, scopes, allowed_cidrs, expires_at,
 				rate_per_second, burst, quota, quota_period, rotated_from)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING `+keyColumns,
-			id, nk.ClientID, nk.Name, hash[:], s.hasher.PepperID(), scopes, cidrs, nk.ExpiresAt,
+			id, nk.ClientID, nk.Name, hash[:], s.hasher.PepperID(), nk.Scopes, nk.AllowedCIDRs, nk.ExpiresAt,
 			nullable(nk.Plan.RatePerSecond), nullable(nk.Plan.Burst), nullable(nk.Plan.Quota), nullable(nk.Plan.QuotaPeriod),
 			nullable(rotatedFrom)))
 		if err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "23503" {
-				return fmt.Errorf("no client %q", nk.ClientID)
+				return fmt.Errorf("%w: no client %q", ErrInvalid, nk.ClientID)
 			}
 			return fmt.Errorf("storing the API key: %w", err)
 		}
@@ -239,6 +226,33 @@ func (s *Store) create(ctx context.Context, nk NewKey, rotatedFrom, action strin
 		return "", Key{}, err
 	}
 	return key, rec, nil
+}
+
+// check validates nk and puts its scopes and networks in stored form.
+func (s *Store) check(nk *NewKey) error {
+	scopes, err := subset(nk.Scopes, nk.ClientScopes)
+	if err != nil {
+		return err
+	}
+	nk.Scopes = scopes
+	if err := nk.Plan.Validate(); err != nil {
+		return err
+	}
+	if len(nk.Name) > 200 {
+		return errors.New("a key's name is at most 200 characters")
+	}
+	if nk.ExpiresAt != nil && !nk.ExpiresAt.After(s.now()) {
+		return errors.New("the expiry is in the past")
+	}
+	cidrs := make([]netip.Prefix, 0, len(nk.AllowedCIDRs))
+	for _, p := range nk.AllowedCIDRs {
+		if !p.IsValid() {
+			return errors.New("an allowed network is not valid")
+		}
+		cidrs = append(cidrs, p.Masked())
+	}
+	nk.AllowedCIDRs = cidrs
+	return nil
 }
 
 func subset(want, of []string) ([]string, error) {
@@ -319,14 +333,14 @@ func (s *Store) Revoke(ctx context.Context, id string) (Key, error) {
 // clientScopes are the client's scopes now.
 func (s *Store) Rotate(ctx context.Context, id string, overlap time.Duration, clientScopes []string) (string, Key, error) {
 	if overlap < 0 {
-		return "", Key{}, errors.New("the overlap cannot be negative")
+		return "", Key{}, fmt.Errorf("%w: the overlap cannot be negative", ErrInvalid)
 	}
 	old, err := s.Get(ctx, id)
 	if err != nil {
 		return "", Key{}, err
 	}
 	if !old.Usable(s.now()) {
-		return "", Key{}, fmt.Errorf("API key %s is revoked or expired: create a new one", id)
+		return "", Key{}, fmt.Errorf("%w: API key %s is revoked or expired: create a new one", ErrInvalid, id)
 	}
 	key, rec, err := s.create(ctx, NewKey{ClientID: old.ClientID, ClientScopes: clientScopes, Name: old.Name,
 		Scopes: old.Scopes, AllowedCIDRs: old.AllowedCIDRs, ExpiresAt: old.ExpiresAt, Plan: old.Plan}, old.ID, "api_key.rotate")

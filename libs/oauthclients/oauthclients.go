@@ -216,6 +216,20 @@ func (s *Store) Get(ctx context.Context, id string) (Client, error) {
 	return c, nil
 }
 
+// Scopes returns one client's scopes, reading no other column (the
+// replay service, which makes API keys, may read only these).
+func (s *Store) Scopes(ctx context.Context, id string) ([]string, error) {
+	var scopes []string
+	err := s.pool.QueryRow(ctx, `SELECT scopes FROM oauth_clients WHERE client_id = $1`, id).Scan(&scopes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("client %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the scopes of client %q: %w", id, err)
+	}
+	return scopes, nil
+}
+
 // List returns every client, ordered by id.
 func (s *Store) List(ctx context.Context) ([]Client, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+clientColumns+` FROM oauth_clients ORDER BY client_id`)

@@ -39,6 +39,7 @@ const Anonymous = "-"
 type key struct {
 	minute time.Time
 	client string
+	apiKey string
 	method string
 	route  string
 }
@@ -96,15 +97,15 @@ func NewRecorder(pool *pgxpool.Pool, retention time.Duration, reg prometheus.Reg
 // request of route (its method and pattern) by the client authenticated
 // in ctx.
 func (r *Recorder) ObserveRequest(ctx context.Context, method, route string, status int, took time.Duration) {
-	client := Anonymous
+	client, apiKey := Anonymous, ""
 	if id, ok := authn.FromContext(ctx); ok && id.ClientID != "" {
-		client = id.ClientID
+		client, apiKey = id.ClientID, id.KeyID
 	}
 	if route == "" {
 		route = "unmatched"
 	}
 	ms := float64(took) / float64(time.Millisecond)
-	k := key{minute: r.now().UTC().Truncate(time.Minute), client: client, method: method, route: route}
+	k := key{minute: r.now().UTC().Truncate(time.Minute), client: client, apiKey: apiKey, method: method, route: route}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.pending[k]
@@ -145,15 +146,15 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	batch := &pgx.Batch{}
 	for k, c := range taken {
 		batch.Queue(`
-			INSERT INTO usage_minutes AS u (minute, client_id, route, requests, client_errors, server_errors, duration_ms_sum, latency_buckets)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-			ON CONFLICT (minute, client_id, route) DO UPDATE SET
+			INSERT INTO usage_minutes AS u (minute, client_id, route, requests, client_errors, server_errors, duration_ms_sum, latency_buckets, api_key_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (minute, client_id, route, api_key_id) DO UPDATE SET
 				requests = u.requests + excluded.requests,
 				client_errors = u.client_errors + excluded.client_errors,
 				server_errors = u.server_errors + excluded.server_errors,
 				duration_ms_sum = u.duration_ms_sum + excluded.duration_ms_sum,
 				latency_buckets = ARRAY(SELECT a + b FROM unnest(u.latency_buckets, excluded.latency_buckets) AS t(a, b))`,
-			k.minute, k.client, k.method+" "+k.route, c.requests, c.clientErrors, c.serverErrors, c.durationMs, c.buckets)
+			k.minute, k.client, k.method+" "+k.route, c.requests, c.clientErrors, c.serverErrors, c.durationMs, c.buckets, k.apiKey)
 	}
 	err := r.pool.SendBatch(ctx, batch).Close()
 	if err != nil {
@@ -232,6 +233,9 @@ type ClientUsage struct {
 	// Jobs counts the jobs the client submitted in the range, by job type
 	// and their status now.
 	Jobs map[string]map[string]int64 `json:"jobs"`
+	// APIKeys counts the requests made with each of the client's API
+	// keys, by key id (absent: none).
+	APIKeys map[string]int64 `json:"api_keys,omitempty"`
 }
 
 // Report is usage over a time range.
@@ -299,6 +303,9 @@ func Read(ctx context.Context, db *pgxpool.Pool, q Query) (Report, error) {
 	if err := rows.Err(); err != nil {
 		return Report{}, fmt.Errorf("reading usage: %w", err)
 	}
+	if err := readKeyUsage(ctx, db, q, client); err != nil {
+		return Report{}, err
+	}
 	if q.Route == "" {
 		counts, err := jobstore.CountAccepted(ctx, db, q.Since, q.Until, q.ClientID)
 		if err != nil {
@@ -317,6 +324,34 @@ func Read(ctx context.Context, db *pgxpool.Pool, q Query) (Report, error) {
 	}
 	sortClients(rep.Clients)
 	return rep, nil
+}
+
+// readKeyUsage adds each client's requests per API key to its report.
+func readKeyUsage(ctx context.Context, db *pgxpool.Pool, q Query, client func(string) *ClientUsage) error {
+	rows, err := db.Query(ctx, `
+		SELECT client_id, api_key_id, sum(requests)::bigint FROM usage_minutes
+		WHERE minute >= $1 AND minute < $2 AND ($3 = '' OR client_id = $3) AND ($4 = '' OR route = $4) AND api_key_id <> ''
+		GROUP BY client_id, api_key_id`, q.Since, q.Until, q.ClientID, q.Route)
+	if err != nil {
+		return fmt.Errorf("reading usage by API key: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, keyID string
+		var n int64
+		if err := rows.Scan(&id, &keyID, &n); err != nil {
+			return fmt.Errorf("reading usage by API key: %w", err)
+		}
+		c := client(id)
+		if c.APIKeys == nil {
+			c.APIKeys = map[string]int64{}
+		}
+		c.APIKeys[keyID] = n
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading usage by API key: %w", err)
+	}
+	return nil
 }
 
 // Quantile estimates the q-quantile (0 < q < 1) in milliseconds from

@@ -73,8 +73,12 @@ func TestRecordFlushRead(t *testing.T) {
 	require.NoError(t, a.Flush(ctx))
 	require.NoError(t, b.Flush(ctx))
 	clock = base.Add(time.Minute) // the next minute: another row, same report
-	for range 5 {
-		a.ObserveRequest(as("billing"), "GET", "/v1/jobs/:id", 200, 3*time.Millisecond)
+	for i := range 5 {
+		ctx := as("billing")
+		if i < 3 { // with an API key: counted by key as well
+			ctx = authn.WithIdentity(ctx, authn.Identity{ClientID: "billing", KeyID: "k1"})
+		}
+		a.ObserveRequest(ctx, "GET", "/v1/jobs/:id", 200, 3*time.Millisecond)
 	}
 	a.ObserveRequest(as("search"), "GET", "/v1/jobs/:id", 404, 3*time.Millisecond)
 
@@ -113,6 +117,7 @@ func TestRecordFlushRead(t *testing.T) {
 	require.Equal(t, "GET /v1/jobs/:id", billing.Routes[1].Route)
 	require.EqualValues(t, 5, billing.Routes[1].Requests, "counted across the failed flush, once")
 	require.Equal(t, map[string]map[string]int64{"text-stats": {"succeeded": 2, "dead_lettered": 1}}, billing.Jobs)
+	require.Equal(t, map[string]int64{"k1": 3}, billing.APIKeys, "requests per API key id")
 
 	anon := rep.Clients[1]
 	require.Equal(t, Anonymous, anon.ClientID)

@@ -99,6 +99,8 @@ type API struct {
 	// Retention runs one retention pass (retention.Janitor.Pass); nil:
 	// POST /admin/v1/retention/run is 404.
 	Retention func(ctx context.Context, dryRun bool) ([]retention.Report, error)
+	// Keys manages API keys; nil: the /admin/v1/api-keys calls are 404.
+	Keys *APIKeys
 }
 
 // MaxUsageRange is the longest range one usage report covers.
@@ -132,6 +134,7 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	if a.Retention != nil {
 		g.POST("/retention/run", a.runRetention, guard(Scope))
 	}
+	a.mountAPIKeys(g, guard)
 }
 
 // RetentionRun is the body of POST /admin/v1/retention/run.

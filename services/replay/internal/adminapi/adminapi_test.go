@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard/switchyard/libs/apikeys"
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/deadletter"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
@@ -28,6 +29,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/retention"
@@ -94,6 +96,11 @@ func newEnv(t *testing.T) *env {
 	jan, err := retention.New(pool, settings, tables, logger, nil)
 	require.NoError(t, err)
 	api.Retention = jan.Pass
+	hasher, err := apikeys.NewHasher([]byte("admin-api-test-pepper"))
+	require.NoError(t, err)
+	clients, err := oauthclients.New(pool)
+	require.NoError(t, err)
+	api.Keys = &adminapi.APIKeys{Store: apikeys.NewStore(pool, hasher), ClientScopes: clients.Scopes, CanCreate: true}
 	api.Mount(e, adminapi.GuardsFor(headerAuth{}, logger, nil))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
@@ -667,4 +674,71 @@ func TestRoles(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAPIKeysAdmin makes, lists, rotates and revokes API keys through the
+// admin API: the key is shown once, bad requests are 400 problems, the
+// capability scope is required, and every change is audited with the
+// caller.
+func TestAPIKeysAdmin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	clients, err := oauthclients.New(e.pool)
+	require.NoError(t, err)
+	_, _, err = clients.Create(ctx, oauthclients.NewClient{ID: "shop", Scopes: []string{"jobs:submit", "jobs:read"}})
+	require.NoError(t, err)
+
+	status, body := e.call(t, "POST", "/admin/v1/api-keys", `{"client_id":"shop","name":"ci","scopes":["jobs:submit"],
+		"allowed_cidrs":["203.0.113.0/24"],"plan":{"rate_per_second":5,"quota":1000,"quota_period":"day"}}`)
+	require.Equal(t, http.StatusCreated, status, body)
+	key := body["key"].(string)
+	rec := body["api_key"].(map[string]any)
+	id := rec["id"].(string)
+	parsed, err := apikeys.Parse(key)
+	require.NoError(t, err)
+	require.Equal(t, id, parsed)
+	require.Equal(t, []any{"jobs:submit"}, rec["scopes"])
+
+	for name, bad := range map[string]string{
+		"scope the client lacks": `{"client_id":"shop","scopes":["admin"]}`,
+		"unknown client":         `{"client_id":"nobody"}`,
+		"quota without period":   `{"client_id":"shop","plan":{"quota":5}}`,
+		"bad network":            `{"client_id":"shop","allowed_cidrs":["300.1.1.1/8"]}`,
+		"unknown field":          `{"client_id":"shop","secret":"x"}`,
+		"no client":              `{}`,
+	} {
+		status, body := e.call(t, "POST", "/admin/v1/api-keys", bad)
+		require.Equal(t, http.StatusBadRequest, status, "%s: %v", name, body)
+	}
+	status, _ = e.call(t, "POST", "/admin/v1/api-keys", `{"client_id":"shop"}`, "X-Test-Scopes", adminapi.ScopeRead)
+	require.Equal(t, http.StatusForbidden, status, "dead-letter readers cannot make keys")
+	status, _ = e.call(t, "GET", "/admin/v1/api-keys", "", "X-Test-Scopes", adminapi.ScopeAPIKeys)
+	require.Equal(t, http.StatusOK, status, "the capability scope is enough")
+
+	status, body = e.call(t, "GET", "/admin/v1/api-keys?client=shop", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Len(t, items(t, body), 1)
+	require.NotContains(t, fmt.Sprint(body), key, "listing never shows a key")
+
+	status, body = e.call(t, "POST", "/admin/v1/api-keys/"+id+"/rotate", `{"overlap":"1h"}`)
+	require.Equal(t, http.StatusCreated, status, body)
+	require.Equal(t, id, body["api_key"].(map[string]any)["rotated_from"])
+	status, body = e.call(t, "POST", "/admin/v1/api-keys/"+id+"/revoke", "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.NotNil(t, body["revoked_at"])
+	status, _ = e.call(t, "POST", "/admin/v1/api-keys/"+id+"/rotate", `{}`)
+	require.Equal(t, http.StatusBadRequest, status, "a revoked key cannot be rotated")
+	status, _ = e.call(t, "POST", "/admin/v1/api-keys/aaaaaaaaaaaaaaaa/revoke", "")
+	require.Equal(t, http.StatusNotFound, status)
+	status, _ = e.call(t, "GET", "/admin/v1/api-keys/not-an-id", "")
+	require.Equal(t, http.StatusBadRequest, status)
+
+	_, body = e.call(t, "GET", "/admin/v1/audit?action=api_key.*", "")
+	var actions []string
+	for _, entry := range items(t, body) {
+		actions = append(actions, entry["action"].(string))
+		require.Equal(t, "ops-alice", entry["actor"])
+	}
+	require.ElementsMatch(t, []string{"api_key.create", "api_key.rotate", "api_key.revoke"}, actions)
 }

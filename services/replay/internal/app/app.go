@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/accesstoken"
+	"github.com/switchyard/switchyard/libs/apikeys"
 	"github.com/switchyard/switchyard/libs/auditlog"
 	"github.com/switchyard/switchyard/libs/config"
 	"github.com/switchyard/switchyard/libs/database"
@@ -57,6 +58,7 @@ type Config struct {
 	Auth             accesstoken.Settings
 	Queues           sqsqueue.Config
 	Retention        retention.Settings
+	APIKeyPepper     config.Secret `conf:"mask,env:SWITCHYARD_API_KEY_PEPPER,help:the gateways' API key pepper (a vault: reference) with which the admin API makes keys; empty: it lists and revokes them only"`
 	OpsToken         config.Secret `conf:"mask,env:SWITCHYARD_OPS_TOKEN,help:bearer token that lets a non-loopback peer change settings on the ops listener (PUT /loglevel) or profile the process (/debug/pprof/); a vault: reference; empty: loopback only"`
 	// Vault is where secrets come from (VAULT_ADDR and login); empty:
 	// none, secrets from the environment (development).
@@ -151,6 +153,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	api.Retention = jan.Pass
 	api.Kick = runner.Kick
 	api.Usage = func(ctx context.Context, q usage.Query) (usage.Report, error) { return usage.Read(ctx, pool, q) }
+	if api.Keys, err = apiKeysAdmin(cfg, pool, clients); err != nil {
+		return config.Invalid(err)
+	}
 	refusals := auditlog.NewRefusals(pool, auditlog.DefaultRefusalLimits, prometheus.DefaultRegisterer, logger)
 	api.Mount(e, adminapi.GuardsFor(verifier, logger, refusals))
 	e.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
@@ -247,4 +252,17 @@ func retentionTables(pool *pgxpool.Pool, store *deadletterstore.Store, cfg Confi
 		Trim:   store.PurgeExpired,
 		Oldest: store.Oldest,
 	})
+}
+
+// apiKeysAdmin is what the admin API manages API keys with: it makes keys
+// only with the pepper.
+func apiKeysAdmin(cfg Config, pool *pgxpool.Pool, clients *oauthclients.Store) (*adminapi.APIKeys, error) {
+	var hasher *apikeys.Hasher
+	if p := cfg.APIKeyPepper.Value(); p != "" {
+		var err error
+		if hasher, err = apikeys.NewHasher([]byte(p)); err != nil {
+			return nil, fmt.Errorf("SWITCHYARD_API_KEY_PEPPER: %w", err)
+		}
+	}
+	return &adminapi.APIKeys{Store: apikeys.NewStore(pool, hasher), ClientScopes: clients.Scopes, CanCreate: hasher != nil}, nil
 }

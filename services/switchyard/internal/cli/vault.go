@@ -172,7 +172,7 @@ and the token service with SWITCHYARD_TOKENS_KEYS_TRANSIT.`,
 	fl.StringVar(&plan.TransitMount, "transit-mount", "transit", "transit engine mount")
 	fl.StringVar(&plan.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
 	fl.BoolVar(&plan.ClientSecretPepper, "client-secret-pepper", true, "create the token service's client-secret pepper (<kv>/<prefix>/tokens/oauth, written once)")
-	fl.BoolVar(&plan.APIKeyPepper, "api-key-pepper", true, "create the gateways' API key pepper (<kv>/<prefix>/gateway/api-keys, written once)")
+	fl.BoolVar(&plan.APIKeyPepper, "api-key-pepper", true, "create the gateways' API key pepper (<kv>/<prefix>/shared/api-keys, written once)")
 	fl.StringVar(&k8s.Namespace, "kubernetes-namespace", "", "set up Kubernetes auth for the service accounts in this namespace")
 	fl.StringVar(&k8s.Mount, "kubernetes-mount", "kubernetes", "Kubernetes auth mount")
 	fl.StringVar(&k8s.Host, "kubernetes-host", "", "Kubernetes API server that reviews service-account tokens (default: keep the method's configuration)")

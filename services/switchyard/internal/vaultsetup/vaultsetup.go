@@ -67,7 +67,7 @@ type Plan struct {
 	ClientSecretPepper bool
 	PepperValue        string
 	// APIKeyPepper creates the gateways' API key pepper
-	// (<kv>/<prefix>/gateway/api-keys, written once): APIKeyPepperValue,
+	// (<kv>/<prefix>/shared/api-keys, written once): APIKeyPepperValue,
 	// or 32 random bytes.
 	APIKeyPepper      bool
 	APIKeyPepperValue string
@@ -173,7 +173,7 @@ type Result struct {
 	// when it is provisioned.
 	PepperRef, Pepper string
 	// APIKeyPepperRef is the reference of the API key pepper
-	// ("vault:<kv>/<prefix>/gateway/api-keys#pepper") and APIKeyPepper its
+	// ("vault:<kv>/<prefix>/shared/api-keys#pepper") and APIKeyPepper its
 	// value, when it is provisioned.
 	APIKeyPepperRef, APIKeyPepper string
 	// KubernetesMount is the Kubernetes auth method's path and InitRole
@@ -437,8 +437,10 @@ func writeIfAbsent(ctx context.Context, c *vault.Client, mount, path string, dat
 }
 
 // DefaultSharedReaders lets the SQS credentials (shared/sqs) be read by the
-// services that call SQS, and by no other.
-var DefaultSharedReaders = map[string][]string{"sqs": {"relay", "worker", "replay"}}
+// services that call SQS, and the API key pepper (shared/api-keys) by the
+// gateways, which check keys, and the replay service, whose admin API
+// makes them; by no other.
+var DefaultSharedReaders = map[string][]string{"sqs": {"relay", "worker", "replay"}, "api-keys": {"gateway", "replay"}}
 
 // Policy returns the HCL of svc's policy: its database role, its own KV
 // secrets, the shared ones it is a reader of (each by its exact path), and
@@ -575,9 +577,9 @@ func (p *Plan) addGeneratedSecrets(res *Result) error {
 	return nil
 }
 
-// apiKeyPepperPath is the API key pepper's path under <prefix>/: a
-// gateway secret, which the gateway's policy lets it read.
-const apiKeyPepperPath = "gateway/api-keys"
+// apiKeyPepperPath is the API key pepper's path under <prefix>/: a shared
+// secret (DefaultSharedReaders says who reads it).
+const apiKeyPepperPath = "shared/api-keys"
 
 // randomUnlessSet returns value, or 32 random bytes in base64 when empty.
 func randomUnlessSet(value string) (string, error) {
@@ -672,9 +674,10 @@ func (r Result) Env(svc, vaultAddr string) []string {
 	return append(append(slices.Clip(env), r.apiKeyEnv(svc)...), r.sqsEnv(svc)...)
 }
 
-// apiKeyEnv points the gateway at the API key pepper, when it is stored.
+// apiKeyEnv points the gateway and the replay service at the API key
+// pepper, when it is stored.
 func (r Result) apiKeyEnv(svc string) []string {
-	if r.APIKeyPepperRef == "" || svc != "gateway" {
+	if r.APIKeyPepperRef == "" || (svc != "gateway" && svc != "replay") {
 		return nil
 	}
 	return []string{"SWITCHYARD_API_KEY_PEPPER=" + r.APIKeyPepperRef}
