@@ -12,8 +12,12 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/switchyard/switchyard/libs/accesstoken"
+	"github.com/switchyard/switchyard/libs/apikeys"
 	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/database"
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/signingkeys"
 )
 
@@ -44,11 +48,14 @@ func BenchmarkVerify(b *testing.B) {
 
 // BenchmarkAuthenticatedRoute serves a route that touches no database
 // through the gateway's HTTP stack (request id, access log, error
-// handling) with and without authentication, alternating blocks of
-// requests in the same run, and reports both rates and their ratio.
-// Authentication here is the full path a caller takes: Authorization
-// header parsing, the verified-token cache (or a signature check), the
-// disabled-client check and the scope policy.
+// handling) without authentication, with a token and with an API key
+// (each on a route that accepts both, as the gateway wraps it),
+// alternating blocks of requests in the same run, and reports the rates
+// and their ratios (apikey/auth: an API key against a cached token).
+// Authentication here is the full path a caller takes: header parsing,
+// the verified-token cache (or a signature check) or the key's HMAC and
+// lookup in the in-memory set, the disabled-client check and the scope
+// policy.
 func BenchmarkAuthenticatedRoute(b *testing.B) {
 	for _, cache := range []int{10_000, -1} {
 		name := "cached"
@@ -64,12 +71,19 @@ func BenchmarkAuthenticatedRoute(b *testing.B) {
 			e.GET("/open", ok)
 			// Wrapped once, as the gateway's Mount does (Echo would apply route
 			// middleware anew on every request).
-			e.GET("/guarded", authn.Guard(v, logger, authn.Policy{Scopes: []string{"jobs:read"}})(ok))
+			keys, apiKey := newKeySetB(b)
+			either := authn.Credentials{Bearer: v, APIKey: keys}
+			e.GET("/guarded", authn.Guard(either, logger, authn.Policy{Scopes: []string{"jobs:read"}})(ok))
+			e.GET("/keyed", authn.Guard(either, logger, authn.Policy{Scopes: []string{"jobs:read"}})(ok))
 			bearer := "Bearer " + sign(b, is.key(0), is.claims("bench", "jobs:read"), nil)
 
 			serve := func(path string) {
 				req := httptest.NewRequest(http.MethodGet, path, nil)
-				req.Header.Set("Authorization", bearer)
+				if path == "/keyed" {
+					req.Header.Set("X-API-Key", apiKey)
+				} else {
+					req.Header.Set("Authorization", bearer)
+				}
 				rec := httptest.NewRecorder()
 				e.ServeHTTP(rec, req)
 				if rec.Code != http.StatusOK {
@@ -77,7 +91,7 @@ func BenchmarkAuthenticatedRoute(b *testing.B) {
 				}
 			}
 			const block = 100
-			var open, guarded time.Duration
+			var open, guarded, keyed time.Duration
 			b.ResetTimer()
 			for b.Loop() {
 				start := time.Now()
@@ -90,13 +104,62 @@ func BenchmarkAuthenticatedRoute(b *testing.B) {
 					serve("/guarded")
 				}
 				guarded += time.Since(start)
+				start = time.Now()
+				for range block {
+					serve("/keyed")
+				}
+				keyed += time.Since(start)
 			}
 			n := float64(b.N * block)
 			b.ReportMetric(n/open.Seconds(), "open_req/s")
 			b.ReportMetric(n/guarded.Seconds(), "auth_req/s")
+			b.ReportMetric(n/keyed.Seconds(), "apikey_req/s")
 			b.ReportMetric(open.Seconds()/guarded.Seconds(), "auth/open")
+			b.ReportMetric(open.Seconds()/keyed.Seconds(), "apikey/open")
+			b.ReportMetric(guarded.Seconds()/keyed.Seconds(), "apikey/auth")
 		})
 	}
+}
+
+// newKeySetB returns a gateway's API key set over a new database holding
+// one key of client "bench" (scope jobs:read), and that key.
+func newKeySetB(b *testing.B) (*apikeys.Set, string) {
+	b.Helper()
+	ctx := context.Background()
+	dbURL := stacktest.NewDatabase(b)
+	pool := stacktest.NewPoolURL(b, dbURL)
+	hasher, err := apikeys.NewHasher([]byte("benchmark-pepper-0123456789"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := apikeys.NewStore(pool, hasher)
+	clients, err := oauthclients.New(pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, _, err := clients.Create(ctx, oauthclients.NewClient{ID: "bench", Scopes: []string{"jobs:read"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _, err := store.Create(ctx, apikeys.NewKey{ClientID: c.ID, ClientScopes: c.Scopes})
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := apikeys.NewSet(store, database.NewDialer(database.Config{URL: dbURL}), apikeys.SetOptions{
+		Revoked: func(string) (bool, error) { return false, nil }, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	b.Cleanup(cancel)
+	go set.Run(runCtx)
+	for deadline := time.Now().Add(10 * time.Second); set.Ready(ctx) != nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal(set.Ready(ctx))
+		}
+	}
+	return set, key
 }
 
 func newIssuerB(b *testing.B, alg string) *issuer {
@@ -128,3 +191,5 @@ func newVerifierB(b *testing.B, is *issuer, cacheSize int) *accesstoken.Verifier
 	}
 	return v
 }
+
+func TestMain(m *testing.M) { stacktest.Main(m) }

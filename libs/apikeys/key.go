@@ -27,8 +27,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
+	"io"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 // Prefix starts every key.
@@ -53,6 +57,9 @@ const MinPepperLength = 16
 type Hasher struct {
 	pepper []byte
 	id     string
+	// macs holds keyed HMAC states for reuse: a key check on the request
+	// path allocates none.
+	macs sync.Pool
 }
 
 // NewHasher returns a Hasher for pepper (at least MinPepperLength bytes).
@@ -61,7 +68,9 @@ func NewHasher(pepper []byte) (*Hasher, error) {
 		return nil, fmt.Errorf("the API key pepper must be at least %d bytes (it is %d)", MinPepperLength, len(pepper))
 	}
 	sum := sha256.Sum256(pepper)
-	return &Hasher{pepper: append([]byte(nil), pepper...), id: hex.EncodeToString(sum[:4])}, nil
+	h := &Hasher{pepper: append([]byte(nil), pepper...), id: hex.EncodeToString(sum[:4])}
+	h.macs.New = func() any { return hmac.New(sha256.New, h.pepper) }
+	return h, nil
 }
 
 // PepperID names the pepper (the first 8 hex digits of its SHA-256)
@@ -70,10 +79,12 @@ func (h *Hasher) PepperID() string { return h.id }
 
 // Hash returns HMAC-SHA256(pepper, key).
 func (h *Hasher) Hash(key string) [32]byte {
-	mac := hmac.New(sha256.New, h.pepper)
-	mac.Write([]byte(key))
+	mac := h.macs.Get().(hash.Hash) //nolint:errcheck // the pool holds only these
+	mac.Reset()
+	_, _ = io.WriteString(mac, key)
 	var out [32]byte
-	copy(out[:], mac.Sum(nil))
+	mac.Sum(out[:0])
+	h.macs.Put(mac)
 	return out
 }
 
@@ -85,11 +96,18 @@ func Generate() (key, id string, err error) {
 	}
 	id = encoding.EncodeToString(raw[:idBytes])
 	body := Prefix + id + "_" + encoding.EncodeToString(raw[idBytes:])
-	return body + checksum(body), id, nil
+	sum := checksum(body)
+	return body + string(sum[:]), id, nil
 }
 
-func checksum(body string) string {
-	return encoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE([]byte(body))))
+// checksum is the base32 of CRC-32 (IEEE) of body, computed without
+// allocating.
+func checksum(body string) [checksumLen]byte {
+	var crc [4]byte
+	binary.BigEndian.PutUint32(crc[:], crc32.ChecksumIEEE(readOnlyBytes(body)))
+	var out [checksumLen]byte
+	encoding.Encode(out[:], crc[:])
+	return out
 }
 
 // ErrMalformed is returned for a string not shaped like a key (or whose
@@ -110,8 +128,8 @@ func Parse(key string) (id string, err error) {
 			return "", ErrMalformed
 		}
 	}
-	body := key[:len(key)-checksumLen]
-	if checksum(body) != key[len(key)-checksumLen:] {
+	sum := checksum(key[:len(key)-checksumLen])
+	if string(sum[:]) != key[len(key)-checksumLen:] {
 		return "", ErrMalformed
 	}
 	return key[len(Prefix) : len(Prefix)+idLen], nil
@@ -128,4 +146,11 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
+}
+
+// readOnlyBytes views s as bytes without copying, for crc32, which only
+// reads them: a conversion would allocate on every key check (crc32's
+// assembly makes its argument escape).
+func readOnlyBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s)) //nolint:gosec // read only, not kept (see above)
 }

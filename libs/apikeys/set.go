@@ -54,16 +54,29 @@ type Set struct {
 	reload   chan struct{}
 	now      func() time.Time
 	checks   *prometheus.CounterVec
+	// outcomes holds checks' counter per outcome, resolved once: a
+	// labelled lookup per request would cost a hash of the label.
+	outcomes map[string]prometheus.Counter
 	loads    atomic.Int64
 	// mu orders reloads and flushes (not requests), so that a flush's
 	// record of what it wrote is not lost to a reload.
 	mu sync.Mutex
 
-	keys    atomic.Pointer[map[string]*entry]
+	keys    atomic.Pointer[snapshot]
 	loadErr atomic.Pointer[error]
 	// dummy is compared against when the id names no key, so that unknown
 	// and known keys cost the same.
 	dummy [32]byte
+}
+
+// snapshot is the keys as of one load.
+type snapshot struct {
+	byID map[string]*entry
+	// verified maps a whole key that matched its hash in this snapshot to
+	// its entry, so that a key used again costs a map lookup instead of
+	// an HMAC (as a verified token does). Only keys that matched get in,
+	// so it holds at most one item per key; each load starts a new one.
+	verified sync.Map
 }
 
 type entry struct {
@@ -101,6 +114,10 @@ func NewSet(store *Store, listen pgnotify.Connector, opts SetOptions) (*Set, err
 		if err := opts.Registerer.Register(s.checks); err != nil {
 			return nil, err
 		}
+	}
+	s.outcomes = map[string]prometheus.Counter{}
+	for _, o := range outcomes {
+		s.outcomes[o] = s.checks.WithLabelValues(o)
 	}
 	s.dummy = s.hasher.Hash("dummy")
 	s.listener = pgnotify.New(listen, NotifyChannel, s.requestReload, opts.Logger)
@@ -158,7 +175,7 @@ func (s *Set) load(ctx context.Context) {
 	}
 	var old map[string]*entry
 	if p := s.keys.Load(); p != nil {
-		old = *p
+		old = p.byID
 	}
 	next := make(map[string]*entry, len(keys))
 	otherPepper := 0
@@ -177,7 +194,7 @@ func (s *Set) load(ctx context.Context) {
 	if otherPepper > 0 {
 		s.opts.Logger.Warn("API keys hashed with another pepper cannot be used", "keys", otherPepper, "pepper_id", s.hasher.PepperID())
 	}
-	s.keys.Store(&next)
+	s.keys.Store(&snapshot{byID: next})
 	var none error
 	s.loadErr.Store(&none)
 }
@@ -200,7 +217,7 @@ func (s *Set) Flush(ctx context.Context) {
 	}
 	used := map[string]time.Time{}
 	var entries []*entry
-	for id, e := range *p {
+	for id, e := range p.byID {
 		if at := e.lastUsed.Load(); at > e.flushed {
 			used[id] = time.Unix(0, at)
 			entries = append(entries, e)
@@ -242,9 +259,15 @@ func FromRequest(r *http.Request) (key string, ok bool) {
 func (s *Set) Authenticate(r *http.Request) (authn.Identity, error) {
 	key, _ := FromRequest(r)
 	id, reason, err := s.check(r, key)
-	s.checks.WithLabelValues(reason).Inc()
+	if c, ok := s.outcomes[reason]; ok {
+		c.Inc()
+	}
 	return id, err
 }
+
+// outcomes are the values of the checks metric's label.
+var outcomes = []string{"ok", "unavailable", "ambiguous", "malformed", "unknown", "other_pepper", "wrong_secret",
+	"revoked", "expired", "source_not_allowed", "client_disabled"}
 
 func (s *Set) check(r *http.Request, key string) (authn.Identity, string, error) {
 	if len(r.Header["X-Api-Key"]) > 0 && len(r.Header["Authorization"]) > 0 {
@@ -258,21 +281,29 @@ func (s *Set) check(r *http.Request, key string) (authn.Identity, string, error)
 	if p == nil {
 		return authn.Identity{}, "unavailable", authn.Fail(authn.ErrUnavailable, "api_keys_unavailable", "%v", *s.loadErr.Load())
 	}
-	e := (*p)[keyID]
-	want := &s.dummy
-	if e != nil {
-		want = &e.key.hash
+	var e *entry
+	if v, ok := p.verified.Load(key); ok {
+		e = v.(*entry) //nolint:errcheck // only entries are stored
+	} else {
+		e = p.byID[keyID]
+		want := &s.dummy
+		if e != nil {
+			want = &e.key.hash
+		}
+		got := s.hasher.Hash(key)
+		match := subtle.ConstantTimeCompare(got[:], want[:]) == 1
+		switch {
+		case e == nil:
+			return refused("unknown", "no API key has this id")
+		case e.key.pepperID != s.hasher.PepperID():
+			return refused("other_pepper", "the API key was hashed with another pepper")
+		case !match:
+			return refused("wrong_secret", "the API key's secret does not match")
+		}
+		p.verified.Store(key, e)
 	}
-	got := s.hasher.Hash(key)
-	match := subtle.ConstantTimeCompare(got[:], want[:]) == 1
 	now := s.now()
 	switch {
-	case e == nil:
-		return refused("unknown", "no API key has this id")
-	case e.key.pepperID != s.hasher.PepperID():
-		return refused("other_pepper", "the API key was hashed with another pepper")
-	case !match:
-		return refused("wrong_secret", "the API key's secret does not match")
 	case e.key.RevokedAt != nil:
 		return refused("revoked", "the API key is revoked")
 	case e.key.ExpiresAt != nil && !now.Before(*e.key.ExpiresAt):

@@ -57,7 +57,7 @@ func (c *countingDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.
 	return c.DB.QueryRow(ctx, sql, args...)
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dbURL := stacktest.NewDatabase(t)
 	pool := stacktest.NewPoolURL(t, dbURL)
@@ -73,14 +73,14 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) client(t *testing.T, scopes ...string) oauthclients.Client {
+func (f *fixture) client(t testing.TB, scopes ...string) oauthclients.Client {
 	t.Helper()
 	c, _, err := f.clients.Create(context.Background(), oauthclients.NewClient{Scopes: scopes})
 	require.NoError(t, err)
 	return c
 }
 
-func (f *fixture) set(t *testing.T, opts apikeys.SetOptions) *apikeys.Set {
+func (f *fixture) set(t testing.TB, opts apikeys.SetOptions) *apikeys.Set {
 	t.Helper()
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	opts.Registerer = prometheus.NewRegistry()
