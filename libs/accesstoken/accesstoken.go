@@ -45,6 +45,14 @@ type Config struct {
 	Issuer string
 	// Audience is the expected aud (one of the token's audiences).
 	Audience string
+	// Audiences are more accepted audiences (any one is enough).
+	Audiences []string
+	// Name labels the issuer in logs (default: the issuer URL).
+	Name string
+	// Mapping turns an external provider's claims into a Switchyard
+	// identity (nil: client_id/azp/appid names the client, scope/scp/roles
+	// carry its scopes, as this platform's own tokens do).
+	Mapping *Mapping
 	// JWKSURL, when set, skips discovery.
 	JWKSURL string
 	// Algorithms allowed in the token header (default ES256, EdDSA, RS256).
@@ -127,8 +135,13 @@ func (c Config) Validate() error {
 	if c.Issuer == "" {
 		return errors.New("issuer is required")
 	}
-	if c.Audience == "" {
+	if c.Audience == "" && len(c.Audiences) == 0 {
 		return errors.New("audience is required")
+	}
+	if c.Mapping != nil {
+		if err := c.Mapping.validate(); err != nil {
+			return err
+		}
 	}
 	for _, u := range []string{c.Issuer, c.JWKSURL} {
 		if u == "" {
@@ -178,9 +191,18 @@ func New(cfg Config) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid access token config: %w", err)
 	}
+	// The issuer is compared without a trailing slash (Azure AD v1's
+	// issuer has one, its discovery document too; this platform's has none).
 	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
+	if cfg.Name == "" {
+		cfg.Name = cfg.Issuer
+	}
+	audiences := cfg.Audiences
+	if cfg.Audience != "" {
+		audiences = append([]string{cfg.Audience}, audiences...)
+	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(cfg.Algorithms), jwt.WithIssuer(cfg.Issuer), jwt.WithAudience(cfg.Audience),
+		jwt.WithValidMethods(cfg.Algorithms), jwt.WithAudience(audiences...),
 		jwt.WithLeeway(cfg.Leeway), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithStrictDecoding(),
 	}
 	if cfg.RequireNotBefore {
@@ -331,36 +353,69 @@ func (v *Verifier) Authenticate(r *http.Request) (authn.Identity, error) {
 	return id, err
 }
 
+// cached returns the identity of a token this verifier has verified and
+// may still trust without verifying it again.
+func (v *Verifier) cached(token string) (authn.Identity, bool) {
+	if v.cache == nil {
+		return authn.Identity{}, false
+	}
+	now := v.now()
+	if c, ok := v.cache.Get(token); ok && now.Before(c.until) && !now.Add(v.cfg.Leeway).Before(c.nbf) {
+		v.metrics.cacheHits.Inc()
+		return c.id, true
+	}
+	return authn.Identity{}, false
+}
+
 // Verify checks a token and returns its identity.
 func (v *Verifier) Verify(ctx context.Context, token string) (authn.Identity, error) {
-	now := v.now()
-	if v.cache != nil {
-		if c, ok := v.cache.Get(token); ok && now.Before(c.until) && !now.Add(v.cfg.Leeway).Before(c.nbf) {
-			v.metrics.cacheHits.Inc()
-			return v.checkRevoked(c.id)
-		}
+	if id, ok := v.cached(token); ok {
+		return v.checkRevoked(id)
 	}
+	now := v.now()
 	store := v.keys.Load()
 	if store == nil {
 		return authn.Identity{}, authn.Fail(authn.ErrUnavailable, "keys_unavailable", "%v", *v.keysErr.Load())
 	}
-	var claims tokenClaims
-	_, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc(ctx, *store))
-	if err != nil {
-		return authn.Identity{}, classify(err)
+	var (
+		id    authn.Identity
+		claim jwt.Claims
+	)
+	if v.cfg.Mapping == nil {
+		var claims tokenClaims
+		if _, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc(ctx, *store)); err != nil {
+			return authn.Identity{}, classify(err)
+		}
+		id = authn.Identity{ClientID: claims.clientID(), Scopes: claims.scopes(), Issuer: claims.Issuer}
+		claim = claims
+	} else {
+		claims := jwt.MapClaims{}
+		if _, err := v.parser.ParseWithClaims(token, claims, v.keyfunc(ctx, *store)); err != nil {
+			return authn.Identity{}, classify(err)
+		}
+		var err error
+		if id, err = v.cfg.Mapping.identity(claims); err != nil {
+			return authn.Identity{}, err
+		}
+		claim = claims
 	}
-	id := authn.Identity{ClientID: claims.clientID(), Scopes: claims.scopes(), Issuer: claims.Issuer}
+	if iss, _ := claim.GetIssuer(); strings.TrimRight(iss, "/") != v.cfg.Issuer {
+		return authn.Identity{}, authn.Fail(authn.ErrUnauthenticated, "wrong_issuer", "the token's issuer %q is not %q", truncate(iss, 200), v.cfg.Issuer)
+	}
+	id.Issuer = v.cfg.Issuer
 	if id.ClientID == "" {
 		return authn.Identity{}, authn.Fail(authn.ErrUnauthenticated, "missing_claim", "the token names no client (client_id, azp or appid)")
 	}
+	exp, _ := claim.GetExpirationTime()
+	nbfClaim, _ := claim.GetNotBefore()
 	if v.cache != nil {
 		until := now.Add(v.cfg.CacheTTL)
-		if exp := claims.ExpiresAt.Add(v.cfg.Leeway); exp.Before(until) {
+		if exp := exp.Add(v.cfg.Leeway); exp.Before(until) {
 			until = exp
 		}
 		var nbf time.Time
-		if claims.NotBefore != nil {
-			nbf = claims.NotBefore.Time
+		if nbfClaim != nil {
+			nbf = nbfClaim.Time
 		}
 		v.cache.Add(token, cached{id: id, until: until, nbf: nbf})
 	}

@@ -1,6 +1,7 @@
 package accesstoken
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -23,6 +24,7 @@ type Settings struct {
 	CacheSize          int           `conf:"default:10000,env:SWITCHYARD_AUTH_CACHE_SIZE,help:verified tokens remembered (-1: no cache)"`
 	CacheTTL           time.Duration `conf:"default:1m,env:SWITCHYARD_AUTH_CACHE_TTL,help:longest a verified token is trusted before it is verified again"`
 	DisabledPoll       time.Duration `conf:"default:10s,env:SWITCHYARD_AUTH_DISABLED_CLIENTS_POLL,help:poll interval for disabled clients (NOTIFY makes it immediate)"`
+	IssuersFile        string        `conf:"env:SWITCHYARD_AUTH_ISSUERS_FILE,help:YAML file of external OIDC issuers trusted besides SWITCHYARD_AUTH_ISSUER (Azure AD / Keycloak...: audiences / claim mapping / clients; empty: none)"`
 }
 
 // VerifierConfig returns the verifier configuration of s; revoked reports
@@ -35,4 +37,29 @@ func (s Settings) VerifierConfig(revoked func(clientID string) (bool, error), re
 		CacheSize: s.CacheSize, CacheTTL: s.CacheTTL, Revoked: revoked,
 		Registerer: reg, Logger: logger,
 	}
+}
+
+// NewIssuers returns the verifier of s's issuer and of every issuer in
+// its issuers file, as one authenticator; revoked reports disabled
+// clients for all of them.
+func (s Settings) NewIssuers(revoked func(clientID string) (bool, error), reg prometheus.Registerer, logger *slog.Logger) (*Issuers, error) {
+	primary, err := New(s.VerifierConfig(revoked, reg, logger))
+	if err != nil {
+		return nil, err
+	}
+	externals, err := LoadIssuersFile(s.IssuersFile)
+	if err != nil {
+		return nil, err
+	}
+	others := make([]*Verifier, 0, len(externals))
+	for _, cfg := range externals {
+		cfg.Revoked, cfg.Logger = revoked, logger.With("issuer", cfg.Name)
+		cfg.Leeway, cfg.RefreshInterval, cfg.CacheSize, cfg.CacheTTL = s.Leeway, s.JWKSRefresh, s.CacheSize, s.CacheTTL
+		v, err := New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("issuer %s: %w", cfg.Name, err)
+		}
+		others = append(others, v)
+	}
+	return NewIssuers(primary, others...)
 }

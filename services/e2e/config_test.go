@@ -42,6 +42,7 @@ func TestInvalidSettingExitsWithStatus2(t *testing.T) {
 	tests := []struct{ service, setting, value, names string }{
 		{"gateway", "SWITCHYARD_GATEWAY_CACHE_MAX_BYTES", "-1", ""},
 		{"gateway", "SWITCHYARD_USAGE_FLUSH", "1ms", ""},
+		{"gateway", "SWITCHYARD_API_KEY_PEPPER", "too-short", ""},
 		{"tokens", "SWITCHYARD_TOKENS_TTL", "5s", "token lifetime 5s must be between 1m and 24h"},
 		{"tokens", "SWITCHYARD_TOKENS_TRUSTED_PROXIES", "not-a-cidr", ""},
 		{"tokens", "SWITCHYARD_TOKENS_HASH_MEMORY_MIB", "1", ""},

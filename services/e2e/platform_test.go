@@ -243,6 +243,8 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 		"SWITCHYARD_TOKENS_KEYS_RELOAD=200ms",
 		"SWITCHYARD_AUTH_ISSUER="+p.tokens,
 		"SWITCHYARD_ROUTES_FILE="+filepath.Join(dir, "routes.yaml"),
+		// Routes that accept API keys need the pepper keys are hashed with.
+		"SWITCHYARD_API_KEY_PEPPER="+apiKeyPepper,
 		"SWITCHYARD_LOG_LEVEL=warn",
 		// Tests send many refused requests from 127.0.0.1 on purpose;
 		// TestAutoBlock turns blocking on.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -21,8 +22,20 @@ import (
 func newAPIKeys(cfg Config, f *routes.File, pool *pgxpool.Pool, dbCfg database.Config,
 	revoked func(string) (bool, error), clientIP func(*http.Request) string, logger *slog.Logger,
 ) (*apikeys.Set, error) {
-	wanted := slices.ContainsFunc(f.Routes, func(r routes.Route) bool { return slices.Contains(r.Auth, authn.CredentialAPIKey) })
-	if !wanted {
+	hasher, err := apiKeyHasher(cfg, f)
+	if hasher == nil || err != nil {
+		return nil, err
+	}
+	return apikeys.NewSet(apikeys.NewStore(pool, hasher), database.NewDialer(dbCfg), apikeys.SetOptions{
+		Revoked: revoked, ClientIP: clientIP, Registerer: prometheus.DefaultRegisterer, Logger: logger,
+	})
+}
+
+// apiKeyHasher checks, before anything is dialled, that a routes file
+// whose routes accept API keys comes with a pepper to check them with;
+// nil when no route accepts keys.
+func apiKeyHasher(cfg Config, f *routes.File) (*apikeys.Hasher, error) {
+	if !slices.ContainsFunc(f.Routes, func(r routes.Route) bool { return slices.Contains(r.Auth, authn.CredentialAPIKey) }) {
 		return nil, nil
 	}
 	pepper := cfg.APIKeyPepper.Value()
@@ -31,11 +44,9 @@ func newAPIKeys(cfg Config, f *routes.File, pool *pgxpool.Pool, dbCfg database.C
 	}
 	hasher, err := apikeys.NewHasher([]byte(pepper))
 	if err != nil {
-		return nil, config.Invalid(err)
+		return nil, config.Invalid(fmt.Errorf("SWITCHYARD_API_KEY_PEPPER: %w", err))
 	}
-	return apikeys.NewSet(apikeys.NewStore(pool, hasher), database.NewDialer(dbCfg), apikeys.SetOptions{
-		Revoked: revoked, ClientIP: clientIP, Registerer: prometheus.DefaultRegisterer, Logger: logger,
-	})
+	return hasher, nil
 }
 
 // credentialsFor is the authenticator of a route that accepts the

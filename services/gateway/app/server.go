@@ -176,6 +176,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	if err != nil {
 		return config.Invalid(err)
 	}
+	if _, err := apiKeyHasher(cfg, routeFile); err != nil {
+		return err
+	}
 	tlsFiles := tlsreload.Files{CertFile: cfg.HTTP.TLSCertFile, KeyFile: cfg.HTTP.TLSKeyFile}
 	var cert *tlsreload.Certificate
 	if tlsFiles.Enabled() {
@@ -201,9 +204,9 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		return err
 	}
 	disabled := oauthclients.NewDisabledSet(clients, database.NewDialer(dbCfg), cfg.Auth.DisabledPoll, logger)
-	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Revoked, prometheus.DefaultRegisterer, logger))
+	verifier, err := cfg.Auth.NewIssuers(disabled.Revoked, prometheus.DefaultRegisterer, logger)
 	if err != nil {
-		return err
+		return config.Invalid(err)
 	}
 	limiter, shared, err := newLimiter(cfg.RedisURL.Value(), logger)
 	if err != nil {
@@ -294,6 +297,10 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	}
 	opsSrv.AddCheck("postgres", pool.Ping)
 	opsSrv.AddCheck("issuer_keys", verifier.Ready)
+	if verifier.Count() > 1 {
+		// One external provider down degrades, it does not stop, the rest.
+		opsSrv.AddDegradedCheck("external_issuers", verifier.External)
+	}
 	opsSrv.AddCheck("disabled_clients", disabled.Ready)
 	if apiKeys != nil {
 		opsSrv.AddCheck("api_keys", apiKeys.Ready)
@@ -302,7 +309,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		opsSrv.AddDegradedCheck("rate_limits_shared", shared.Ready)
 	}
 	logger.Info("gateway listening", "addr", publicL.Addr().String(), "ops_addr", opsL.Addr().String(),
-		"tls", cert != nil, "routes", len(routeFile.Routes), "issuer", cfg.Auth.Issuer, "shared_rate_limits", shared != nil)
+		"tls", cert != nil, "routes", len(routeFile.Routes), "issuer", cfg.Auth.Issuer, "external_issuers", verifier.Count()-1, "shared_rate_limits", shared != nil)
 
 	opsSrv.AddVault(cfg.Vault.Client())
 	lifecycle.SettleHeap()

@@ -125,9 +125,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	disabled := oauthclients.NewDisabledSet(clients, database.NewDialer(dbCfg), cfg.Auth.DisabledPoll, logger)
-	verifier, err := accesstoken.New(cfg.Auth.VerifierConfig(disabled.Revoked, prometheus.DefaultRegisterer, logger))
+	verifier, err := cfg.Auth.NewIssuers(disabled.Revoked, prometheus.DefaultRegisterer, logger)
 	if err != nil {
-		return err
+		return config.Invalid(err)
 	}
 
 	store := deadletterstore.New(pool)
