@@ -89,6 +89,14 @@ issuers:
     clients:
       `+e2eApp+`: {client_id: contoso-app}
     role_scopes: {Jobs.Submit: [jobs:submit], Jobs.Read: [jobs:read]}
+  - name: contoso-v1
+    issuer: https://sts.windows.net/`+e2eTenant+`/
+    jwks_url: `+azure.srv.URL+azure.path+`/keys
+    audiences: [api://switchyard]
+    client_claims: [appid]
+    required_claims: {tid: `+e2eTenant+`, ver: "1.0"}
+    clients:
+      `+e2eApp+`: {client_id: contoso-app, scopes: [jobs:submit, jobs:read]}
   - name: shop-realm
     issuer: `+keycloak.issuer()+`
     audiences: [switchyard]
@@ -109,11 +117,16 @@ issuers:
 	keycloakToken := keycloak.mint(t, jwt.MapClaims{"iss": keycloak.issuer(), "aud": []string{"switchyard", "account"},
 		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "azp": "shop-backend", "typ": "Bearer",
 		"realm_access": map[string]any{"roles": []string{"switchyard-submit", "offline_access"}}, "scope": "profile email"})
+	// Azure AD v1: another issuer host, with a trailing slash; appid.
+	azureV1Token := azure.mint(t, jwt.MapClaims{"iss": "https://sts.windows.net/" + e2eTenant + "/", "aud": "api://switchyard",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(), "appid": e2eApp, "appidacr": "1",
+		"tid": e2eTenant, "ver": "1.0", "roles": []string{"Jobs.Submit"}, "sub": "sp-object-id"})
 	ownToken := "Bearer " + p.bearer("own")
 
 	for name, c := range map[string]struct{ auth, client string }{
 		"own token service": {ownToken, "own"},
 		"Azure AD v2":       {"Bearer " + azureToken, "contoso-app"},
+		"Azure AD v1":       {"Bearer " + azureV1Token, "contoso-app"},
 		"Keycloak":          {"Bearer " + keycloakToken, "shop-backend"},
 	} {
 		r := p.call("POST", "/v1/jobs/text-stats", c.auth, `{"text":"from `+name+`"}`)
