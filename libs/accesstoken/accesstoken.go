@@ -47,7 +47,8 @@ type Config struct {
 	Audience string
 	// Audiences are more accepted audiences (any one is enough).
 	Audiences []string
-	// Name labels the issuer in logs (default: the issuer URL).
+	// Name labels the issuer in logs and metrics (default: the issuer
+	// URL).
 	Name string
 	// Mapping turns an external provider's claims into a Switchyard
 	// identity (nil: client_id/azp/appid names the client, scope/scp/roles
@@ -208,7 +209,13 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.RequireNotBefore {
 		opts = append(opts, jwt.WithNotBeforeRequired())
 	}
-	v := &Verifier{cfg: cfg, parser: jwt.NewParser(opts...), metrics: newMetrics(cfg.Registerer), now: time.Now,
+	reg := cfg.Registerer
+	if reg != nil {
+		// Each issuer's series carry its name, so that several verifiers
+		// share one registry.
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"issuer": cfg.Name}, reg)
+	}
+	v := &Verifier{cfg: cfg, parser: jwt.NewParser(opts...), metrics: newMetrics(reg), now: time.Now,
 		ready: make(chan struct{})}
 	if cfg.CacheSize > 0 {
 		v.cache, _ = lru.New[string, cached](cfg.CacheSize) // size > 0

@@ -31,13 +31,17 @@ type Settings struct {
 // disabled clients (oauthclients.DisabledSet.Revoked).
 func (s Settings) VerifierConfig(revoked func(clientID string) (bool, error), reg prometheus.Registerer, logger *slog.Logger) Config {
 	return Config{
-		Issuer: s.Issuer, Audience: s.Audience, JWKSURL: s.JWKSURL,
+		Name: PrimaryName, Issuer: s.Issuer, Audience: s.Audience, JWKSURL: s.JWKSURL,
 		Algorithms: s.Algorithms, Types: s.TokenTypes, RequireNotBefore: s.RequireNotBefore,
 		Leeway: s.Leeway, RefreshInterval: s.JWKSRefresh, UnknownKIDInterval: s.UnknownKIDInterval,
 		CacheSize: s.CacheSize, CacheTTL: s.CacheTTL, Revoked: revoked,
 		Registerer: reg, Logger: logger,
 	}
 }
+
+// PrimaryName is the issuer label of the platform's own token service in
+// logs and metrics.
+const PrimaryName = "switchyard"
 
 // NewIssuers returns the verifier of s's issuer and of every issuer in
 // its issuers file, as one authenticator; revoked reports disabled
@@ -53,7 +57,10 @@ func (s Settings) NewIssuers(revoked func(clientID string) (bool, error), reg pr
 	}
 	others := make([]*Verifier, 0, len(externals))
 	for _, cfg := range externals {
-		cfg.Revoked, cfg.Logger = revoked, logger.With("issuer", cfg.Name)
+		if cfg.Name == PrimaryName {
+			return nil, fmt.Errorf("issuer name %q is the platform's own: choose another", PrimaryName)
+		}
+		cfg.Revoked, cfg.Registerer, cfg.Logger = revoked, reg, logger.With("issuer", cfg.Name)
 		cfg.Leeway, cfg.RefreshInterval, cfg.CacheSize, cfg.CacheTTL = s.Leeway, s.JWKSRefresh, s.CacheSize, s.CacheTTL
 		v, err := New(cfg)
 		if err != nil {

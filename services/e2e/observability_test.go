@@ -320,7 +320,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	mustAtLeast(gw, 2, "switchyard_http_requests_total", "route=/v1/jobs/text-stats", "method=POST", "status=401")
 	mustAtLeast(gw, jobsN, "switchyard_http_requests_total", "route=/v1/jobs/:id", "method=GET", "status=200")
 	mustAtLeast(gw, jobsN+2, "switchyard_http_request_duration_seconds", "route=/v1/jobs/text-stats", "method=POST")
-	mustAtLeast(gw, 1, "switchyard_auth_failures_total")
+	mustAtLeast(gw, 1, "switchyard_auth_failures_total", "issuer=switchyard")
 	mustAtLeast(gw, 1, "switchyard_pgxpool_total_conns")
 	mustAtLeast(gw, jobsN, "switchyard_pgxpool_acquire_count")
 	mustAtLeast(gw, 1, "go_goroutines")
