@@ -50,8 +50,7 @@ type Set struct {
 	store    *Store
 	hasher   *Hasher
 	opts     SetOptions
-	listener *pgnotify.Listener
-	reload   chan struct{}
+	reloader *pgnotify.Reloader
 	now      func() time.Time
 	checks   *prometheus.CounterVec
 	// outcomes holds checks' counter per outcome, resolved once: a
@@ -104,7 +103,7 @@ func NewSet(store *Store, listen pgnotify.Connector, opts SetOptions) (*Set, err
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Set{store: store, hasher: store.hasher, opts: opts, reload: make(chan struct{}, 1), now: time.Now,
+	s := &Set{store: store, hasher: store.hasher, opts: opts, now: time.Now,
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_gateway_api_key_checks_total",
 			Help: "API key checks by outcome (ok, or why the key was refused: the caller only ever sees 401).",
@@ -120,28 +119,18 @@ func NewSet(store *Store, listen pgnotify.Connector, opts SetOptions) (*Set, err
 		s.outcomes[o] = s.checks.WithLabelValues(o)
 	}
 	s.dummy = s.hasher.Hash("dummy")
-	s.listener = pgnotify.New(listen, NotifyChannel, s.requestReload, opts.Logger)
+	s.reloader = pgnotify.NewReloader(listen, NotifyChannel, opts.PollInterval, s.load, opts.Logger)
 	notLoaded := ErrNotLoaded
 	s.loadErr.Store(&notLoaded)
 	return s, nil
 }
 
-func (s *Set) requestReload() {
-	select {
-	case s.reload <- struct{}{}:
-	default:
-	}
-}
-
-// Run keeps the set current and writes last use until ctx ends (it
-// blocks), flushing last use once more on the way out.
+// Run keeps the set current, and writes last use every FlushInterval,
+// until ctx ends (it blocks), flushing last use once more on the way out.
 func (s *Set) Run(ctx context.Context) {
-	go s.listener.Run(ctx)
-	poll := time.NewTicker(s.opts.PollInterval)
-	defer poll.Stop()
+	go s.reloader.Run(ctx)
 	flush := time.NewTicker(s.opts.FlushInterval)
 	defer flush.Stop()
-	s.load(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -151,11 +140,7 @@ func (s *Set) Run(ctx context.Context) {
 			return
 		case <-flush.C:
 			s.Flush(ctx)
-			continue
-		case <-poll.C:
-		case <-s.reload:
 		}
-		s.load(ctx)
 	}
 }
 

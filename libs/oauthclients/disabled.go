@@ -21,9 +21,7 @@ import (
 type DisabledSet struct {
 	store    *Store
 	logger   *slog.Logger
-	interval time.Duration
-	listener *pgnotify.Listener
-	reload   chan struct{}
+	reloader *pgnotify.Reloader
 
 	ids     atomic.Pointer[map[string]struct{}]
 	loadErr atomic.Pointer[error]
@@ -39,36 +37,15 @@ func NewDisabledSet(store *Store, listen pgnotify.Connector, interval time.Durat
 	if interval <= 0 {
 		interval = DefaultPollInterval
 	}
-	d := &DisabledSet{store: store, logger: logger, interval: interval, reload: make(chan struct{}, 1)}
-	d.listener = pgnotify.New(listen, NotifyChannel, d.requestReload, logger)
+	d := &DisabledSet{store: store, logger: logger}
+	d.reloader = pgnotify.NewReloader(listen, NotifyChannel, interval, d.load, logger)
 	notLoaded := ErrNotLoaded
 	d.loadErr.Store(&notLoaded)
 	return d
 }
 
-func (d *DisabledSet) requestReload() {
-	select {
-	case d.reload <- struct{}{}:
-	default:
-	}
-}
-
 // Run keeps the set current until ctx ends.
-func (d *DisabledSet) Run(ctx context.Context) {
-	go d.listener.Run(ctx)
-	t := time.NewTicker(d.interval)
-	defer t.Stop()
-	d.load(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-d.reload:
-		}
-		d.load(ctx)
-	}
-}
+func (d *DisabledSet) Run(ctx context.Context) { d.reloader.Run(ctx) }
 
 func (d *DisabledSet) load(ctx context.Context) {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
