@@ -190,10 +190,12 @@ func nullable[T comparable](v T) *T {
 // Create makes a key and returns it (the only time it is ever shown) with
 // its record.
 func (s *Store) Create(ctx context.Context, nk NewKey) (string, Key, error) {
-	return s.create(ctx, nk, "", "api_key.create")
+	return s.create(ctx, nk, "", "api_key.create", nil)
 }
 
-func (s *Store) create(ctx context.Context, nk NewKey, rotatedFrom, action string) (string, Key, error) {
+// create stores a new key; then, when set, runs in the same transaction
+// after the insert.
+func (s *Store) create(ctx context.Context, nk NewKey, rotatedFrom, action string, then func(pgx.Tx) error) (string, Key, error) {
 	if s.hasher == nil {
 		return "", Key{}, errors.New("creating API keys needs the API key pepper (SWITCHYARD_API_KEY_PEPPER)")
 	}
@@ -219,6 +221,11 @@ func (s *Store) create(ctx context.Context, nk NewKey, rotatedFrom, action strin
 				return fmt.Errorf("%w: no client %q", ErrInvalid, nk.ClientID)
 			}
 			return fmt.Errorf("storing the API key: %w", err)
+		}
+		if then != nil {
+			if err := then(tx); err != nil {
+				return err
+			}
 		}
 		return s.record(ctx, tx, action, rec)
 	})
@@ -342,16 +349,22 @@ func (s *Store) Rotate(ctx context.Context, id string, overlap time.Duration, cl
 	if !old.Usable(s.now()) {
 		return "", Key{}, fmt.Errorf("%w: API key %s is revoked or expired: create a new one", ErrInvalid, id)
 	}
-	key, rec, err := s.create(ctx, NewKey{ClientID: old.ClientID, ClientScopes: clientScopes, Name: old.Name,
-		Scopes: old.Scopes, AllowedCIDRs: old.AllowedCIDRs, ExpiresAt: old.ExpiresAt, Plan: old.Plan}, old.ID, "api_key.rotate")
-	if err != nil {
-		return "", Key{}, err
-	}
+	// The old key's end is set in the new key's transaction, and only if
+	// it is still usable then (it may have been revoked since the read).
 	until := s.now().Add(overlap)
-	if _, err := s.db.Exec(ctx, `UPDATE api_keys SET expires_at = least(coalesce(expires_at, $2), $2) WHERE id = $1`, id, until); err != nil {
-		return "", Key{}, fmt.Errorf("ending the old key %s (the new one, %s, is made): %w", id, rec.ID, err)
+	endOld := func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE api_keys SET expires_at = least(coalesce(expires_at, $2), $2)
+			WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`, id, until)
+		if err != nil {
+			return fmt.Errorf("ending the old key %s: %w", id, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("%w: API key %s was revoked or expired meanwhile: create a new one", ErrInvalid, id)
+		}
+		return nil
 	}
-	return key, rec, nil
+	return s.create(ctx, NewKey{ClientID: old.ClientID, ClientScopes: clientScopes, Name: old.Name,
+		Scopes: old.Scopes, AllowedCIDRs: old.AllowedCIDRs, ExpiresAt: old.ExpiresAt, Plan: old.Plan}, old.ID, "api_key.rotate", endOld)
 }
 
 // usable returns every key that can authenticate now or later, and those
