@@ -354,10 +354,15 @@ func (v *Verifier) Authenticate(r *http.Request) (authn.Identity, error) {
 		return authn.Identity{}, err
 	}
 	id, err := v.Verify(r.Context(), token)
+	return id, v.countFailure(err)
+}
+
+// countFailure counts err, when not nil, by its reason, and returns it.
+func (v *Verifier) countFailure(err error) error {
 	if err != nil {
 		v.metrics.failures.WithLabelValues(string(authn.ReasonOf(err))).Inc()
 	}
-	return id, err
+	return err
 }
 
 // cached returns the identity of a token this verifier has verified and
@@ -379,6 +384,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (authn.Identity, er
 	if id, ok := v.cached(token); ok {
 		return v.checkRevoked(id)
 	}
+	return v.verifyUncached(ctx, token)
+}
+
+// verifyUncached is Verify for a token the cache does not hold (the caller
+// has looked).
+func (v *Verifier) verifyUncached(ctx context.Context, token string) (authn.Identity, error) {
 	now := v.now()
 	store := v.keys.Load()
 	if store == nil {

@@ -74,27 +74,26 @@ func (m *Issuers) Authenticate(r *http.Request) (authn.Identity, error) {
 		m.primary.metrics.failures.WithLabelValues(string(authn.ReasonOf(err))).Inc()
 		return authn.Identity{}, err
 	}
-	v := m.primary
-	if len(m.all) > 1 {
-		// A token seen before costs a cache lookup, whoever issued it.
-		for _, cand := range m.all {
-			if id, ok := cand.cached(token); ok {
-				return cand.checkRevoked(id)
-			}
-		}
-		iss := unverifiedIssuer(token)
-		var known bool
-		if v, known = m.byIss[strings.TrimRight(iss, "/")]; !known || iss == "" {
-			err := authn.Fail(authn.ErrUnauthenticated, "unknown_issuer", "%v: %q", errUnknownIssuer, truncate(iss, 200))
-			m.primary.metrics.failures.WithLabelValues("unknown_issuer").Inc()
-			return authn.Identity{}, err
+	if len(m.all) == 1 {
+		id, err := m.primary.Verify(r.Context(), token)
+		return id, m.primary.countFailure(err)
+	}
+	// A token seen before costs a cache lookup, whoever issued it.
+	for _, cand := range m.all {
+		if id, ok := cand.cached(token); ok {
+			return cand.checkRevoked(id)
 		}
 	}
-	id, err := v.Verify(r.Context(), token)
-	if err != nil {
-		v.metrics.failures.WithLabelValues(string(authn.ReasonOf(err))).Inc()
+	iss := unverifiedIssuer(token)
+	v, known := m.byIss[strings.TrimRight(iss, "/")]
+	if !known || iss == "" {
+		err := authn.Fail(authn.ErrUnauthenticated, "unknown_issuer", "%v: %q", errUnknownIssuer, truncate(iss, 200))
+		m.primary.metrics.failures.WithLabelValues("unknown_issuer").Inc()
+		return authn.Identity{}, err
 	}
-	return id, err
+	// Every issuer's cache has been looked in above.
+	id, err := v.verifyUncached(r.Context(), token)
+	return id, v.countFailure(err)
 }
 
 // unverifiedIssuer reads the iss claim of a JWS without verifying it, to

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -220,21 +219,6 @@ func (s *Set) Flush(ctx context.Context) {
 	}
 }
 
-// FromRequest returns the key a request carries: X-API-Key, or
-// Authorization: ApiKey <key> (scheme case-insensitive). ok is false when
-// it carries neither.
-func FromRequest(r *http.Request) (key string, ok bool) {
-	// The canonical form of X-API-Key; a direct lookup costs no
-	// canonicalisation on the bearer path.
-	if v := r.Header["X-Api-Key"]; len(v) > 0 {
-		return v[0], true
-	}
-	if auth := r.Header["Authorization"]; len(auth) > 0 && len(auth[0]) > 7 && strings.EqualFold(auth[0][:7], "ApiKey ") {
-		return strings.TrimLeft(auth[0][7:], " "), true
-	}
-	return "", false
-}
-
 // Authenticate implements authn.Authenticator for a request that carries
 // a key. Whatever is wrong with the key (malformed, unknown, wrong secret,
 // revoked, expired, used from outside its networks, its client disabled)
@@ -242,7 +226,7 @@ func FromRequest(r *http.Request) (key string, ok bool) {
 // access log. A known and an unknown id cost the same: one HMAC and a
 // constant-time comparison.
 func (s *Set) Authenticate(r *http.Request) (authn.Identity, error) {
-	key, _ := FromRequest(r)
+	key, _ := authn.APIKeyFromRequest(r)
 	id, reason, err := s.check(r, key)
 	if c, ok := s.outcomes[reason]; ok {
 		c.Inc()

@@ -27,7 +27,7 @@ type Credentials struct {
 
 // Authenticate implements Authenticator.
 func (c Credentials) Authenticate(r *http.Request) (Identity, error) {
-	if carriesAPIKey(r) {
+	if _, ok := APIKeyFromRequest(r); ok {
 		if c.APIKey == nil {
 			return Identity{}, Fail(ErrUnauthenticated, "api_key_not_accepted", "this route does not accept API keys")
 		}
@@ -42,12 +42,18 @@ func (c Credentials) Authenticate(r *http.Request) (Identity, error) {
 	return c.Bearer.Authenticate(r)
 }
 
-// carriesAPIKey reports whether r presents an API key (the same rule as
-// apikeys.FromRequest, which authn cannot import).
-func carriesAPIKey(r *http.Request) bool {
-	if len(r.Header["X-Api-Key"]) > 0 {
-		return true
+// APIKeyFromRequest returns the API key r presents: X-API-Key, or
+// Authorization: ApiKey <key> (scheme case-insensitive). ok is false when
+// it presents neither; a present but empty key is ok with key "" (and
+// fails the key check as malformed).
+func APIKeyFromRequest(r *http.Request) (key string, ok bool) {
+	// The canonical form of X-API-Key; a direct lookup costs no
+	// canonicalisation on the bearer path.
+	if v := r.Header["X-Api-Key"]; len(v) > 0 {
+		return v[0], true
 	}
-	auth := r.Header["Authorization"]
-	return len(auth) > 0 && len(auth[0]) >= 7 && strings.EqualFold(auth[0][:7], "ApiKey ")
+	if auth := r.Header["Authorization"]; len(auth) > 0 && len(auth[0]) >= 7 && strings.EqualFold(auth[0][:7], "ApiKey ") {
+		return strings.TrimLeft(auth[0][7:], " "), true
+	}
+	return "", false
 }

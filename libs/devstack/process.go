@@ -95,6 +95,15 @@ func (p *Process) Exited() bool {
 	}
 }
 
+// Signal sends sig to the process (SIGSTOP and SIGCONT pause and resume
+// it, as a benchmark that times it from a given moment does).
+func (p *Process) Signal(sig syscall.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signalling %s: %w", p.name, err)
+	}
+	return nil
+}
+
 // Stop asks the process to end with its stop signal and kills its whole
 // process group if it has not within grace.
 func (p *Process) Stop(grace time.Duration) error {

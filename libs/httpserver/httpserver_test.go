@@ -59,6 +59,11 @@ func TestRequestID(t *testing.T) {
 		"has space":                            false,
 		"x\r\nInjected: 1":                     false,
 		string(bytes.Repeat([]byte("a"), 129)): false,
+		string(bytes.Repeat([]byte("Z"), 128)): true,
+		"a.b_c:d+e=f/g-h":                      true,
+		"caf\u00e9":                            false,
+		"semi;colon":                           false,
+		"quote\"":                              false,
 	} {
 		req := httptest.NewRequest(http.MethodGet, "/id", nil)
 		req.Header.Set(httpserver.HeaderRequestID, sent)

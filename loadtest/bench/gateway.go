@@ -386,3 +386,26 @@ func (p *platform) profiled(ctx context.Context, cfg config, name string, measur
 	err := measure()
 	return errors.Join(err, g.Wait())
 }
+
+// saveMetrics writes the gateway's metrics as they stand to
+// <dir>/<name>-metrics.txt when cfg.profileDir is set (what the accept
+// batcher's queue waits and refusals were, next to the profiles).
+func (p *platform) saveMetrics(ctx context.Context, cfg config, name string) error {
+	if cfg.profileDir == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", p.ops["gateway"]), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("reading the gateway's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("reading the gateway's metrics: %w", err)
+	}
+	return os.WriteFile(filepath.Join(cfg.profileDir, name+"-metrics.txt"), body, 0o600)
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 )
 
@@ -64,7 +65,10 @@ type round struct {
 	BareSendMPS, RelayMPS float64
 	// BacklogRelayMPS is the relay's rate with a backlog of cfg.backlog
 	// rows in the outbox.
-	BacklogRelayMPS           float64
+	BacklogRelayMPS float64
+	// ArrivingRelayMPS is the relay's rate timed from the first of the
+	// jobs' submissions, RelayMPS from when they all wait in the outbox.
+	ArrivingRelayMPS          float64
 	BareReceiveMPS, WorkerMPS float64
 	SQSRoundTripP99Ms         float64
 	EndToEndP99Ms             float64
@@ -164,7 +168,16 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 			factor float64
 			into   *overload
 		}{{2, &r.Overload2x}, {5, &r.Overload5x}} {
-			o, err := p.overload(ctx, token, f.factor*r.AcceptRPS, cfg.duration)
+			var o overload
+			name := fmt.Sprintf("gateway-overload-%gx", f.factor)
+			err := p.profiled(ctx, cfg, name, func() error {
+				var err error
+				o, err = p.overload(ctx, token, f.factor*r.AcceptRPS, cfg.duration)
+				return err
+			})
+			if err == nil {
+				err = p.saveMetrics(ctx, cfg, name)
+			}
 			if err != nil {
 				return r, fmt.Errorf("overload at %gx: %w", f.factor, err)
 			}
@@ -195,6 +208,48 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 	return r, nil
 }
 
+// relayRun starts the relay on queues named with prefix, resolves its
+// queue's URL with a first job (one SQS call per process and queue, as
+// the bare loop's queue is resolved before its timing), and returns its
+// rate forwarding n jobs submitted from concurrency clients: with paused,
+// from the moment all n wait in the outbox; without, from the first
+// submission. The relay keeps running.
+func (p *platform) relayRun(ctx context.Context, client *http.Client, token string, n, concurrency int, prefix string, paused bool) (float64, error) {
+	const unsent = `SELECT count(*) FROM watermill_outbox WHERE NOT acked`
+	if err := p.start(ctx, "relay", "SWITCHYARD_QUEUE_PREFIX="+prefix); err != nil {
+		return 0, err
+	}
+	relay := p.procs["relay"]
+	if _, err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, 1, 1); err != nil {
+		return 0, err
+	}
+	if err := p.waitZero(ctx, unsent, time.Minute); err != nil {
+		return 0, fmt.Errorf("relay warm-up: %w", err)
+	}
+	if paused {
+		if err := relay.Signal(syscall.SIGSTOP); err != nil {
+			return 0, fmt.Errorf("pausing the relay: %w", err)
+		}
+	}
+	start := time.Now()
+	if _, err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, n, concurrency); err != nil {
+		if paused {
+			err = errors.Join(err, relay.Signal(syscall.SIGCONT))
+		}
+		return 0, err
+	}
+	if paused {
+		start = time.Now()
+		if err := relay.Signal(syscall.SIGCONT); err != nil {
+			return 0, fmt.Errorf("resuming the relay: %w", err)
+		}
+	}
+	if err := p.waitZero(ctx, unsent, 5*time.Minute); err != nil {
+		return 0, fmt.Errorf("relay: %w", err)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
 // sqsRound measures the relay, the worker and the end-to-end latency
 // against the bare SQS loops.
 func (p *platform) sqsRound(ctx context.Context, cfg config, token string, n int, r *round, logger *slog.Logger) error {
@@ -211,29 +266,28 @@ func (p *platform) sqsRound(ctx context.Context, cfg config, token string, n int
 	if r.BareSendMPS, err = p.bareSend(ctx, sendURL, cfg.messages, 20); err != nil {
 		return fmt.Errorf("bare send: %w", err)
 	}
-	// The relay runs first, idle; the jobs arrive through the gateway far
-	// faster than SQS takes them, so from the first submission to an empty
-	// outbox is the relay's forwarding time.
+	// The relay is timed twice, each time on a fresh queue. First with
+	// the jobs arriving through the gateway during its timing: from the
+	// first submission to an empty outbox (accept time, and the partial
+	// batches of claims made while jobs still arrive, included).
+	if r.ArrivingRelayMPS, err = p.relayRun(ctx, client, token, cfg.messages, cfg.concurrency, prefix+"a", false); err != nil {
+		return err
+	}
+	if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, job_attempts, job_events`); err != nil {
+		return err
+	}
+	if err := p.stopService("relay"); err != nil {
+		return err
+	}
+	// Then as the bare loop is timed: from the moment every message is
+	// ready to be sent. The relay is paused (SIGSTOP) while the jobs are
+	// accepted and timed from its SIGCONT to an empty outbox; their
+	// NOTIFYs wait on its LISTEN connection, so it wakes as it would to a
+	// burst that arrived at once. The worker then reads this queue.
 	queueEnv := "SWITCHYARD_QUEUE_PREFIX=" + prefix
-	if err := p.start(ctx, "relay", queueEnv); err != nil {
+	if r.RelayMPS, err = p.relayRun(ctx, client, token, cfg.messages, cfg.concurrency, prefix, true); err != nil {
 		return err
 	}
-	// A first job resolves the queue's URL (one SQS call per process and
-	// queue), as the bare loop's queue was resolved before its timing.
-	if _, err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, 1, 1); err != nil {
-		return err
-	}
-	if err := p.waitZero(ctx, `SELECT count(*) FROM watermill_outbox WHERE NOT acked`, time.Minute); err != nil {
-		return fmt.Errorf("relay warm-up: %w", err)
-	}
-	start := time.Now()
-	if _, err := submitAll(ctx, client, p.gateway+"/v1/jobs/bench", token, cfg.messages, cfg.concurrency); err != nil {
-		return err
-	}
-	if err := p.waitZero(ctx, `SELECT count(*) FROM watermill_outbox WHERE NOT acked`, 5*time.Minute); err != nil {
-		return fmt.Errorf("relay: %w", err)
-	}
-	r.RelayMPS = float64(cfg.messages) / time.Since(start).Seconds()
 	if r.BareReceiveMPS, err = p.bareReceive(ctx, sendURL, cfg.messages, 8); err != nil {
 		return fmt.Errorf("bare receive: %w", err)
 	}

@@ -29,8 +29,9 @@ const apiKeyPepper = "e2e-api-key-pepper-0123456789"
 type createdKey struct {
 	Key    string `json:"key"`
 	APIKey struct {
-		ID     string   `json:"id"`
-		Scopes []string `json:"scopes"`
+		ID        string     `json:"id"`
+		Scopes    []string   `json:"scopes"`
+		ExpiresAt *time.Time `json:"expires_at"`
 	} `json:"api_key"`
 }
 
@@ -141,6 +142,25 @@ func TestAPIKeys(t *testing.T) {
 	}
 	require.Contains(t, p.cli("api-keys", "list", "--client", "keyed"), "revoked")
 	require.Equal(t, 1, p.count(`SELECT count(*) FROM admin_audit WHERE action = 'api_key.revoke' AND target = '`+key.APIKey.ID+`'`))
+
+	// Rotation: the new key works at once, the old one until the overlap
+	// ends or its own expiry, whichever comes first, and the CLI says which.
+	expiring := p.apiKey("--client", "keyed", "--expires-in", "1h")
+	out := p.cli("api-keys", "rotate", expiring.APIKey.ID, "--overlap", "24h")
+	var rotated createdKey
+	for line := range strings.SplitSeq(out, "\n") {
+		if k, ok := strings.CutPrefix(line, "key: "); ok {
+			rotated.Key = k
+		}
+	}
+	require.NotEmpty(t, rotated.Key, out)
+	require.NotNil(t, expiring.APIKey.ExpiresAt)
+	require.Contains(t, out, "keeps working until "+expiring.APIKey.ExpiresAt.UTC().Format(time.RFC3339),
+		"the old key's own expiry, an hour away, comes before the 24-h overlap")
+	require.Eventually(t, func() bool {
+		return status(t, p.gateway, id, rotated.Key) == http.StatusOK && status(t, p.gateway2, id, rotated.Key) == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "the rotated key reaches both gateways")
+	require.Equal(t, http.StatusOK, status(t, p.gateway, id, expiring.Key), "the old key works during the overlap")
 
 	// A usage plan of 1 request/s, burst 3, is one bucket across both
 	// gateways: the fourth request within the second is refused with 429

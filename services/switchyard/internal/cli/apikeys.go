@@ -279,7 +279,15 @@ func newAPIKeysRotateCmd(f *clientsFlags) *cobra.Command {
 					return err
 				}
 				if f.output == "text" {
-					fmt.Fprintf(cmd.OutOrStdout(), "API key %s keeps working until %s\n", args[0], time.Now().Add(overlap).UTC().Format(time.RFC3339))
+					// The old key's own expiry, which may come before the
+					// overlap ends.
+					ended, err := env.keys.Get(cmd.Context(), args[0])
+					if err != nil {
+						return err
+					}
+					if ended.ExpiresAt != nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "API key %s keeps working until %s\n", args[0], ended.ExpiresAt.UTC().Format(time.RFC3339))
+					}
 				}
 				return printNewKey(cmd.OutOrStdout(), f.output, key, rec)
 			})
