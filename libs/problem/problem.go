@@ -69,6 +69,9 @@ var (
 	BadGateway      = Kind{"bad-gateway", "Upstream failed", http.StatusBadGateway}
 	CircuitOpen     = Kind{"circuit-open", "Upstream unavailable: circuit breaker open", http.StatusServiceUnavailable}
 	Overloaded      = Kind{"overloaded", "Route at its concurrency limit", http.StatusServiceUnavailable}
+	// Busy: the whole server is at its in-flight limit (answered before
+	// routing, so it names no route).
+	Busy            = Kind{"busy", "Server at its concurrency limit", http.StatusServiceUnavailable}
 	UpstreamTimeout = Kind{"upstream-timeout", "Upstream timed out", http.StatusGatewayTimeout}
 )
 

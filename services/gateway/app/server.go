@@ -96,6 +96,7 @@ type HTTPConfig struct {
 	IdleTimeout       time.Duration `conf:"default:120s,env:SWITCHYARD_GATEWAY_IDLE_TIMEOUT,help:how long an idle keep-alive connection stays open"`
 	MaxHeaderBytes    int           `conf:"default:65536,env:SWITCHYARD_GATEWAY_MAX_HEADER_BYTES,help:largest request line plus headers (431 above)"`
 	MaxConns          int           `conf:"default:10000,env:SWITCHYARD_GATEWAY_MAX_CONNS,help:open connections at most; more wait to be accepted"`
+	MaxInFlight       int           `conf:"default:256,env:SWITCHYARD_GATEWAY_MAX_IN_FLIGHT,help:requests served at once at most; more are answered 503 busy with Retry-After before any other work (0: no limit)"`
 }
 
 // AcceptConfig sizes the accept routes' group commits (jobstore.Batcher)
@@ -150,6 +151,9 @@ func (c Config) Validate() error {
 	}
 	if err := (tlsreload.Files{CertFile: c.HTTP.TLSCertFile, KeyFile: c.HTTP.TLSKeyFile}).Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.HTTP.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_MAX_IN_FLIGHT %d must not be negative (0: no limit)", c.HTTP.MaxInFlight))
 	}
 	if c.HTTP.RedirectAddr != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -313,7 +317,15 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 
 	opsSrv.AddVault(cfg.Vault.Client())
 	lifecycle.SettleHeap()
-	srv := httpserver.NewServer(e, logger)
+	var public http.Handler = e
+	if cfg.HTTP.MaxInFlight > 0 {
+		admission, err := httpserver.NewAdmission(cfg.HTTP.MaxInFlight, time.Second, prometheus.DefaultRegisterer, logger)
+		if err != nil {
+			return err
+		}
+		public = admission.Wrap(e)
+	}
+	srv := httpserver.NewServer(public, logger)
 	srv.ReadHeaderTimeout, srv.ReadTimeout = cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.ReadTimeout
 	srv.WriteTimeout, srv.IdleTimeout, srv.MaxHeaderBytes = cfg.HTTP.WriteTimeout, cfg.HTTP.IdleTimeout, cfg.HTTP.MaxHeaderBytes
 	if cert != nil {
