@@ -27,6 +27,9 @@ import (
 // HeaderRequestID carries the request id both ways.
 const HeaderRequestID = "X-Request-ID"
 
+// canonicalRequestID is HeaderRequestID as net/http keys it.
+const canonicalRequestID = "X-Request-Id"
+
 // requestState is what the shared middleware keeps about a request. It is
 // stored in the request context once, by the first middleware; later
 // middleware fills it in rather than wrapping the context again, which
@@ -126,11 +129,16 @@ func NewEcho(logger *slog.Logger, opts ...Option) *echo.Echo {
 func requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		id := req.Header.Get(HeaderRequestID)
+		// The canonical key read and written directly: Get and Set would
+		// canonicalise "X-Request-ID" into a new string each time.
+		var id string
+		if v := req.Header[canonicalRequestID]; len(v) > 0 {
+			id = v[0]
+		}
 		if !saneRequestID(id) {
 			id = newRequestID()
 		}
-		c.Response().Header().Set(HeaderRequestID, id)
+		c.Response().Header()[canonicalRequestID] = []string{id}
 		st := &requestState{id: id}
 		st.attrs = st.attrBuf[:0]
 		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestStateKey{}, st)))
