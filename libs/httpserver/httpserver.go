@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/switchyard/switchyard/libs/logging"
 	"github.com/switchyard/switchyard/libs/problem"
 )
 
@@ -42,6 +43,20 @@ type requestState struct {
 }
 
 type requestStateKey struct{}
+
+// stateContext carries a request's state in its context: one allocation
+// for both (context.WithValue would add its own).
+type stateContext struct {
+	context.Context
+	st requestState
+}
+
+func (c *stateContext) Value(key any) any {
+	if _, ok := key.(requestStateKey); ok {
+		return &c.st
+	}
+	return c.Context.Value(key)
+}
 
 func stateOf(ctx context.Context) *requestState {
 	s, _ := ctx.Value(requestStateKey{}).(*requestState)
@@ -139,17 +154,17 @@ func requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Response().Header()[canonicalRequestID] = []string{id}
-		st := &requestState{id: id}
-		st.attrs = st.attrBuf[:0]
-		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestStateKey{}, st)))
+		sc := &stateContext{Context: req.Context(), st: requestState{id: id}}
+		sc.st.attrs = sc.st.attrBuf[:0]
+		c.SetRequest(req.WithContext(sc))
 		return next(c)
 	}
 }
 
 func newRequestID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // AddLogAttrs adds attributes to the access-log line of the request in c
@@ -193,20 +208,12 @@ func accessLog(logger *slog.Logger, metrics *HTTPMetrics, observers []RequestObs
 			if !logger.Enabled(ctx, level) {
 				return nil
 			}
-			var extra []slog.Attr
+			a := logging.Access{Method: req.Method, Route: c.Path(), Path: req.URL.Path, Status: status,
+				Bytes: c.Response().Size, Duration: time.Since(start), RequestID: RequestID(ctx)}
 			if st := stateOf(ctx); st != nil {
-				extra = st.attrs
+				a.Extra = st.attrs
 			}
-			attrs := append([]slog.Attr{
-				slog.String("method", req.Method),
-				slog.String("route", c.Path()),
-				slog.String("path", req.URL.Path),
-				slog.Int("status", status),
-				slog.Int64("bytes", c.Response().Size),
-				slog.Duration("duration", time.Since(start)),
-				slog.String("request_id", RequestID(ctx)),
-			}, extra...)
-			logger.LogAttrs(ctx, level, "http request", attrs...)
+			logging.LogAccess(ctx, logger, level, &a)
 			return nil
 		}
 	}

@@ -93,6 +93,9 @@ func (w *BufferedWriter) Run(ctx context.Context, interval time.Duration) {
 type flushingHandler struct {
 	slog.Handler
 	w *BufferedWriter
+	// access encodes access-log lines (LogAccess) for this handler's
+	// exact chain; nil once With or WithGroup changed it, or for text.
+	access *accessEncoder
 }
 
 func (h flushingHandler) Handle(ctx context.Context, r slog.Record) error {
@@ -104,9 +107,9 @@ func (h flushingHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h flushingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return flushingHandler{h.Handler.WithAttrs(attrs), h.w}
+	return flushingHandler{Handler: h.Handler.WithAttrs(attrs), w: h.w}
 }
 
 func (h flushingHandler) WithGroup(name string) slog.Handler {
-	return flushingHandler{h.Handler.WithGroup(name), h.w}
+	return flushingHandler{Handler: h.Handler.WithGroup(name), w: h.w}
 }

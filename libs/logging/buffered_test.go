@@ -3,7 +3,6 @@ package logging
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -38,8 +37,7 @@ func (b *lockedBuffer) String() string {
 func TestBufferedLoggerHoldsInfoAndWritesWarningsAtOnce(t *testing.T) {
 	out := &lockedBuffer{}
 	w := NewBufferedWriter(out)
-	inner, _ := NewTo(w, "svc", "info", "json")
-	logger := slog.New(flushingHandler{inner.Handler(), w})
+	logger, _ := newBuffered(w, "svc", "info", "json")
 
 	for i := range 100 {
 		logger.Info("http request", "n", i)

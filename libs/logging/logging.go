@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/trace"
@@ -43,9 +44,19 @@ var builtinRedacted = []string{
 func New(service string) (*slog.Logger, *slog.LevelVar) {
 	w := NewBufferedWriter(os.Stderr)
 	go w.Run(context.Background(), FlushInterval)
-	logger, lv := NewTo(w, service, os.Getenv(EnvLevel), os.Getenv(EnvFormat), strings.Split(os.Getenv(EnvRedact), ",")...)
+	logger, lv := newBuffered(w, service, os.Getenv(EnvLevel), os.Getenv(EnvFormat), strings.Split(os.Getenv(EnvRedact), ",")...)
 	processLevel, processWriter = lv, w
-	return slog.New(flushingHandler{logger.Handler(), w}), lv
+	return logger, lv
+}
+
+// newBuffered is New writing to w.
+func newBuffered(w *BufferedWriter, service, level, format string, redact ...string) (*slog.Logger, *slog.LevelVar) {
+	logger, lv := NewTo(w, service, level, format, redact...)
+	h := flushingHandler{Handler: logger.Handler(), w: w}
+	if !strings.EqualFold(format, "text") {
+		h.access = newAccessEncoder(w, service, redactKeys(redact))
+	}
+	return slog.New(h), lv
 }
 
 var (
@@ -81,14 +92,21 @@ func NewTo(w io.Writer, service, level, format string, redact ...string) (*slog.
 	return slog.New(traceHandler{h}).With("service", service), lv
 }
 
-// redactor returns a ReplaceAttr that hides the values of secret keys.
-func redactor(extra []string) func(groups []string, a slog.Attr) slog.Attr {
+// redactKeys is the set of keys whose values are redacted: the built-in
+// ones and extra, lower-cased.
+func redactKeys(extra []string) map[string]bool {
 	keys := map[string]bool{}
-	for _, k := range append(builtinRedacted, extra...) {
+	for _, k := range append(slices.Clone(builtinRedacted), extra...) {
 		if k = strings.ToLower(strings.TrimSpace(k)); k != "" {
 			keys[k] = true
 		}
 	}
+	return keys
+}
+
+// redactor returns a ReplaceAttr that hides the values of secret keys.
+func redactor(extra []string) func(groups []string, a slog.Attr) slog.Attr {
+	keys := redactKeys(extra)
 	return func(groups []string, a slog.Attr) slog.Attr {
 		if len(groups) == 0 && a.Key == slog.LevelKey {
 			// With a ReplaceAttr set, slog hands the level over as a
