@@ -279,15 +279,19 @@ func TestDeadLettersGoToTheDLQ(t *testing.T) {
 
 // TestMaxRatePacesSends: with MaxRate a claimed batch is sent only with
 // its share of the rate. The bucket starts full (one claim's worth); the
-// next claim would need 5 s at 4 messages/s, more than its 2 s context allows,
-// so it is released unsent and its rows stay in the outbox. A rate that
-// cannot carry the loops' claims is refused at start.
+// next claim would need 20 s at 1 message/s, more than its 2 s context
+// allows, so it is released unsent and its rows stay in the outbox. (At
+// 4 messages/s a first send slowed to 3 s by a loaded CI machine refilled
+// enough for the second claim to pass.) A rate that cannot carry the
+// loops' claims is refused at start.
 func TestMaxRatePacesSends(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
 	ids := e.accept(t, "paced", 40)
-	f := e.forwarder(t, forwarder.Config{Loops: 1, BatchSize: 20, MaxRate: 4})
+	// The first send is bounded by SendTimeout (5 s), far below the 18 s
+	// that would refill the bucket for the second claim.
+	f := e.forwarder(t, forwarder.Config{Loops: 1, BatchSize: 20, MaxRate: 1, SendTimeout: 5 * time.Second, FinishTimeout: 30 * time.Second})
 	n, err := f.ForwardOnce(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 20, n)
