@@ -205,9 +205,6 @@ func accessLog(logger *slog.Logger, metrics *HTTPMetrics, observers []RequestObs
 				level = slog.LevelError
 			}
 			ctx := c.Request().Context()
-			if !logger.Enabled(ctx, level) {
-				return nil
-			}
 			a := logging.Access{Method: req.Method, Route: c.Path(), Path: req.URL.Path, Status: status,
 				Bytes: c.Response().Size, Duration: time.Since(start), RequestID: RequestID(ctx)}
 			if st := stateOf(ctx); st != nil {

@@ -42,9 +42,7 @@ func LogAccess(ctx context.Context, logger *slog.Logger, level slog.Level, a *Ac
 	}
 	if h, ok := logger.Handler().(flushingHandler); ok && h.access != nil && h.access.encodes(a.Extra) {
 		h.access.write(ctx, level, a)
-		if level >= slog.LevelWarn {
-			_ = h.w.Flush()
-		}
+		h.written(level)
 		return
 	}
 	var buf [12]slog.Attr

@@ -1,37 +1,17 @@
 package logging
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/trace"
 )
-
-// syncBuffer is a bytes.Buffer safe for the writer's flushes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var timeField = regexp.MustCompile(`^\{"time":"[^"]+"`)
 
@@ -40,7 +20,7 @@ var timeField = regexp.MustCompile(`^\{"time":"[^"]+"`)
 // time.
 func line(ctx context.Context, t *testing.T, fast bool, level slog.Level, a *Access, redact ...string) string {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &lockedBuffer{}
 	w := NewBufferedWriter(out)
 	logger, _ := newBuffered(w, "gate\"way", "debug", "json", redact...)
 	if fast {
@@ -109,7 +89,7 @@ func TestAccessLineIsSlogsLine(t *testing.T) {
 // extra attribute of a kind the fast path does not encode, and a level
 // the logger does not log all get slog's own behaviour.
 func TestAccessLineFallsBack(t *testing.T) {
-	out := &syncBuffer{}
+	out := &lockedBuffer{}
 	w := NewBufferedWriter(out)
 	logger, _ := newBuffered(w, "svc", "info", "json")
 	with := logger.With("component", "x")
@@ -126,7 +106,7 @@ func TestAccessLineFallsBack(t *testing.T) {
 	require.Contains(t, lines[0], `"component":"x"`)
 	require.Contains(t, lines[1], `"obj":{"a":1}`)
 
-	text := &syncBuffer{}
+	text := &lockedBuffer{}
 	tw := NewBufferedWriter(text)
 	tl, _ := newBuffered(tw, "svc", "info", "text")
 	h, _ = tl.Handler().(flushingHandler)
@@ -139,7 +119,7 @@ func TestAccessLineFallsBack(t *testing.T) {
 // BenchmarkAccessLog: one access-log line through the process's chain,
 // slog's path against the fast path, in one run.
 func BenchmarkAccessLog(b *testing.B) {
-	w := NewBufferedWriter(&syncBuffer{})
+	w := NewBufferedWriter(&lockedBuffer{})
 	logger, _ := newBuffered(w, "gateway", "info", "json")
 	a := &Access{Method: "POST", Route: "/v1/jobs/text-stats", Path: "/v1/jobs/text-stats", Status: 202, Bytes: 150,
 		Duration: 1500 * time.Microsecond, RequestID: "0af7651916cd43dd8448eb211c80319c",

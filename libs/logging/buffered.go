@@ -100,10 +100,15 @@ type flushingHandler struct {
 
 func (h flushingHandler) Handle(ctx context.Context, r slog.Record) error {
 	err := h.Handler.Handle(ctx, r)
-	if r.Level >= slog.LevelWarn {
+	h.written(r.Level)
+	return err
+}
+
+// written writes the buffer out at once after a record at warn or above.
+func (h flushingHandler) written(level slog.Level) {
+	if level >= slog.LevelWarn {
 		_ = h.w.Flush()
 	}
-	return err
 }
 
 func (h flushingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -358,29 +358,8 @@ func (p *platform) profiled(ctx context.Context, cfg config, name string, measur
 	var g errgroup.Group
 	for _, kind := range []string{"profile", "allocs"} {
 		g.Go(func() error {
-			u := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s?seconds=%d", p.ops["gateway"], kind, seconds)
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			if err != nil {
-				return err
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return fmt.Errorf("profiling the gateway: %w", err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("profiling the gateway: %s answered %s", u, resp.Status)
-			}
 			suffix := map[string]string{"profile": "cpu", "allocs": "allocs"}[kind]
-			f, err := os.Create(filepath.Join(cfg.profileDir, name+"-"+suffix+".pprof")) //nolint:gosec // the operator's -profile directory
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(f, resp.Body); err != nil {
-				_ = f.Close()
-				return err
-			}
-			return f.Close()
+			return p.saveOps(ctx, fmt.Sprintf("/debug/pprof/%s?seconds=%d", kind, seconds), filepath.Join(cfg.profileDir, name+"-"+suffix+".pprof"))
 		})
 	}
 	err := measure()
@@ -394,18 +373,31 @@ func (p *platform) saveMetrics(ctx context.Context, cfg config, name string) err
 	if cfg.profileDir == "" {
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", p.ops["gateway"]), nil)
+	return p.saveOps(ctx, "/metrics", filepath.Join(cfg.profileDir, name+"-metrics.txt"))
+}
+
+// saveOps writes what the gateway's ops listener answers at path to file.
+func (p *platform) saveOps(ctx context.Context, path, file string) error {
+	u := fmt.Sprintf("http://127.0.0.1:%d%s", p.ops["gateway"], path)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("reading the gateway's metrics: %w", err)
+		return fmt.Errorf("reading the gateway's %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("reading the gateway's metrics: %w", err)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("reading the gateway's ops listener: %s answered %s", u, resp.Status)
 	}
-	return os.WriteFile(filepath.Join(cfg.profileDir, name+"-metrics.txt"), body, 0o600)
+	f, err := os.Create(file) //nolint:gosec // the operator's -profile directory
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

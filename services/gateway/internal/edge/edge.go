@@ -589,7 +589,8 @@ func (e *Edge) contentType(req *http.Request, types []string) error {
 	// A type without parameters is compared as it is; with parameters it
 	// is parsed in full (mime.ParseMediaType allocates a map per call).
 	if !strings.Contains(ct, ";") {
-		if slices.ContainsFunc(types, func(t string) bool { return strings.EqualFold(t, strings.TrimSpace(ct)) }) {
+		ct = strings.TrimSpace(ct)
+		if slices.ContainsFunc(types, func(t string) bool { return strings.EqualFold(t, ct) }) {
 			return nil
 		}
 	} else if mt, _, err := mime.ParseMediaType(ct); err == nil && slices.Contains(types, strings.ToLower(mt)) {
