@@ -1,5 +1,6 @@
 // Package app wires the replay service: the dead-letter store, the drain
 // of every DLQ, the admin API behind access tokens with the admin scope,
+// the operator console (/console/) on the same listener,
 // the runner of bulk replay operations, the janitor that deletes archived
 // dead letters past their retention, and the ops listener.
 package app
@@ -36,6 +37,7 @@ import (
 	"github.com/switchyard/switchyard/libs/usage"
 	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
 	"github.com/switchyard/switchyard/services/replay/internal/bulkreplay"
+	"github.com/switchyard/switchyard/services/replay/internal/console"
 	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
 	"github.com/switchyard/switchyard/services/replay/internal/drain"
 )
@@ -56,6 +58,7 @@ type Config struct {
 	TLSKeyFile       string        `conf:"env:SWITCHYARD_REPLAY_TLS_KEY_FILE,help:PEM private key of the certificate"`
 	TLSClientCAFile  string        `conf:"env:SWITCHYARD_REPLAY_TLS_CLIENT_CA_FILE,help:PEM CA bundle: callers must present a client certificate from it (mTLS) as well as a token"`
 	Auth             accesstoken.Settings
+	Console          console.Settings
 	Queues           sqsqueue.Config
 	Retention        retention.Settings
 	APIKeyPepper     config.Secret `conf:"mask,env:SWITCHYARD_API_KEY_PEPPER,help:the gateways' API key pepper (a vault: reference) with which the admin API makes keys; empty: it lists and revokes them only"`
@@ -86,6 +89,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOperations < 1 || c.MaxOperations > 16 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", c.MaxOperations))
+	}
+	if err := c.Console.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Queues.Validate(); err != nil {
 		errs = append(errs, err)
@@ -158,6 +164,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	refusals := auditlog.NewRefusals(pool, auditlog.DefaultRefusalLimits, prometheus.DefaultRegisterer, logger)
 	api.Mount(e, adminapi.GuardsFor(verifier, logger, refusals))
+	if cfg.Console.Enabled {
+		con, err := console.New(cfg.Console, console.Deps{
+			Sessions: console.NewSessions(pool, cfg.Console.SessionIdle, cfg.Console.SessionMax),
+			API:      e, Store: store, Authenticator: verifier, Issuer: cfg.Auth.Issuer, Refusals: refusals, Logger: logger,
+		})
+		if err != nil {
+			return err
+		}
+		con.Mount(e)
+	}
 	e.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
 
 	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)

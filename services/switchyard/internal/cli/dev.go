@@ -199,7 +199,8 @@ Token service: %[3]s. OAuth client "dev" (all scopes), secret: %[4]s
        -H 'Content-Type: application/json' -d '{"text":"hello switchyard"}'
   curl -s http://%[1]s/v1/jobs/<id> -H "Authorization: Bearer $TOKEN"
 
-Dead letters (replay service admin API on http://%[5]s):
+Dead letters: the operator console, http://%[5]s/console/ (sign in as dev with the secret above),
+or the admin API on http://%[5]s:
   export SWITCHYARD_ADMIN_URL=http://%[5]s SWITCHYARD_TOKEN_URL=%[3]s/oauth2/token
   export SWITCHYARD_ADMIN_CLIENT_ID=dev SWITCHYARD_ADMIN_CLIENT_SECRET=%[4]s
   %[6]s dlq stats

@@ -1,0 +1,387 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/devstack"
+)
+
+// The console tests drive Debian's headless Chromium (installed by
+// .ci/run) against the replay service's console on the failure-handling
+// platform.
+
+// browser starts a headless Chromium for the test and returns its
+// context.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	require.NoError(t, err, "the console tests need Debian's chromium (apt-get install chromium; .ci/run installs it)")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first action starts the browser, which lives as long as the
+	// context it ran with: ctx, not one with a deadline.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("about:blank")))
+	return ctx
+}
+
+// run runs browser steps with a deadline.
+func run(ctx context.Context, t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, chromedp.Do(tctx, steps...))
+}
+
+// read runs a browser action that returns a value, with a deadline.
+func read[T any](ctx context.Context, t *testing.T, a chromedp.Action[T]) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, a)
+	require.NoError(t, err)
+	return v
+}
+
+// screenshotDir is where the console tests save their screenshots
+// (git-ignored).
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	root, err := devstack.ModuleRoot(".")
+	require.NoError(t, err)
+	dir := filepath.Join(root, ".dev", "screenshots", "console")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
+// screenshots saves the page at 360 and 1280 CSS pixels wide, and checks
+// that neither width scrolls sideways.
+func screenshots(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	dir := screenshotDir(t)
+	for _, width := range []int64{360, 1280} {
+		run(ctx, t, chromedp.EmulateViewport(width, 900))
+		scrollWidth := read(ctx, t, chromedp.Evaluate[int64](`document.documentElement.scrollWidth`))
+		clientWidth := read(ctx, t, chromedp.Evaluate[int64](`document.documentElement.clientWidth`))
+		png := read(ctx, t, chromedp.FullScreenshot(100))
+		require.LessOrEqual(t, scrollWidth, clientWidth, "page %s scrolls sideways at %d px", name, width)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.png", name, width)), png, 0o644))
+	}
+	run(ctx, t, chromedp.ResetViewport())
+}
+
+const (
+	consoleAdmin  = "ops-carol"
+	consoleReader = "ops-dave"
+	// xssText is a payload text that would run script if rendered as HTML.
+	xssText = `<script>window.__xss=1</script><img src=x onerror="window.__xss=2"><b>bold</b>`
+)
+
+// TestConsole signs an operator in, finds the dead letter a failing job
+// produced, reads it (its HTML-looking payload shown as text), edits and
+// replays it and sees the job succeed, finds each action in the audit log
+// under the operator's id, and signs out, after which the session is gone.
+func TestConsole(t *testing.T) {
+	p := startFaultPlatform(t, "SWITCHYARD_E2E_FIXED_GROUPS=b")
+	adminSecret := p.client(consoleAdmin, "switchyard:admin")
+	console := p.replay + "/console/"
+
+	jobID := p.submitAs("shop", "breakable", fmt.Sprintf(`{"text":%q,"group":"a"}`, xssText))
+	dl := p.awaitDeadLetter("breakable", jobID, 30*time.Second)
+	dlID := dl["id"].(string)
+
+	ctx := browser(t)
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	text := func(sel string) string { return read(ctx, t, chromedp.Text(css(sel))) }
+	run(ctx, t, chromedp.Navigate(console), chromedp.WaitVisible(css(`#client_id`)))
+	require.Equal(t, p.replay+"/console/sign-in", read(ctx, t, chromedp.Location()), "an anonymous visit goes to sign-in")
+	screenshots(ctx, t, "sign-in")
+
+	// A wrong secret is refused and signs no one in.
+	run(ctx, t,
+		chromedp.SendKeys(css(`#client_id`), consoleAdmin),
+		chromedp.SendKeys(css(`#client_secret`), "not-the-secret"),
+		chromedp.Submit(css(`#client_secret`)),
+		chromedp.WaitVisible(css(`p.error`)),
+	)
+	require.Contains(t, text(`p.error`), "not accepted")
+	require.Zero(t, p.count(`SELECT count(*) FROM console_sessions`))
+
+	run(ctx, t,
+		chromedp.SetValue(css(`#client_id`), consoleAdmin),
+		chromedp.SendKeys(css(`#client_secret`), adminSecret),
+		chromedp.Submit(css(`#client_secret`)),
+		chromedp.WaitVisible(css(`section.tiles`)),
+	)
+	require.Contains(t, read(ctx, t, chromedp.Title()), "Overview")
+	require.Equal(t, 1, p.count(`SELECT count(*) FROM console_sessions WHERE client_id = 'ops-carol'`))
+	overview := text(`main`)
+	require.Contains(t, overview, "breakable", "the overview groups the dead letters by job type")
+	require.Contains(t, overview, dl["fingerprint"].(string))
+	screenshots(ctx, t, "overview")
+
+	// The list, filtered by job type, links to the dead letter.
+	link := css(`a[href="/console/dead-letters/` + dlID + `"]`)
+	run(ctx, t, chromedp.Navigate(console+"dead-letters?type=breakable"), chromedp.WaitVisible(link))
+	screenshots(ctx, t, "dead-letters")
+	run(ctx, t, chromedp.Click(link), chromedp.WaitVisible(css(`pre.payload`)))
+	require.Contains(t, text(`pre.payload`), `<script>window.__xss=1</script>`, "the payload's HTML is shown as text")
+	require.Equal(t, "none", read(ctx, t, chromedp.Evaluate[string](`window.__xss === undefined ? "none" : String(window.__xss)`)), "no script from the payload ran")
+	require.Zero(t, read(ctx, t, chromedp.Evaluate[int](`document.querySelectorAll("main b, main img, main script").length`)), "no element came from the payload")
+	screenshots(ctx, t, "dead-letter")
+
+	require.Contains(t, text(`main`), "catalogue rejected", "the page shows the error")
+
+	// An edit the job type's schema refuses is shown refused, the edit
+	// kept in the form.
+	edited := read(ctx, t, chromedp.Value(css(`#payload`)))
+	require.Contains(t, edited, `"group": "a"`)
+	run(ctx, t,
+		chromedp.SetValue(css(`#payload`), strings.Replace(edited, `"group": "a"`, `"group": "c"`, 1)),
+		chromedp.Submit(css(`#payload`)),
+		chromedp.WaitVisible(css(`div.error`)),
+	)
+	require.Contains(t, text(`div.error`), "422")
+	require.Contains(t, read(ctx, t, chromedp.Value(css(`#payload`))), `"group": "c"`, "the refused edit is kept")
+
+	// Edit and replay: group a is still broken, b is fixed.
+	run(ctx, t,
+		chromedp.SetValue(css(`#payload`), strings.Replace(edited, `"group": "a"`, `"group": "b"`, 1)),
+		chromedp.Submit(css(`#payload`)),
+		chromedp.WaitVisible(css(`p.notice`)),
+	)
+	require.Contains(t, text(`p.notice`), "Replayed")
+	require.Eventually(t, func() bool {
+		return p.count(fmt.Sprintf(`SELECT count(*) FROM jobs WHERE id = '%s' AND status = 'succeeded'`, jobID)) == 1
+	}, 30*time.Second, 200*time.Millisecond, "the edited replay succeeds")
+
+	// The audit log shows each action under the operator's id.
+	run(ctx, t, chromedp.Navigate(console+"audit?actor="+consoleAdmin+"&skip_reads=on"), chromedp.WaitVisible(css(`table`)))
+	auditText := text(`table`)
+	require.Contains(t, auditText, "console.sign_in")
+	require.Contains(t, auditText, "dead_letters.replay")
+	require.Contains(t, auditText, dlID)
+	screenshots(ctx, t, "audit")
+
+	// Sign out: the session row is gone, and its cookie signs no one in.
+	run(ctx, t, chromedp.Click(css(`form.signout button`)), chromedp.WaitVisible(css(`#client_id`)))
+	require.Contains(t, text(`p.notice`), "signed out")
+	require.Zero(t, p.count(`SELECT count(*) FROM console_sessions`))
+	require.Equal(t, 1, p.count(`SELECT count(*) FROM admin_audit WHERE actor = 'ops-carol' AND action = 'console.sign_out'`))
+	run(ctx, t, chromedp.Navigate(console+"dead-letters"), chromedp.WaitVisible(css(`#client_id`)))
+	require.Equal(t, p.replay+"/console/sign-in", read(ctx, t, chromedp.Location()))
+}
+
+// consoleSession is a console session driven over plain HTTP, for the
+// security tests.
+type consoleSession struct {
+	t      *testing.T
+	base   string
+	client *http.Client
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// signInOverHTTP signs clientID in with a cookie jar and returns the
+// session.
+func signInOverHTTP(t *testing.T, base, clientID, secret string) *consoleSession {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	s := &consoleSession{t: t, base: base, client: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+	_, page := s.get("/console/sign-in")
+	m := csrfField.FindStringSubmatch(page)
+	require.NotNil(t, m, page)
+	status, body := s.post("/console/sign-in", url.Values{"csrf": {m[1]}, "client_id": {clientID}, "client_secret": {secret}}, nil)
+	require.Equal(t, http.StatusOK, status, body) // followed the redirect to the overview
+	require.Contains(t, body, "Overview")
+	return s
+}
+
+func (s *consoleSession) get(path string) (int, string) {
+	s.t.Helper()
+	resp, err := s.client.Get(s.base + path)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	return resp.StatusCode, string(b)
+}
+
+func (s *consoleSession) post(path string, form url.Values, header http.Header) (int, string) {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.base+path, strings.NewReader(form.Encode()))
+	require.NoError(s.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := s.client.Do(req)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	return resp.StatusCode, string(b)
+}
+
+// csrf reads the session's anti-forgery token off a page.
+func (s *consoleSession) csrf() string {
+	s.t.Helper()
+	_, page := s.get("/console/")
+	m := csrfField.FindStringSubmatch(page)
+	require.NotNil(s.t, m, page)
+	return m[1]
+}
+
+// TestConsoleSecurity: forged and cross-site posts are refused, the
+// read-only role gets 403 on every action, every page carries the CSP and
+// no inline script, and the session cookie is HttpOnly and SameSite=Strict
+// (which the browser honours: a form on another site posts without it).
+func TestConsoleSecurity(t *testing.T) {
+	p := startFaultPlatform(t)
+	adminSecret := p.client(consoleAdmin, "switchyard:admin")
+	readerSecret := p.client(consoleReader, "dead-letters:read", "audit:read")
+	jobID := p.submitAs("shop", "breakable", `{"text":"x","group":"a"}`)
+	dlID := p.awaitDeadLetter("breakable", jobID, 30*time.Second)["id"].(string)
+	replays := func() int {
+		return p.count(fmt.Sprintf(`SELECT count(*) FROM admin_audit WHERE action = 'dead_letters.replay' AND target = '%s' AND outcome = 'ok'`, dlID))
+	}
+
+	// The cookie's attributes.
+	resp, err := http.Get(p.replay + "/console/sign-in")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Contains(t, resp.Header.Get("Set-Cookie"), "HttpOnly")
+	require.Contains(t, resp.Header.Get("Set-Cookie"), "SameSite=Strict")
+
+	admin := signInOverHTTP(t, p.replay, consoleAdmin, adminSecret)
+	setCookie := ""
+	for _, c := range admin.client.Jar.Cookies(mustURL(t, p.replay+"/console/")) {
+		if c.Name == "switchyard_console" {
+			setCookie = c.Value
+		}
+	}
+	require.NotEmpty(t, setCookie)
+
+	t.Run("pages carry the CSP and no inline script", func(t *testing.T) {
+		scriptTag := regexp.MustCompile(`(?i)<script\b[^>]*>`)
+		handlerAttr := regexp.MustCompile(`(?i)\son[a-z]+\s*=`)
+		for _, path := range []string{"/console/sign-in", "/console/", "/console/dead-letters", "/console/dead-letters/" + dlID, "/console/audit", "/console/nope"} {
+			req, err := http.NewRequest(http.MethodGet, p.replay+path, http.NoBody)
+			require.NoError(t, err)
+			resp, err := admin.client.Do(req)
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			csp := resp.Header.Get("Content-Security-Policy")
+			require.Contains(t, csp, "script-src 'self'", path)
+			require.NotContains(t, csp, "unsafe-inline", path)
+			require.Contains(t, csp, "frame-ancestors 'none'", path)
+			for _, tag := range scriptTag.FindAllString(string(b), -1) {
+				require.Contains(t, tag, "src=", "inline script on %s", path)
+			}
+			require.NotRegexp(t, handlerAttr, string(b), "inline event handler on %s", path)
+			require.NotContains(t, string(b), "style=", "inline style on %s", path)
+		}
+	})
+
+	t.Run("a post without the CSRF token or from another site is refused", func(t *testing.T) {
+		status, body := admin.post("/console/dead-letters/"+dlID+"/replay", url.Values{}, nil)
+		require.Equal(t, http.StatusForbidden, status, body)
+		status, body = admin.post("/console/dead-letters/"+dlID+"/replay", url.Values{"csrf": {"forged"}}, nil)
+		require.Equal(t, http.StatusForbidden, status, body)
+		status, body = admin.post("/console/dead-letters/"+dlID+"/replay", url.Values{"csrf": {admin.csrf()}},
+			http.Header{"Sec-Fetch-Site": {"cross-site"}})
+		require.Equal(t, http.StatusForbidden, status, body)
+		status, body = admin.post("/console/dead-letters/"+dlID+"/replay", url.Values{"csrf": {admin.csrf()}},
+			http.Header{"Origin": {"http://evil.example"}})
+		require.Equal(t, http.StatusForbidden, status, body)
+		status, body = admin.post("/console/sign-out", url.Values{}, nil)
+		require.Equal(t, http.StatusForbidden, status, body)
+		require.Zero(t, replays(), "no refused post replayed anything")
+	})
+
+	t.Run("the read-only role gets 403 on every action", func(t *testing.T) {
+		reader := signInOverHTTP(t, p.replay, consoleReader, readerSecret)
+		_, page := reader.get("/console/dead-letters/" + dlID)
+		require.NotContains(t, page, "/replay\"", "the read-only role is offered no replay")
+		require.NotContains(t, page, "/archive\"", "the read-only role is offered no archive")
+		csrf := reader.csrf()
+		for _, action := range []struct {
+			path string
+			form url.Values
+		}{
+			{"/console/dead-letters/" + dlID + "/replay", url.Values{}},
+			{"/console/dead-letters/" + dlID + "/replay", url.Values{"edit": {"1"}, "payload": {`{"text":"x","group":"b"}`}}},
+			{"/console/dead-letters/" + dlID + "/archive", url.Values{"mode": {"archive"}}},
+			{"/console/dead-letters/" + dlID + "/archive", url.Values{"mode": {"purge"}}},
+		} {
+			action.form.Set("csrf", csrf)
+			status, body := reader.post(action.path, action.form, nil)
+			require.Equal(t, http.StatusForbidden, status, "%s %v: %s", action.path, action.form, body)
+		}
+		require.Zero(t, replays())
+		require.Equal(t, 1, p.count(fmt.Sprintf(`SELECT count(*) FROM dead_letters WHERE id = '%s' AND status = 'stored'`, dlID)))
+	})
+
+	t.Run("a form on another site posts without the session cookie", func(t *testing.T) {
+		// localhost and 127.0.0.1 are different sites: SameSite=Strict
+		// keeps the cookie set for 127.0.0.1 off a post from localhost.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		port := l.Addr().(*net.TCPAddr).Port
+		evil := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/console/dead-letters/%s/replay">
+<input name="csrf" value="guess"></form><script>document.getElementById("f").submit()</script>`, p.replay, dlID)
+		})}
+		go func() { _ = evil.Serve(l) }()
+		t.Cleanup(func() { _ = evil.Close() })
+
+		ctx := browser(t)
+		u := mustURL(t, p.replay)
+		// The operator's real session cookie, in the browser, as the
+		// console set it.
+		_, err = chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
+			Name: "switchyard_console", Value: setCookie, Domain: u.Hostname(), Path: "/",
+			HTTPOnly: ptr(true), SameSite: network.CookieSameSiteStrict,
+		})
+		require.NoError(t, err)
+		run(ctx, t, chromedp.Navigate(p.replay+"/console/"), chromedp.WaitVisible(chromedp.CSS(`section.tiles`)))
+		run(ctx, t, chromedp.Navigate(fmt.Sprintf("http://localhost:%d/", port)), chromedp.WaitVisible(chromedp.CSS(`main`)))
+		text := read(ctx, t, chromedp.Text(chromedp.CSS(`main`)))
+		require.Contains(t, text, "Your session has ended", "the cross-site post arrived without the cookie")
+		require.Zero(t, replays())
+	})
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	require.NoError(t, err)
+	return u
+}
+
+func ptr[T any](v T) *T { return &v }

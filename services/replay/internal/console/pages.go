@@ -1,0 +1,411 @@
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/problem"
+	"github.com/switchyard/switchyard/libs/replayapi"
+	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
+	"github.com/switchyard/switchyard/services/replay/internal/deadletterstore"
+)
+
+// pageNames are the templates under templates/, each rendered inside
+// layout.html.
+var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit"}
+
+func parsePages() (map[string]*template.Template, error) {
+	funcs := template.FuncMap{
+		"when":    formatTime,
+		"whenPtr": formatTimePtr,
+		"withq":   withQuery,
+		"join":    strings.Join,
+	}
+	pages := map[string]*template.Template{}
+	for _, name := range pageNames {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("parsing console page %s: %w", name, err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
+}
+
+func formatTimePtr(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return formatTime(*t)
+}
+
+// withQuery returns q with key set to value (removed when empty), encoded.
+func withQuery(q url.Values, key, value string) string {
+	out := url.Values{}
+	for k, vs := range q {
+		out[k] = append([]string(nil), vs...)
+	}
+	if value == "" {
+		out.Del(key)
+	} else {
+		out.Set(key, value)
+	}
+	return out.Encode()
+}
+
+// view is what every page's template gets.
+type view struct {
+	Title string
+	// Page names the page (the navigation marks it).
+	Page      string
+	Operator  *operatorView
+	CSRF      string
+	RequestID string
+	Data      any
+}
+
+// operatorView is the signed-in operator and what the scopes allow: the
+// pages offer only these actions (the API refuses the rest anyway).
+type operatorView struct {
+	ClientID                                        string
+	CanRead, CanReplay, CanEdit, CanPurge, CanAudit bool
+}
+
+func operatorOf(s *Session) *operatorView {
+	if s == nil {
+		return nil
+	}
+	admin := s.HasAnyScope(adminapi.Scope)
+	return &operatorView{
+		ClientID: s.ClientID,
+		CanRead:  admin || s.HasAnyScope(adminapi.ScopeRead), CanReplay: admin || s.HasAnyScope(adminapi.ScopeReplay),
+		CanEdit:  admin || (s.HasAnyScope(adminapi.ScopeEdit) && s.HasAnyScope(adminapi.ScopeReplay)),
+		CanPurge: admin || s.HasAnyScope(adminapi.ScopePurge), CanAudit: admin || s.HasAnyScope(adminapi.ScopeAudit),
+	}
+}
+
+// render writes page name with data, as HTML.
+func (c *Console) render(ec echo.Context, sess *Session, status int, name, title string, data any) error {
+	v := view{Title: title, Page: name, Operator: operatorOf(sess), RequestID: httpserver.RequestID(ec.Request().Context()), Data: data}
+	if sess != nil {
+		v.CSRF = sess.CSRF()
+	}
+	var buf bytes.Buffer
+	if err := c.pages[name].Execute(&buf, v); err != nil {
+		c.logger.ErrorContext(ec.Request().Context(), "rendering a console page", "page", name, "error", err)
+		return ec.String(http.StatusInternalServerError, "the page could not be rendered")
+	}
+	return ec.HTMLBlob(status, buf.Bytes())
+}
+
+type errorView struct {
+	Status        int
+	Title, Detail string
+	Fields        []problem.FieldError
+}
+
+func (c *Console) renderError(ec echo.Context, sess *Session, status int, title, detail string) error {
+	return c.render(ec, sess, status, "error", title, errorView{Status: status, Title: title, Detail: detail})
+}
+
+type overviewView struct {
+	Groups  []deadletterstore.Group
+	Total   int
+	Stored  int
+	Running []replayapi.Operation
+}
+
+func (c *Console) overview(ec echo.Context) error {
+	sess := sessionOf(ec)
+	v := overviewView{}
+	var stats struct {
+		Groups []deadletterstore.Group `json:"groups"`
+		Total  int                     `json:"total"`
+	}
+	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/dead-letters/stats", nil, nil, &stats); err != nil {
+		return c.failed(ec, sess, err)
+	}
+	v.Groups, v.Total = stats.Groups, stats.Total
+	for _, g := range stats.Groups {
+		v.Stored += g.Stored
+	}
+	var running replayapi.Page[replayapi.Operation]
+	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/replays", url.Values{"status": {"running"}, "limit": {"20"}}, nil, &running); err != nil {
+		return c.failed(ec, sess, err)
+	}
+	v.Running = running.Items
+	return c.render(ec, sess, http.StatusOK, "overview", "Overview", v)
+}
+
+// listFilters are the dead-letter list's filter fields, as the admin API
+// names them.
+var listFilters = []string{"type", "fingerprint", "reason", "client", "status", "since", "until"}
+
+type deadLettersView struct {
+	Query      url.Values
+	Filter     map[string]string
+	Items      []replayapi.DeadLetter
+	NextCursor string
+	Notice     string
+}
+
+func (c *Console) deadLetters(ec echo.Context) error {
+	sess := sessionOf(ec)
+	in := ec.QueryParams()
+	v := deadLettersView{Query: url.Values{}, Filter: map[string]string{}}
+	q := url.Values{"limit": {"50"}}
+	for _, k := range listFilters {
+		val := strings.TrimSpace(in.Get(k))
+		if val == "" {
+			continue
+		}
+		v.Filter[k] = val
+		v.Query.Set(k, val)
+		if k == "since" || k == "until" {
+			val = fromLocalInput(val)
+		}
+		q.Set(k, val)
+	}
+	if cur := in.Get("cursor"); cur != "" {
+		q.Set("cursor", cur)
+	}
+	if in.Get("done") == "archived" {
+		v.Notice = "The dead letter was archived."
+	}
+	var page replayapi.Page[replayapi.DeadLetter]
+	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/dead-letters", q, nil, &page); err != nil {
+		var p *problem.Problem
+		if errors.As(err, &p) && p.Status == http.StatusBadRequest {
+			return c.render(ec, sess, http.StatusBadRequest, "dead-letters", "Dead letters", deadLettersViewWithError(v, p))
+		}
+		return c.failed(ec, sess, err)
+	}
+	v.Items, v.NextCursor = page.Items, page.NextCursor
+	return c.render(ec, sess, http.StatusOK, "dead-letters", "Dead letters", v)
+}
+
+func deadLettersViewWithError(v deadLettersView, p *problem.Problem) deadLettersView {
+	v.Notice = "Filter not accepted: " + p.Detail
+	return v
+}
+
+// fromLocalInput turns a datetime-local value (2026-12-06T10:00, read as
+// UTC) into RFC 3339; anything else passes through for the API to judge.
+func fromLocalInput(s string) string {
+	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC().Format(time.RFC3339)
+		}
+	}
+	return s
+}
+
+type deadLetterView struct {
+	replayapi.Detail
+	PayloadText string
+	// Edited is the payload the operator submitted, kept when the
+	// replay was refused.
+	Edited   string
+	TraceURL string
+	Notice   string
+	// Refusal is why the operator's replay was refused.
+	Refusal *errorView
+}
+
+func (c *Console) loadDeadLetter(ec echo.Context, sess *Session) (deadLetterView, error) {
+	var d replayapi.Detail
+	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/dead-letters/"+url.PathEscape(ec.Param("id")), nil, nil, &d); err != nil {
+		return deadLetterView{}, err
+	}
+	v := deadLetterView{Detail: d, PayloadText: prettyPayload(d.Payload, d.PayloadEncoding)}
+	if d.TraceID != "" && c.settings.TraceURL != "" {
+		v.TraceURL = strings.ReplaceAll(c.settings.TraceURL, "{trace_id}", url.PathEscape(d.TraceID))
+	}
+	return v, nil
+}
+
+// prettyPayload is a payload as an operator reads it: JSON indented, a
+// text or base64 body as its string.
+func prettyPayload(raw json.RawMessage, encoding string) string {
+	if encoding != "json" {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		return string(raw)
+	}
+	var buf bytes.Buffer
+	if json.Indent(&buf, raw, "", "  ") != nil {
+		return string(raw)
+	}
+	return unescapeHTMLEscapes(buf.String())
+}
+
+// unescapeHTMLEscapes turns the \u003c, \u003e and \u0026 escapes that Go's
+// JSON encoder writes for <, > and & back into the characters, so that an
+// operator reads (and edits) the payload as its sender wrote it; the page
+// escapes them for HTML. Other escapes, and an escaped backslash before
+// "u003c", are kept.
+func unescapeHTMLEscapes(s string) string {
+	if !strings.Contains(s, `\u00`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		if s[i+1] == 'u' && i+6 <= len(s) {
+			switch s[i+2 : i+6] {
+			case "003c", "003C":
+				b.WriteByte('<')
+				i += 5
+				continue
+			case "003e", "003E":
+				b.WriteByte('>')
+				i += 5
+				continue
+			case "0026":
+				b.WriteByte('&')
+				i += 5
+				continue
+			}
+		}
+		b.WriteString(s[i : i+2])
+		i++
+	}
+	return b.String()
+}
+
+func (c *Console) deadLetter(ec echo.Context) error {
+	sess := sessionOf(ec)
+	v, err := c.loadDeadLetter(ec, sess)
+	if err != nil {
+		return c.failed(ec, sess, err)
+	}
+	switch ec.QueryParam("done") {
+	case "replayed":
+		v.Notice = "Replayed: the job's message was sent again."
+	case "deduplicated":
+		v.Notice = "Already replayed: nothing was sent (replay with force to send it again)."
+	}
+	return c.render(ec, sess, http.StatusOK, "dead-letter", "Dead letter "+v.ID, v)
+}
+
+// replay replays the dead letter, with the edited payload when the form
+// carries one; a refusal shows the page again with the operator's edit
+// kept.
+func (c *Console) replay(ec echo.Context) error {
+	sess := sessionOf(ec)
+	r := ec.Request()
+	body := adminapi.ReplayBody{Force: r.PostFormValue("force") == "on"}
+	edited := r.PostFormValue("payload")
+	if r.PostFormValue("edit") == "1" {
+		body.Payload = json.RawMessage(edited)
+		if !json.Valid(body.Payload) {
+			return c.replayRefused(ec, sess, edited, problem.MalformedJSON.New("the edited payload is not valid JSON"))
+		}
+	}
+	var res deadletterstore.ReplayResult
+	if _, err := c.call(ec, sess, http.MethodPost, "/admin/v1/dead-letters/"+url.PathEscape(ec.Param("id"))+"/replay", nil, body, &res); err != nil {
+		return c.replayRefused(ec, sess, edited, err)
+	}
+	done := "replayed"
+	if res.Deduplicated {
+		done = "deduplicated"
+	}
+	return ec.Redirect(http.StatusSeeOther, Prefix+"/dead-letters/"+url.PathEscape(ec.Param("id"))+"?done="+done)
+}
+
+func (c *Console) replayRefused(ec echo.Context, sess *Session, edited string, err error) error {
+	var p *problem.Problem
+	if errors.Is(err, ErrNoSession) || !errors.As(err, &p) || p.Status >= 500 || p.Status == http.StatusForbidden || p.Status == http.StatusNotFound {
+		return c.failed(ec, sess, err)
+	}
+	v, lerr := c.loadDeadLetter(ec, sess)
+	if lerr != nil {
+		return c.failed(ec, sess, lerr)
+	}
+	v.Edited = edited
+	v.Refusal = &errorView{Status: p.Status, Title: p.Title, Detail: p.Detail, Fields: p.Errors}
+	return c.render(ec, sess, p.Status, "dead-letter", "Dead letter "+v.ID, v)
+}
+
+// archive archives (or, with mode=purge, deletes) the dead letter.
+func (c *Console) archive(ec echo.Context) error {
+	sess := sessionOf(ec)
+	mode := ec.Request().PostFormValue("mode")
+	if mode != "purge" {
+		mode = "archive"
+	}
+	if _, err := c.call(ec, sess, http.MethodDelete, "/admin/v1/dead-letters/"+url.PathEscape(ec.Param("id")), url.Values{"mode": {mode}}, nil, nil); err != nil {
+		return c.failed(ec, sess, err)
+	}
+	return ec.Redirect(http.StatusSeeOther, Prefix+"/dead-letters?done=archived")
+}
+
+var auditFilters = []string{"actor", "action", "since", "until"}
+
+type auditView struct {
+	Query      url.Values
+	Filter     map[string]string
+	SkipReads  bool
+	Items      []deadletterstore.AuditEntry
+	NextCursor string
+	Notice     string
+}
+
+func (c *Console) audit(ec echo.Context) error {
+	sess := sessionOf(ec)
+	in := ec.QueryParams()
+	v := auditView{Query: url.Values{}, Filter: map[string]string{}, SkipReads: in.Get("skip_reads") == "on"}
+	q := url.Values{"limit": {"100"}}
+	for _, k := range auditFilters {
+		val := strings.TrimSpace(in.Get(k))
+		if val == "" {
+			continue
+		}
+		v.Filter[k] = val
+		v.Query.Set(k, val)
+		if k == "since" || k == "until" {
+			val = fromLocalInput(val)
+		}
+		q.Set(k, val)
+	}
+	if v.SkipReads {
+		v.Query.Set("skip_reads", "on")
+		q.Set("skip_reads", "true")
+	}
+	if cur := in.Get("cursor"); cur != "" {
+		q.Set("cursor", cur)
+	}
+	var page replayapi.Page[deadletterstore.AuditEntry]
+	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/audit", q, nil, &page); err != nil {
+		var p *problem.Problem
+		if errors.As(err, &p) && p.Status == http.StatusBadRequest {
+			v.Notice = "Filter not accepted: " + p.Detail
+			return c.render(ec, sess, http.StatusBadRequest, "audit", "Audit log", v)
+		}
+		return c.failed(ec, sess, err)
+	}
+	v.Items, v.NextCursor = page.Items, page.NextCursor
+	return c.render(ec, sess, http.StatusOK, "audit", "Audit log", v)
+}

@@ -1,0 +1,57 @@
+package console
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestPrettyPayloadShowsWhatTheSenderWrote(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw, encoding, want string
+	}{
+		{"indented", `{"a":1,"b":[true,null]}`, "json", "{\n  \"a\": 1,\n  \"b\": [\n    true,\n    null\n  ]\n}"},
+		{"HTML escapes undone", `{"t":"\u003cscript\u003ex \u0026 y\u003c/script\u003e"}`, "json", "{\n  \"t\": \"<script>x & y</script>\"\n}"},
+		{"an escaped backslash before u003c is kept", `{"t":"\\u003c"}`, "json", "{\n  \"t\": \"\\\\u003c\"\n}"},
+		{"other escapes kept", `{"t":"\u00e9\n\"q\""}`, "json", "{\n  \"t\": \"\\u00e9\\n\\\"q\\\"\"\n}"},
+		{"key order kept", `{"z":1,"a":2}`, "json", "{\n  \"z\": 1,\n  \"a\": 2\n}"},
+		{"text", `"plain <b>text</b>"`, "text", "plain <b>text</b>"},
+		{"base64", `"AAEC"`, "base64", "AAEC"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := prettyPayload(json.RawMessage(tc.raw), tc.encoding)
+			require.Equal(t, tc.want, got)
+			if tc.encoding == "json" {
+				require.True(t, json.Valid([]byte(got)), "the shown payload is still JSON an operator can edit and send")
+			}
+		})
+	}
+}
+
+func TestSealedCredentialsOpenOnlyWithTheirSecret(t *testing.T) {
+	_, key, csrf, err := keys([]byte("0123456789abcdef0123456789abcdef"))
+	require.NoError(t, err)
+	sealed, err := seal(key, credentials{Secret: "s3cret", Token: "tok"})
+	require.NoError(t, err)
+	require.NotContains(t, string(sealed), "s3cret")
+	got, err := unseal(key, sealed)
+	require.NoError(t, err)
+	require.Equal(t, credentials{Secret: "s3cret", Token: "tok"}, got)
+
+	_, other, otherCSRF, err := keys([]byte("0123456789abcdef0123456789abcdeX"))
+	require.NoError(t, err)
+	_, err = unseal(other, sealed)
+	require.Error(t, err)
+	require.NotEqual(t, csrf, otherCSRF)
+	sealed[len(sealed)-1] ^= 1
+	_, err = unseal(key, sealed)
+	require.Error(t, err, "a tampered seal does not open")
+}
+
+func TestFromLocalInput(t *testing.T) {
+	require.Equal(t, "2026-12-06T10:00:00Z", fromLocalInput("2026-12-06T10:00"))
+	require.Equal(t, "2026-12-06T10:00:05Z", fromLocalInput("2026-12-06T10:00:05"))
+	require.Equal(t, "2026-12-06T10:00:00+01:00", fromLocalInput("2026-12-06T10:00:00+01:00"))
+	require.Equal(t, "junk", fromLocalInput("junk"))
+}
