@@ -178,11 +178,68 @@ func TestConsole(t *testing.T) {
 		return p.count(fmt.Sprintf(`SELECT count(*) FROM jobs WHERE id = '%s' AND status = 'succeeded'`, jobID)) == 1
 	}, 30*time.Second, 200*time.Millisecond, "the edited replay succeeds")
 
+	// A staged bulk replay of the dead letters of a still-broken cause:
+	// the preview counts them, the first stage's replay fails again, and
+	// the guard stops the operation; the progress page follows it live.
+	var broken []string
+	for i := range 4 {
+		broken = append(broken, p.submitAs("shop", "breakable", fmt.Sprintf(`{"text":"order %d","group":"a"}`, i)))
+	}
+	for _, id := range broken {
+		p.awaitDeadLetter("breakable", id, 30*time.Second)
+	}
+	fp := dl["fingerprint"].(string)
+	run(ctx, t,
+		chromedp.Navigate(console+"dead-letters?type=breakable&fingerprint="+fp),
+		chromedp.WaitVisible(css(`a.button[href^="/console/replays/new?"]`)),
+		chromedp.Click(css(`a.button[href^="/console/replays/new?"]`)),
+		chromedp.WaitVisible(css(`#b-stages`)),
+	)
+	require.Equal(t, fp, read(ctx, t, chromedp.Value(css(`#b-fingerprint`))), "the list's filter carries over")
+	run(ctx, t,
+		chromedp.SetValue(css(`#b-stages`), "1,100%"),
+		chromedp.SetValue(css(`#b-rate`), "20"),
+		chromedp.Click(css(`button[value="preview"]`)),
+		chromedp.WaitVisible(css(`#preview`)),
+	)
+	require.Equal(t, "4", text(`dd[data-k="would_replay"]`), "the four stored dead letters; the edited one was replayed already")
+	require.Equal(t, "1", text(`dd[data-k="deduplicated"]`))
+	screenshots(ctx, t, "replay-new")
+	run(ctx, t, chromedp.Click(css(`button[value="start"]`)), chromedp.WaitVisible(css(`#progress`)))
+	opURL := read(ctx, t, chromedp.Location())
+	require.Contains(t, opURL, "/console/replays/")
+	// No navigation from here: the page's script refreshes the progress.
+	run(ctx, t, chromedp.WaitVisible(css(`#progress:not([data-refresh])`)))
+	require.Equal(t, "stopped", text(`[data-k="status"]`))
+	require.Contains(t, text(`#progress`), "Stopped by the guard")
+	require.Equal(t, "1", text(`[data-k="failed_again"]`), "stage one replayed one dead letter, which failed again")
+	require.Equal(t, opURL, read(ctx, t, chromedp.Location()), "the page followed the operation without a reload")
+	screenshots(ctx, t, "replay")
+
+	// Another, slow one, cancelled while it runs.
+	run(ctx, t,
+		chromedp.Navigate(console+"replays/new?type=breakable&fingerprint="+fp),
+		chromedp.WaitVisible(css(`#b-rate`)),
+		chromedp.SetValue(css(`#b-rate`), "0.1"),
+		chromedp.Click(css(`button[value="preview"]`)),
+		chromedp.WaitVisible(css(`#preview`)),
+		chromedp.Click(css(`button[value="start"]`)),
+		chromedp.WaitVisible(css(`#cancel`)),
+		chromedp.Click(css(`#cancel`)),
+		chromedp.WaitVisible(css(`#progress:not([data-refresh])`)),
+	)
+	require.Equal(t, "cancelled", text(`[data-k="status"]`))
+	require.Contains(t, text(`main`), "Cancelled by "+consoleAdmin)
+	run(ctx, t, chromedp.Navigate(console+"replays"), chromedp.WaitVisible(css(`table`)))
+	screenshots(ctx, t, "replays")
+
 	// The audit log shows each action under the operator's id.
 	run(ctx, t, chromedp.Navigate(console+"audit?actor="+consoleAdmin+"&skip_reads=on"), chromedp.WaitVisible(css(`table`)))
 	auditText := text(`table`)
 	require.Contains(t, auditText, "console.sign_in")
 	require.Contains(t, auditText, "dead_letters.replay")
+	require.Contains(t, auditText, "replays.create")
+	require.Contains(t, auditText, "replays.cancel")
 	require.Contains(t, auditText, dlID)
 	screenshots(ctx, t, "audit")
 

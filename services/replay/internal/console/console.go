@@ -162,6 +162,11 @@ func (c *Console) Mount(e *echo.Echo) {
 	signed.POST("/dead-letters/:id/replay", c.replay, c.checkCSRF)
 	signed.POST("/dead-letters/:id/archive", c.archive, c.checkCSRF)
 	signed.GET("/audit", c.audit)
+	signed.GET("/replays", c.replaysPage)
+	signed.GET("/replays/new", c.newReplayPage)
+	signed.POST("/replays", c.startReplay, c.checkCSRF)
+	signed.GET("/replays/:id", c.replayPage)
+	signed.POST("/replays/:id/cancel", c.cancelReplay, c.checkCSRF)
 	e.RouteNotFound(Prefix+"/*", c.headers(func(ec echo.Context) error {
 		return c.renderError(ec, nil, http.StatusNotFound, "Not found", "There is no console page at this address.")
 	}))

@@ -22,7 +22,7 @@ import (
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit"}
+var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit", "replays", "replay-new", "replay"}
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
@@ -56,8 +56,10 @@ func formatTimePtr(t *time.Time) string {
 	return formatTime(*t)
 }
 
-// withQuery returns q with key set to value (removed when empty), encoded.
-func withQuery(q url.Values, key, value string) string {
+// withQuery returns q with key set to value (removed when empty),
+// encoded for a link's query: url.Values.Encode escapes every value, so
+// the result is marked safe, lest html/template escape its = and & again.
+func withQuery(q url.Values, key, value string) template.URL {
 	out := url.Values{}
 	for k, vs := range q {
 		out[k] = append([]string(nil), vs...)
@@ -67,7 +69,7 @@ func withQuery(q url.Values, key, value string) string {
 	} else {
 		out.Set(key, value)
 	}
-	return out.Encode()
+	return template.URL(out.Encode()) //nolint:gosec // G203: every part escaped by url.Values.Encode
 }
 
 // view is what every page's template gets.

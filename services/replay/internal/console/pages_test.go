@@ -1,10 +1,14 @@
 package console
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard/switchyard/libs/replayapi"
 )
 
 func TestPrettyPayloadShowsWhatTheSenderWrote(t *testing.T) {
@@ -54,4 +58,16 @@ func TestFromLocalInput(t *testing.T) {
 	require.Equal(t, "2026-12-06T10:00:05Z", fromLocalInput("2026-12-06T10:00:05"))
 	require.Equal(t, "2026-12-06T10:00:00+01:00", fromLocalInput("2026-12-06T10:00:00+01:00"))
 	require.Equal(t, "junk", fromLocalInput("junk"))
+}
+
+func TestLinksKeepTheirQuery(t *testing.T) {
+	pages, err := parsePages()
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	v := view{Title: "t", Page: "dead-letters", Operator: &operatorView{ClientID: "op", CanReplay: true},
+		Data: deadLettersView{Query: url.Values{"type": {"a&b"}, "fingerprint": {"f<1>"}}, Filter: map[string]string{},
+			Items: []replayapi.DeadLetter{{ID: "x"}}, NextCursor: "c=1"}}
+	require.NoError(t, pages["dead-letters"].Execute(&buf, v))
+	require.Contains(t, buf.String(), `href="/console/replays/new?fingerprint=f%3C1%3E&amp;type=a%26b"`)
+	require.Contains(t, buf.String(), `href="/console/dead-letters?cursor=c%3D1&amp;fingerprint=f%3C1%3E&amp;type=a%26b"`)
 }
