@@ -40,6 +40,9 @@ type requestState struct {
 	attrs     []slog.Attr
 	attrBuf   [2]slog.Attr // room for the usual extra attributes without another allocation
 	principal any
+	// problemType is the type of the problem document the request was
+	// answered with ("" for any other answer).
+	problemType string
 }
 
 type requestStateKey struct{}
@@ -61,6 +64,17 @@ func (c *stateContext) Value(key any) any {
 func stateOf(ctx context.Context) *requestState {
 	s, _ := ctx.Value(requestStateKey{}).(*requestState)
 	return s
+}
+
+// ProblemType returns the type of the problem document the request of
+// ctx was answered with, once answered ("" when it was not a problem), so
+// that request observers can tell refusals of the same status apart
+// (rate-limited and quota-exceeded are both 429).
+func ProblemType(ctx context.Context) string {
+	if st := stateOf(ctx); st != nil {
+		return st.problemType
+	}
+	return ""
 }
 
 // RequestID returns the request id stored in ctx by the middleware.
@@ -246,6 +260,9 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			logger.ErrorContext(ctx, "request failed", "error", err, "request_id", RequestID(ctx))
 		case p.Status > 500 && p.Unwrap() != nil:
 			logger.WarnContext(ctx, "request failed", "error", err, "request_id", RequestID(ctx))
+		}
+		if st := stateOf(ctx); st != nil {
+			st.problemType = p.Type
 		}
 		out := *p
 		out.RequestID = RequestID(ctx)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -26,7 +27,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard/switchyard/libs/authn"
+	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/problem"
+)
+
+// The problem types of the two 429s the analytics tell apart.
+var (
+	rateLimitedType   = problem.RateLimited.Type()
+	quotaExceededType = problem.QuotaExceeded.Type()
 )
 
 // Buckets are the upper bounds, in milliseconds, of the latency buckets;
@@ -46,6 +55,7 @@ type key struct {
 
 type counts struct {
 	requests, clientErrors, serverErrors int64
+	rateLimited, quotaRefused            int64
 	durationMs                           float64
 	buckets                              []int64
 }
@@ -54,6 +64,8 @@ func (c *counts) add(o *counts) {
 	c.requests += o.requests
 	c.clientErrors += o.clientErrors
 	c.serverErrors += o.serverErrors
+	c.rateLimited += o.rateLimited
+	c.quotaRefused += o.quotaRefused
 	c.durationMs += o.durationMs
 	for i := range c.buckets {
 		c.buckets[i] += o.buckets[i]
@@ -120,6 +132,14 @@ func (r *Recorder) ObserveRequest(ctx context.Context, method, route string, sta
 	case status >= 400:
 		c.clientErrors++
 	}
+	if status == http.StatusTooManyRequests {
+		switch httpserver.ProblemType(ctx) {
+		case rateLimitedType:
+			c.rateLimited++
+		case quotaExceededType:
+			c.quotaRefused++
+		}
+	}
 	c.durationMs += ms
 	c.buckets[bucketOf(ms)]++
 }
@@ -146,15 +166,19 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	batch := &pgx.Batch{}
 	for k, c := range taken {
 		batch.Queue(`
-			INSERT INTO usage_minutes AS u (minute, client_id, route, requests, client_errors, server_errors, duration_ms_sum, latency_buckets, api_key_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			INSERT INTO usage_minutes AS u (minute, client_id, route, requests, client_errors, server_errors, duration_ms_sum, latency_buckets, api_key_id,
+				rate_limited, quota_refused)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (minute, client_id, route, api_key_id) DO UPDATE SET
 				requests = u.requests + excluded.requests,
 				client_errors = u.client_errors + excluded.client_errors,
 				server_errors = u.server_errors + excluded.server_errors,
+				rate_limited = u.rate_limited + excluded.rate_limited,
+				quota_refused = u.quota_refused + excluded.quota_refused,
 				duration_ms_sum = u.duration_ms_sum + excluded.duration_ms_sum,
 				latency_buckets = ARRAY(SELECT a + b FROM unnest(u.latency_buckets, excluded.latency_buckets) AS t(a, b))`,
-			k.minute, k.client, k.method+" "+k.route, c.requests, c.clientErrors, c.serverErrors, c.durationMs, c.buckets, k.apiKey)
+			k.minute, k.client, k.method+" "+k.route, c.requests, c.clientErrors, c.serverErrors, c.durationMs, c.buckets, k.apiKey,
+			c.rateLimited, c.quotaRefused)
 	}
 	err := r.pool.SendBatch(ctx, batch).Close()
 	if err != nil {
@@ -214,10 +238,14 @@ type Query struct {
 
 // RouteUsage is one client's use of one route.
 type RouteUsage struct {
-	Route        string  `json:"route"`
-	Requests     int64   `json:"requests"`
-	ClientErrors int64   `json:"client_errors"`
-	ServerErrors int64   `json:"server_errors"`
+	Route        string `json:"route"`
+	Requests     int64  `json:"requests"`
+	ClientErrors int64  `json:"client_errors"`
+	ServerErrors int64  `json:"server_errors"`
+	// RateLimited and QuotaRefused count the 429s (in ClientErrors) by
+	// cause.
+	RateLimited  int64   `json:"rate_limited"`
+	QuotaRefused int64   `json:"quota_refused"`
 	MeanMs       float64 `json:"mean_ms"`
 	P50Ms        float64 `json:"p50_ms"`
 	P95Ms        float64 `json:"p95_ms"`
@@ -267,7 +295,8 @@ func Read(ctx context.Context, db *pgxpool.Pool, q Query) (Report, error) {
 			WHERE minute >= $1 AND minute < $2 AND ($3 = '' OR client_id = $3) AND ($4 = '' OR route = $4)
 		), totals AS (
 			SELECT client_id, route, sum(requests)::bigint AS requests, sum(client_errors)::bigint AS client_errors,
-				sum(server_errors)::bigint AS server_errors, sum(duration_ms_sum) AS duration_ms
+				sum(server_errors)::bigint AS server_errors, sum(duration_ms_sum) AS duration_ms,
+				sum(rate_limited)::bigint AS rate_limited, sum(quota_refused)::bigint AS quota_refused
 			FROM picked GROUP BY client_id, route
 		), buckets AS (
 			SELECT client_id, route, array_agg(n ORDER BY i) AS buckets FROM (
@@ -276,7 +305,7 @@ func Read(ctx context.Context, db *pgxpool.Pool, q Query) (Report, error) {
 				GROUP BY client_id, route, b.i
 			) s GROUP BY client_id, route
 		)
-		SELECT t.client_id, t.route, t.requests, t.client_errors, t.server_errors, t.duration_ms, b.buckets
+		SELECT t.client_id, t.route, t.requests, t.client_errors, t.server_errors, t.duration_ms, b.buckets, t.rate_limited, t.quota_refused
 		FROM totals t JOIN buckets b USING (client_id, route)
 		ORDER BY t.client_id, t.requests DESC, t.route`, q.Since, q.Until, q.ClientID, q.Route)
 	if err != nil {
@@ -287,7 +316,7 @@ func Read(ctx context.Context, db *pgxpool.Pool, q Query) (Report, error) {
 		var ru RouteUsage
 		var durationMs float64
 		var buckets []int64
-		if err := rows.Scan(&id, &ru.Route, &ru.Requests, &ru.ClientErrors, &ru.ServerErrors, &durationMs, &buckets); err != nil {
+		if err := rows.Scan(&id, &ru.Route, &ru.Requests, &ru.ClientErrors, &ru.ServerErrors, &durationMs, &buckets, &ru.RateLimited, &ru.QuotaRefused); err != nil {
 			rows.Close()
 			return Report{}, fmt.Errorf("reading usage: %w", err)
 		}
@@ -394,4 +423,82 @@ func sortClients(cs []ClientUsage) {
 		}
 		return cmp.Compare(a.ClientID, b.ClientID)
 	})
+}
+
+// Point is the requests of one step of a Series, by outcome, with their
+// latency percentiles.
+type Point struct {
+	At           time.Time `json:"at"`
+	Requests     int64     `json:"requests"`
+	ClientErrors int64     `json:"client_errors"`
+	ServerErrors int64     `json:"server_errors"`
+	RateLimited  int64     `json:"rate_limited"`
+	QuotaRefused int64     `json:"quota_refused"`
+	P50Ms        float64   `json:"p50_ms"`
+	P95Ms        float64   `json:"p95_ms"`
+}
+
+// MaxSeriesPoints bounds the points of one Series.
+const MaxSeriesPoints = 1000
+
+// Series is usage over time: one point per step from q.Since (steps with
+// no request are zero), the minutes of each step added up. step is a
+// whole number of minutes.
+func Series(ctx context.Context, db *pgxpool.Pool, q Query, step time.Duration) ([]Point, error) {
+	switch {
+	case !q.Until.After(q.Since):
+		return nil, errors.New("until must be after since")
+	case step < time.Minute || step%time.Minute != 0:
+		return nil, fmt.Errorf("step %s must be a whole number of minutes", step)
+	case q.Until.Sub(q.Since)/step >= MaxSeriesPoints:
+		return nil, fmt.Errorf("%s in steps of %s is more than %d points", q.Until.Sub(q.Since), step, MaxSeriesPoints)
+	}
+	since := q.Since.UTC().Truncate(time.Minute)
+	rows, err := db.Query(ctx, `
+		WITH picked AS (
+			SELECT date_bin($5::interval, minute, $1) AS t, requests, client_errors, server_errors, rate_limited, quota_refused, latency_buckets
+			FROM usage_minutes
+			WHERE minute >= $1 AND minute < $2 AND ($3 = '' OR client_id = $3) AND ($4 = '' OR route = $4)
+		), totals AS (
+			SELECT t, sum(requests)::bigint AS requests, sum(client_errors)::bigint AS client_errors,
+				sum(server_errors)::bigint AS server_errors, sum(rate_limited)::bigint AS rate_limited,
+				sum(quota_refused)::bigint AS quota_refused
+			FROM picked GROUP BY t
+		), buckets AS (
+			SELECT t, array_agg(n ORDER BY i) AS buckets FROM (
+				SELECT t, b.i, sum(b.n)::bigint AS n
+				FROM picked, unnest(latency_buckets) WITH ORDINALITY AS b(n, i)
+				GROUP BY t, b.i
+			) s GROUP BY t
+		)
+		SELECT t, requests, client_errors, server_errors, rate_limited, quota_refused, buckets
+		FROM totals JOIN buckets USING (t) ORDER BY t`, since, q.Until, q.ClientID, q.Route, step)
+	if err != nil {
+		return nil, fmt.Errorf("reading the usage series: %w", err)
+	}
+	byStep := map[time.Time]Point{}
+	for rows.Next() {
+		var p Point
+		var buckets []int64
+		if err := rows.Scan(&p.At, &p.Requests, &p.ClientErrors, &p.ServerErrors, &p.RateLimited, &p.QuotaRefused, &buckets); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading the usage series: %w", err)
+		}
+		p.At = p.At.UTC()
+		p.P50Ms, p.P95Ms = Quantile(0.5, buckets), Quantile(0.95, buckets)
+		byStep[p.At] = p
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the usage series: %w", err)
+	}
+	var out []Point
+	for at := since; at.Before(q.Until); at = at.Add(step) {
+		p, ok := byStep[at]
+		if !ok {
+			p = Point{At: at}
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -4,16 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/devstack/stacktest"
+	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/problem"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -138,4 +143,78 @@ func TestRecordFlushRead(t *testing.T) {
 	}
 	_, err = Read(ctx, pool, Query{Since: base, Until: base})
 	require.Error(t, err)
+}
+
+// TestRefusalsAndSeries: requests answered through a real Echo server
+// with the gateway's two 429 problems (and a bare 429) are counted by
+// cause, and the series spreads them over steps, empty steps included.
+func TestRefusalsAndSeries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := stacktest.NewPool(t)
+	logger := slog.New(slog.DiscardHandler)
+	base := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	clock := base
+	rec := NewRecorder(pool, 0, nil, logger)
+	rec.now = func() time.Time { return clock }
+	e := httpserver.NewEcho(logger, httpserver.WithObserver(rec))
+	e.GET("/x/:what", func(c echo.Context) error {
+		switch c.Param("what") {
+		case "rate":
+			return problem.RateLimited.New("spent")
+		case "quota":
+			return problem.QuotaExceeded.New("used up")
+		case "bare":
+			return echo.NewHTTPError(http.StatusTooManyRequests)
+		case "slow":
+			return c.String(http.StatusOK, "ok")
+		}
+		return c.NoContent(http.StatusOK)
+	})
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	get := func(what string, n int) {
+		for range n {
+			resp, err := http.Get(srv.URL + "/x/" + what)
+			require.NoError(t, err)
+			resp.Body.Close()
+		}
+	}
+	get("ok", 4)
+	get("rate", 3)
+	get("quota", 2)
+	get("bare", 1)
+	clock = base.Add(10 * time.Minute) // two empty 5-minute steps between
+	get("ok", 5)
+	require.NoError(t, rec.Flush(ctx))
+
+	rep, err := Read(ctx, pool, Query{Since: base, Until: base.Add(time.Hour)})
+	require.NoError(t, err)
+	require.Len(t, rep.Clients, 1)
+	var rate, quota RouteUsage
+	for _, r := range rep.Clients[0].Routes {
+		rate.RateLimited += r.RateLimited
+		quota.QuotaRefused += r.QuotaRefused
+		rate.ClientErrors += r.ClientErrors
+	}
+	require.EqualValues(t, 3, rate.RateLimited, "rate-limited problems")
+	require.EqualValues(t, 2, quota.QuotaRefused, "quota problems")
+	require.EqualValues(t, 6, rate.ClientErrors, "every 429 is a client error too")
+
+	points, err := Series(ctx, pool, Query{Since: base, Until: base.Add(15 * time.Minute)}, 5*time.Minute)
+	require.NoError(t, err)
+	require.Len(t, points, 3)
+	require.Equal(t, base, points[0].At)
+	require.EqualValues(t, 10, points[0].Requests)
+	require.EqualValues(t, 3, points[0].RateLimited)
+	require.EqualValues(t, 2, points[0].QuotaRefused)
+	require.EqualValues(t, 6, points[0].ClientErrors)
+	require.Zero(t, points[1].Requests, "an empty step is a zero point")
+	require.EqualValues(t, 5, points[2].Requests)
+	require.Positive(t, points[2].P95Ms)
+
+	_, err = Series(ctx, pool, Query{Since: base, Until: base.Add(time.Hour)}, 90*time.Second)
+	require.Error(t, err, "steps are whole minutes")
+	_, err = Series(ctx, pool, Query{Since: base, Until: base.Add(MaxSeriesPoints * time.Minute)}, time.Minute)
+	require.Error(t, err, "too many points")
 }

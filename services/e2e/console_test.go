@@ -243,6 +243,16 @@ func TestConsole(t *testing.T) {
 	require.Contains(t, auditText, dlID)
 	screenshots(ctx, t, "audit")
 
+	// API analytics: the requests made above, as charts and a table.
+	require.Eventually(t, func() bool {
+		run(ctx, t, chromedp.Navigate(console+"analytics?window=1h&client=shop"), chromedp.WaitVisible(css(`section.tiles`)))
+		return text(`[data-k="requests"]`) != "0"
+	}, 45*time.Second, time.Second, "the gateway's usage counts reach the analytics")
+	require.Contains(t, text(`#usage`), "POST /v1/jobs/breakable")
+	require.Equal(t, 2, read(ctx, t, chromedp.Evaluate[int](`document.querySelectorAll("figure.chart svg").length`)), "two charts")
+	require.Positive(t, read(ctx, t, chromedp.Evaluate[int](`document.querySelectorAll("figure.chart rect.ok").length`)), "bars of the requests")
+	screenshots(ctx, t, "analytics")
+
 	// Sign out: the session row is gone, and its cookie signs no one in.
 	run(ctx, t, chromedp.Click(css(`form.signout button`)), chromedp.WaitVisible(css(`#client_id`)))
 	require.Contains(t, text(`p.notice`), "signed out")
@@ -346,7 +356,8 @@ func TestConsoleSecurity(t *testing.T) {
 	t.Run("pages carry the CSP and no inline script", func(t *testing.T) {
 		scriptTag := regexp.MustCompile(`(?i)<script\b[^>]*>`)
 		handlerAttr := regexp.MustCompile(`(?i)\son[a-z]+\s*=`)
-		for _, path := range []string{"/console/sign-in", "/console/", "/console/dead-letters", "/console/dead-letters/" + dlID, "/console/audit", "/console/nope"} {
+		for _, path := range []string{"/console/sign-in", "/console/", "/console/dead-letters", "/console/dead-letters/" + dlID, "/console/audit", "/console/replays",
+			"/console/replays/new", "/console/analytics", "/console/nope"} {
 			req, err := http.NewRequest(http.MethodGet, p.replay+path, http.NoBody)
 			require.NoError(t, err)
 			resp, err := admin.client.Do(req)
@@ -381,6 +392,17 @@ func TestConsoleSecurity(t *testing.T) {
 		require.Zero(t, replays(), "no refused post replayed anything")
 	})
 
+	t.Run("analytics export as CSV", func(t *testing.T) {
+		resp, err := admin.client.Get(p.replay + "/console/analytics.csv?window=1h")
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+		require.Equal(t, "text/csv; charset=utf-8", resp.Header.Get("Content-Type"))
+		require.Contains(t, resp.Header.Get("Content-Disposition"), "attachment")
+		require.True(t, strings.HasPrefix(string(b), "since,until,client,route,requests,client_errors,server_errors,rate_limited,quota_refused,"), string(b))
+	})
+
 	t.Run("the read-only role gets 403 on every action", func(t *testing.T) {
 		reader := signInOverHTTP(t, p.replay, consoleReader, readerSecret)
 		_, page := reader.get("/console/dead-letters/" + dlID)
@@ -400,6 +422,12 @@ func TestConsoleSecurity(t *testing.T) {
 			status, body := reader.post(action.path, action.form, nil)
 			require.Equal(t, http.StatusForbidden, status, "%s %v: %s", action.path, action.form, body)
 		}
+		for _, path := range []string{"/console/analytics", "/console/analytics.csv", "/console/replays/new"} {
+			status, body := reader.get(path)
+			require.Equal(t, http.StatusForbidden, status, "%s: %s", path, body)
+		}
+		status, body := reader.post("/console/replays", url.Values{"csrf": {csrf}, "action": {"start"}, "type": {"breakable"}}, nil)
+		require.Equal(t, http.StatusForbidden, status, body)
 		require.Zero(t, replays())
 		require.Equal(t, 1, p.count(fmt.Sprintf(`SELECT count(*) FROM dead_letters WHERE id = '%s' AND status = 'stored'`, dlID)))
 	})

@@ -425,4 +425,19 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		return r
 	}(), "the refused requests count against no client")
 	require.Equal(t, http.StatusBadRequest, p.admin("GET", "/admin/v1/usage?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "").status)
+
+	// The same traffic over time: the series adds up to the report.
+	var total int64
+	for _, r := range metered.Routes {
+		total += r.Requests
+	}
+	series := p.admin("GET", "/admin/v1/usage/series?client=metered&step=1m", "")
+	require.Equal(t, http.StatusOK, series.status, series.body)
+	var sum float64
+	for _, pt := range series.body["points"].([]any) {
+		sum += pt.(map[string]any)["requests"].(float64)
+	}
+	require.GreaterOrEqual(t, int64(sum), total, "every request of the report is in a step of the series")
+	require.Equal(t, "1m0s", series.body["step"])
+	require.Equal(t, http.StatusBadRequest, p.admin("GET", "/admin/v1/usage/series?step=90s", "").status)
 }

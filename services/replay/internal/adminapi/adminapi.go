@@ -96,6 +96,9 @@ type API struct {
 	// Usage reads the usage report (usage.Read on the platform's
 	// database); nil: GET /admin/v1/usage is 404.
 	Usage func(ctx context.Context, q usage.Query) (usage.Report, error)
+	// UsageSeries reads usage over time (usage.Series); nil: GET
+	// /admin/v1/usage/series is 404.
+	UsageSeries func(ctx context.Context, q usage.Query, step time.Duration) ([]usage.Point, error)
 	// Retention runs one retention pass (retention.Janitor.Pass); nil:
 	// POST /admin/v1/retention/run is 404.
 	Retention func(ctx context.Context, dryRun bool) ([]retention.Report, error)
@@ -130,6 +133,9 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	g.GET("/audit", a.audit, audit)
 	if a.Usage != nil {
 		g.GET("/usage", a.usage, guard(ScopeUsage))
+	}
+	if a.UsageSeries != nil {
+		g.GET("/usage/series", a.usageSeries, guard(ScopeUsage))
 	}
 	if a.Retention != nil {
 		g.POST("/retention/run", a.runRetention, guard(Scope))
@@ -186,33 +192,10 @@ func (a *API) runRetention(c echo.Context) error {
 // type and status, over [since, until) (default: the last 24 hours).
 func (a *API) usage(c echo.Context) error {
 	e := auditOf(c, "usage.read", "")
-	q := c.QueryParams()
-	if err := onlyParams(q, []string{"since", "until", "client", "route"}); err != nil {
-		return a.recordRead(c, e, err)
-	}
-	until, err := parseTime(q, "until")
-	if err != nil {
-		return a.recordRead(c, e, err)
-	}
-	if until == nil {
-		now := time.Now().UTC()
-		until = &now
-	}
-	since, err := parseTime(q, "since")
-	if err != nil {
-		return a.recordRead(c, e, err)
-	}
-	if since == nil {
-		from := until.Add(-24 * time.Hour)
-		since = &from
-	}
-	uq := usage.Query{Since: *since, Until: *until, ClientID: q.Get("client"), Route: q.Get("route")}
+	uq, err := usageQuery(c.QueryParams(), nil)
 	e.Filter = map[string]any{"since": uq.Since, "until": uq.Until, "client": uq.ClientID, "route": uq.Route}
-	switch {
-	case !uq.Until.After(uq.Since):
-		return a.recordRead(c, e, problem.InvalidParameter.New("until must be after since"))
-	case uq.Until.Sub(uq.Since) > MaxUsageRange:
-		return a.recordRead(c, e, problem.InvalidParameter.Newf("a report covers at most %d days; narrow since/until", int(MaxUsageRange/(24*time.Hour))))
+	if err != nil {
+		return a.recordRead(c, e, err)
 	}
 	rep, err := a.Usage(c.Request().Context(), uq)
 	if err != nil {
@@ -223,6 +206,80 @@ func (a *API) usage(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, rep)
+}
+
+// usageQuery reads since, until (default: the 24 hours to now), client
+// and route, and the extra parameters allowed.
+func usageQuery(q url.Values, extra []string) (usage.Query, error) {
+	var uq usage.Query
+	if err := onlyParams(q, append([]string{"since", "until", "client", "route"}, extra...)); err != nil {
+		return uq, err
+	}
+	until, err := parseTime(q, "until")
+	if err != nil {
+		return uq, err
+	}
+	if until == nil {
+		now := time.Now().UTC()
+		until = &now
+	}
+	since, err := parseTime(q, "since")
+	if err != nil {
+		return uq, err
+	}
+	if since == nil {
+		from := until.Add(-24 * time.Hour)
+		since = &from
+	}
+	uq = usage.Query{Since: *since, Until: *until, ClientID: q.Get("client"), Route: q.Get("route")}
+	switch {
+	case !uq.Until.After(uq.Since):
+		return uq, problem.InvalidParameter.New("until must be after since")
+	case uq.Until.Sub(uq.Since) > MaxUsageRange:
+		return uq, problem.InvalidParameter.Newf("a report covers at most %d days; narrow since/until", int(MaxUsageRange/(24*time.Hour)))
+	}
+	return uq, nil
+}
+
+// SeriesAnswer is the answer of GET /admin/v1/usage/series.
+type SeriesAnswer struct {
+	Since  time.Time     `json:"since"`
+	Until  time.Time     `json:"until"`
+	Step   string        `json:"step"`
+	Points []usage.Point `json:"points"`
+}
+
+// usageSeries answers GET /admin/v1/usage/series?since=&until=&client=
+// &route=&step=: requests per step by outcome with p50 and p95 (step: a
+// whole number of minutes; default: the range in about 60 steps).
+func (a *API) usageSeries(c echo.Context) error {
+	e := auditOf(c, "usage.read", "series")
+	q := c.QueryParams()
+	uq, err := usageQuery(q, []string{"step"})
+	e.Filter = map[string]any{"since": uq.Since, "until": uq.Until, "client": uq.ClientID, "route": uq.Route, "step": q.Get("step")}
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	step := max(time.Minute, (uq.Until.Sub(uq.Since) / 60).Round(time.Minute))
+	if v := q.Get("step"); v != "" {
+		d, perr := time.ParseDuration(v)
+		if perr != nil || d < time.Minute || d%time.Minute != 0 {
+			return a.recordRead(c, e, problem.InvalidParameter.Newf("step %q must be a whole number of minutes such as 5m or 1h", truncate(v, 20)))
+		}
+		step = d
+	}
+	if uq.Until.Sub(uq.Since)/step >= usage.MaxSeriesPoints {
+		return a.recordRead(c, e, problem.InvalidParameter.Newf("since to until in steps of %s is %d points or more (at most %d); take a longer step",
+			step, usage.MaxSeriesPoints, usage.MaxSeriesPoints-1))
+	}
+	points, err := a.UsageSeries(c.Request().Context(), uq, step)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	if err := a.recordRead(c, e, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, SeriesAnswer{Since: uq.Since.UTC(), Until: uq.Until.UTC(), Step: step.String(), Points: points})
 }
 
 // GuardsFor returns Guards on authenticator: each requires its capability

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit", "replays", "replay-new", "replay"}
+var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit", "replays", "replay-new", "replay", "analytics"}
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
@@ -30,6 +31,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"whenPtr": formatTimePtr,
 		"withq":   withQuery,
 		"join":    strings.Join,
+		"f1":      func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range pageNames {
@@ -86,8 +88,8 @@ type view struct {
 // operatorView is the signed-in operator and what the scopes allow: the
 // pages offer only these actions (the API refuses the rest anyway).
 type operatorView struct {
-	ClientID                                        string
-	CanRead, CanReplay, CanEdit, CanPurge, CanAudit bool
+	ClientID                                                  string
+	CanRead, CanReplay, CanEdit, CanPurge, CanAudit, CanUsage bool
 }
 
 func operatorOf(s *Session) *operatorView {
@@ -100,6 +102,7 @@ func operatorOf(s *Session) *operatorView {
 		CanRead:  admin || s.HasAnyScope(adminapi.ScopeRead), CanReplay: admin || s.HasAnyScope(adminapi.ScopeReplay),
 		CanEdit:  admin || (s.HasAnyScope(adminapi.ScopeEdit) && s.HasAnyScope(adminapi.ScopeReplay)),
 		CanPurge: admin || s.HasAnyScope(adminapi.ScopePurge), CanAudit: admin || s.HasAnyScope(adminapi.ScopeAudit),
+		CanUsage: admin || s.HasAnyScope(adminapi.ScopeUsage),
 	}
 }
 

@@ -71,3 +71,11 @@ func TestLinksKeepTheirQuery(t *testing.T) {
 	require.Contains(t, buf.String(), `href="/console/replays/new?fingerprint=f%3C1%3E&amp;type=a%26b"`)
 	require.Contains(t, buf.String(), `href="/console/dead-letters?cursor=c%3D1&amp;fingerprint=f%3C1%3E&amp;type=a%26b"`)
 }
+
+func TestAxisTopIsRoundAndAboveTheData(t *testing.T) {
+	for _, tc := range []struct{ v, want float64 }{{0, 4}, {1, 1}, {5, 8}, {9, 10}, {87.5, 100}, {120, 200}, {1234, 2000}, {0.3, 0.4}} {
+		got := axisTop(tc.v)
+		require.Equal(t, tc.want, got, "axisTop(%v)", tc.v)
+		require.GreaterOrEqual(t, got, tc.v)
+	}
+}
