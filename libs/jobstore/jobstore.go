@@ -89,8 +89,35 @@ func (s *Store) Accept(ctx context.Context, sub jobs.Submission) (job jobs.Job, 
 //
 // The job comes with its timeline (Events), read in the same round trip.
 func (s *Store) Get(ctx context.Context, id, clientID string) (jobs.Job, error) {
+	return s.get(ctx, id, `SELECT `+jobColumns+` FROM jobs WHERE id = $1 AND client_id = $2`, id, clientID)
+}
+
+// Inspect returns job id of any client, with its timeline: for
+// operators (the admin API), never for a client's own API.
+func (s *Store) Inspect(ctx context.Context, id string) (jobs.Job, error) {
+	if uuid.Validate(id) != nil {
+		return jobs.Job{}, jobs.ErrNotFound
+	}
+	return s.get(ctx, id, `SELECT `+jobColumns+` FROM jobs WHERE id = $1`, id)
+}
+
+// FindByKey returns the id of clientID's job submitted with idempotency
+// key key (while the key is kept), or jobs.ErrNotFound.
+func (s *Store) FindByKey(ctx context.Context, clientID, key string) (string, error) {
+	var id string
+	err := s.pool.QueryRow(ctx, `SELECT id::text FROM jobs WHERE client_id = $1 AND idempotency_key = $2`, clientID, key).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", jobs.ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("looking up %s's job with key %q: %w", clientID, key, err)
+	}
+	return id, nil
+}
+
+func (s *Store) get(ctx context.Context, id, query string, args ...any) (jobs.Job, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(`SELECT `+jobColumns+` FROM jobs WHERE id = $1 AND client_id = $2`, id, clientID)
+	batch.Queue(query, args...)
 	batch.Queue(timelineQuery, id)
 	results := s.pool.SendBatch(ctx, batch)
 	defer func() { _ = results.Close() }()

@@ -52,13 +52,15 @@ type DeadLetter struct {
 
 // Filter selects dead letters. Empty fields match everything.
 type Filter struct {
-	Topic       string     `json:"topic,omitempty"`
-	Fingerprint string     `json:"fingerprint,omitempty"`
-	ClientID    string     `json:"client,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	Status      string     `json:"status,omitempty"`
-	Since       *time.Time `json:"since,omitempty"`
-	Until       *time.Time `json:"until,omitempty"`
+	Topic       string `json:"topic,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	ClientID    string `json:"client,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	Status      string `json:"status,omitempty"`
+	// JobID selects the dead letters of one job (its lineage).
+	JobID string     `json:"job,omitempty"`
+	Since *time.Time `json:"since,omitempty"`
+	Until *time.Time `json:"until,omitempty"`
 }
 
 // Operation is a bulk replay and its progress.

@@ -178,6 +178,33 @@ func TestConsole(t *testing.T) {
 		return p.count(fmt.Sprintf(`SELECT count(*) FROM jobs WHERE id = '%s' AND status = 'succeeded'`, jobID)) == 1
 	}, 30*time.Second, 200*time.Millisecond, "the edited replay succeeds")
 
+	// The job's page, from the dead letter's lineage: its timeline ends in
+	// the replay's success, and it lists the job's dead letter.
+	run(ctx, t,
+		chromedp.Navigate(console+"dead-letters/"+dlID),
+		chromedp.Click(css(`a[href="/console/jobs?id=`+jobID+`"]`)),
+		chromedp.WaitVisible(css(`#timeline`)),
+	)
+	require.Equal(t, "succeeded", text(`[data-k="status"]`))
+	timeline := text(`#timeline`)
+	for _, event := range []string{"accepted", "attempt_failed", "dead_lettered", "replayed", "attempt_succeeded"} {
+		require.Contains(t, timeline, event)
+	}
+	require.Contains(t, timeline, "with an edited payload")
+	require.Contains(t, text(`main`), dlID)
+	screenshots(ctx, t, "job")
+	// And by client and idempotency key.
+	keyed := p.call("POST", "/v1/jobs/text-stats", "Bearer "+p.bearer("shop"), `{"text":"keyed"}`, "Idempotency-Key", "order-77")
+	require.Equal(t, http.StatusAccepted, keyed.status, keyed.body)
+	run(ctx, t,
+		chromedp.Navigate(console+"jobs"),
+		chromedp.SendKeys(css(`#j-client`), "shop"),
+		chromedp.SendKeys(css(`#j-key`), "order-77"),
+		chromedp.Submit(css(`#j-key`)),
+		chromedp.WaitVisible(css(`#timeline`)),
+	)
+	require.Contains(t, text(`h1`), keyed.body["id"].(string))
+
 	// A staged bulk replay of the dead letters of a still-broken cause:
 	// the preview counts them, the first stage's replay fails again, and
 	// the guard stops the operation; the progress page follows it live.
@@ -357,7 +384,7 @@ func TestConsoleSecurity(t *testing.T) {
 		scriptTag := regexp.MustCompile(`(?i)<script\b[^>]*>`)
 		handlerAttr := regexp.MustCompile(`(?i)\son[a-z]+\s*=`)
 		for _, path := range []string{"/console/sign-in", "/console/", "/console/dead-letters", "/console/dead-letters/" + dlID, "/console/audit", "/console/replays",
-			"/console/replays/new", "/console/analytics", "/console/nope"} {
+			"/console/replays/new", "/console/analytics", "/console/jobs", "/console/jobs?id=" + jobID, "/console/nope"} {
 			req, err := http.NewRequest(http.MethodGet, p.replay+path, http.NoBody)
 			require.NoError(t, err)
 			resp, err := admin.client.Do(req)

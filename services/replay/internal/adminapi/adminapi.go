@@ -5,6 +5,8 @@
 // validated like a new request) or in bulk by filter (dry run, max, rate,
 // staged release, progress, cancel), archived or purged; and the audit
 // log.
+// Jobs of any client are looked up by id or by client and idempotency
+// key, with their timeline, attempts and dead letters.
 // Every call needs the admin scope or the capability scope of its route
 // (ScopeRead, ScopeReplay, ScopeEdit, ScopePurge, ScopeAudit) and writes
 // an audit row; calls that change something write it in the transaction
@@ -37,6 +39,7 @@ import (
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobpayload"
+	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/jsonbody"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/replayapi"
@@ -104,6 +107,9 @@ type API struct {
 	Retention func(ctx context.Context, dryRun bool) ([]retention.Report, error)
 	// Keys manages API keys; nil: the /admin/v1/api-keys calls are 404.
 	Keys *APIKeys
+	// Jobs looks jobs of any client up (scope dead-letters:read); nil:
+	// /admin/v1/jobs is 404.
+	Jobs *jobstore.Store
 }
 
 // MaxUsageRange is the longest range one usage report covers.
@@ -131,6 +137,10 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	g.GET("/replays/:id/items", a.replayItems, read)
 	g.POST("/replays/:id/cancel", a.cancelReplay, replay)
 	g.GET("/audit", a.audit, audit)
+	if a.Jobs != nil {
+		g.GET("/jobs", a.findJob, read)
+		g.GET("/jobs/:id", a.getJob, read)
+	}
 	if a.Usage != nil {
 		g.GET("/usage", a.usage, guard(ScopeUsage))
 	}
@@ -332,7 +342,7 @@ type AttemptView = replayapi.AttemptView
 // Page is a page of a listing (replayapi.Page).
 type Page[T any] = replayapi.Page[T]
 
-var filterParams = []string{"topic", "type", "fingerprint", "client", "reason", "status", "since", "until"}
+var filterParams = []string{"topic", "type", "fingerprint", "client", "reason", "status", "job", "since", "until"}
 
 func (a *API) list(c echo.Context) error {
 	e := auditOf(c, "dead_letters.list", "")
@@ -576,9 +586,12 @@ func parseListQuery(q url.Values) (deadletterstore.Filter, int, string, error) {
 }
 
 // parseFilter reads a dead-letter filter from query parameters (topic or
-// type, fingerprint, client, reason, status, since, until).
+// type, fingerprint, client, reason, status, job, since, until).
 func parseFilter(q url.Values) (deadletterstore.Filter, error) {
-	f := deadletterstore.Filter{Fingerprint: q.Get("fingerprint"), ClientID: q.Get("client"), Reason: q.Get("reason"), Status: q.Get("status")}
+	f := deadletterstore.Filter{Fingerprint: q.Get("fingerprint"), ClientID: q.Get("client"), Reason: q.Get("reason"), Status: q.Get("status"), JobID: q.Get("job")}
+	if f.JobID != "" && uuid.Validate(f.JobID) != nil {
+		return f, problem.InvalidParameter.Newf("job %q is not a job id", truncate(f.JobID, 40))
+	}
 	topic, typ := q.Get("topic"), q.Get("type")
 	if topic != "" && typ != "" && topic != typ {
 		return f, problem.InvalidParameter.New("topic and type name the same thing (the job type); give one")

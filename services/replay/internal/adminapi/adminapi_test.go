@@ -101,6 +101,7 @@ func newEnv(t *testing.T) *env {
 	clients, err := oauthclients.New(pool)
 	require.NoError(t, err)
 	api.Keys = &adminapi.APIKeys{Store: apikeys.NewStore(pool, hasher), ClientScopes: clients.Scopes, CanCreate: true}
+	api.Jobs = jobstore.New(pool)
 	api.Mount(e, adminapi.GuardsFor(headerAuth{}, logger, nil))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
@@ -741,4 +742,66 @@ func TestAPIKeysAdmin(t *testing.T) {
 		require.Equal(t, "ops-alice", entry["actor"])
 	}
 	require.ElementsMatch(t, []string{"api_key.create", "api_key.rotate", "api_key.revoke"}, actions)
+}
+
+// TestJobLookup: an operator looks a job of any client up by id or by
+// its client and idempotency key, and gets its timeline, its attempts
+// with the error detail, and its dead letters; the lookup is audited.
+func TestJobLookup(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	jobID, _ := e.deadLetterJob(t, "lookup", "db down: connection refused")
+	e.drainAll(t)
+	keyed := jobs.Submission{ID: uuid.NewString(), MessageID: uuid.NewString(), Type: "text-stats", ClientID: "client-9",
+		Payload: json.RawMessage(`{"text":"k"}`), IdempotencyKey: "order-42"}
+	_, _, err := jobstore.New(e.pool).Accept(ctx, keyed)
+	require.NoError(t, err)
+
+	status, body := e.call(t, "GET", "/admin/v1/jobs/"+jobID, "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.Equal(t, "client-7", body["client_id"])
+	require.Equal(t, "dead_lettered", body["status"])
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", body["trace_id"])
+	require.Equal(t, map[string]any{"text": "lookup"}, body["payload"])
+	var types []string
+	for _, ev := range body["timeline"].([]any) {
+		types = append(types, ev.(map[string]any)["type"].(string))
+	}
+	require.Equal(t, "accepted", types[0])
+	require.Contains(t, types, "dead_lettered")
+	history := body["history"].([]any)
+	require.Len(t, history, 1)
+	require.Equal(t, "db down: connection refused", history[0].(map[string]any)["error"], "the operators' detail")
+	require.Len(t, body["dead_letters"].([]any), 1)
+
+	status, body = e.call(t, "GET", "/admin/v1/jobs?client=client-9&idempotency_key=order-42", "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.Equal(t, keyed.ID, body["id"])
+	require.Equal(t, "order-42", body["idempotency_key"])
+	require.Empty(t, body["dead_letters"])
+
+	for path, want := range map[string]int{
+		"/admin/v1/jobs/" + uuid.NewString():                  http.StatusNotFound,
+		"/admin/v1/jobs/not-a-uuid":                           http.StatusNotFound,
+		"/admin/v1/jobs?client=client-9&idempotency_key=nope": http.StatusNotFound,
+		"/admin/v1/jobs?client=client-9":                      http.StatusBadRequest,
+		"/admin/v1/jobs?idempotency_key=order-42&extra=1":     http.StatusBadRequest,
+		"/admin/v1/dead-letters?job=not-a-uuid":               http.StatusBadRequest,
+	} {
+		status, body := e.call(t, "GET", path, "")
+		require.Equal(t, want, status, "%s: %v", path, body)
+	}
+	status, body = e.call(t, "GET", "/admin/v1/dead-letters?job="+jobID, "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.Len(t, items(t, body), 1, "the job's dead letters")
+	status, _ = e.call(t, "GET", "/admin/v1/jobs/"+jobID, "", "X-Test-Scopes", adminapi.ScopeAudit)
+	require.Equal(t, http.StatusForbidden, status, "the lookup needs dead-letters:read")
+	require.Equal(t, 1, countRows(t, e, `SELECT count(*) FROM admin_audit WHERE action = 'jobs.get' AND target = '`+keyed.ID+`' AND outcome = 'ok'`))
+}
+
+func countRows(t *testing.T, e *env, query string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, e.pool.QueryRow(context.Background(), query).Scan(&n))
+	return n
 }

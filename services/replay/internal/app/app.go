@@ -158,6 +158,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Retention = jan.Pass
 	api.Kick = runner.Kick
+	api.Jobs = jobstore.New(pool)
 	api.Usage = func(ctx context.Context, q usage.Query) (usage.Report, error) { return usage.Read(ctx, pool, q) }
 	api.UsageSeries = func(ctx context.Context, q usage.Query, step time.Duration) ([]usage.Point, error) {
 		return usage.Series(ctx, pool, q, step)

@@ -162,6 +162,7 @@ func (c *Console) Mount(e *echo.Echo) {
 	signed.POST("/dead-letters/:id/replay", c.replay, c.checkCSRF)
 	signed.POST("/dead-letters/:id/archive", c.archive, c.checkCSRF)
 	signed.GET("/audit", c.audit)
+	signed.GET("/jobs", c.jobsPage)
 	signed.GET("/analytics", c.analytics)
 	signed.GET("/analytics.csv", c.analyticsCSV)
 	signed.GET("/replays", c.replaysPage)

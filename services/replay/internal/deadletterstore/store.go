@@ -224,6 +224,9 @@ func filterWhere(f Filter, args *[]any) string {
 	if f.Status != "" {
 		add("d.status = ?", f.Status)
 	}
+	if f.JobID != "" {
+		add("d.job_id = ?::uuid", f.JobID)
+	}
 	if f.Since != nil {
 		add("d.dead_lettered_at >= ?", *f.Since)
 	}
