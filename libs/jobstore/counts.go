@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -60,4 +61,29 @@ func CountCensus(ctx context.Context, db *pgxpool.Pool) (Census, error) {
 		return c, fmt.Errorf("counting jobs by state: %w", err)
 	}
 	return c, nil
+}
+
+// TypeCount counts a job type's jobs in one status.
+type TypeCount struct {
+	Type   string
+	Status string
+	Count  int64
+}
+
+// CountFinished counts the jobs that finished since then, by type and
+// status (index jobs_finished).
+func CountFinished(ctx context.Context, db *pgxpool.Pool, since time.Time) ([]TypeCount, error) {
+	rows, err := db.Query(ctx, `SELECT type, status, count(*) FROM jobs WHERE finished_at >= $1 GROUP BY type, status`, since)
+	if err != nil {
+		return nil, fmt.Errorf("counting finished jobs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TypeCount, error) {
+		var c TypeCount
+		err := row.Scan(&c.Type, &c.Status, &c.Count)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counting finished jobs: %w", err)
+	}
+	return out, nil
 }

@@ -15,12 +15,12 @@ import (
 // Depth is how many messages a queue holds, as SQS approximates it.
 type Depth struct {
 	// Visible messages wait to be received.
-	Visible int
+	Visible int `json:"visible"`
 	// InFlight messages were received and are neither deleted nor
 	// visible again (being processed, or waiting out a retry's backoff).
-	InFlight int
+	InFlight int `json:"in_flight"`
 	// Delayed messages were sent with a delay that has not passed.
-	Delayed int
+	Delayed int `json:"delayed"`
 }
 
 // Depth reads the approximate message counts of topic's queue (or, for a

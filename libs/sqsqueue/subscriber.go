@@ -37,6 +37,18 @@ type SubscriberConfig struct {
 	DeleteDelay time.Duration
 	// Logger receives receive and delete failures.
 	Logger *slog.Logger
+	// Gate, when set, holds a topic's receives while it is paused, and
+	// cuts a long poll short when the topic is paused during it (its
+	// messages handed back at once).
+	Gate Gate
+}
+
+// Gate holds the receives of paused topics (jobpause.Gate).
+type Gate interface {
+	// Wait blocks while topic is paused; false when ctx ended first.
+	Wait(ctx context.Context, topic string) bool
+	// Paused returns a channel closed once topic is paused.
+	Paused(topic string) <-chan struct{}
 }
 
 // Subscriber is a Watermill subscriber on SQS that receives up to ten
@@ -91,13 +103,32 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	go func() {
 		defer s.wg.Done()
 		defer close(out)
-		s.receive(ctx, url, out)
+		s.receive(ctx, topic, url, out)
 	}()
 	return out, nil
 }
 
+// pollContext is ctx for one long poll, cancelled when topic is paused
+// during it (with a Gate).
+func (s *Subscriber) pollContext(ctx context.Context, topic string) (context.Context, func()) {
+	if s.cfg.Gate == nil {
+		return ctx, func() {}
+	}
+	pollCtx, cancel := context.WithCancel(ctx)
+	paused := s.cfg.Gate.Paused(topic)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-paused:
+			cancel()
+		case <-done:
+		}
+	}()
+	return pollCtx, func() { close(done); cancel() }
+}
+
 // receive is one subscription's loop.
-func (s *Subscriber) receive(ctx context.Context, url string, out chan<- *message.Message) {
+func (s *Subscriber) receive(ctx context.Context, topic, url string, out chan<- *message.Message) {
 	log := s.cfg.Logger.With("queue", url)
 	slots := make(chan struct{}, s.cfg.Concurrency)
 	deletes := newDeleter(s.client, url, s.cfg.DeleteDelay, log)
@@ -120,6 +151,9 @@ func (s *Subscriber) receive(ctx context.Context, url string, out chan<- *messag
 	}()
 	failures := 0
 	for {
+		if s.cfg.Gate != nil && !s.cfg.Gate.Wait(ctx, topic) {
+			return
+		}
 		// Wait for one free slot, then take every other free one.
 		select {
 		case <-ctx.Done():
@@ -136,13 +170,15 @@ func (s *Subscriber) receive(ctx context.Context, url string, out chan<- *messag
 			}
 			break
 		}
-		res, err := s.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		pollCtx, endPoll := s.pollContext(ctx, topic)
+		res, err := s.client.ReceiveMessage(pollCtx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(url),
 			MaxNumberOfMessages:         int32(want),                     //nolint:gosec // at most 10
 			WaitTimeSeconds:             int32(s.cfg.Wait / time.Second), //nolint:gosec // at most 20
 			MessageAttributeNames:       []string{"All"},
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 		}, ReleaseAbandonedReceives(s.client))
+		endPoll()
 		got := 0
 		if res != nil && err == nil {
 			got = len(res.Messages)
@@ -153,6 +189,10 @@ func (s *Subscriber) receive(ctx context.Context, url string, out chan<- *messag
 		if err != nil {
 			if ctx.Err() != nil {
 				return
+			}
+			if pollCtx.Err() != nil {
+				// Paused during the poll: its messages were handed back.
+				continue
 			}
 			failures++
 			ceiling := 10 * time.Second

@@ -124,3 +124,119 @@ func TestSubscriberReceivesInBatches(t *testing.T) {
 	require.Equal(t, "0", attrs[string(types.QueueAttributeNameApproximateNumberOfMessages)], "every acked message deleted")
 	require.Equal(t, "0", attrs[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
 }
+
+// fakeGate is a Gate switched by the test (the real one, jobpause.Gate,
+// is tested against Postgres in its package and with a worker end to end).
+type fakeGate struct {
+	mu      sync.Mutex
+	paused  chan struct{} // closed while paused
+	resumed chan struct{} // closed while running
+}
+
+func newFakeGate(paused bool) *fakeGate {
+	g := &fakeGate{paused: make(chan struct{}), resumed: make(chan struct{})}
+	if paused {
+		close(g.paused)
+	} else {
+		close(g.resumed)
+	}
+	return g
+}
+
+func (g *fakeGate) set(paused bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if paused {
+		close(g.paused)
+		g.resumed = make(chan struct{})
+	} else {
+		close(g.resumed)
+		g.paused = make(chan struct{})
+	}
+}
+
+func (g *fakeGate) Wait(ctx context.Context, _ string) bool {
+	g.mu.Lock()
+	ch := g.resumed
+	g.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (g *fakeGate) Paused(string) <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.paused
+}
+
+// TestSubscriberHoldsPausedTopics: a paused topic's messages stay in SQS
+// until it is resumed, and a pause during a long poll hands back what
+// that poll received.
+func TestSubscriberHoldsPausedTopics(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	stacktest.SQSEndpoint(t)
+	awsCfg, err := sqsqueue.LoadAWSConfig(ctx)
+	require.NoError(t, err)
+	c := sqs.NewFromConfig(awsCfg)
+	q, err := sqsqueue.NewQueues(c, sqsqueue.Config{Prefix: stacktest.QueuePrefix(t), VisibilityTimeout: 30 * time.Second})
+	require.NoError(t, err)
+	url, err := q.Ensure(ctx, "pausable")
+	require.NoError(t, err)
+	send := func(body string) {
+		_, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+	gate := newFakeGate(true)
+	sub, err := sqsqueue.NewSubscriber(sqsqueue.SubscriberConfig{Queues: q, Unmarshaler: bodyUnmarshaler{}, Concurrency: 2, Wait: 2 * time.Second,
+		Logger: slog.New(slog.DiscardHandler), Gate: gate})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	send("first")
+	msgs, err := sub.Subscribe(ctx, "pausable")
+	require.NoError(t, err)
+	quiet := func(d time.Duration) {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			t.Fatalf("a paused topic delivered %q", m.Payload)
+		case <-time.After(d):
+		}
+	}
+	visible := func() int {
+		d, err := q.Depth(ctx, "pausable")
+		require.NoError(t, err)
+		return d.Visible
+	}
+	quiet(time.Second)
+	require.Equal(t, 1, visible(), "the message waits in SQS")
+
+	gate.set(false)
+	select {
+	case m := <-msgs:
+		require.Equal(t, "first", string(m.Payload))
+		m.Ack()
+	case <-time.After(10 * time.Second):
+		t.Fatal("resumed, but nothing was delivered")
+	}
+
+	// Paused while a long poll waits: a message sent then is received by
+	// that poll and handed back, not delivered.
+	require.Eventually(t, func() bool { return visible() == 0 }, 5*time.Second, 50*time.Millisecond)
+	gate.set(true)
+	send("second")
+	quiet(3 * time.Second)
+	require.Eventually(t, func() bool { return visible() == 1 }, 5*time.Second, 50*time.Millisecond, "handed back at once, not hidden for the visibility timeout")
+	gate.set(false)
+	select {
+	case m := <-msgs:
+		require.Equal(t, "second", string(m.Payload))
+		m.Ack()
+	case <-time.After(10 * time.Second):
+		t.Fatal("resumed, but the second message was not delivered")
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/switchyard/switchyard/libs/database"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobhandler"
+	"github.com/switchyard/switchyard/libs/jobpause"
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/secrets"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
@@ -48,7 +49,10 @@ type Config struct {
 	// polls in flight run to their end (so that SQS hands nothing to a
 	// consumer that left), so it also bounds how long stopping takes.
 	ReceiveWait time.Duration `conf:"default:10s,env:SWITCHYARD_WORKER_RECEIVE_WAIT,help:SQS long-poll wait per receive (1s-20s); stopping waits for the polls in flight"`
-	Queues      sqsqueue.Config
+	// PausePoll is how often the paused job types are read besides on
+	// NOTIFY (a lost notification delays a pause at most this long).
+	PausePoll time.Duration `conf:"default:10s,env:SWITCHYARD_WORKER_PAUSE_POLL,help:how often the paused job types are read besides on NOTIFY (a pause reaches the worker at once through NOTIFY)"`
+	Queues    sqsqueue.Config
 	// Registry receives the worker's metrics and serves /metrics; nil
 	// means Prometheus's default registry. (Not configurable from the
 	// environment: it lets tests run several workers in one process.)
@@ -75,6 +79,9 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.PausePoll != 0 && (c.PausePoll < 100*time.Millisecond || c.PausePoll > 10*time.Minute) {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_WORKER_PAUSE_POLL %s must be from 100ms to 10m", c.PausePoll))
+	}
 	if w := c.receiveWait(); w < time.Second || w > 20*time.Second || w >= c.CloseTimeout {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_WORKER_RECEIVE_WAIT %s must be from 1s to 20s and below SWITCHYARD_SHUTDOWN_TIMEOUT (%s)", w, c.CloseTimeout))
 	}
@@ -100,6 +107,9 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return config.Invalid(err)
 	}
 	cfg.ReceiveWait = cfg.receiveWait()
+	if cfg.PausePoll == 0 {
+		cfg.PausePoll = 10 * time.Second
+	}
 	catalog, err := jobcatalog.Load(cfg.JobsFile)
 	if err != nil {
 		return config.Invalid(err)
@@ -117,7 +127,7 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		registerer, gatherer = cfg.Registry, cfg.Registry
 	}
 	dbCfg := database.Config{URL: cfg.DatabaseURL.Value(), ApplicationName: "switchyard-worker", MaxConns: int32(maxConns), Registerer: registerer}
-	pool, _, err := database.OpenWithVault(ctx, dbCfg, cfg.Vault)
+	pool, dbCfg, err := database.OpenWithVault(ctx, dbCfg, cfg.Vault)
 	if err != nil {
 		return err
 	}
@@ -137,9 +147,11 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		Pool: pool, Logger: logger, Metrics: processor.NewMetrics(registerer),
 		Queue: queues, VisibilityTimeout: queues.Config().VisibilityTimeout,
 	})
+	// Paused job types receive nothing; the gate follows job_type_pauses.
+	gate := jobpause.NewGate(pool, database.NewDialer(dbCfg), cfg.PausePoll, logger)
 	for _, jt := range catalog.Types() {
 		receivers, perReceiver := receiversFor(jt.Consumers)
-		sub, err := NewSubscriber(queues, perReceiver, cfg.ReceiveWait, logger.With("job_type", jt.Name))
+		sub, err := NewSubscriber(queues, perReceiver, cfg.ReceiveWait, gate, logger.With("job_type", jt.Name))
 		if err != nil {
 			return err
 		}
@@ -165,9 +177,11 @@ func Run(ctx context.Context, cfg Config, registry *jobhandler.Registry, logger 
 		return nil
 	})
 	opsSrv.AddCheck("sqs", queues.Ping)
+	opsSrv.AddCheck("job_pauses", gate.Ready)
 	logger.Info("worker running", "ops_addr", opsL.Addr().String(), "job_types", catalog.Names())
 	opsSrv.AddVault(cfg.Vault.Client())
 	return opsSrv.Serve(ctx, opsL, secrets.Alongside(cfg.Vault.Client(), func(ctx context.Context) error {
+		go gate.Run(ctx)
 		if err := router.Run(ctx); err != nil {
 			return fmt.Errorf("running message router: %w", err)
 		}
@@ -234,10 +248,11 @@ func receiversFor(consumers int) (receivers, perReceiver int) {
 // provisioned with their DLQ) through queues, messages read by
 // Unmarshaler, and polls abandoned at shutdown run out with their
 // messages handed back (sqsqueue.ReleaseAbandonedReceives). A failed
-// message holds back no other: each is acked or left on its own.
-func NewSubscriber(queues *sqsqueue.Queues, concurrency int, wait time.Duration, logger *slog.Logger) (*sqsqueue.Subscriber, error) {
+// message holds back no other: each is acked or left on its own. gate
+// (nil: none) holds the receives of paused job types.
+func NewSubscriber(queues *sqsqueue.Queues, concurrency int, wait time.Duration, gate sqsqueue.Gate, logger *slog.Logger) (*sqsqueue.Subscriber, error) {
 	sub, err := sqsqueue.NewSubscriber(sqsqueue.SubscriberConfig{
-		Queues: queues, Unmarshaler: Unmarshaler{}, Concurrency: concurrency, Wait: wait, Logger: logger,
+		Queues: queues, Unmarshaler: Unmarshaler{}, Concurrency: concurrency, Wait: wait, Logger: logger, Gate: gate,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating SQS subscriber: %w", err)

@@ -110,6 +110,9 @@ type API struct {
 	// Jobs looks jobs of any client up (scope dead-letters:read); nil:
 	// /admin/v1/jobs is 404.
 	Jobs *jobstore.Store
+	// JobTypes lists job types with their queues and pauses them; nil:
+	// /admin/v1/job-types is 404.
+	JobTypes *JobTypes
 }
 
 // MaxUsageRange is the longest range one usage report covers.
@@ -137,6 +140,11 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	g.GET("/replays/:id/items", a.replayItems, read)
 	g.POST("/replays/:id/cancel", a.cancelReplay, replay)
 	g.GET("/audit", a.audit, audit)
+	if a.JobTypes != nil {
+		g.GET("/job-types", a.listJobTypes, read)
+		g.POST("/job-types/:type/pause", a.pauseJobType(true), guard(ScopePause))
+		g.POST("/job-types/:type/resume", a.pauseJobType(false), guard(ScopePause))
+	}
 	if a.Jobs != nil {
 		g.GET("/jobs", a.findJob, read)
 		g.GET("/jobs/:id", a.getJob, read)

@@ -159,6 +159,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	api.Retention = jan.Pass
 	api.Kick = runner.Kick
 	api.Jobs = jobstore.New(pool)
+	api.JobTypes = &adminapi.JobTypes{Pool: pool, Depth: queues.Depth}
 	api.Usage = func(ctx context.Context, q usage.Query) (usage.Report, error) { return usage.Read(ctx, pool, q) }
 	api.UsageSeries = func(ctx context.Context, q usage.Query, step time.Duration) ([]usage.Point, error) {
 		return usage.Series(ctx, pool, q, step)

@@ -23,7 +23,7 @@ import (
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit", "replays", "replay-new", "replay", "analytics", "jobs"}
+var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit", "replays", "replay-new", "replay", "analytics", "jobs", "job-types"}
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
@@ -32,6 +32,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"withq":   withQuery,
 		"join":    strings.Join,
 		"f1":      func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
+		"pctf":    func(x float64) string { return strconv.FormatFloat(100*x, 'f', 1, 64) + "%" },
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range pageNames {
@@ -88,8 +89,8 @@ type view struct {
 // operatorView is the signed-in operator and what the scopes allow: the
 // pages offer only these actions (the API refuses the rest anyway).
 type operatorView struct {
-	ClientID                                                  string
-	CanRead, CanReplay, CanEdit, CanPurge, CanAudit, CanUsage bool
+	ClientID                                                            string
+	CanRead, CanReplay, CanEdit, CanPurge, CanAudit, CanUsage, CanPause bool
 }
 
 func operatorOf(s *Session) *operatorView {
@@ -102,7 +103,7 @@ func operatorOf(s *Session) *operatorView {
 		CanRead:  admin || s.HasAnyScope(adminapi.ScopeRead), CanReplay: admin || s.HasAnyScope(adminapi.ScopeReplay),
 		CanEdit:  admin || (s.HasAnyScope(adminapi.ScopeEdit) && s.HasAnyScope(adminapi.ScopeReplay)),
 		CanPurge: admin || s.HasAnyScope(adminapi.ScopePurge), CanAudit: admin || s.HasAnyScope(adminapi.ScopeAudit),
-		CanUsage: admin || s.HasAnyScope(adminapi.ScopeUsage),
+		CanUsage: admin || s.HasAnyScope(adminapi.ScopeUsage), CanPause: admin || s.HasAnyScope(adminapi.ScopePause),
 	}
 }
 

@@ -25,7 +25,7 @@ import (
 // admin scope or any capability of the admin API.
 var operatorScopes = []string{
 	adminapi.Scope, adminapi.ScopeRead, adminapi.ScopeReplay, adminapi.ScopeEdit,
-	adminapi.ScopePurge, adminapi.ScopeAudit, adminapi.ScopeUsage,
+	adminapi.ScopePurge, adminapi.ScopeAudit, adminapi.ScopeUsage, adminapi.ScopePause,
 }
 
 // Sign-in limits: attempts per source address, and in all (each costs the

@@ -67,6 +67,6 @@ func newRoot(logger *slog.Logger) *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newMigrateCmd(logger), newQueuesCmd(logger), newInitCmd(logger), newProbeCmd(), newDevCmd(logger),
-		newClientsCmd(), newAPIKeysCmd(), newKeysCmd(), newDLQCmd(), newRetentionCmd(), newVaultCmd(), newDoctorCmd())
+		newClientsCmd(), newAPIKeysCmd(), newKeysCmd(), newDLQCmd(), newJobTypesCmd(), newRetentionCmd(), newVaultCmd(), newDoctorCmd())
 	return root
 }
