@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
@@ -91,6 +92,45 @@ func screenshots(ctx context.Context, t *testing.T, name string) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.png", name, width)), png, 0o644))
 	}
 	run(ctx, t, chromedp.ResetViewport())
+	accessible(ctx, t, name)
+}
+
+// axeViolation is what the test reads of an axe-core violation.
+type axeViolation struct {
+	ID     string `json:"id"`
+	Impact string `json:"impact"`
+	Help   string `json:"help"`
+	Nodes  []struct {
+		Target []any `json:"target"`
+	} `json:"nodes"`
+}
+
+// accessible runs axe-core (vendored in testdata) in the page and fails
+// on any serious or critical violation.
+func accessible(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", "axe-core", "axe.min.js"))
+	require.NoError(t, err)
+	read(ctx, t, chromedp.Evaluate[any](string(src)+";0"))
+	// Both themes: the page follows the browser's colour scheme.
+	for _, scheme := range []string{"light", "dark"} {
+		_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+		})
+		require.NoError(t, err)
+		violations := read(ctx, t, chromedp.Evaluate[[]axeViolation](
+			`axe.run(document, {resultTypes: ["violations"]}).then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => ({target: n.target}))})))`,
+			chromedp.EvalAwaitPromise))
+		for _, v := range violations {
+			if v.Impact == "serious" || v.Impact == "critical" {
+				t.Errorf("page %s (%s): %s violation %s (%s) at %v", name, scheme, v.Impact, v.ID, v.Help, v.Nodes)
+			} else {
+				t.Logf("page %s (%s): %s accessibility finding %s (%s)", name, scheme, v.Impact, v.ID, v.Help)
+			}
+		}
+	}
+	_, err = chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{})
+	require.NoError(t, err)
 }
 
 const (
