@@ -181,6 +181,9 @@ func TestConsole(t *testing.T) {
 	overview := text(`main`)
 	require.Contains(t, overview, "breakable", "the overview groups the dead letters by job type")
 	require.Contains(t, overview, dl["fingerprint"].(string))
+	require.Contains(t, read(ctx, t, chromedp.AttributeValue(css(`svg.spark`), "aria-label")).Value, "dead letters per hour: 1 in the last 24 hours",
+		"the group's sparkline counts its dead letter")
+	require.Equal(t, "0", text(`[data-k="outbox"]`), "the relay keeps the outbox drained")
 	screenshots(ctx, t, "overview")
 
 	// The list, filtered by job type, links to the dead letter.

@@ -142,6 +142,7 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	g.GET("/audit", a.audit, audit)
 	if a.JobTypes != nil {
 		g.GET("/job-types", a.listJobTypes, read)
+		g.GET("/outbox", a.outbox, read)
 		g.POST("/job-types/:type/pause", a.pauseJobType(true), guard(ScopePause))
 		g.POST("/job-types/:type/resume", a.pauseJobType(false), guard(ScopePause))
 	}
@@ -386,10 +387,20 @@ func (a *API) list(c echo.Context) error {
 
 func (a *API) stats(c echo.Context) error {
 	e := auditOf(c, "dead_letters.stats", "")
-	if err := onlyParams(c.QueryParams(), filterParams); err != nil {
+	if err := onlyParams(c.QueryParams(), append(slices.Clone(filterParams), "hourly")); err != nil {
 		return a.recordRead(c, e, err)
 	}
-	f, err := parseFilter(c.QueryParams())
+	hours := 0
+	if v := c.QueryParam("hourly"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 168 {
+			return a.recordRead(c, e, problem.InvalidParameter.Newf("hourly %q must be a number of hours from 1 to 168", truncate(v, 20)))
+		}
+		hours = n
+	}
+	q := c.QueryParams()
+	q.Del("hourly")
+	f, err := parseFilter(q)
 	e.Filter = f
 	if err != nil {
 		return a.recordRead(c, e, err)
@@ -400,6 +411,11 @@ func (a *API) stats(c echo.Context) error {
 	}
 	if groups == nil {
 		groups = []deadletterstore.Group{}
+	}
+	if hours > 0 {
+		if err := a.store.AddHourly(c.Request().Context(), groups, f, hours, time.Now()); err != nil {
+			return a.recordRead(c, e, err)
+		}
 	}
 	total := 0
 	for _, g := range groups {

@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/libs/auditlog"
 	"github.com/switchyard/switchyard/libs/jobpause"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/outbox"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/sqsqueue"
 )
@@ -142,4 +143,27 @@ func (a *API) pauseJobType(pause bool) echo.HandlerFunc {
 		}
 		return c.JSON(http.StatusOK, map[string]any{"job_type": name, "paused": pause, "changed": changed})
 	}
+}
+
+// OutboxView is the answer of GET /admin/v1/outbox: messages waiting for
+// the relay, the oldest one's wait, and parked rows.
+type OutboxView struct {
+	Pending          int64   `json:"pending"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	Parked           int64   `json:"parked"`
+}
+
+func (a *API) outbox(c echo.Context) error {
+	e := auditOf(c, "outbox.read", "")
+	if err := onlyParams(c.QueryParams(), nil); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	b, err := outbox.ReadBacklog(c.Request().Context(), a.JobTypes.Pool)
+	if err != nil {
+		return a.recordRead(c, e, err)
+	}
+	if err := a.recordRead(c, e, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, OutboxView{Pending: b.Pending, OldestAgeSeconds: b.OldestAge.Seconds(), Parked: b.Parked})
 }

@@ -32,6 +32,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"withq":   withQuery,
 		"join":    strings.Join,
 		"f1":      func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
+		"secs":    func(x float64) string { return (time.Duration(x * float64(time.Second))).Round(time.Second).String() },
 		"pctf":    func(x float64) string { return strconv.FormatFloat(100*x, 'f', 1, 64) + "%" },
 	}
 	pages := map[string]*template.Template{}
@@ -132,10 +133,49 @@ func (c *Console) renderError(ec echo.Context, sess *Session, status int, title,
 }
 
 type overviewView struct {
-	Groups  []deadletterstore.Group
+	Groups  []groupView
 	Total   int
 	Stored  int
 	Running []replayapi.Operation
+	// Outbox is the relay's backlog (nil when it could not be read).
+	Outbox *adminapi.OutboxView
+	// Queued, InFlight and DLQ add up the job types' queues; Paused
+	// counts the paused types.
+	Queued, InFlight, DLQ, Paused int
+	DepthKnown                    bool
+}
+
+// groupView is a dead-letter group with its sparkline.
+type groupView struct {
+	deadletterstore.Group
+	Spark sparkline
+}
+
+// sparkline is a group's dead letters per hour, drawn in a 120 x 24 box.
+type sparkline struct {
+	Points string
+	Max    int
+	Label  string
+}
+
+func newSparkline(hourly []int) sparkline {
+	sp := sparkline{}
+	for _, n := range hourly {
+		sp.Max = max(sp.Max, n)
+	}
+	top := float64(max(sp.Max, 1))
+	step := 120.0 / float64(max(len(hourly)-1, 1))
+	pts := make([]string, 0, len(hourly))
+	for i, n := range hourly {
+		pts = append(pts, strconv.FormatFloat(float64(i)*step, 'f', 1, 64)+","+strconv.FormatFloat(22-float64(n)/top*20, 'f', 1, 64))
+	}
+	sp.Points = strings.Join(pts, " ")
+	total := 0
+	for _, n := range hourly {
+		total += n
+	}
+	sp.Label = fmt.Sprintf("dead letters per hour: %d in the last %d hours, at most %d in one hour", total, len(hourly), sp.Max)
+	return sp
 }
 
 func (c *Console) overview(ec echo.Context) error {
@@ -145,18 +185,47 @@ func (c *Console) overview(ec echo.Context) error {
 		Groups []deadletterstore.Group `json:"groups"`
 		Total  int                     `json:"total"`
 	}
-	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/dead-letters/stats", nil, nil, &stats); err != nil {
+	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/dead-letters/stats", url.Values{"hourly": {"24"}}, nil, &stats); err != nil {
 		return c.failed(ec, sess, err)
 	}
-	v.Groups, v.Total = stats.Groups, stats.Total
+	v.Total = stats.Total
 	for _, g := range stats.Groups {
 		v.Stored += g.Stored
+		v.Groups = append(v.Groups, groupView{Group: g, Spark: newSparkline(g.Hourly)})
 	}
 	var running replayapi.Page[replayapi.Operation]
 	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/replays", url.Values{"status": {"running"}, "limit": {"20"}}, nil, &running); err != nil {
 		return c.failed(ec, sess, err)
 	}
 	v.Running = running.Items
+	var ob adminapi.OutboxView
+	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/outbox", nil, nil, &ob); err == nil {
+		v.Outbox = &ob
+	} else if errors.Is(err, ErrNoSession) {
+		return c.failed(ec, sess, err)
+	}
+	var types struct {
+		JobTypes []adminapi.JobTypeView `json:"job_types"`
+	}
+	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/job-types", nil, nil, &types); err == nil {
+		v.DepthKnown = true
+		for _, jt := range types.JobTypes {
+			if jt.Queue != nil {
+				v.Queued += jt.Queue.Visible
+				v.InFlight += jt.Queue.InFlight
+			} else {
+				v.DepthKnown = false
+			}
+			if jt.DLQ != nil {
+				v.DLQ += jt.DLQ.Visible
+			}
+			if jt.Paused != nil {
+				v.Paused++
+			}
+		}
+	} else if errors.Is(err, ErrNoSession) {
+		return c.failed(ec, sess, err)
+	}
 	return c.render(ec, sess, http.StatusOK, "overview", "Overview", v)
 }
 

@@ -291,6 +291,49 @@ type Group struct {
 	Last     time.Time `json:"last_dead_lettered_at"`
 	// SampleError is the newest error of the group.
 	SampleError string `json:"sample_error"`
+	// Hourly counts the group's dead letters per hour, oldest first, when
+	// asked for (GET /admin/v1/dead-letters/stats?hourly=24).
+	Hourly []int `json:"hourly,omitempty"`
+}
+
+// AddHourly fills in each group's Hourly: its dead letters matching f per
+// hour over the hours before now, oldest first.
+func (s *Store) AddHourly(ctx context.Context, groups []Group, f Filter, hours int, now time.Time) error {
+	since := now.Add(-time.Duration(hours) * time.Hour)
+	if f.Since == nil || f.Since.Before(since) {
+		f.Since = &since
+	}
+	args := []any{}
+	where := filterWhere(f, &args)
+	args = append(args, now)
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`
+		SELECT d.topic, d.fingerprint, floor(extract(epoch FROM $%d - d.dead_lettered_at) / 3600)::int AS ago, count(*)
+		FROM dead_letters d WHERE %s GROUP BY 1, 2, 3`, len(args), where), args...)
+	if err != nil {
+		return fmt.Errorf("counting dead letters per hour: %w", err)
+	}
+	type key struct{ topic, fingerprint string }
+	index := map[key]int{}
+	for i := range groups {
+		groups[i].Hourly = make([]int, hours)
+		index[key{groups[i].Topic, groups[i].Fingerprint}] = i
+	}
+	for rows.Next() {
+		var k key
+		var ago, n int
+		if err := rows.Scan(&k.topic, &k.fingerprint, &ago, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("counting dead letters per hour: %w", err)
+		}
+		if i, ok := index[k]; ok && ago >= 0 && ago < hours {
+			groups[i].Hourly[hours-1-ago] += n
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("counting dead letters per hour: %w", err)
+	}
+	return nil
 }
 
 // Stats groups the dead letters matching f by topic and fingerprint,
