@@ -144,7 +144,7 @@ func TestEachTableHasOneOwnerInCode(t *testing.T) {
 		"dead_letters": "services/replay/internal/deadletterstore", "replay_operations": "services/replay/internal/deadletterstore",
 		"replay_operation_items": "services/replay/internal/deadletterstore", "demo_text_stats": "services/worker/demo",
 		"client_callback_hosts": "libs/callbacks", "callback_secrets": "libs/callbacks", "api_keys": "libs/apikeys",
-		"console_sessions": "services/replay/internal/console", "job_type_pauses": "libs/jobpause",
+		"console_sessions": "services/replay/internal/console", "job_type_pauses": "libs/jobpause", "dead_letter_groups": "services/replay/internal/deadletterstore", "dead_letter_hours": "services/replay/internal/deadletterstore",
 	}
 	created := map[string]bool{}
 	sqlFiles, err := filepath.Glob("*.sql")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/problem"
@@ -180,12 +181,46 @@ func newSparkline(hourly []int) sparkline {
 
 func (c *Console) overview(ec echo.Context) error {
 	sess := sessionOf(ec)
+	// The page's four API calls run at once (the token renewed first, so
+	// that they share it).
+	if err := c.renew(ec, sess); err != nil {
+		return c.failed(ec, sess, err)
+	}
 	v := overviewView{}
 	var stats struct {
 		Groups []deadletterstore.Group `json:"groups"`
 		Total  int                     `json:"total"`
 	}
-	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/dead-letters/stats", url.Values{"hourly": {"24"}}, nil, &stats); err != nil {
+	var running replayapi.Page[replayapi.Operation]
+	var ob adminapi.OutboxView
+	var types struct {
+		JobTypes []adminapi.JobTypeView `json:"job_types"`
+	}
+	var obErr, typesErr error
+	var g errgroup.Group
+	g.Go(func() error {
+		_, err := c.call(ec, sess, http.MethodGet, "/admin/v1/dead-letters/stats", url.Values{"hourly": {"24"}}, nil, &stats)
+		return err
+	})
+	g.Go(func() error {
+		_, err := c.call(ec, sess, http.MethodGet, "/admin/v1/replays", url.Values{"status": {"running"}, "limit": {"20"}}, nil, &running)
+		return err
+	})
+	g.Go(func() error {
+		_, obErr = c.call(ec, sess, http.MethodGet, "/admin/v1/outbox", nil, nil, &ob)
+		return nil
+	})
+	g.Go(func() error {
+		_, typesErr = c.call(ec, sess, http.MethodGet, "/admin/v1/job-types", nil, nil, &types)
+		return nil
+	})
+	err := g.Wait()
+	for _, e := range []error{obErr, typesErr} {
+		if errors.Is(e, ErrNoSession) {
+			err = e
+		}
+	}
+	if err != nil {
 		return c.failed(ec, sess, err)
 	}
 	v.Total = stats.Total
@@ -193,21 +228,11 @@ func (c *Console) overview(ec echo.Context) error {
 		v.Stored += g.Stored
 		v.Groups = append(v.Groups, groupView{Group: g, Spark: newSparkline(g.Hourly)})
 	}
-	var running replayapi.Page[replayapi.Operation]
-	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/replays", url.Values{"status": {"running"}, "limit": {"20"}}, nil, &running); err != nil {
-		return c.failed(ec, sess, err)
-	}
 	v.Running = running.Items
-	var ob adminapi.OutboxView
-	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/outbox", nil, nil, &ob); err == nil {
+	if obErr == nil {
 		v.Outbox = &ob
-	} else if errors.Is(err, ErrNoSession) {
-		return c.failed(ec, sess, err)
 	}
-	var types struct {
-		JobTypes []adminapi.JobTypeView `json:"job_types"`
-	}
-	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/job-types", nil, nil, &types); err == nil {
+	if typesErr == nil {
 		v.DepthKnown = true
 		for _, jt := range types.JobTypes {
 			if jt.Queue != nil {
@@ -223,8 +248,6 @@ func (c *Console) overview(ec echo.Context) error {
 				v.Paused++
 			}
 		}
-	} else if errors.Is(err, ErrNoSession) {
-		return c.failed(ec, sess, err)
 	}
 	return c.render(ec, sess, http.StatusOK, "overview", "Overview", v)
 }

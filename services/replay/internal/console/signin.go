@@ -207,27 +207,36 @@ const renewBefore = time.Minute
 // was disabled, its secret rotated) ends the session: ErrNoSession.
 func (c *Console) call(ec echo.Context, sess *Session, method, path string, q url.Values, body, out any) (int, error) {
 	r := ec.Request()
-	if time.Until(sess.tokenExpiry) < renewBefore {
-		tok, err := c.tokens.exchange(r.Context(), sess.ClientID, sess.creds.Secret)
-		if errors.Is(err, errBadCredentials) {
-			return 0, c.endRefused(r.Context(), sess)
-		}
-		if err != nil {
-			return 0, err
-		}
-		id, err := c.identity(r.Context(), tok.AccessToken)
-		if err != nil {
-			return 0, err
-		}
-		if err := c.sessions.SaveToken(r.Context(), sess, tok.AccessToken, tok.Expiry, id.Scopes); err != nil {
-			return 0, err
-		}
+	if err := c.renew(ec, sess); err != nil {
+		return 0, err
 	}
 	status, err := c.api.call(r, sess.creds.Token, method, path, q, body, out)
 	if status == http.StatusUnauthorized {
 		return status, c.endRefused(r.Context(), sess)
 	}
 	return status, err
+}
+
+// renew replaces the session's token when it is about to expire. Calls
+// made at once from one page renew first, once, and then only read the
+// session.
+func (c *Console) renew(ec echo.Context, sess *Session) error {
+	if time.Until(sess.tokenExpiry) >= renewBefore {
+		return nil
+	}
+	r := ec.Request()
+	tok, err := c.tokens.exchange(r.Context(), sess.ClientID, sess.creds.Secret)
+	if errors.Is(err, errBadCredentials) {
+		return c.endRefused(r.Context(), sess)
+	}
+	if err != nil {
+		return err
+	}
+	id, err := c.identity(r.Context(), tok.AccessToken)
+	if err != nil {
+		return err
+	}
+	return c.sessions.SaveToken(r.Context(), sess, tok.AccessToken, tok.Expiry, id.Scopes)
 }
 
 // endRefused ends a session whose credentials are refused.

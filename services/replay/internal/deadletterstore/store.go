@@ -296,27 +296,81 @@ type Group struct {
 	Hourly []int `json:"hourly,omitempty"`
 }
 
-// AddHourly fills in each group's Hourly: its dead letters matching f per
-// hour over the hours before now, oldest first.
-func (s *Store) AddHourly(ctx context.Context, groups []Group, f Filter, hours int, now time.Time) error {
-	since := now.Add(-time.Duration(hours) * time.Hour)
-	if f.Since == nil || f.Since.Before(since) {
-		f.Since = &since
-	}
-	args := []any{}
-	where := filterWhere(f, &args)
-	args = append(args, now)
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`
-		SELECT d.topic, d.fingerprint, floor(extract(epoch FROM $%d - d.dead_lettered_at) / 3600)::int AS ago, count(*)
-		FROM dead_letters d WHERE %s GROUP BY 1, 2, 3`, len(args), where), args...)
+// groupCounts reads the counts the triggers keep (dead_letter_groups), for
+// a filter of job type and fingerprint only: a few rows, however many
+// dead letters there are.
+func (s *Store) groupCounts(ctx context.Context, f Filter) ([]Group, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT topic, fingerprint, newest_reason, total, stored, replayed, first_at, last_at, newest_error
+		FROM dead_letter_groups WHERE ($1 = '' OR topic = $1) AND ($2 = '' OR fingerprint = $2)
+		ORDER BY total DESC, topic, fingerprint`, f.Topic, f.Fingerprint)
 	if err != nil {
-		return fmt.Errorf("counting dead letters per hour: %w", err)
+		return nil, fmt.Errorf("reading dead-letter counts: %w", err)
 	}
+	groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Group, error) {
+		var g Group
+		var reason string
+		err := r.Scan(&g.Topic, &g.Fingerprint, &reason, &g.Count, &g.Stored, &g.Replayed, &g.First, &g.Last, &g.SampleError)
+		g.Reason = deadletter.Reason(reason)
+		return g, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading dead-letter counts: %w", err)
+	}
+	return groups, nil
+}
+
+// AddHourly fills in each group's Hourly: its dead letters matching f per
+// hour over the hours before now (hour 0: the current clock hour, so far),
+// oldest first.
+func (s *Store) AddHourly(ctx context.Context, groups []Group, f Filter, hours int, now time.Time) error {
 	type key struct{ topic, fingerprint string }
 	index := map[key]int{}
 	for i := range groups {
 		groups[i].Hourly = make([]int, hours)
 		index[key{groups[i].Topic, groups[i].Fingerprint}] = i
+	}
+	if (f == Filter{Topic: f.Topic, Fingerprint: f.Fingerprint}) {
+		// The hours the triggers keep (dead_letter_hours).
+		rows, err := s.pool.Query(ctx, `
+			SELECT topic, fingerprint, floor(extract(epoch FROM $3 - hour) / 3600)::int, n FROM dead_letter_hours
+			WHERE hour > $4 AND ($1 = '' OR topic = $1) AND ($2 = '' OR fingerprint = $2)`,
+			f.Topic, f.Fingerprint, now.Truncate(time.Hour), now.Truncate(time.Hour).Add(-time.Duration(hours)*time.Hour))
+		if err != nil {
+			return fmt.Errorf("reading dead letters per hour: %w", err)
+		}
+		for rows.Next() {
+			var k key
+			var ago, n int
+			if err := rows.Scan(&k.topic, &k.fingerprint, &ago, &n); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading dead letters per hour: %w", err)
+			}
+			if i, ok := index[k]; ok && ago >= 0 && ago < hours {
+				groups[i].Hourly[hours-1-ago] += n
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("reading dead letters per hour: %w", err)
+		}
+		return nil
+	}
+	since := now.Truncate(time.Hour).Add(-time.Duration(hours-1) * time.Hour)
+	if f.Since == nil || f.Since.Before(since) {
+		f.Since = &since
+	}
+	args := []any{}
+	where := filterWhere(f, &args)
+	args = append(args, now.Truncate(time.Hour))
+	// Planned for its values each time: a generic plan, not knowing how
+	// few rows the time range holds, scans the whole table.
+	args = append([]any{pgx.QueryExecModeSimpleProtocol}, args...)
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`
+		SELECT d.topic, d.fingerprint, floor(extract(epoch FROM $%d - date_trunc('hour', d.dead_lettered_at)) / 3600)::int AS ago, count(*)
+		FROM dead_letters d WHERE %s GROUP BY 1, 2, 3`, len(args)-1, where), args...)
+	if err != nil {
+		return fmt.Errorf("counting dead letters per hour: %w", err)
 	}
 	for rows.Next() {
 		var k key
@@ -339,13 +393,28 @@ func (s *Store) AddHourly(ctx context.Context, groups []Group, f Filter, hours i
 // Stats groups the dead letters matching f by topic and fingerprint,
 // largest groups first.
 func (s *Store) Stats(ctx context.Context, f Filter) ([]Group, error) {
+	if (f == Filter{Topic: f.Topic, Fingerprint: f.Fingerprint}) {
+		return s.groupCounts(ctx, f)
+	}
 	args := []any{}
+	where := filterWhere(f, &args)
+	// Counts in one pass; each group's newest reason and error from its
+	// newest row (index dead_letters_fingerprint), not by aggregating
+	// every row's.
 	rows, err := s.pool.Query(ctx, `
-		SELECT d.topic, d.fingerprint, (array_agg(d.reason ORDER BY d.id DESC))[1], count(*),
-			count(*) FILTER (WHERE d.status = 'stored'), count(*) FILTER (WHERE d.status = 'replayed'),
-			min(d.dead_lettered_at), max(d.dead_lettered_at), (array_agg(d.error ORDER BY d.id DESC))[1]
-		FROM dead_letters d WHERE `+filterWhere(f, &args)+`
-		GROUP BY d.topic, d.fingerprint ORDER BY count(*) DESC, d.topic, d.fingerprint`, args...)
+		WITH g AS (
+			SELECT d.topic, d.fingerprint, count(*) AS n, count(*) FILTER (WHERE d.status = 'stored') AS stored,
+				count(*) FILTER (WHERE d.status = 'replayed') AS replayed, min(d.dead_lettered_at) AS first, max(d.dead_lettered_at) AS last
+			FROM dead_letters d WHERE `+where+`
+			GROUP BY d.topic, d.fingerprint
+		)
+		SELECT g.topic, g.fingerprint, newest.reason, g.n, g.stored, g.replayed, g.first, g.last, newest.error
+		FROM g CROSS JOIN LATERAL (
+			SELECT d.reason, d.error FROM dead_letters d
+			WHERE d.fingerprint = g.fingerprint AND d.topic = g.topic AND `+where+`
+			ORDER BY d.id DESC LIMIT 1
+		) newest
+		ORDER BY g.n DESC, g.topic, g.fingerprint`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("counting dead letters: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -178,4 +179,84 @@ func TestListPagesAndFilters(t *testing.T) {
 	groups, err := e.store.Stats(ctx, deadletterstore.Filter{})
 	require.NoError(t, err)
 	require.NotEmpty(t, groups)
+}
+
+// TestGroupCountsFollowEveryChange: the counts the triggers keep (read by
+// Stats without a filter) equal the counts aggregated from the rows
+// (Stats with a filter that selects everything) after ingests in one
+// batch and one by one, a replay, an archive and a purge.
+func TestGroupCountsFollowEveryChange(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	epoch := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	check := func(what string) []deadletterstore.Group {
+		t.Helper()
+		kept, err := e.store.Stats(ctx, deadletterstore.Filter{})
+		require.NoError(t, err)
+		counted, err := e.store.Stats(ctx, deadletterstore.Filter{Since: &epoch})
+		require.NoError(t, err)
+		for i := range kept {
+			kept[i].First, kept[i].Last = kept[i].First.UTC(), kept[i].Last.UTC()
+		}
+		for i := range counted {
+			counted[i].First, counted[i].Last = counted[i].First.UTC(), counted[i].Last.UTC()
+			// A deleted dead letter does not move the group's first time:
+			// it is when the group was first seen.
+			if i < len(kept) {
+				require.False(t, kept[i].First.After(counted[i].First), what)
+				counted[i].First = kept[i].First
+			}
+		}
+		require.Equal(t, counted, kept, what)
+		now := time.Now()
+		require.NoError(t, e.store.AddHourly(ctx, kept, deadletterstore.Filter{}, 24, now))
+		require.NoError(t, e.store.AddHourly(ctx, counted, deadletterstore.Filter{Since: &epoch}, 24, now))
+		require.Equal(t, counted, kept, what+": hourly")
+		for _, g := range kept {
+			total := 0
+			for _, n := range g.Hourly {
+				total += n
+			}
+			require.Equal(t, g.Count, total, what+": every dead letter of the last 24 hours is in an hour")
+		}
+		return kept
+	}
+	var batch []deadletterstore.Incoming
+	for i := range 5 {
+		jobID, msgID := e.accept(fmt.Sprintf(`{"n":%d}`, i))
+		batch = append(batch, deadletterstore.Incoming{MessageID: msgID, SQSMessageID: "sqs-" + msgID, Topic: "orders", JobID: jobID,
+			ReceiveCount: 10, SentAt: time.Now().UTC(), Payload: []byte(`{}`), Attributes: map[string]string{jobmessage.JobID: jobID}})
+	}
+	n, err := e.store.Ingest(ctx, batch)
+	require.NoError(t, err)
+	require.Equal(t, 5, n)
+	groups := check("after a batch")
+	require.Len(t, groups, 1)
+	require.Equal(t, 5, groups[0].Stored)
+	jobID, msgID := e.accept(`{"n":9}`)
+	d := e.crashLooped(jobID, msgID, `{"n":9}`)
+	check("after one more")
+
+	_, err = e.store.Replay(ctx, deadletterstore.ReplayRequest{ID: d.ID, Audit: deadletterstore.AuditEntry{Actor: "ops", Action: "dead_letters.replay", Target: d.ID}})
+	require.NoError(t, err)
+	groups = check("after a replay")
+	require.Equal(t, 5, groups[0].Stored)
+	require.Equal(t, 1, groups[0].Replayed)
+
+	page, _, err := e.store.List(ctx, deadletterstore.Filter{Status: deadletterstore.StatusStored}, 10, "")
+	require.NoError(t, err)
+	_, err = e.store.Remove(ctx, page[0].ID, deadletterstore.ModeArchive, time.Hour, deadletterstore.AuditEntry{Actor: "ops", Action: "dead_letters.archive", Target: page[0].ID})
+	require.NoError(t, err)
+	groups = check("after an archive")
+	require.Equal(t, 6, groups[0].Count, "an archived dead letter is still counted")
+	require.Equal(t, 4, groups[0].Stored)
+	for _, dl := range page[1:] {
+		_, err = e.store.Remove(ctx, dl.ID, deadletterstore.ModePurge, time.Hour, deadletterstore.AuditEntry{Actor: "ops", Action: "dead_letters.purge", Target: dl.ID})
+		require.NoError(t, err)
+	}
+	groups = check("after purges")
+	require.Equal(t, 2, groups[0].Count)
+	_, err = e.pool.Exec(ctx, `DELETE FROM dead_letters`)
+	require.NoError(t, err)
+	require.Empty(t, check("after deleting every row"), "an emptied group is gone")
 }
