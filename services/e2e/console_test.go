@@ -303,6 +303,21 @@ func TestConsole(t *testing.T) {
 	run(ctx, t, chromedp.Navigate(console+"replays"), chromedp.WaitVisible(css(`table`)))
 	screenshots(ctx, t, "replays")
 
+	// Select two dead letters in the list and archive them, after a
+	// confirmation page.
+	run(ctx, t, chromedp.Navigate(console+"dead-letters?type=breakable&status=stored"), chromedp.WaitVisible(css(`#select-form`)))
+	picked := read(ctx, t, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#select-form input[name="id"]')].slice(0, 2).map(e => e.value)`))
+	require.Len(t, picked, 2)
+	for _, id := range picked {
+		run(ctx, t, chromedp.Click(css(`#sel-`+id)))
+	}
+	run(ctx, t, chromedp.Click(css(`#select-form button[value="archive"]`)), chromedp.WaitVisible(css(`#confirm`)))
+	require.Contains(t, text(`#confirm`), "Archive 2 dead letters")
+	require.Zero(t, p.count(`SELECT count(*) FROM dead_letters WHERE status = 'archived'`), "nothing changes before the confirmation")
+	run(ctx, t, chromedp.Click(css(`#confirm`)), chromedp.WaitVisible(css(`[data-k="done"]`)))
+	require.Equal(t, "2", text(`[data-k="done"]`))
+	require.Equal(t, 2, p.count(fmt.Sprintf(`SELECT count(*) FROM dead_letters WHERE status = 'archived' AND id IN ('%s', '%s')`, picked[0], picked[1])))
+
 	// The audit log shows each action under the operator's id.
 	run(ctx, t, chromedp.Navigate(console+"audit?actor="+consoleAdmin+"&skip_reads=on"), chromedp.WaitVisible(css(`table`)))
 	auditText := text(`table`)
@@ -310,6 +325,7 @@ func TestConsole(t *testing.T) {
 	require.Contains(t, auditText, "dead_letters.replay")
 	require.Contains(t, auditText, "replays.create")
 	require.Contains(t, auditText, "replays.cancel")
+	require.Contains(t, auditText, "dead_letters.archive")
 	require.Contains(t, auditText, dlID)
 	screenshots(ctx, t, "audit")
 
@@ -487,6 +503,7 @@ func TestConsoleSecurity(t *testing.T) {
 			{"/console/dead-letters/" + dlID + "/replay", url.Values{"edit": {"1"}, "payload": {`{"text":"x","group":"b"}`}}},
 			{"/console/dead-letters/" + dlID + "/archive", url.Values{"mode": {"archive"}}},
 			{"/console/dead-letters/" + dlID + "/archive", url.Values{"mode": {"purge"}}},
+			{"/console/dead-letters/remove", url.Values{"mode": {"purge"}, "id": {dlID}, "confirm": {"1"}}},
 		} {
 			action.form.Set("csrf", csrf)
 			status, body := reader.post(action.path, action.form, nil)

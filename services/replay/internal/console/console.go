@@ -159,6 +159,7 @@ func (c *Console) Mount(e *echo.Echo) {
 	signed.GET("/", c.overview)
 	signed.GET("/dead-letters", c.deadLetters)
 	signed.GET("/dead-letters/:id", c.deadLetter)
+	signed.POST("/dead-letters/remove", c.removeSelected, c.checkCSRF)
 	signed.POST("/dead-letters/:id/replay", c.replay, c.checkCSRF)
 	signed.POST("/dead-letters/:id/archive", c.archive, c.checkCSRF)
 	signed.GET("/audit", c.audit)
@@ -337,3 +338,9 @@ func (c *Console) failed(ec echo.Context, sess *Session, err error) error {
 	}
 	return c.renderError(ec, sess, p.Status, p.Title, p.Detail)
 }
+
+// sessionEnded reports whether err ended the operator's session.
+func sessionEnded(err error) bool { return errors.Is(err, ErrNoSession) }
+
+// problemOf is err as a problem document.
+func problemOf(err error) *problem.Problem { return problem.From(err) }

@@ -24,7 +24,7 @@ import (
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit", "replays", "replay-new", "replay", "analytics", "jobs", "job-types"}
+var pageNames = []string{"sign-in", "error", "overview", "dead-letters", "dead-letter", "audit", "replays", "replay-new", "replay", "analytics", "jobs", "job-types", "remove"}
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
