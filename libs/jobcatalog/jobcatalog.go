@@ -67,6 +67,11 @@ type JobType struct {
 	// janitor's default (SWITCHYARD_RETENTION_JOBS).
 	Retention time.Duration
 
+	// SchemaJSON is the payload's JSON Schema document as declared (the
+	// default, {"type": "object"}, when none is), for clients that check a
+	// payload before sending it (the operator console).
+	SchemaJSON json.RawMessage
+
 	schema *jsonschema.Schema
 }
 
@@ -244,35 +249,35 @@ func build(name string, td typeDoc) (*JobType, error) {
 	if schemaDoc == nil {
 		schemaDoc = map[string]any{"type": "object"}
 	}
-	sch, err := compileSchema(name, schemaDoc)
+	sch, raw, err := compileSchema(name, schemaDoc)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	jt.schema = sch
+	jt.schema, jt.SchemaJSON = sch, raw
 	return jt, errors.Join(errs...)
 }
 
-func compileSchema(name string, doc map[string]any) (*jsonschema.Schema, error) {
+func compileSchema(name string, doc map[string]any) (*jsonschema.Schema, json.RawMessage, error) {
 	// YAML numbers are Go ints; JSON Schema wants JSON values.
 	raw, err := json.Marshal(doc)
 	if err != nil {
-		return nil, fmt.Errorf("schema: %w", err)
+		return nil, nil, fmt.Errorf("schema: %w", err)
 	}
 	val, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("schema: %w", err)
+		return nil, nil, fmt.Errorf("schema: %w", err)
 	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	loc := "urn:switchyard:job-type:" + name
 	if err := c.AddResource(loc, val); err != nil {
-		return nil, fmt.Errorf("schema: %w", err)
+		return nil, nil, fmt.Errorf("schema: %w", err)
 	}
 	sch, err := c.Compile(loc)
 	if err != nil {
-		return nil, fmt.Errorf("schema: %w", err)
+		return nil, nil, fmt.Errorf("schema: %w", err)
 	}
-	return sch, nil
+	return sch, raw, nil
 }
 
 // Lookup returns the job type called name.

@@ -198,22 +198,26 @@ func TestConsole(t *testing.T) {
 
 	require.Contains(t, text(`main`), "catalogue rejected", "the page shows the error")
 
-	// An edit the job type's schema refuses is shown refused, the edit
-	// kept in the form.
+	// An edit the job type's schema refuses is caught in the browser: the
+	// errors are shown and nothing is sent. (The server's own check, with
+	// the edit kept in the form, is in TestConsoleSecurity.)
 	edited := read(ctx, t, chromedp.Value(css(`#payload`)))
 	require.Contains(t, edited, `"group": "a"`)
+	refusedBefore := p.count(`SELECT count(*) FROM admin_audit WHERE action = 'dead_letters.replay'`)
 	run(ctx, t,
 		chromedp.SetValue(css(`#payload`), strings.Replace(edited, `"group": "a"`, `"group": "c"`, 1)),
-		chromedp.Submit(css(`#payload`)),
-		chromedp.WaitVisible(css(`div.error`)),
+		chromedp.Click(css(`form.edit button[type="submit"]`)),
+		chromedp.WaitVisible(css(`#schema-errors`)),
 	)
-	require.Contains(t, text(`div.error`), "422")
-	require.Contains(t, read(ctx, t, chromedp.Value(css(`#payload`))), `"group": "c"`, "the refused edit is kept")
+	require.Contains(t, text(`#schema-errors`), "/group")
+	require.Equal(t, "true", read(ctx, t, chromedp.AttributeValue(css(`#payload`), "aria-invalid")).Value)
+	require.Equal(t, refusedBefore, p.count(`SELECT count(*) FROM admin_audit WHERE action = 'dead_letters.replay'`), "nothing was sent")
+	screenshots(ctx, t, "dead-letter-invalid-edit")
 
 	// Edit and replay: group a is still broken, b is fixed.
 	run(ctx, t,
 		chromedp.SetValue(css(`#payload`), strings.Replace(edited, `"group": "a"`, `"group": "b"`, 1)),
-		chromedp.Submit(css(`#payload`)),
+		chromedp.Click(css(`form.edit button[type="submit"]`)),
 		chromedp.WaitVisible(css(`p.notice`)),
 	)
 	require.Contains(t, text(`p.notice`), "Replayed")
@@ -476,6 +480,15 @@ func TestConsoleSecurity(t *testing.T) {
 		status, body = admin.post("/console/sign-out", url.Values{}, nil)
 		require.Equal(t, http.StatusForbidden, status, body)
 		require.Zero(t, replays(), "no refused post replayed anything")
+	})
+
+	t.Run("the server checks an edit against the schema and keeps it", func(t *testing.T) {
+		status, body := admin.post("/console/dead-letters/"+dlID+"/replay", url.Values{"csrf": {admin.csrf()}, "edit": {"1"},
+			"payload": {`{"text":"x","group":"c"}`}}, nil)
+		require.Equal(t, http.StatusUnprocessableEntity, status, body)
+		require.Contains(t, body, `{&#34;text&#34;:&#34;x&#34;,&#34;group&#34;:&#34;c&#34;}`, "the refused edit is in the form again")
+		require.Contains(t, body, "/group")
+		require.Zero(t, replays())
 	})
 
 	t.Run("analytics export as CSV", func(t *testing.T) {

@@ -143,6 +143,7 @@ func (a *API) Mount(e *echo.Echo, guard Guards) {
 	if a.JobTypes != nil {
 		g.GET("/job-types", a.listJobTypes, read)
 		g.GET("/outbox", a.outbox, read)
+		g.GET("/job-types/:type/schema", a.jobTypeSchema, read)
 		g.POST("/job-types/:type/pause", a.pauseJobType(true), guard(ScopePause))
 		g.POST("/job-types/:type/resume", a.pauseJobType(false), guard(ScopePause))
 	}

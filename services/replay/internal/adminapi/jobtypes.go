@@ -179,3 +179,22 @@ func (a *API) outbox(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, OutboxView{Pending: b.Pending, OldestAgeSeconds: b.OldestAge.Seconds(), Parked: b.Parked})
 }
+
+// jobTypeSchema answers GET /admin/v1/job-types/{type}/schema: the job
+// type's payload JSON Schema (2020-12), which edited replays are checked
+// against.
+func (a *API) jobTypeSchema(c echo.Context) error {
+	name := c.Param("type")
+	e := auditOf(c, "job_types.schema", name)
+	if err := onlyParams(c.QueryParams(), nil); err != nil {
+		return a.recordRead(c, e, err)
+	}
+	jt, ok := a.catalog.Lookup(name)
+	if !ok {
+		return a.recordRead(c, e, problem.UnknownJobType.Newf("no job type %q is declared", truncate(name, 64)))
+	}
+	if err := a.recordRead(c, e, nil); err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, "application/schema+json", jt.SchemaJSON)
+}

@@ -325,6 +325,9 @@ type deadLetterView struct {
 	Notice   string
 	// Refusal is why the operator's replay was refused.
 	Refusal *errorView
+	// Schema is the job type's payload schema, checked in the browser
+	// as the operator edits ("" when not shown an edit form).
+	Schema string
 }
 
 func (c *Console) loadDeadLetter(ec echo.Context, sess *Session) (deadLetterView, error) {
@@ -333,6 +336,14 @@ func (c *Console) loadDeadLetter(ec echo.Context, sess *Session) (deadLetterView
 		return deadLetterView{}, err
 	}
 	v := deadLetterView{Detail: d, PayloadText: prettyPayload(d.Payload, d.PayloadEncoding)}
+	if operatorOf(sess).CanEdit && d.PayloadEncoding == "json" {
+		var schema json.RawMessage
+		if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/job-types/"+url.PathEscape(d.Topic)+"/schema", nil, nil, &schema); err == nil {
+			v.Schema = string(schema)
+		} else if sessionEnded(err) {
+			return v, err
+		}
+	}
 	if d.TraceID != "" && c.settings.TraceURL != "" {
 		v.TraceURL = strings.ReplaceAll(c.settings.TraceURL, "{trace_id}", url.PathEscape(d.TraceID))
 	}
