@@ -238,6 +238,7 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 		"SWITCHYARD_REPLAY_ADDR=127.0.0.1:"+strconv.Itoa(replayPort),
 		"SWITCHYARD_REPLAY_OPS_ADDR="+opsHost+strconv.Itoa(p.opsPorts["replay"]),
 		"SWITCHYARD_REPLAY_OPERATIONS_SCAN=500ms",
+		"SWITCHYARD_CONSOLE_GATEWAY_METRICS=http://127.0.0.1:"+strconv.Itoa(p.opsPorts["gateway"])+"/metrics",
 		"SWITCHYARD_TOKENS_ISSUER="+p.tokens,
 		"SWITCHYARD_TOKENS_KEYS_FILE="+keysFile,
 		"SWITCHYARD_TOKENS_KEYS_RELOAD=200ms",

@@ -48,7 +48,10 @@ type Settings struct {
 	SessionIdle  time.Duration `conf:"default:30m,env:SWITCHYARD_CONSOLE_SESSION_IDLE,help:a console session unused this long ends"`
 	SessionMax   time.Duration `conf:"default:8h,env:SWITCHYARD_CONSOLE_SESSION_MAX,help:a console session ends this long after sign-in whatever its use"`
 	SecureCookie bool          `conf:"default:false,env:SWITCHYARD_CONSOLE_SECURE_COOKIE,help:mark the session cookie Secure even on plain HTTP (behind a TLS-terminating proxy); it is always Secure when the listener serves TLS"`
-	TraceURL     string        `conf:"env:SWITCHYARD_CONSOLE_TRACE_URL,help:link to a trace in the trace UI with {trace_id} replaced (e.g. http://jaeger:16686/trace/{trace_id}; empty: no link)"`
+	// GatewayMetrics are the gateways' /metrics URLs, read for the
+	// breaker states on the overview.
+	GatewayMetrics []string `conf:"env:SWITCHYARD_CONSOLE_GATEWAY_METRICS,help:gateways' /metrics URLs (;-separated) whose circuit breaker states the overview shows (empty: none shown)"`
+	TraceURL       string   `conf:"env:SWITCHYARD_CONSOLE_TRACE_URL,help:link to a trace in the trace UI with {trace_id} replaced (e.g. http://jaeger:16686/trace/{trace_id}; empty: no link)"`
 }
 
 // Validate reports settings the console cannot run with.
@@ -63,6 +66,11 @@ func (s Settings) Validate() error {
 	if s.TokenURL != "" {
 		if u, err := url.Parse(s.TokenURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("SWITCHYARD_CONSOLE_TOKEN_URL %q is not an http(s) URL", s.TokenURL))
+		}
+	}
+	for _, u := range s.GatewayMetrics {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			errs = append(errs, fmt.Errorf("SWITCHYARD_CONSOLE_GATEWAY_METRICS: %q is not an http(s) URL", u))
 		}
 	}
 	if s.TraceURL != "" && !strings.Contains(s.TraceURL, "{trace_id}") {
@@ -106,6 +114,8 @@ type Console struct {
 	refusals *auditlog.Refusals
 	logger   *slog.Logger
 	pages    map[string]*template.Template
+	// metricsClient reads the gateways' metrics.
+	metricsClient *http.Client
 	// signIns bounds sign-in attempts per source address and in all, so
 	// that the console cannot be used to guess secrets or to load the
 	// token service.
@@ -142,7 +152,7 @@ func New(s Settings, d Deps) (*Console, error) {
 	return &Console{
 		settings: s, sessions: d.Sessions, api: adminAPI{handler: d.API}, store: d.Store, auth: d.Authenticator,
 		tokens: tokenExchange{url: tokenURL, client: &http.Client{Timeout: 10 * time.Second}}, refusals: d.Refusals,
-		logger: d.Logger, pages: pages, signIns: ratelimit.NewLocal(),
+		logger: d.Logger, pages: pages, signIns: ratelimit.NewLocal(), metricsClient: &http.Client{Timeout: 2 * time.Second},
 	}, nil
 }
 

@@ -144,6 +144,8 @@ type overviewView struct {
 	// counts the paused types.
 	Queued, InFlight, DLQ, Paused int
 	DepthKnown                    bool
+	// Gateways are the configured gateways' breaker states.
+	Gateways []gatewayBreakers
 }
 
 // groupView is a dead-letter group with its sparkline.
@@ -212,6 +214,10 @@ func (c *Console) overview(ec echo.Context) error {
 	})
 	g.Go(func() error {
 		_, typesErr = c.call(ec, sess, http.MethodGet, "/admin/v1/job-types", nil, nil, &types)
+		return nil
+	})
+	g.Go(func() error {
+		v.Gateways = c.breakerStates(ec.Request().Context())
 		return nil
 	})
 	err := g.Wait()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -78,4 +79,24 @@ func TestAxisTopIsRoundAndAboveTheData(t *testing.T) {
 		require.Equal(t, tc.want, got, "axisTop(%v)", tc.v)
 		require.GreaterOrEqual(t, got, tc.v)
 	}
+}
+
+func TestParseBreakers(t *testing.T) {
+	text := `# HELP switchyard_breaker_state Circuit breaker state: 0 closed, 1 half-open, 2 open.
+# TYPE switchyard_breaker_state gauge
+switchyard_breaker_state{route="POST /v1/webhooks"} 2
+switchyard_breaker_state{route="GET /v1/echo/{name}"} 0
+switchyard_breaker_state{route="POST /v1/text-stats"} 1
+# HELP go_goroutines Number of goroutines.
+# TYPE go_goroutines gauge
+go_goroutines 42
+`
+	got, err := parseBreakers(strings.NewReader(text))
+	require.NoError(t, err)
+	require.Equal(t, []breakerState{{"GET /v1/echo/{name}", "closed"}, {"POST /v1/text-stats", "half-open"}, {"POST /v1/webhooks", "open"}}, got)
+	got, err = parseBreakers(strings.NewReader("go_goroutines 1\n"))
+	require.NoError(t, err)
+	require.Empty(t, got, "a gateway without sync routes has no breakers")
+	_, err = parseBreakers(strings.NewReader("not { a metric"))
+	require.Error(t, err)
 }

@@ -365,7 +365,9 @@ func startDevPlatform(ctx context.Context, logger *slog.Logger, dir string, opts
 			ready: "http://" + opsAddr(3) + "/readyz"},
 		{name: "relay", env: append([]string{"SWITCHYARD_RELAY_OPS_ADDR=" + opsAddr(0)}, relayPacing(stack)...), ready: "http://" + opsAddr(0) + "/readyz"},
 		{name: "worker", env: []string{"SWITCHYARD_WORKER_OPS_ADDR=" + opsAddr(1)}, ready: "http://" + opsAddr(1) + "/readyz"},
-		{name: "replay", env: []string{"SWITCHYARD_REPLAY_ADDR=" + opts.replayAddr, "SWITCHYARD_REPLAY_OPS_ADDR=" + opsAddr(4)},
+		{name: "replay", env: []string{"SWITCHYARD_REPLAY_ADDR=" + opts.replayAddr, "SWITCHYARD_REPLAY_OPS_ADDR=" + opsAddr(4),
+			// The console shows the gateway's breakers.
+			"SWITCHYARD_CONSOLE_GATEWAY_METRICS=http://" + opsAddr(2) + "/metrics"},
 			ready: "http://" + opsAddr(4) + "/readyz"},
 		{name: "gateway", env: []string{
 			"SWITCHYARD_GATEWAY_ADDR=" + opts.gatewayAddr, "SWITCHYARD_GATEWAY_OPS_ADDR=" + opsAddr(2),
