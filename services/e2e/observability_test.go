@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -431,7 +432,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	for _, r := range metered.Routes {
 		total += r.Requests
 	}
-	series := p.admin("GET", "/admin/v1/usage/series?client=metered&step=1m", "")
+	series := p.admin("GET", "/admin/v1/usage/series?client=metered&step=1m&since="+url.QueryEscape(time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)), "")
 	require.Equal(t, http.StatusOK, series.status, series.body)
 	var sum float64
 	for _, pt := range series.body["points"].([]any) {
@@ -440,4 +441,5 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	require.GreaterOrEqual(t, int64(sum), total, "every request of the report is in a step of the series")
 	require.Equal(t, "1m0s", series.body["step"])
 	require.Equal(t, http.StatusBadRequest, p.admin("GET", "/admin/v1/usage/series?step=90s", "").status)
+	require.Equal(t, http.StatusBadRequest, p.admin("GET", "/admin/v1/usage/series?step=1m", "").status, "24 hours in minutes: too many points")
 }

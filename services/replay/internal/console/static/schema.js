@@ -12,6 +12,7 @@ for (const area of document.querySelectorAll("textarea[data-schema]")) {
     continue; // no usable schema: the server decides
   }
   const out = document.getElementById(area.getAttribute("aria-describedby"));
+  const list = out.querySelector("ul");
   const check = () => {
     let problems = [];
     try {
@@ -24,11 +25,11 @@ for (const area of document.querySelectorAll("textarea[data-schema]")) {
     } catch (e) {
       problems = ["not valid JSON: " + e.message];
     }
-    out.textContent = "";
+    list.textContent = "";
     for (const p of problems) {
       const li = document.createElement("li");
       li.textContent = p;
-      out.appendChild(li);
+      list.appendChild(li);
     }
     out.hidden = problems.length === 0;
     area.setAttribute("aria-invalid", problems.length ? "true" : "false");
