@@ -112,14 +112,35 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Progress counts an operation's items by state, and what became of the
-// replayed ones.
+// replayed ones: in all, and per stage.
 type Progress struct {
+	ItemCounts
+	// ByStage counts each stage's own items (not cumulative), in order: stage
+	// k holds the items past stage k-1's target up to its own.
+	ByStage []ItemCounts `json:"by_stage,omitempty"`
+}
+
+// ItemCounts counts a set of an operation's items by state, and what
+// became of the replayed ones.
+type ItemCounts struct {
 	Total        int `json:"total"`
 	Pending      int `json:"pending"`
 	Deduplicated int `json:"deduplicated"`
 	Skipped      int `json:"skipped"`
 	replayplan.Outcomes
 	InFlight int `json:"in_flight"`
+}
+
+// Add adds c's counts to these.
+func (n *ItemCounts) Add(c ItemCounts) {
+	n.Total += c.Total
+	n.Pending += c.Pending
+	n.Deduplicated += c.Deduplicated
+	n.Skipped += c.Skipped
+	n.Replayed += c.Replayed
+	n.Succeeded += c.Succeeded
+	n.FailedAgain += c.FailedAgain
+	n.InFlight += c.InFlight
 }
 
 // State is the operation's progress as replayplan.Next reads it.

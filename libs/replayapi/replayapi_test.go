@@ -22,13 +22,21 @@ func TestOperationRoundTrip(t *testing.T) {
 		StageTargets:  []int{1, 10, 100},
 		SettleTimeout: replayapi.Duration(90 * time.Second),
 		Selection:     replayplan.Selection{Matched: 120, WouldReplay: 100, Deduplicated: 20, NotReplayable: map[string]int{}},
-		Progress: replayapi.Progress{Total: 100, Pending: 40, InFlight: 3,
-			Outcomes: replayplan.Outcomes{Replayed: 60, Succeeded: 55, FailedAgain: 2}},
+		Progress: replayapi.Progress{
+			ItemCounts: replayapi.ItemCounts{Total: 100, Pending: 40, InFlight: 3,
+				Outcomes: replayplan.Outcomes{Replayed: 60, Succeeded: 55, FailedAgain: 2}},
+			ByStage: []replayapi.ItemCounts{
+				{Total: 1, Outcomes: replayplan.Outcomes{Replayed: 1, Succeeded: 1}},
+				{Total: 9, Outcomes: replayplan.Outcomes{Replayed: 9, Succeeded: 8, FailedAgain: 1}},
+				{Total: 90, Pending: 40, InFlight: 3, Outcomes: replayplan.Outcomes{Replayed: 50, Succeeded: 46, FailedAgain: 1}},
+			}},
 	}
 	raw, err := json.Marshal(op)
 	require.NoError(t, err)
 	require.Contains(t, string(raw), `"settle_timeout":"1m30s"`)
 	require.Contains(t, string(raw), `"stages":[1,"10%","100%"]`)
+	require.Contains(t, string(raw), `"progress":{"total":100,"pending":40,`)
+	require.Contains(t, string(raw), `"by_stage":[{"total":1,`)
 	var back replayapi.Operation
 	require.NoError(t, json.Unmarshal(raw, &back))
 	require.Equal(t, op, back)

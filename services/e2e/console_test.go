@@ -2,6 +2,10 @@ package e2e_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/devstack"
+	"github.com/switchyard/switchyard/libs/devstack/stacktest"
 )
 
 // The console tests drive Debian's headless Chromium (installed by
@@ -30,7 +35,7 @@ import (
 
 // browser starts a headless Chromium for the test and returns its
 // context.
-func browser(t *testing.T) context.Context {
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	require.NoError(t, err, "the console tests need Debian's chromium (apt-get install chromium; .ci/run installs it)")
@@ -40,6 +45,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1280, 900),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
@@ -198,6 +204,10 @@ func TestConsole(t *testing.T) {
 	screenshots(ctx, t, "dead-letter")
 
 	require.Contains(t, text(`main`), "catalogue rejected", "the page shows the error")
+	var requestID string
+	require.NoError(t, p.pool.QueryRow(context.Background(), `SELECT request_id FROM jobs WHERE id = $1`, jobID).Scan(&requestID))
+	require.NotEmpty(t, requestID)
+	require.Equal(t, requestID, text(`[data-k="request_id"]`), "the lineage names the accept's request id")
 
 	// An edit the job type's schema refuses is caught in the browser: the
 	// errors are shown and nothing is sent. (The server's own check, with
@@ -287,7 +297,10 @@ func TestConsole(t *testing.T) {
 	run(ctx, t, chromedp.WaitVisible(css(`#progress:not([data-refresh])`)))
 	require.Equal(t, "stopped", text(`[data-k="status"]`))
 	require.Contains(t, text(`#progress`), "Stopped by the guard")
-	require.Equal(t, "1", text(`[data-k="failed_again"]`), "stage one replayed one dead letter, which failed again")
+	require.Equal(t, "1", text(`.tiles [data-k="failed_again"]`), "stage one replayed one dead letter, which failed again")
+	require.Equal(t, "1", text(`#stages tr[data-stage="1"] [data-k="failed_again"]`), "and the stage's row says so")
+	require.Equal(t, "0", text(`#stages tr[data-stage="2"] [data-k="replayed"]`), "stage two was never released")
+	require.Contains(t, text(`#stages tr[data-stage="2"]`), "not released")
 	require.Equal(t, opURL, read(ctx, t, chromedp.Location()), "the page followed the operation without a reload")
 	screenshots(ctx, t, "replay")
 
@@ -657,4 +670,65 @@ func TestJobTypePause(t *testing.T) {
 	require.NotContains(t, page, "/pause\"")
 	status, body := reader.post("/console/job-types/text-stats/pause", url.Values{"csrf": {reader.csrf()}}, nil)
 	require.Equal(t, http.StatusForbidden, status, body)
+}
+
+// TestConsoleOverTLS signs in to a console served over HTTPS in the
+// browser: the session cookie is Secure, HttpOnly, SameSite=Strict and
+// carries the __Host- prefix (host-only, path /), and sign-out ends it.
+func TestConsoleOverTLS(t *testing.T) {
+	t.Parallel()
+	ca := stacktest.NewCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "replay.crt"), filepath.Join(dir, "replay.key")
+	issued := ca.Issue(false, "127.0.0.1")
+	issued.Write(t, certFile, keyFile)
+	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "replay"}, env: []string{
+		"SWITCHYARD_REPLAY_TLS_CERT_FILE=" + certFile, "SWITCHYARD_REPLAY_TLS_KEY_FILE=" + keyFile,
+	}})
+	secret := p.client(consoleAdmin, "switchyard:admin")
+	console := strings.Replace(p.replay, "http://", "https://", 1) + "/console/"
+
+	// The browser trusts exactly this certificate's key (the test's CA is
+	// not in its store).
+	block, _ := pem.Decode(issued.CertPEM)
+	require.NotNil(t, block)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	ctx := browser(t, chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])))
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	run(ctx, t,
+		chromedp.Navigate(console),
+		chromedp.WaitVisible(css(`#client_id`)),
+		chromedp.SendKeys(css(`#client_id`), consoleAdmin),
+		chromedp.SendKeys(css(`#client_secret`), secret),
+		chromedp.Submit(css(`#client_secret`)),
+		chromedp.WaitVisible(css(`section.tiles`)),
+	)
+	cookies := func() []*network.Cookie {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		res, err := chromedp.Call(tctx, network.GetCookies, network.GetCookiesParams{URLs: []string{console}})
+		require.NoError(t, err)
+		return res.Cookies
+	}
+	var session *network.Cookie
+	for _, c := range cookies() {
+		if c.Name == "__Host-switchyard_console" {
+			session = c
+		}
+		require.NotEqual(t, "switchyard_console", c.Name, "no unprefixed session cookie over TLS")
+	}
+	require.NotNil(t, session, "the browser holds the __Host- session cookie")
+	require.True(t, session.Secure)
+	require.True(t, session.HTTPOnly)
+	require.Equal(t, network.CookieSameSiteStrict, session.SameSite)
+	require.Equal(t, "/", session.Path)
+	require.Equal(t, 1, p.count(`SELECT count(*) FROM console_sessions`))
+
+	run(ctx, t, chromedp.Click(css(`form.signout button`)), chromedp.WaitVisible(css(`#client_id`)))
+	require.Zero(t, p.count(`SELECT count(*) FROM console_sessions`))
+	for _, c := range cookies() {
+		require.NotEqual(t, "__Host-switchyard_console", c.Name, "sign-out clears the cookie")
+	}
 }

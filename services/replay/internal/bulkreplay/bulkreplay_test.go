@@ -211,6 +211,13 @@ func TestStagedReleaseWaitsForEachStage(t *testing.T) {
 		op, _ = e.store.GetOperation(context.Background(), op.ID)
 		return op.Progress.Succeeded == 30
 	}, 10*time.Second, 10*time.Millisecond)
+	// Each stage counts its own items: 1, 2 and 27.
+	require.Len(t, op.Progress.ByStage, 3)
+	for i, n := range []int{1, 2, 27} {
+		st := op.Progress.ByStage[i]
+		require.Equal(t, [3]int{n, n, n}, [3]int{st.Total, st.Replayed, st.Succeeded}, "stage %d", i+1)
+		require.Zero(t, st.FailedAgain+st.Pending+st.InFlight, "stage %d", i+1)
+	}
 
 	// Each stage started only after every job of the stages before it had
 	// settled.
@@ -245,6 +252,13 @@ func TestGuardStopsAReplayThatFailsAgain(t *testing.T) {
 	require.Equal(t, 1, op.Progress.Replayed, "the canary only")
 	require.Equal(t, 1, op.Progress.FailedAgain)
 	require.Equal(t, 19, op.Progress.Pending)
+	// 1, then 10% of 20 (2 in all), then the rest: only the canary went.
+	require.Equal(t, []int{1, 2, 20}, op.StageTargets)
+	require.Len(t, op.Progress.ByStage, 3)
+	for i, want := range [][3]int{{1, 1, 0}, {1, 0, 1}, {18, 0, 18}} {
+		st := op.Progress.ByStage[i]
+		require.Equal(t, want, [3]int{st.Total, st.FailedAgain, st.Pending}, "stage %d: total, failed again, pending", i+1)
+	}
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM admin_audit WHERE action = 'replays.stopped' AND target = $1 AND outcome LIKE '%dead-lettered again%'`, op.ID))
 
 	// A stopped operation cannot be cancelled.

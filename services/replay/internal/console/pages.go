@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard/switchyard/libs/httpserver"
+	"github.com/switchyard/switchyard/libs/jobmessage"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/replayapi"
 	"github.com/switchyard/switchyard/services/replay/internal/adminapi"
@@ -328,7 +329,10 @@ type deadLetterView struct {
 	// replay was refused.
 	Edited   string
 	TraceURL string
-	Notice   string
+	// RequestID is the gateway's request id of the accept that created
+	// the job (its X-Request-Id), carried in the message's attributes.
+	RequestID string
+	Notice    string
 	// Refusal is why the operator's replay was refused.
 	Refusal *errorView
 	// Schema is the job type's payload schema, checked in the browser
@@ -341,7 +345,7 @@ func (c *Console) loadDeadLetter(ec echo.Context, sess *Session) (deadLetterView
 	if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/dead-letters/"+url.PathEscape(ec.Param("id")), nil, nil, &d); err != nil {
 		return deadLetterView{}, err
 	}
-	v := deadLetterView{Detail: d, PayloadText: prettyPayload(d.Payload, d.PayloadEncoding)}
+	v := deadLetterView{Detail: d, PayloadText: prettyPayload(d.Payload, d.PayloadEncoding), RequestID: d.Attributes[jobmessage.RequestID]}
 	if operatorOf(sess).CanEdit && d.PayloadEncoding == "json" {
 		var schema json.RawMessage
 		if _, err := c.call(ec, sess, http.MethodGet, "/admin/v1/job-types/"+url.PathEscape(d.Topic)+"/schema", nil, nil, &schema); err == nil {

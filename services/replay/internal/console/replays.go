@@ -166,9 +166,11 @@ type operationView struct {
 }
 
 type stageView struct {
-	Number  int
-	Asked   string
-	Target  int
+	Number int
+	Asked  string
+	Target int
+	// Items counts the stage's own items and their outcomes.
+	Items   replayapi.ItemCounts
 	Current bool
 	Done    bool
 }
@@ -185,8 +187,12 @@ func (c *Console) replayPage(ec echo.Context) error {
 		if i < len(op.Stages) {
 			asked = op.Stages[i].String()
 		}
+		var items replayapi.ItemCounts
+		if i < len(op.Progress.ByStage) {
+			items = op.Progress.ByStage[i]
+		}
 		v.Stages = append(v.Stages, stageView{
-			Number: i + 1, Asked: asked, Target: target,
+			Number: i + 1, Asked: asked, Target: target, Items: items,
 			Current: v.Running && i+1 == op.Stage, Done: i+1 < op.Stage || (!v.Running && op.Progress.Replayed >= target),
 		})
 	}

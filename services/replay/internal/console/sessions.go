@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,14 +80,7 @@ func (s *Session) CSRF() string { return s.csrf }
 
 // HasAnyScope reports whether the session holds one of scopes.
 func (s *Session) HasAnyScope(scopes ...string) bool {
-	for _, want := range scopes {
-		for _, have := range s.Scopes {
-			if have == want {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(scopes, func(want string) bool { return slices.Contains(s.Scopes, want) })
 }
 
 // keys derives a session's id, sealing key and CSRF token from its secret.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/switchyard/switchyard/libs/authn"
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/problem"
 	"github.com/switchyard/switchyard/libs/ratelimit"
@@ -159,28 +160,17 @@ func (c *Console) refused(ec echo.Context, clientID string, status int) {
 }
 
 // identity checks token as the admin API will.
-func (c *Console) identity(ctx context.Context, token string) (identity, error) {
+func (c *Console) identity(ctx context.Context, token string) (authn.Identity, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, Prefix+"/", http.NoBody)
 	if err != nil {
-		return identity{}, fmt.Errorf("checking the new token: %w", err)
+		return authn.Identity{}, fmt.Errorf("checking the new token: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	id, err := c.auth.Authenticate(req)
 	if err != nil {
-		return identity{}, problem.Unavailable.New("the token the token service issued could not be checked; try again shortly").WithCause(err)
+		return authn.Identity{}, problem.Unavailable.New("the token the token service issued could not be checked; try again shortly").WithCause(err)
 	}
-	return identity{ClientID: id.ClientID, Scopes: id.Scopes}, nil
-}
-
-type identity struct {
-	ClientID string
-	Scopes   []string
-}
-
-// HasAnyScope reports whether the identity holds one of scopes.
-func (i identity) HasAnyScope(scopes []string) bool {
-	s := Session{Scopes: i.Scopes}
-	return s.HasAnyScope(scopes...)
+	return id, nil
 }
 
 func (c *Console) signOut(ec echo.Context) error {

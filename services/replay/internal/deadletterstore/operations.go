@@ -202,6 +202,7 @@ func (s *Store) GetOperation(ctx context.Context, id string) (Operation, error) 
 
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 func getOperation(ctx context.Context, q querier, id string, forShare bool) (Operation, error) {
@@ -216,22 +217,32 @@ func getOperation(ctx context.Context, q querier, id string, forShare bool) (Ope
 	if err != nil {
 		return o, fmt.Errorf("reading replay operation %s: %w", id, err)
 	}
-	o.Progress, err = progress(ctx, q, id)
+	o.Progress, err = progress(ctx, q, id, o.StageTargets)
 	return o, err
 }
 
-// progress counts the items of operation id, and what became of the
-// messages the replayed ones sent: an attempt with that message
-// succeeded, or the message was dead-lettered again (stored as a dead
-// letter; or the job is dead-lettered with that message's attempt as its
-// last; or a later message of the job was attempted since, which only a
-// replay of a dead letter can send). Outcomes belong to the message, not to the job's current status,
-// so a later replay of the same job does not rewrite this operation's
-// record.
-func progress(ctx context.Context, q querier, id string) (Progress, error) {
+// progress counts the items of operation id, in all and per stage (the
+// items of stage k are those past the target of stage k-1, up to its own:
+// items are released in seq order), and what became of the messages the
+// replayed ones sent: an attempt with that message succeeded, or the
+// message was dead-lettered again (stored as a dead letter; or the job is
+// dead-lettered with that message's attempt as its last; or a later
+// message of the job was attempted since, which only a replay of a dead
+// letter can send). Outcomes belong to the message, not to the job's
+// current status, so a later replay of the same job does not rewrite this
+// operation's record.
+func progress(ctx context.Context, q querier, id string, targets []int) (Progress, error) {
 	var p Progress
-	err := q.QueryRow(ctx, `
-		SELECT count(*), count(*) FILTER (WHERE i.state = 'pending'), count(*) FILTER (WHERE i.state = 'replayed'),
+	// width_bucket with the stages' lower bounds (1, target1+1, ...) gives
+	// each item's stage from 1.
+	lower := make([]int, 0, len(targets)+1)
+	lower = append(lower, 1)
+	for _, t := range targets {
+		lower = append(lower, t+1)
+	}
+	rows, err := q.Query(ctx, `
+		SELECT width_bucket(i.seq, $2::int[]) AS stage, count(*), count(*) FILTER (WHERE i.state = 'pending'),
+			count(*) FILTER (WHERE i.state = 'replayed'),
 			count(*) FILTER (WHERE i.state = 'deduplicated'), count(*) FILTER (WHERE i.state = 'skipped'),
 			count(*) FILTER (WHERE o.succeeded), count(*) FILTER (WHERE NOT o.succeeded AND o.failed)
 		FROM replay_operation_items i
@@ -240,12 +251,33 @@ func progress(ctx context.Context, q querier, id string) (Progress, error) {
 				(EXISTS (SELECT 1 FROM dead_letters d WHERE d.message_id = i.message_id)
 				 OR `+jobstore.MessageFailedAgainSQL("i.job_id", "i.message_id")+`) AS failed
 		) o ON i.state = 'replayed'
-		WHERE i.operation_id = $1`, id).
-		Scan(&p.Total, &p.Pending, &p.Replayed, &p.Deduplicated, &p.Skipped, &p.Succeeded, &p.FailedAgain)
+		WHERE i.operation_id = $1
+		GROUP BY 1 ORDER BY 1`, id, lower)
 	if err != nil {
 		return p, fmt.Errorf("counting the items of replay operation %s: %w", id, err)
 	}
-	p.InFlight = p.Outcomes.InFlight()
+	defer rows.Close()
+	p.ByStage = make([]ItemCounts, len(targets))
+	for rows.Next() {
+		var stage int
+		var c ItemCounts
+		if err := rows.Scan(&stage, &c.Total, &c.Pending, &c.Replayed, &c.Deduplicated, &c.Skipped, &c.Succeeded, &c.FailedAgain); err != nil {
+			return p, fmt.Errorf("counting the items of replay operation %s: %w", id, err)
+		}
+		c.InFlight = c.Outcomes.InFlight()
+		p.Add(c)
+		// An operation recorded with no stage targets has its items in
+		// bucket 1 only; they count in the total.
+		if stage >= 1 && stage <= len(p.ByStage) {
+			p.ByStage[stage-1] = c
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("counting the items of replay operation %s: %w", id, err)
+	}
+	if len(p.ByStage) == 0 {
+		p.ByStage = nil
+	}
 	return p, nil
 }
 
@@ -349,7 +381,7 @@ func (s *Store) CancelOperation(ctx context.Context, id string, audit AuditEntry
 			WHERE id = $1`, id, audit.Actor); err != nil {
 			return fmt.Errorf("cancelling replay operation %s: %w", id, err)
 		}
-		p, err := progress(ctx, tx, id)
+		p, err := progress(ctx, tx, id, nil)
 		if err != nil {
 			return err
 		}
@@ -528,7 +560,7 @@ func (s *Store) FinishOperation(ctx context.Context, id, status, reason string) 
 		if done = tag.RowsAffected() == 1; !done {
 			return nil
 		}
-		p, err := progress(ctx, tx, id)
+		p, err := progress(ctx, tx, id, nil)
 		if err != nil {
 			return err
 		}

@@ -52,6 +52,9 @@ type Duration = replayapi.Duration
 // Progress counts an operation's items.
 type Progress = replayapi.Progress
 
+// ItemCounts counts a set of an operation's items (one stage's).
+type ItemCounts = replayapi.ItemCounts
+
 // Store reads and writes dead letters.
 type Store struct {
 	pool *pgxpool.Pool
