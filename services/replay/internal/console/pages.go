@@ -271,23 +271,33 @@ type deadLettersView struct {
 	Notice     string
 }
 
-func (c *Console) deadLetters(ec echo.Context) error {
-	sess := sessionOf(ec)
-	in := ec.QueryParams()
-	v := deadLettersView{Query: url.Values{}, Filter: map[string]string{}}
-	q := url.Values{"limit": {"50"}}
-	for _, k := range listFilters {
+// readFilters reads the non-empty filter fields keys of a list page's
+// query in: as typed (to fill the form back in), as the page's own query
+// (for its paging links), and into api, the admin API's query (times
+// from the browser's local input to RFC 3339).
+func readFilters(in url.Values, keys []string, api url.Values) (typed map[string]string, page url.Values) {
+	typed, page = map[string]string{}, url.Values{}
+	for _, k := range keys {
 		val := strings.TrimSpace(in.Get(k))
 		if val == "" {
 			continue
 		}
-		v.Filter[k] = val
-		v.Query.Set(k, val)
+		typed[k] = val
+		page.Set(k, val)
 		if k == "since" || k == "until" {
 			val = fromLocalInput(val)
 		}
-		q.Set(k, val)
+		api.Set(k, val)
 	}
+	return typed, page
+}
+
+func (c *Console) deadLetters(ec echo.Context) error {
+	sess := sessionOf(ec)
+	in := ec.QueryParams()
+	v := deadLettersView{}
+	q := url.Values{"limit": {"50"}}
+	v.Filter, v.Query = readFilters(in, listFilters, q)
 	if cur := in.Get("cursor"); cur != "" {
 		q.Set("cursor", cur)
 	}
@@ -495,20 +505,9 @@ type auditView struct {
 func (c *Console) audit(ec echo.Context) error {
 	sess := sessionOf(ec)
 	in := ec.QueryParams()
-	v := auditView{Query: url.Values{}, Filter: map[string]string{}, SkipReads: in.Get("skip_reads") == "on"}
+	v := auditView{SkipReads: in.Get("skip_reads") == "on"}
 	q := url.Values{"limit": {"100"}}
-	for _, k := range auditFilters {
-		val := strings.TrimSpace(in.Get(k))
-		if val == "" {
-			continue
-		}
-		v.Filter[k] = val
-		v.Query.Set(k, val)
-		if k == "since" || k == "until" {
-			val = fromLocalInput(val)
-		}
-		q.Set(k, val)
-	}
+	v.Filter, v.Query = readFilters(in, auditFilters, q)
 	if v.SkipReads {
 		v.Query.Set("skip_reads", "on")
 		q.Set("skip_reads", "true")

@@ -299,6 +299,16 @@ type Group struct {
 	Hourly []int `json:"hourly,omitempty"`
 }
 
+// scanGroup reads a Group from a row of topic, fingerprint, reason,
+// count, stored, replayed, first, last and sample error.
+func scanGroup(r pgx.CollectableRow) (Group, error) {
+	var g Group
+	var reason string
+	err := r.Scan(&g.Topic, &g.Fingerprint, &reason, &g.Count, &g.Stored, &g.Replayed, &g.First, &g.Last, &g.SampleError)
+	g.Reason = deadletter.Reason(reason)
+	return g, err
+}
+
 // groupCounts reads the counts the triggers keep (dead_letter_groups), for
 // a filter of job type and fingerprint only: a few rows, however many
 // dead letters there are.
@@ -310,13 +320,7 @@ func (s *Store) groupCounts(ctx context.Context, f Filter) ([]Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading dead-letter counts: %w", err)
 	}
-	groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Group, error) {
-		var g Group
-		var reason string
-		err := r.Scan(&g.Topic, &g.Fingerprint, &reason, &g.Count, &g.Stored, &g.Replayed, &g.First, &g.Last, &g.SampleError)
-		g.Reason = deadletter.Reason(reason)
-		return g, err
-	})
+	groups, err := pgx.CollectRows(rows, scanGroup)
 	if err != nil {
 		return nil, fmt.Errorf("reading dead-letter counts: %w", err)
 	}
@@ -333,60 +337,43 @@ func (s *Store) AddHourly(ctx context.Context, groups []Group, f Filter, hours i
 		groups[i].Hourly = make([]int, hours)
 		index[key{groups[i].Topic, groups[i].Fingerprint}] = i
 	}
+	var rows pgx.Rows
+	var err error
 	if (f == Filter{Topic: f.Topic, Fingerprint: f.Fingerprint}) {
 		// The hours the triggers keep (dead_letter_hours).
-		rows, err := s.pool.Query(ctx, `
+		rows, err = s.pool.Query(ctx, `
 			SELECT topic, fingerprint, floor(extract(epoch FROM $3 - hour) / 3600)::int, n FROM dead_letter_hours
 			WHERE hour > $4 AND ($1 = '' OR topic = $1) AND ($2 = '' OR fingerprint = $2)`,
 			f.Topic, f.Fingerprint, now.Truncate(time.Hour), now.Truncate(time.Hour).Add(-time.Duration(hours)*time.Hour))
-		if err != nil {
-			return fmt.Errorf("reading dead letters per hour: %w", err)
+	} else {
+		since := now.Truncate(time.Hour).Add(-time.Duration(hours-1) * time.Hour)
+		if f.Since == nil || f.Since.Before(since) {
+			f.Since = &since
 		}
-		for rows.Next() {
-			var k key
-			var ago, n int
-			if err := rows.Scan(&k.topic, &k.fingerprint, &ago, &n); err != nil {
-				rows.Close()
-				return fmt.Errorf("reading dead letters per hour: %w", err)
-			}
-			if i, ok := index[k]; ok && ago >= 0 && ago < hours {
-				groups[i].Hourly[hours-1-ago] += n
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("reading dead letters per hour: %w", err)
-		}
-		return nil
+		args := []any{}
+		where := filterWhere(f, &args)
+		args = append(args, now.Truncate(time.Hour))
+		// Planned for its values each time: a generic plan, not knowing how
+		// few rows the time range holds, scans the whole table.
+		args = append([]any{pgx.QueryExecModeSimpleProtocol}, args...)
+		rows, err = s.pool.Query(ctx, fmt.Sprintf(`
+			SELECT d.topic, d.fingerprint, floor(extract(epoch FROM $%d - date_trunc('hour', d.dead_lettered_at)) / 3600)::int AS ago, count(*)
+			FROM dead_letters d WHERE %s GROUP BY 1, 2, 3`, len(args)-1, where), args...)
 	}
-	since := now.Truncate(time.Hour).Add(-time.Duration(hours-1) * time.Hour)
-	if f.Since == nil || f.Since.Before(since) {
-		f.Since = &since
-	}
-	args := []any{}
-	where := filterWhere(f, &args)
-	args = append(args, now.Truncate(time.Hour))
-	// Planned for its values each time: a generic plan, not knowing how
-	// few rows the time range holds, scans the whole table.
-	args = append([]any{pgx.QueryExecModeSimpleProtocol}, args...)
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`
-		SELECT d.topic, d.fingerprint, floor(extract(epoch FROM $%d - date_trunc('hour', d.dead_lettered_at)) / 3600)::int AS ago, count(*)
-		FROM dead_letters d WHERE %s GROUP BY 1, 2, 3`, len(args)-1, where), args...)
 	if err != nil {
 		return fmt.Errorf("counting dead letters per hour: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var k key
 		var ago, n int
 		if err := rows.Scan(&k.topic, &k.fingerprint, &ago, &n); err != nil {
-			rows.Close()
 			return fmt.Errorf("counting dead letters per hour: %w", err)
 		}
 		if i, ok := index[k]; ok && ago >= 0 && ago < hours {
 			groups[i].Hourly[hours-1-ago] += n
 		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("counting dead letters per hour: %w", err)
 	}
@@ -421,13 +408,7 @@ func (s *Store) Stats(ctx context.Context, f Filter) ([]Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("counting dead letters: %w", err)
 	}
-	groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Group, error) {
-		var g Group
-		var reason string
-		err := r.Scan(&g.Topic, &g.Fingerprint, &reason, &g.Count, &g.Stored, &g.Replayed, &g.First, &g.Last, &g.SampleError)
-		g.Reason = deadletter.Reason(reason)
-		return g, err
-	})
+	groups, err := pgx.CollectRows(rows, scanGroup)
 	if err != nil {
 		return nil, fmt.Errorf("counting dead letters: %w", err)
 	}
