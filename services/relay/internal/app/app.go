@@ -27,7 +27,7 @@ type Config struct {
 	OpsAddr      string        `conf:"default::9091,env:SWITCHYARD_RELAY_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
 	DatabaseURL  config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
 	JobsFile     string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file (their queues are provisioned at start)"`
-	Loops        int           `conf:"default:4,env:SWITCHYARD_RELAY_LOOPS,help:batches forwarded concurrently"`
+	Loops        int           `conf:"default:8,env:SWITCHYARD_RELAY_LOOPS,help:batches forwarded concurrently"`
 	BatchSize    int           `conf:"default:50,env:SWITCHYARD_RELAY_BATCH_SIZE,help:outbox rows per claimed batch"`
 	PollInterval time.Duration `conf:"default:5s,env:SWITCHYARD_RELAY_POLL_INTERVAL,help:longest sleep without a NOTIFY"`
 	MaxRate      float64       `conf:"default:0,env:SWITCHYARD_RELAY_MAX_RATE,help:most messages per second this relay sends (0: as fast as SQS takes them); what waits stays in the outbox"`

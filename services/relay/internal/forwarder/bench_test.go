@@ -36,7 +36,8 @@ const (
 // bench:relay does both).
 func BenchmarkForwarding(b *testing.B) {
 	e := newEnv(b)
-	cfg := relay.Config{Loops: 4, BatchSize: 50}
+	var cfg relay.Config
+	cfg.SetDefaults()
 	concurrency := cfg.Loops * ((cfg.BatchSize + 9) / 10)
 	var bare, serial, rel, stock []float64
 	round := 0

@@ -40,7 +40,10 @@ import (
 
 // Config tunes the forwarder. Zero values take the defaults noted.
 type Config struct {
-	// Loops is how many batches one process forwards at once (default 4).
+	// Loops is how many batches one process forwards at once (default 8:
+	// a loop's sends wait for its slowest call, then for its commit and
+	// next claim, so 8 loops of 5 calls keep an SQS endpoint as busy as
+	// 20-40 bare senders do).
 	Loops int
 	// BatchSize is how many rows one loop claims at a time (default 50);
 	// they go out as ceil(BatchSize/10) concurrent SendMessageBatch calls.
@@ -83,7 +86,7 @@ type Config struct {
 // SetDefaults fills in the defaults of the settings left zero.
 func (c *Config) SetDefaults() {
 	if c.Loops == 0 {
-		c.Loops = 4
+		c.Loops = 8
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 50

@@ -417,13 +417,24 @@ func resendToFreshStandIn(ctx context.Context, logger *slog.Logger, dbURL string
 // LocalStack need no pace.
 const devStandInRate = "60"
 
+// devStandInLoops is the relay's loop count at that pace (not the default
+// 8): every loop's claim must get its share of the rate within the time a
+// batch may wait before its send, or the relay refuses the settings, and
+// at 60 messages a second more loops would only wait.
+const devStandInLoops = "4"
+
 // relayPacing is the relay's extra environment: the pace above when the
-// stack runs the stand-in itself and SWITCHYARD_RELAY_MAX_RATE is unset.
+// stack runs the stand-in itself and SWITCHYARD_RELAY_MAX_RATE is unset
+// (with its loop count, unless SWITCHYARD_RELAY_LOOPS is set).
 func relayPacing(stack *devstack.Stack) []string {
 	if !stack.Started("moto_server") || os.Getenv("SWITCHYARD_RELAY_MAX_RATE") != "" {
 		return nil
 	}
-	return []string{"SWITCHYARD_RELAY_MAX_RATE=" + devStandInRate}
+	env := []string{"SWITCHYARD_RELAY_MAX_RATE=" + devStandInRate}
+	if os.Getenv("SWITCHYARD_RELAY_LOOPS") == "" {
+		env = append(env, "SWITCHYARD_RELAY_LOOPS="+devStandInLoops)
+	}
+	return env
 }
 
 // start runs the service named name (again) and waits until it is ready.
