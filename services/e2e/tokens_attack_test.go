@@ -134,6 +134,29 @@ func TestTokenServiceSecretCheckFlood(t *testing.T) {
 	r, err := p.tokenAs(client, "after-flood", secret)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, r.status, "a real client gets its token right after the flood: %+v", r)
+
+	// The same class with ids no client can have: 8,000-character random
+	// ids, as long as the form allows. Each failure would be remembered
+	// under its id (a bucket keyed by ~8 KB: 100,000 of them are 800 MB)
+	// after a secret check; an id that cannot exist costs neither.
+	const long = 200
+	longReplies := make([]tokenReply, long)
+	for i := range long {
+		wg.Go(func() {
+			longReplies[i], errs[i] = p.tokenAs(client, strings.Repeat(strings.ToLower(rand.Text()), 320)[:8000], "x")
+		})
+	}
+	wg.Wait()
+	longByStatus := map[int]int{}
+	for i, r := range longReplies {
+		require.NoError(t, errs[i])
+		longByStatus[r.status]++
+	}
+	t.Logf("%d parallel token requests with 8,000-character random client ids: %v", long, longByStatus)
+	require.Equal(t, map[int]int{http.StatusUnauthorized: long}, longByStatus,
+		"an id no client can have is refused at once, never queued for a secret check")
+	assert.Equal(t, float64(long), p.metric("tokens", "switchyard_tokens_refused_total", "reason=malformed_client_id"),
+		"refused for its form, before any secret check or bucket")
 }
 
 // TestTokenServiceBehindProxy (security item 2): behind a trusted proxy,

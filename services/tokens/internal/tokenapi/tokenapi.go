@@ -219,6 +219,13 @@ func (a *API) issue(c echo.Context, addrKey string, presented *string) (TokenRes
 	if oerr != nil {
 		return TokenResponse{}, "", nil, oerr
 	}
+	if oauthclients.ValidateClientID(id) != nil {
+		// No client can have this id: refused before any secret check or
+		// bucket, so an id as long as the form allows costs neither a
+		// check nor memory kept under its name.
+		*presented = truncate(id, 64)
+		return TokenResponse{}, "", nil, fail(http.StatusUnauthorized, "invalid_client", "client authentication failed", "malformed_client_id")
+	}
 	grant := form.Get("grant_type")
 	switch {
 	case grant == "":

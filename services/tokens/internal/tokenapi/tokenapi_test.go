@@ -195,6 +195,8 @@ func TestTokenEndpointErrors(t *testing.T) {
 	}{
 		{"wrong secret", cc(), basic(e.id, e.secret+"x"), 401, "invalid_client"},
 		{"unknown client", cc(), basic("nobody", e.secret), 401, "invalid_client"},
+		{"id no client can have", cc(), basic(strings.Repeat("x", 65), e.secret), 401, "invalid_client"},
+		{"id with a space", cc("client_id", "no body", "client_secret", "x"), "", 401, "invalid_client"},
 		{"disabled client", cc(), basic(disabled.ID, disabledSecret), 401, "invalid_client"},
 		{"no credentials", cc(), "", 401, "invalid_client"},
 		{"secret only in the form", cc("client_secret", e.secret), "", 401, "invalid_client"},
@@ -231,6 +233,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 	logs := e.logs.String()
 	require.Contains(t, logs, `"event":"token.refused"`)
 	require.Contains(t, logs, `"reason":"client_disabled"`)
+	require.Contains(t, logs, `"reason":"malformed_client_id"`)
 	requireNoSecrets(t, logs, e.secret, disabledSecret, basic(e.id, e.secret), basic(e.id, e.secret+"x"), basic(disabled.ID, disabledSecret))
 }
 
