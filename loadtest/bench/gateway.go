@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,10 @@ type overload struct {
 	// Other counts answers that were neither (errors, other statuses, 503s
 	// without Retry-After): each one is a defect.
 	Other int64 `json:"other"`
+	// OtherKinds says what the other answers were: "status 500",
+	// "503 without Retry-After", or the client's error with its addresses
+	// left out ("dial: connection refused").
+	OtherKinds map[string]int64 `json:"other_kinds,omitempty"`
 	// Unsent counts requests the generator could not start on schedule
 	// (all its connections busy): the offered rate counts only what was
 	// sent.
@@ -139,9 +144,24 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	}
 	stopSampling := make(chan struct{})
 	peak := rss(p.procs["gateway"].Pid(), stopSampling)
+	logFrom, err := p.logSize("gateway")
+	if err != nil {
+		return err
+	}
+	var (
+		mu        sync.Mutex
+		saturated []time.Duration
+	)
 	err = p.profiled(ctx, cfg, "gateway-accept", func() error {
 		r.AcceptRPS, r.AcceptShed, err = saturateCounting(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
-			return call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
+			start := time.Now()
+			err := call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
+			if err == nil {
+				mu.Lock()
+				saturated = append(saturated, time.Since(start))
+				mu.Unlock()
+			}
+			return err
 		})
 		return err
 	})
@@ -150,6 +170,11 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	if err != nil {
 		return fmt.Errorf("accept route: %w", err)
 	}
+	server, err := p.accessLogged(ctx, "gateway", logFrom, "/v1/jobs/bench", http.StatusAccepted, len(saturated))
+	if err != nil {
+		return err
+	}
+	r.SaturatedP99Ms, r.SaturatedServerP99Ms = ms(percentile(saturated, 0.99)), ms(percentile(server, 0.99))
 
 	// Latency at low load: one request at a time, 10 per second.
 	client := newClient(1)
@@ -172,7 +197,8 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	}
 	logger.Info("postgres", "insert_rps", int(r.InsertRPS), "pgbench_tps", int(r.PgbenchTPS), "accept_rps", int(r.AcceptRPS),
 		"gateway_rss_mib", int(r.GatewayRSSBytes/(1<<20)), "insert_p50_ms", r.InsertP50Ms, "insert_p99_ms", r.InsertP99Ms,
-		"accept_p50_ms", r.AcceptP50Ms, "accept_p99_ms", r.AcceptP99Ms)
+		"accept_p50_ms", r.AcceptP50Ms, "accept_p99_ms", r.AcceptP99Ms,
+		"saturated_p99_ms", r.SaturatedP99Ms, "saturated_server_p99_ms", r.SaturatedServerP99Ms)
 	if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox, job_attempts, job_events, inbox, demo_text_stats, bench_rows`); err != nil {
 		return fmt.Errorf("emptying the tables: %w", err)
 	}
@@ -216,6 +242,7 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 		admitted []time.Duration
 		shed     atomic.Int64
 		other    atomic.Int64
+		kinds    = map[string]int64{}
 		sent     int64
 		unsent   int64
 		last     atomic.Int64 // UnixNano of the last answer
@@ -226,19 +253,25 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 	if err != nil {
 		return overload{}, err
 	}
+	otherAnswer := func(kind string) {
+		other.Add(1)
+		mu.Lock()
+		kinds[kind]++
+		mu.Unlock()
+	}
 	one := func() {
 		defer func() { <-inFlight }()
 		start := time.Now()
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.gateway+"/v1/jobs/bench", strings.NewReader(benchText))
 		if err != nil {
-			other.Add(1)
+			otherAnswer("building the request")
 			return
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
-			other.Add(1)
+			otherAnswer(errorKind(err))
 			return
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
@@ -251,8 +284,10 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 			mu.Unlock()
 		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
 			shed.Add(1)
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			otherAnswer("503 without Retry-After")
 		default:
-			other.Add(1)
+			otherAnswer("status " + strconv.Itoa(resp.StatusCode))
 		}
 	}
 	start := time.Now()
@@ -284,8 +319,27 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 	return overload{
 		OfferedRPS: total / d.Seconds(), AdmittedRPS: float64(len(admitted)) / elapsed,
 		ShedShare: float64(shed.Load()) / total, AdmittedP99Ms: ms(percentile(admitted, 0.99)), ServerP99Ms: ms(percentile(server, 0.99)),
-		Other: other.Load(), Unsent: unsent,
+		Other: other.Load(), OtherKinds: kinds, Unsent: unsent,
 	}, nil
+}
+
+// errorKind names a client error without what differs between requests
+// (addresses and ports), so that equal causes are counted together.
+func errorKind(err error) string {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return opErr.Op + ": " + opErr.Err.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+		return "timeout"
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "connection closed before an answer"
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner.Error()
+	}
+	return err.Error()
 }
 
 // logSize is the size of svc's log now: where the next lines start.

@@ -54,11 +54,16 @@ type round struct {
 	// AcceptP50Ms and AcceptP99Ms are the accept route's latency at
 	// 10 req/s, InsertP50Ms and InsertP99Ms a single-row insert's.
 	AcceptP50Ms, AcceptP99Ms float64
-	InsertP50Ms, InsertP99Ms float64
-	Overload2x, Overload5x   overload
-	InsertRPS, PgbenchTPS    float64
-	AcceptRPS                float64
-	GatewayRSSBytes          float64
+	// SaturatedP99Ms and SaturatedServerP99Ms are the accept route's p99
+	// at saturation (acceptConcurrency closed-loop clients), as the client
+	// and as the gateway's access log timed it: what admitted requests
+	// under overload are compared with.
+	SaturatedP99Ms, SaturatedServerP99Ms float64
+	InsertP50Ms, InsertP99Ms             float64
+	Overload2x, Overload5x               overload
+	InsertRPS, PgbenchTPS                float64
+	AcceptRPS                            float64
+	GatewayRSSBytes                      float64
 	// AcceptShed counts the accepts answered 503 with Retry-After during
 	// the saturation measurement (their clients waited as told).
 	AcceptShed int64
@@ -188,7 +193,7 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 			}
 			*f.into = o
 			logger.Info("overload", "factor", f.factor, "offered_rps", int(o.OfferedRPS), "admitted_rps", int(o.AdmittedRPS),
-				"shed_share", o.ShedShare, "admitted_p99_ms", o.AdmittedP99Ms, "other", o.Other, "unsent", o.Unsent)
+				"shed_share", o.ShedShare, "admitted_p99_ms", o.AdmittedP99Ms, "other", o.Other, "other_kinds", o.OtherKinds, "unsent", o.Unsent)
 			if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox`); err != nil {
 				return r, fmt.Errorf("emptying the tables: %w", err)
 			}
