@@ -283,3 +283,73 @@ func TestTokenServicePepperEnforced(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, r.status, "migrated: accepted without the flag: %+v", r)
 }
+
+// holdConnections opens n connections to addr from local, each asking one
+// cheap question (GET path) and then keeping the connection open, idle,
+// as a keep-alive client may; it returns how many the server still holds
+// once all are open (one that the server closed reads EOF).
+func holdConnections(t *testing.T, addr, local, path string, n int) (held int) {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			break // the server or this machine refuses more: what is held counts
+		}
+		conns = append(conns, c)
+		_, _ = c.Write([]byte(req))
+	}
+	// Read each answer (or the close), then see which connections are
+	// still open: an open one times out on a short read.
+	buf := make([]byte, 64<<10)
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Read(buf)
+	}
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := c.Read(buf); err != nil && os.IsTimeout(err) {
+			held++
+		}
+	}
+	return held
+}
+
+// TestTokenServiceConnectionFlood (security item 1's class: memory an
+// unauthenticated caller makes the token service keep): one address opens
+// 10,000 keep-alive connections, each with one request for the JWKS, and
+// keeps them idle. A connection held costs the service a goroutine and its
+// buffers (~20 KiB) for as long as it stays idle, so without a bound
+// 10,000 of them are ~200 MiB of a 256 MiB limit. The service holds at
+// most its per-address share, its resident memory stays bounded, and a
+// real client from another address still gets its token.
+func TestTokenServiceConnectionFlood(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{
+		services: []string{"tokens"},
+		binaries: map[string]string{"tokens": plainBinary(t, "tokens")},
+	})
+	pid := p.procs["tokens"].Pid()
+	before := procStatusKiB(t, pid, "VmRSS")
+	const n = 10_000
+	held := holdConnections(t, strings.TrimPrefix(p.tokens, "http://"), "127.0.0.3", "/.well-known/jwks.json", n)
+	peak := procStatusKiB(t, pid, "VmHWM")
+	t.Logf("%d idle keep-alive connections from one address: %d held by the token service; resident %d KiB before, peak %d KiB",
+		n, held, before, peak)
+	assert.LessOrEqual(t, held, 256, "one address holds at most its share of connections")
+	assert.Less(t, peak-before, 64*1024, "connections held cost bounded memory")
+	assert.GreaterOrEqual(t, p.metric("tokens", "switchyard_tokens_connections_refused_total"), float64(n-256),
+		"each connection beyond the address's share was closed on arrival, and counted")
+
+	secret := p.client("while-flooded", "jobs:submit")
+	r, err := p.tokenAs(clientFrom("127.0.0.4"), "while-flooded", secret)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status, "a real client gets its token while the flood holds its connections: %+v", r)
+}

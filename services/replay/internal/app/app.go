@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/libs/httpserver"
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobstore"
+	"github.com/switchyard/switchyard/libs/netrules"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/retention"
@@ -46,6 +47,8 @@ import (
 type Config struct {
 	Addr             string        `conf:"default::8083,env:SWITCHYARD_REPLAY_ADDR,help:admin API listener address"`
 	OpsAddr          string        `conf:"default::9093,env:SWITCHYARD_REPLAY_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
+	MaxConns         int           `conf:"default:1024,env:SWITCHYARD_REPLAY_MAX_CONNS,help:open connections at most (each holds ~20 KiB while open and idle ones too); more wait to be accepted (0: no limit)"`
+	MaxConnsPerAddr  int           `conf:"default:256,env:SWITCHYARD_REPLAY_MAX_CONNS_PER_ADDR,help:open connections at most from one TCP peer; one more is closed at once (behind a proxy its address counts for all: raise it or 0 for no limit)"`
 	DatabaseURL      config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
 	JobsFile         string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file (their DLQs are drained; edited payloads are validated against it)"`
 	ArchiveRetention time.Duration `conf:"default:720h,env:SWITCHYARD_REPLAY_ARCHIVE_RETENTION,help:how long an archived dead letter is kept before it is deleted"`
@@ -89,6 +92,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOperations < 1 || c.MaxOperations > 16 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", c.MaxOperations))
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerAddr < 0 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_MAX_CONNS %d and _MAX_CONNS_PER_ADDR %d must not be negative (0: no limit)", c.MaxConns, c.MaxConnsPerAddr))
 	}
 	if err := c.Console.Validate(); err != nil {
 		errs = append(errs, err)
@@ -185,6 +191,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	publicL = httpserver.LimitConnections(publicL, httpserver.ConnLimits{Total: cfg.MaxConns, PerPeer: cfg.MaxConnsPerAddr,
+		IPv6PrefixBits: netrules.DefaultIPv6PrefixBits})
 	opsSrv := ops.New(logger, nil)
 	// A new version of the token in Vault applies without a restart.
 	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {

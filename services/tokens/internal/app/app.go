@@ -49,6 +49,8 @@ type Config struct {
 	TrustedProxies   string        `conf:"env:SWITCHYARD_TOKENS_TRUSTED_PROXIES,help:CIDRs of the proxies and load balancers whose forwarding header is believed (empty: none; the TCP peer is the client)"`
 	ForwardedHeader  string        `conf:"default:X-Forwarded-For,env:SWITCHYARD_TOKENS_FORWARDED_HEADER,help:the one forwarding header the trusted proxies maintain: X-Forwarded-For or Forwarded"`
 	IPv6Prefix       int           `conf:"default:64,env:SWITCHYARD_TOKENS_IPV6_PREFIX,help:IPv6 addresses in one prefix of this length are limited as one address (128: each address)"`
+	MaxConns         int           `conf:"default:1024,env:SWITCHYARD_TOKENS_MAX_CONNS,help:open connections at most (each holds ~20 KiB while open and idle ones too); more wait to be accepted (0: no limit)"`
+	MaxConnsPerAddr  int           `conf:"default:256,env:SWITCHYARD_TOKENS_MAX_CONNS_PER_ADDR,help:open connections at most from one TCP peer (IPv6: per prefix); one more is closed at once; trusted proxies are exempt (0: no limit)"`
 	HashMemory       int           `conf:"default:64,env:SWITCHYARD_TOKENS_HASH_MEMORY_MIB,help:MiB that secret checks (argon2id: 19 MiB each) may use at once; the rest wait; keep it well under GOMEMLIMIT"`
 	HashWait         time.Duration `conf:"default:1s,env:SWITCHYARD_TOKENS_HASH_WAIT,help:how long a token request waits for secret-check memory before 503 temporarily_unavailable"`
 	AcceptUnpeppered bool          `conf:"default:false,env:SWITCHYARD_TOKENS_ACCEPT_UNPEPPERED,help:with a pepper set: still accept secrets hashed without it and re-hash them on success (migration; off: refused)"`
@@ -94,6 +96,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.hashLimit().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_HASH_MEMORY_MIB / _HASH_WAIT: %w", err))
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerAddr < 0 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_MAX_CONNS %d and _MAX_CONNS_PER_ADDR %d must not be negative (0: no limit)", c.MaxConns, c.MaxConnsPerAddr))
 	}
 	if c.DBMaxConns < 1 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_TOKENS_DB_MAX_CONNS %d must be at least 1", c.DBMaxConns))
@@ -156,7 +161,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	api, err := tokenapi.New(cfg.apiConfig(clientIP), clients, keys, logger, tokenapi.NewMetrics(prometheus.DefaultRegisterer))
+	metrics := tokenapi.NewMetrics(prometheus.DefaultRegisterer)
+	api, err := tokenapi.New(cfg.apiConfig(clientIP), clients, keys, logger, metrics)
 	if err != nil {
 		return err
 	}
@@ -167,6 +173,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	publicL = httpserver.LimitConnections(publicL, httpserver.ConnLimits{Total: cfg.MaxConns, PerPeer: cfg.MaxConnsPerAddr,
+		IPv6PrefixBits: cfg.IPv6Prefix, Exempt: clientIP.Trusted, Refused: metrics.ConnectionRefused})
 	opsSrv := ops.New(logger, nil)
 	// A new version of the token in Vault applies without a restart.
 	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {
