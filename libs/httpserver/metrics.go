@@ -18,6 +18,9 @@ type HTTPMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+	// connsRefused counts connections a listener closed on arrival
+	// (ConnLimits.PerPeer).
+	connsRefused prometheus.Counter
 	// series holds each (route, method, status)'s counter and histogram
 	// once looked up, so that a request costs a map read instead of two
 	// label lookups (hashing every label value) in the vectors. Its keys
@@ -51,12 +54,20 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 			Name: "switchyard_http_requests_in_flight",
 			Help: "HTTP requests being served now.",
 		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_http_connections_refused_total",
+			Help: "Connections closed on arrival because their address already had its most open (the service's *_MAX_CONNS_PER_ADDR).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.inFlight)
+		reg.MustRegister(m.requests, m.duration, m.inFlight, m.connsRefused)
 	}
 	return m
 }
+
+// ConnectionRefused counts a connection closed on arrival for its
+// address's limit (ConnLimits.Refused).
+func (m *HTTPMetrics) ConnectionRefused() { m.connsRefused.Inc() }
 
 func (m *HTTPMetrics) observe(route, method string, status int, took time.Duration) {
 	if route == "" {

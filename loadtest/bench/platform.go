@@ -163,6 +163,9 @@ func startPlatform(ctx context.Context, logger *slog.Logger, pins *pinning) (*pl
 		"SWITCHYARD_TOKENS_KEYS_FILE="+keys,
 		"SWITCHYARD_AUTH_ISSUER="+p.tokens,
 		"SWITCHYARD_EDGE_BLOCK_THRESHOLD=0",
+		// The generator stands in for many clients from one address: the
+		// overload section opens up to 2,048 connections.
+		"SWITCHYARD_GATEWAY_MAX_CONNS_PER_ADDR=0",
 		"SWITCHYARD_TOKENS_RATE_PER_CLIENT=1000", "SWITCHYARD_TOKENS_BURST_PER_CLIENT=1000",
 	)
 	for _, svc := range []string{"tokens", "gateway"} {

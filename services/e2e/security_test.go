@@ -198,6 +198,22 @@ func TestGatewayAttacks(t *testing.T) {
 		require.Equal(t, http.StatusOK, put("127.0.0.1", "127.0.0.1", ""), "loopback (port-forward, exec)")
 	})
 
+	// Item 1's class at the gateway: one address holding idle keep-alive
+	// connections keeps at most its share of them (each costs ~20 KiB
+	// while open); the rest are closed on arrival, and a client from
+	// another address is served.
+	t.Run("one address holds at most its share of connections", func(t *testing.T) {
+		const n, share = 1_200, 1_024
+		held := holdConnections(t, strings.TrimPrefix(p.gateway, "http://"), "127.0.0.5", "/nothing-here", n)
+		t.Logf("%d idle connections from one address: %d held by the gateway", n, held)
+		require.LessOrEqual(t, held, share)
+		require.GreaterOrEqual(t, p.metric("gateway", "switchyard_http_connections_refused_total"), float64(n-share))
+		resp, err := clientFrom("127.0.0.6").Get(p.gateway + "/nothing-here")
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, "another address is served meanwhile")
+	})
+
 	// Item 9: a gateway whose disabled-client list cannot load (here its
 	// database user may not read oauth_clients) must not let tokens
 	// through as if no client were disabled.

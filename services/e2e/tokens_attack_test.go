@@ -345,7 +345,7 @@ func TestTokenServiceConnectionFlood(t *testing.T) {
 		n, held, before, peak)
 	assert.LessOrEqual(t, held, 256, "one address holds at most its share of connections")
 	assert.Less(t, peak-before, 64*1024, "connections held cost bounded memory")
-	assert.GreaterOrEqual(t, p.metric("tokens", "switchyard_tokens_connections_refused_total"), float64(n-256),
+	assert.GreaterOrEqual(t, p.metric("tokens", "switchyard_http_connections_refused_total"), float64(n-256),
 		"each connection beyond the address's share was closed on arrival, and counted")
 
 	secret := p.client("while-flooded", "jobs:submit")

@@ -25,7 +25,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/net/netutil"
 
 	"github.com/switchyard/switchyard/libs/accesstoken"
 	"github.com/switchyard/switchyard/libs/auditlog"
@@ -38,6 +37,7 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/lifecycle"
+	"github.com/switchyard/switchyard/libs/netrules"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/problem"
@@ -96,6 +96,7 @@ type HTTPConfig struct {
 	IdleTimeout       time.Duration `conf:"default:120s,env:SWITCHYARD_GATEWAY_IDLE_TIMEOUT,help:how long an idle keep-alive connection stays open"`
 	MaxHeaderBytes    int           `conf:"default:65536,env:SWITCHYARD_GATEWAY_MAX_HEADER_BYTES,help:largest request line plus headers (431 above)"`
 	MaxConns          int           `conf:"default:10000,env:SWITCHYARD_GATEWAY_MAX_CONNS,help:open connections at most; more wait to be accepted"`
+	MaxConnsPerAddr   int           `conf:"default:1024,env:SWITCHYARD_GATEWAY_MAX_CONNS_PER_ADDR,help:open connections at most from one TCP peer (IPv6: per SWITCHYARD_EDGE_IPV6_PREFIX); one more is closed at once; trusted proxies are exempt (0: no limit)"`
 	MaxInFlight       int           `conf:"default:256,env:SWITCHYARD_GATEWAY_MAX_IN_FLIGHT,help:requests served at once at most; more are answered 503 busy with Retry-After before any other work (0: no limit)"`
 }
 
@@ -151,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if err := (tlsreload.Files{CertFile: c.HTTP.TLSCertFile, KeyFile: c.HTTP.TLSKeyFile}).Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.HTTP.MaxConns < 0 || c.HTTP.MaxConnsPerAddr < 0 {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_MAX_CONNS %d and _MAX_CONNS_PER_ADDR %d must not be negative (0: no limit)", c.HTTP.MaxConns, c.HTTP.MaxConnsPerAddr))
 	}
 	if c.HTTP.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_MAX_IN_FLIGHT %d must not be negative (0: no limit)", c.HTTP.MaxInFlight))
@@ -237,8 +241,8 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	}
 
 	usageRecorder := usage.NewRecorder(pool, cfg.UsageRetention, prometheus.DefaultRegisterer, logger)
-	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)),
-		httpserver.WithObserver(usageRecorder))
+	httpMetrics := httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)
+	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpMetrics), httpserver.WithObserver(usageRecorder))
 	e.IPExtractor = protections.ClientIP
 	e.Pre(protections.Pre)
 	accepts, err := jobstore.NewBatcher(jobstore.New(pool).ExpireKeysAfter(cfg.Accept.KeyWindow), cfg.Accept.batchConfig(prometheus.DefaultRegisterer))
@@ -291,9 +295,10 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 			return fmt.Errorf("listening on %s: %w", cfg.HTTP.RedirectAddr, err)
 		}
 	}
-	if cfg.HTTP.MaxConns > 0 {
-		publicL = netutil.LimitListener(publicL, cfg.HTTP.MaxConns)
-	}
+	// Edge.Validate has parsed the trusted proxies already.
+	trusted, _ := netrules.ParsePrefixList(cfg.Edge.TrustedProxies)
+	publicL = httpserver.LimitConnections(publicL, httpserver.ConnLimits{Total: cfg.HTTP.MaxConns, PerPeer: cfg.HTTP.MaxConnsPerAddr,
+		IPv6PrefixBits: cfg.Edge.IPv6Prefix, Exempt: trusted, Refused: httpMetrics.ConnectionRefused})
 	opsSrv := ops.New(logger, nil)
 	// A new version of the token in Vault applies without a restart.
 	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {

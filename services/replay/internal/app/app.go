@@ -160,7 +160,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)))
+	httpMetrics := httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)
+	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpMetrics))
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Retention = jan.Pass
 	api.Kick = runner.Kick
@@ -192,7 +193,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	publicL = httpserver.LimitConnections(publicL, httpserver.ConnLimits{Total: cfg.MaxConns, PerPeer: cfg.MaxConnsPerAddr,
-		IPv6PrefixBits: netrules.DefaultIPv6PrefixBits})
+		IPv6PrefixBits: netrules.DefaultIPv6PrefixBits, Refused: httpMetrics.ConnectionRefused})
 	opsSrv := ops.New(logger, nil)
 	// A new version of the token in Vault applies without a restart.
 	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {

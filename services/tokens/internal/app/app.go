@@ -161,12 +161,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	metrics := tokenapi.NewMetrics(prometheus.DefaultRegisterer)
-	api, err := tokenapi.New(cfg.apiConfig(clientIP), clients, keys, logger, metrics)
+	api, err := tokenapi.New(cfg.apiConfig(clientIP), clients, keys, logger, tokenapi.NewMetrics(prometheus.DefaultRegisterer))
 	if err != nil {
 		return err
 	}
-	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)))
+	httpMetrics := httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)
+	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpMetrics))
 	api.Register(e)
 
 	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)
@@ -174,7 +174,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	publicL = httpserver.LimitConnections(publicL, httpserver.ConnLimits{Total: cfg.MaxConns, PerPeer: cfg.MaxConnsPerAddr,
-		IPv6PrefixBits: cfg.IPv6Prefix, Exempt: clientIP.Trusted, Refused: metrics.ConnectionRefused})
+		IPv6PrefixBits: cfg.IPv6Prefix, Exempt: clientIP.Trusted, Refused: httpMetrics.ConnectionRefused})
 	opsSrv := ops.New(logger, nil)
 	// A new version of the token in Vault applies without a restart.
 	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {

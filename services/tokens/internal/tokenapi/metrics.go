@@ -11,12 +11,7 @@ type Metrics struct {
 	refused      *prometheus.CounterVec
 	rateLimited  *prometheus.CounterVec
 	jwksRequests prometheus.Counter
-	connsRefused prometheus.Counter
 }
-
-// ConnectionRefused counts a connection closed on arrival because its
-// address already had its share open (httpserver.ConnLimits.Refused).
-func (m *Metrics) ConnectionRefused() { m.connsRefused.Inc() }
 
 // NewMetrics registers the metrics with reg; nil registers nothing.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -33,10 +28,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"by"}),
 		jwksRequests: f.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_tokens_jwks_requests_total", Help: "Requests for the JWKS document.",
-		}),
-		connsRefused: f.NewCounter(prometheus.CounterOpts{
-			Name: "switchyard_tokens_connections_refused_total",
-			Help: "Connections closed on arrival because their address already had SWITCHYARD_TOKENS_MAX_CONNS_PER_ADDR open.",
 		}),
 	}
 }
