@@ -737,3 +737,46 @@ func TestConsoleOverTLS(t *testing.T) {
 		require.NotEqual(t, "__Host-switchyard_console", c.Name, "sign-out clears the cookie")
 	}
 }
+
+// trySignIn posts the console's sign-in form from the loopback address
+// local and returns the answer's status (after redirects).
+func trySignIn(t *testing.T, base, local, clientID, secret string) int {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	client := clientFrom(local)
+	client.Jar = jar
+	s := &consoleSession{t: t, base: base, client: client}
+	_, page := s.get("/console/sign-in")
+	m := csrfField.FindStringSubmatch(page)
+	require.NotNil(t, m, page)
+	status, _ := s.post("/console/sign-in", url.Values{"csrf": {m[1]}, "client_id": {clientID}, "client_secret": {secret}}, nil)
+	return status
+}
+
+// TestConsoleSignInCannotLockAnOperatorOut (security item 3 through the
+// console): the console asks the token service for the operator's token,
+// and the token service limits failed secrets per client id and address.
+// Attackers who know an operator's client id send wrong secrets through
+// the console's sign-in from several addresses; the operator, from an
+// address of their own, still signs in, because the console forwards
+// each operator's address (the token service trusts the replay service as
+// a proxy).
+func TestConsoleSignInCannotLockAnOperatorOut(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, platformOptions{
+		services:   []string{"tokens", "replay"},
+		serviceEnv: map[string][]string{"tokens": {"SWITCHYARD_TOKENS_TRUSTED_PROXIES=127.0.0.1/32"}},
+	})
+	secret := p.client("victim-operator", "dead-letters:read")
+	byStatus := map[int]int{}
+	for a := range 5 {
+		for i := range 4 {
+			byStatus[trySignIn(t, p.replay, fmt.Sprintf("127.0.0.%d", 30+a), "victim-operator", fmt.Sprintf("wrong-%d-%d", a, i))]++
+		}
+	}
+	operator := trySignIn(t, p.replay, "127.0.0.40", "victim-operator", secret)
+	t.Logf("20 wrong secrets for the operator's client id through the console from 5 addresses: %v; then the operator's sign-in: %d", byStatus, operator)
+	require.Equal(t, map[int]int{http.StatusUnauthorized: 20}, byStatus, "each was checked as its own address's failure")
+	require.Equal(t, http.StatusOK, operator, "the operator signs in from their own address")
+}

@@ -151,7 +151,7 @@ func New(s Settings, d Deps) (*Console, error) {
 	}
 	return &Console{
 		settings: s, sessions: d.Sessions, api: adminAPI{handler: d.API}, store: d.Store, auth: d.Authenticator,
-		tokens: tokenExchange{url: tokenURL, client: &http.Client{Timeout: 10 * time.Second}}, refusals: d.Refusals,
+		tokens: tokenExchange{url: tokenURL, client: &http.Client{Timeout: 10 * time.Second, Transport: forwarding{next: http.DefaultTransport}}}, refusals: d.Refusals,
 		logger: d.Logger, pages: pages, signIns: ratelimit.NewLocal(), metricsClient: &http.Client{Timeout: 2 * time.Second},
 	}, nil
 }

@@ -45,10 +45,33 @@ type tokenExchange struct {
 // errBadCredentials: the token service refused the client id or secret.
 var errBadCredentials = errors.New("the client id or secret was refused")
 
+// forwardedFor is the context key of the operator's address, which the
+// exchange forwards to the token service.
+type forwardedFor struct{}
+
+// forwarding sets X-Forwarded-For to the operator's address (from the
+// request's context) on the token request. The token service limits
+// failed secrets per client id and address: without it, every sign-in
+// would come from the replay service's own address, and an attacker's
+// wrong secrets for an operator's client id would lock the operator out
+// of the console. The token service believes the header only from its
+// trusted proxies (SWITCHYARD_TOKENS_TRUSTED_PROXIES, which must hold the
+// replay service's address; in Kubernetes the pod network does).
+type forwarding struct{ next http.RoundTripper }
+
+func (f forwarding) RoundTrip(r *http.Request) (*http.Response, error) {
+	if ip, ok := r.Context().Value(forwardedFor{}).(string); ok && ip != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("X-Forwarded-For", ip)
+	}
+	return f.next.RoundTrip(r)
+}
+
 // exchange returns a token for the client's credentials (every scope the
-// client may have).
-func (t tokenExchange) exchange(ctx context.Context, clientID, secret string) (*oauth2.Token, error) {
+// client may have), asked on behalf of the operator at address from.
+func (t tokenExchange) exchange(ctx context.Context, clientID, secret, from string) (*oauth2.Token, error) {
 	cc := clientcredentials.Config{ClientID: clientID, ClientSecret: secret, TokenURL: t.url, AuthStyle: oauth2.AuthStyleInHeader}
+	ctx = context.WithValue(ctx, forwardedFor{}, from)
 	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, t.client))
 	if err == nil {
 		return tok, nil
@@ -113,7 +136,7 @@ func (c *Console) signIn(ec echo.Context) error {
 		ec.Response().Header().Set("Retry-After", fmt.Sprint(max(1, int(d.RetryAfter.Round(time.Second)/time.Second))))
 		return c.renderSignIn(ec, http.StatusTooManyRequests, signInView{ClientID: clientID, Error: "Too many sign-in attempts; wait a minute and try again."})
 	}
-	tok, err := c.tokens.exchange(r.Context(), clientID, secret)
+	tok, err := c.tokens.exchange(r.Context(), clientID, secret, ip)
 	if errors.Is(err, errBadCredentials) {
 		c.refused(ec, clientID, http.StatusUnauthorized)
 		return c.renderSignIn(ec, http.StatusUnauthorized, signInView{ClientID: clientID, Error: "That client id and secret were not accepted."})
@@ -215,7 +238,7 @@ func (c *Console) renew(ec echo.Context, sess *Session) error {
 		return nil
 	}
 	r := ec.Request()
-	tok, err := c.tokens.exchange(r.Context(), sess.ClientID, sess.creds.Secret)
+	tok, err := c.tokens.exchange(r.Context(), sess.ClientID, sess.creds.Secret, ec.RealIP())
 	if errors.Is(err, errBadCredentials) {
 		return c.endRefused(r.Context(), sess)
 	}
