@@ -738,14 +738,30 @@ func TestConsoleOverTLS(t *testing.T) {
 	}
 }
 
+// headerSetter sets one header on every request.
+type headerSetter struct {
+	next        http.RoundTripper
+	name, value string
+}
+
+func (h headerSetter) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(h.name, h.value)
+	return h.next.RoundTrip(r)
+}
+
 // trySignIn posts the console's sign-in form from the loopback address
-// local and returns the answer's status (after redirects).
-func trySignIn(t *testing.T, base, local, clientID, secret string) int {
+// local (with X-Forwarded-For: forwardedFor, as a proxy would, when set)
+// and returns the answer's status (after redirects).
+func trySignIn(t *testing.T, base, local, forwardedFor, clientID, secret string) int {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	client := clientFrom(local)
 	client.Jar = jar
+	if forwardedFor != "" {
+		client.Transport = headerSetter{next: client.Transport, name: "X-Forwarded-For", value: forwardedFor}
+	}
 	s := &consoleSession{t: t, base: base, client: client}
 	_, page := s.get("/console/sign-in")
 	m := csrfField.FindStringSubmatch(page)
@@ -761,22 +777,41 @@ func trySignIn(t *testing.T, base, local, clientID, secret string) int {
 // the console's sign-in from several addresses; the operator, from an
 // address of their own, still signs in, because the console forwards
 // each operator's address (the token service trusts the replay service as
-// a proxy).
+// a proxy). Behind a proxy in front of the console (item 2), each client
+// address has its own sign-in limit: an attacker spending theirs does not
+// spend the operator's.
 func TestConsoleSignInCannotLockAnOperatorOut(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
-		services:   []string{"tokens", "replay"},
-		serviceEnv: map[string][]string{"tokens": {"SWITCHYARD_TOKENS_TRUSTED_PROXIES=127.0.0.1/32"}},
+		services: []string{"tokens", "replay"},
+		serviceEnv: map[string][]string{
+			"tokens": {"SWITCHYARD_TOKENS_TRUSTED_PROXIES=127.0.0.1/32"},
+			"replay": {"SWITCHYARD_REPLAY_TRUSTED_PROXIES=127.0.0.1/32"},
+		},
 	})
 	secret := p.client("victim-operator", "dead-letters:read")
 	byStatus := map[int]int{}
+	// 10 failures: the token service's failure bucket for one client id
+	// and address holds 10, and the console's own limit for all sign-ins
+	// (20 at once) must leave room for what follows.
 	for a := range 5 {
-		for i := range 4 {
-			byStatus[trySignIn(t, p.replay, fmt.Sprintf("127.0.0.%d", 30+a), "victim-operator", fmt.Sprintf("wrong-%d-%d", a, i))]++
+		for i := range 2 {
+			byStatus[trySignIn(t, p.replay, fmt.Sprintf("127.0.0.%d", 30+a), "", "victim-operator", fmt.Sprintf("wrong-%d-%d", a, i))]++
 		}
 	}
-	operator := trySignIn(t, p.replay, "127.0.0.40", "victim-operator", secret)
-	t.Logf("20 wrong secrets for the operator's client id through the console from 5 addresses: %v; then the operator's sign-in: %d", byStatus, operator)
-	require.Equal(t, map[int]int{http.StatusUnauthorized: 20}, byStatus, "each was checked as its own address's failure")
+	operator := trySignIn(t, p.replay, "127.0.0.40", "", "victim-operator", secret)
+	t.Logf("10 wrong secrets for the operator's client id through the console from 5 addresses: %v; then the operator's sign-in: %d", byStatus, operator)
+	require.Equal(t, map[int]int{http.StatusUnauthorized: 10}, byStatus, "each was checked as its own address's failure")
 	require.Equal(t, http.StatusOK, operator, "the operator signs in from their own address")
+
+	// Through the proxy: one attacker's address spends its 10 sign-ins a
+	// minute; the operator's address behind the same proxy has its own.
+	behind := map[int]int{}
+	for i := range 11 {
+		behind[trySignIn(t, p.replay, "127.0.0.1", "198.51.100.7", "victim-operator", fmt.Sprintf("wrong-behind-%d", i))]++
+	}
+	operator = trySignIn(t, p.replay, "127.0.0.1", "198.51.100.8", "victim-operator", secret)
+	t.Logf("behind a proxy: 11 wrong secrets from one client address: %v; then the operator from another: %d", behind, operator)
+	require.Equal(t, 1, behind[http.StatusTooManyRequests], "the attacker's address is limited")
+	require.Equal(t, http.StatusOK, operator, "the operator's address behind the same proxy is not")
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -48,7 +49,9 @@ type Config struct {
 	Addr             string        `conf:"default::8083,env:SWITCHYARD_REPLAY_ADDR,help:admin API listener address"`
 	OpsAddr          string        `conf:"default::9093,env:SWITCHYARD_REPLAY_OPS_ADDR,help:ops listener (/healthz /readyz /metrics)"`
 	MaxConns         int           `conf:"default:1024,env:SWITCHYARD_REPLAY_MAX_CONNS,help:open connections at most (each holds ~20 KiB while open and idle ones too); more wait to be accepted (0: no limit)"`
-	MaxConnsPerAddr  int           `conf:"default:256,env:SWITCHYARD_REPLAY_MAX_CONNS_PER_ADDR,help:open connections at most from one TCP peer; one more is closed at once (behind a proxy its address counts for all: raise it or 0 for no limit)"`
+	MaxConnsPerAddr  int           `conf:"default:256,env:SWITCHYARD_REPLAY_MAX_CONNS_PER_ADDR,help:open connections at most from one TCP peer; one more is closed at once; trusted proxies are exempt (0: no limit)"`
+	TrustedProxies   string        `conf:"env:SWITCHYARD_REPLAY_TRUSTED_PROXIES,help:CIDRs of the proxies in front of the admin API and console whose forwarding header is believed (empty: none; the TCP peer is the client)"`
+	ForwardedHeader  string        `conf:"default:X-Forwarded-For,env:SWITCHYARD_REPLAY_FORWARDED_HEADER,help:the one forwarding header the trusted proxies maintain: X-Forwarded-For or Forwarded"`
 	DatabaseURL      config.Secret `conf:"required,mask,env:DATABASE_URL,help:Postgres URL or vault:<mount>/<path>#<key>"`
 	JobsFile         string        `conf:"default:deployments/config/jobs.yaml,env:SWITCHYARD_JOBS_FILE,help:job types file (their DLQs are drained; edited payloads are validated against it)"`
 	ArchiveRetention time.Duration `conf:"default:720h,env:SWITCHYARD_REPLAY_ARCHIVE_RETENTION,help:how long an archived dead letter is kept before it is deleted"`
@@ -92,6 +95,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOperations < 1 || c.MaxOperations > 16 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_MAX_OPERATIONS %d must be from 1 to 16", c.MaxOperations))
+	}
+	if _, err := netrules.NewClientIP(c.TrustedProxies, c.ForwardedHeader); err != nil {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_TRUSTED_PROXIES / _FORWARDED_HEADER: %w", err))
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerAddr < 0 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_REPLAY_MAX_CONNS %d and _MAX_CONNS_PER_ADDR %d must not be negative (0: no limit)", c.MaxConns, c.MaxConnsPerAddr))
@@ -162,6 +168,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	httpMetrics := httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)
 	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpMetrics))
+	// Validate has parsed them: the client behind trusted proxies is who
+	// sign-in limits, audit rows and the token service's limits see.
+	clientIP, _ := netrules.NewClientIP(cfg.TrustedProxies, cfg.ForwardedHeader)
+	e.IPExtractor = func(r *http.Request) string {
+		a, _ := clientIP.Resolve(r)
+		return a.String()
+	}
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Retention = jan.Pass
 	api.Kick = runner.Kick
@@ -193,7 +206,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	publicL = httpserver.LimitConnections(publicL, httpserver.ConnLimits{Total: cfg.MaxConns, PerPeer: cfg.MaxConnsPerAddr,
-		IPv6PrefixBits: netrules.DefaultIPv6PrefixBits, Refused: httpMetrics.ConnectionRefused})
+		IPv6PrefixBits: netrules.DefaultIPv6PrefixBits, Exempt: clientIP.Trusted, Refused: httpMetrics.ConnectionRefused})
 	opsSrv := ops.New(logger, nil)
 	// A new version of the token in Vault applies without a restart.
 	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {
