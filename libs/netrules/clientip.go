@@ -154,6 +154,13 @@ func AddrKey(a netip.Addr, v6Bits int) string {
 	return p.String()
 }
 
+// Extract returns the client address of r as a string, in the form of
+// Echo's IPExtractor (and so c.RealIP()).
+func (c ClientIP) Extract(r *http.Request) string {
+	a, _ := c.Resolve(r)
+	return a.String()
+}
+
 // NewClientIP parses trusted proxies (comma-separated CIDRs) and the
 // forwarding header (HeaderXForwardedFor or HeaderForwarded; empty: the
 // former) into a ClientIP.

@@ -91,6 +91,7 @@ func TestClientIP(t *testing.T) {
 			got, viaProxy := tc.c.Resolve(request(tc.remote, header, tc.values...))
 			assert.Equal(t, tc.want, got.String())
 			assert.Equal(t, tc.trusted, viaProxy)
+			assert.Equal(t, tc.want, tc.c.Extract(request(tc.remote, header, tc.values...)), "Extract, Echo's form")
 		})
 	}
 	// A Forwarded-reading resolver ignores X-Forwarded-For entirely.

@@ -152,16 +152,39 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 		mu        sync.Mutex
 		saturated []time.Duration
 	)
+	// The same generator as the overload's (see rawTarget), so that what
+	// admitted requests under overload are compared with was measured
+	// with the same client cost.
+	target, err := newRawTarget(p.gateway+"/v1/jobs/bench", token, benchText, cfg.acceptConcurrency)
+	if err != nil {
+		return err
+	}
+	defer target.close()
+	// saturateCounting's first acceptConcurrency calls warm the
+	// connections up, one at a time: they are not the latency at
+	// saturation.
+	var calls atomic.Int64
 	err = p.profiled(ctx, cfg, "gateway-accept", func() error {
-		r.AcceptRPS, r.AcceptShed, err = saturateCounting(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, c *http.Client) error {
+		r.AcceptRPS, r.AcceptShed, err = saturateCounting(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, _ *http.Client) error {
+			warmUp := calls.Add(1) <= int64(cfg.acceptConcurrency)
 			start := time.Now()
-			err := call(ctx, c, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
-			if err == nil {
-				mu.Lock()
-				saturated = append(saturated, time.Since(start))
-				mu.Unlock()
+			status, retryAfter, err := target.do(ctx)
+			switch {
+			case err != nil:
+				return err
+			case status == http.StatusAccepted:
+				if !warmUp {
+					mu.Lock()
+					saturated = append(saturated, time.Since(start))
+					mu.Unlock()
+				}
+				return nil
+			case status == http.StatusServiceUnavailable && retryAfter != "":
+				secs, _ := strconv.Atoi(retryAfter)
+				return shed{retryAfter: time.Duration(max(secs, 0)) * time.Second}
+			default:
+				return fmt.Errorf("the accept route answered %d, not 202", status)
 			}
-			return err
 		})
 		return err
 	})
@@ -170,10 +193,13 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	if err != nil {
 		return fmt.Errorf("accept route: %w", err)
 	}
-	server, err := p.accessLogged(ctx, "gateway", logFrom, "/v1/jobs/bench", http.StatusAccepted, len(saturated))
+	warm := cfg.acceptConcurrency
+	server, err := p.accessLogged(ctx, "gateway", logFrom, "/v1/jobs/bench", http.StatusAccepted, warm+len(saturated))
 	if err != nil {
 		return err
 	}
+	// The log's first lines are the warm-up's (made before any other).
+	server = server[min(warm, len(server)):]
 	r.SaturatedP99Ms, r.SaturatedServerP99Ms = ms(percentile(saturated, 0.99)), ms(percentile(server, 0.99))
 
 	// Latency at low load: one request at a time, 10 per second.
@@ -235,8 +261,11 @@ func latencies(ctx context.Context, rate float64, n int, do func(context.Context
 // and what was shed.
 func (p *platform) overload(ctx context.Context, token string, rate float64, d time.Duration) (overload, error) {
 	const maxInFlight = 2048
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: maxInFlight, MaxIdleConns: maxInFlight, IdleConnTimeout: time.Minute}}
-	defer client.CloseIdleConnections()
+	target, err := newRawTarget(p.gateway+"/v1/jobs/bench", token, benchText, maxInFlight)
+	if err != nil {
+		return overload{}, err
+	}
+	defer target.close()
 	var (
 		mu       sync.Mutex
 		admitted []time.Duration
@@ -262,32 +291,23 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 	one := func() {
 		defer func() { <-inFlight }()
 		start := time.Now()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.gateway+"/v1/jobs/bench", strings.NewReader(benchText))
-		if err != nil {
-			otherAnswer("building the request")
-			return
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := client.Do(req)
+		status, retryAfter, err := target.do(ctx)
 		if err != nil {
 			otherAnswer(errorKind(err))
 			return
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
 		last.Store(time.Now().UnixNano())
 		switch {
-		case resp.StatusCode == http.StatusAccepted:
+		case status == http.StatusAccepted:
 			mu.Lock()
 			admitted = append(admitted, time.Since(start))
 			mu.Unlock()
-		case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+		case status == http.StatusServiceUnavailable && retryAfter != "":
 			shed.Add(1)
-		case resp.StatusCode == http.StatusServiceUnavailable:
+		case status == http.StatusServiceUnavailable:
 			otherAnswer("503 without Retry-After")
 		default:
-			otherAnswer("status " + strconv.Itoa(resp.StatusCode))
+			otherAnswer("status " + strconv.Itoa(status))
 		}
 	}
 	start := time.Now()

@@ -37,7 +37,6 @@ import (
 	"github.com/switchyard/switchyard/libs/jobcatalog"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/lifecycle"
-	"github.com/switchyard/switchyard/libs/netrules"
 	"github.com/switchyard/switchyard/libs/oauthclients"
 	"github.com/switchyard/switchyard/libs/ops"
 	"github.com/switchyard/switchyard/libs/problem"
@@ -295,10 +294,8 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 			return fmt.Errorf("listening on %s: %w", cfg.HTTP.RedirectAddr, err)
 		}
 	}
-	// Edge.Validate has parsed the trusted proxies already.
-	trusted, _ := netrules.ParsePrefixList(cfg.Edge.TrustedProxies)
 	publicL = httpserver.LimitConnections(publicL, httpserver.ConnLimits{Total: cfg.HTTP.MaxConns, PerPeer: cfg.HTTP.MaxConnsPerAddr,
-		IPv6PrefixBits: cfg.Edge.IPv6Prefix, Exempt: trusted, Refused: httpMetrics.ConnectionRefused})
+		IPv6PrefixBits: cfg.Edge.IPv6Prefix, Exempt: protections.TrustedProxies(), Refused: httpMetrics.ConnectionRefused})
 	opsSrv := ops.New(logger, nil)
 	// A new version of the token in Vault applies without a restart.
 	if err := config.Follow(ctx, cfg.OpsToken, cfg.Vault.Client(), opsSrv.SetAdminToken); err != nil {

@@ -226,10 +226,11 @@ func (e *Edge) addrKey(a netip.Addr) string {
 
 // ClientIP is the client address of r behind trusted proxies, for Echo's
 // IPExtractor (and so c.RealIP()).
-func (e *Edge) ClientIP(r *http.Request) string {
-	a, _ := e.clientIP.Resolve(r)
-	return a.String()
-}
+func (e *Edge) ClientIP(r *http.Request) string { return e.clientIP.Extract(r) }
+
+// TrustedProxies are the proxies whose forwarding header the edge
+// believes.
+func (e *Edge) TrustedProxies() netrules.PrefixList { return e.clientIP.Trusted }
 
 // Scheme is the scheme the client used: https over TLS; behind a trusted
 // proxy, its X-Forwarded-Proto (http or https); otherwise http. Echo's

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -171,10 +170,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// Validate has parsed them: the client behind trusted proxies is who
 	// sign-in limits, audit rows and the token service's limits see.
 	clientIP, _ := netrules.NewClientIP(cfg.TrustedProxies, cfg.ForwardedHeader)
-	e.IPExtractor = func(r *http.Request) string {
-		a, _ := clientIP.Resolve(r)
-		return a.String()
-	}
+	e.IPExtractor = clientIP.Extract
 	api := adminapi.New(store, catalog, cfg.ArchiveRetention)
 	api.Retention = jan.Pass
 	api.Kick = runner.Kick
