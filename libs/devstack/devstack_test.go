@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,6 +65,14 @@ func TestThrowawayPostgres(t *testing.T) {
 	var db string
 	require.NoError(t, conn.QueryRow(ctx, "SELECT current_database()").Scan(&db))
 	require.Equal(t, "app", db)
+	require.NoError(t, conn.Close(ctx))
+
+	// It speaks TLS with a certificate for localhost that is its own CA,
+	// as the production overlay's tests need.
+	verified := strings.Replace(strings.Replace(url, "127.0.0.1", "localhost", 1), "sslmode=disable",
+		"sslmode=verify-full&sslrootcert="+filepath.Join(dir, "data", "server.crt"), 1)
+	conn, err = pgx.Connect(ctx, verified)
+	require.NoError(t, err, "a verified TLS connection to %s", verified)
 	require.NoError(t, conn.Close(ctx))
 
 	// Stop ends the server: the URL no longer answers.

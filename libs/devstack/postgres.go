@@ -59,6 +59,9 @@ func (s *Stack) startThrowawayPostgres(ctx context.Context, dir string) error {
 			return fmt.Errorf("initdb: %w: %s", err, out)
 		}
 	}
+	if err := ensureServerCertificate(dataDir, cred); err != nil {
+		return err
+	}
 	port, err := FreePort()
 	if err != nil {
 		return err
@@ -67,7 +70,7 @@ func (s *Stack) startThrowawayPostgres(ctx context.Context, dir string) error {
 	run := func(ctx context.Context) error {
 		cmd := exec.Command("postgres", "-D", dataDir, "-p", strconv.Itoa(port),
 			"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+dir,
-			"-c", "fsync=off", "-c", "max_connections=300")
+			"-c", "fsync=off", "-c", "max_connections=300", "-c", "ssl=on")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		// SIGINT is Postgres's "fast" shutdown: roll back and exit cleanly.
 		p, err := s.startServer("postgres", cmd, filepath.Join(dir, "postgres.log"), syscall.SIGINT)

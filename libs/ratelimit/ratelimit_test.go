@@ -88,19 +88,23 @@ func TestAllOrNothing(t *testing.T) {
 }
 
 // TestRateOverTime: over 1.5 s of hammering from 8 goroutines, a 100/s
-// bucket with burst 10 lets through about 10 + 150.
+// bucket with burst 10 lets through about 10 + 150: never more, and no
+// fewer unless fewer were asked (a loaded machine's slow round trips to
+// Redis; the burst covers the 8 callers, so asking below the rate is
+// never refused).
 func TestRateOverTime(t *testing.T) {
 	for name, lim := range limiters(t) {
 		t.Run(name, func(t *testing.T) {
 			key := stacktest.RandomSuffix(t, 8)
 			c := []Check{{Key: key, Limit: Limit{Rate: 100, Period: time.Second, Burst: 10}}}
-			var allowed atomic.Int64
+			var allowed, calls atomic.Int64
 			start := time.Now()
 			var wg sync.WaitGroup
 			for range 8 {
 				wg.Go(func() {
 					for time.Since(start) < 1500*time.Millisecond {
 						d, err := lim.Allow(context.Background(), c)
+						calls.Add(1)
 						if err != nil {
 							t.Error(err)
 							return
@@ -113,8 +117,11 @@ func TestRateOverTime(t *testing.T) {
 			}
 			wg.Wait()
 			elapsed := time.Since(start).Seconds()
-			want := 10 + 100*elapsed
-			assert.InDelta(t, want, float64(allowed.Load()), 0.1*want, "allowed %d in %.2fs", allowed.Load(), elapsed)
+			most := 10 + 100*elapsed
+			got := float64(allowed.Load())
+			assert.LessOrEqual(t, got, 1.1*most, "allowed %d in %.2fs", allowed.Load(), elapsed)
+			least := min(most, float64(calls.Load()))
+			assert.GreaterOrEqual(t, got, 0.9*least, "allowed %d of %d calls in %.2fs", allowed.Load(), calls.Load(), elapsed)
 		})
 	}
 }

@@ -41,7 +41,8 @@ func newRawTarget(rawURL, token, body string, maxIdle int) (*rawTarget, error) {
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("the raw generator needs an http:// URL with a host, not %q", rawURL)
 	}
-	req, err := http.NewRequest(http.MethodPost, rawURL, strings.NewReader(body))
+	// The request is only written out, never sent: no context applies.
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, rawURL, strings.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("building the request: %w", err)
 	}

@@ -63,14 +63,33 @@ func run(ctx context.Context, t *testing.T, steps ...chromedp.Action[chromedp.Vo
 	require.NoError(t, chromedp.Do(tctx, steps...))
 }
 
-// read runs a browser action that returns a value, with a deadline.
+// read runs a browser action that returns a value, with a deadline. An
+// action that met a node of a document the page has just replaced (after
+// a form post or an htmx swap, before chromedp has seen the new document:
+// "No node with given id found") is run again: it queries afresh.
 func read[T any](ctx context.Context, t *testing.T, a chromedp.Action[T]) T {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(tctx, a)
-	require.NoError(t, err)
-	return v
+	for {
+		v, err := chromedp.Run(tctx, a)
+		if err == nil || !staleNode(err) || tctx.Err() != nil {
+			require.NoError(t, err)
+			return v
+		}
+		t.Logf("browser action met a replaced document, again: %v", err)
+		select {
+		case <-tctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// staleNode reports whether err is the browser's answer for a node id of
+// a document that is gone.
+func staleNode(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "No node with given id found") || strings.Contains(msg, "Could not find node with given id")
 }
 
 // screenshotDir is where the console tests save their screenshots

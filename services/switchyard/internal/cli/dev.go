@@ -49,15 +49,17 @@ SQS: moto_server; Vault: a dev server built by 'go tool task tools:vault').`,
 }
 
 func newDevExecCmd(logger *slog.Logger, dir *string) *cobra.Command {
-	return &cobra.Command{
+	var ownPostgres bool
+	cmd := &cobra.Command{
 		Use:   "exec -- COMMAND [ARGS...]",
 		Short: "Run a command with the local stack's servers in its environment, then stop them",
 		Example: `  switchyard dev exec -- go test -race ./...
+  switchyard dev exec --own-postgres --dir .dev/test -- go test ./...
   switchyard dev exec -- env | grep -E 'DATABASE_URL|AWS_|VAULT_'`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			stack, err := devstack.Start(ctx, devstack.Config{Dir: *dir, Logger: logger})
+			stack, err := devstack.Start(ctx, devstack.Config{Dir: *dir, Logger: logger, NewPostgres: ownPostgres})
 			if err != nil {
 				return err
 			}
@@ -93,6 +95,9 @@ func newDevExecCmd(logger *slog.Logger, dir *string) *cobra.Command {
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&ownPostgres, "own-postgres", false,
+		"start a Postgres of the stack's own under --dir (300 connections, fsync off) even when DATABASE_URL names one or one answers on 127.0.0.1:5432")
+	return cmd
 }
 
 type devUpOptions struct {
