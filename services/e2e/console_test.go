@@ -165,12 +165,12 @@ const (
 	xssText = `<script>window.__xss=1</script><img src=x onerror="window.__xss=2"><b>bold</b>`
 )
 
-// TestConsole signs an operator in, finds the dead letter a failing job
+// console signs an operator in, finds the dead letter a failing job
 // produced, reads it (its HTML-looking payload shown as text), edits and
 // replays it and sees the job succeed, finds each action in the audit log
 // under the operator's id, and signs out, after which the session is gone.
-func TestConsole(t *testing.T) {
-	p := startFaultPlatform(t, "SWITCHYARD_E2E_FIXED_GROUPS=b")
+func console(t *testing.T, sqsServer string) {
+	p := startFaultPlatform(t, sqsServer, "SWITCHYARD_E2E_FIXED_GROUPS=b")
 	adminSecret := p.client(consoleAdmin, "switchyard:admin")
 	console := p.replay + "/console/"
 
@@ -451,12 +451,12 @@ func (s *consoleSession) csrf() string {
 	return m[1]
 }
 
-// TestConsoleSecurity: forged and cross-site posts are refused, the
+// consoleSecurity: forged and cross-site posts are refused, the
 // read-only role gets 403 on every action, every page carries the CSP and
 // no inline script, and the session cookie is HttpOnly and SameSite=Strict
 // (which the browser honours: a form on another site posts without it).
-func TestConsoleSecurity(t *testing.T) {
-	p := startFaultPlatform(t)
+func consoleSecurity(t *testing.T, sqsServer string) {
+	p := startFaultPlatform(t, sqsServer)
 	adminSecret := p.client(consoleAdmin, "switchyard:admin")
 	readerSecret := p.client(consoleReader, "dead-letters:read", "audit:read")
 	jobID := p.submitAs("shop", "breakable", `{"text":"x","group":"a"}`)
@@ -622,13 +622,13 @@ func signInBrowser(ctx context.Context, t *testing.T, p *platform, clientID, sec
 	)
 }
 
-// TestJobTypePause: an operator pauses a job type in the console; a job
+// jobTypePause: an operator pauses a job type in the console; a job
 // of it is accepted but not processed, its message waiting in SQS (the
 // console shows it queued), also across a worker restart; the CLI lists
 // the pause and resumes the type, and the job then succeeds. Both
 // changes are in the audit log under their operators.
-func TestJobTypePause(t *testing.T) {
-	p := startFaultPlatform(t)
+func jobTypePause(t *testing.T, sqsServer string) {
+	p := startFaultPlatform(t, sqsServer)
 	secret := p.client(consoleAdmin, "switchyard:admin")
 	ctx := browser(t)
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
@@ -696,10 +696,10 @@ func TestJobTypePause(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, status, body)
 }
 
-// TestConsoleOverTLS signs in to a console served over HTTPS in the
+// consoleOverTLS signs in to a console served over HTTPS in the
 // browser: the session cookie is Secure, HttpOnly, SameSite=Strict and
 // carries the __Host- prefix (host-only, path /), and sign-out ends it.
-func TestConsoleOverTLS(t *testing.T) {
+func consoleOverTLS(t *testing.T) {
 	t.Parallel()
 	ca := stacktest.NewCA(t)
 	dir := t.TempDir()
@@ -789,7 +789,7 @@ func trySignIn(t *testing.T, base, local, forwardedFor, clientID, secret string)
 	return status
 }
 
-// TestConsoleSignInCannotLockAnOperatorOut (security item 3 through the
+// consoleSignInCannotLockAnOperatorOut (security item 3 through the
 // console): the console asks the token service for the operator's token,
 // and the token service limits failed secrets per client id and address.
 // Attackers who know an operator's client id send wrong secrets through
@@ -799,7 +799,7 @@ func trySignIn(t *testing.T, base, local, forwardedFor, clientID, secret string)
 // a proxy). Behind a proxy in front of the console (item 2), each client
 // address has its own sign-in limit: an attacker spending theirs does not
 // spend the operator's.
-func TestConsoleSignInCannotLockAnOperatorOut(t *testing.T) {
+func consoleSignInCannotLockAnOperatorOut(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "replay"},

@@ -67,14 +67,16 @@ routes:
 	adminActor  = "ops-alice"
 )
 
-// startFaultPlatform runs the failure-handling platform, with env added,
-// and gives it the admin client ops-alice.
-func startFaultPlatform(t *testing.T, env ...string) *platform {
+// startFaultPlatform runs the failure-handling platform on the SQS server
+// sqsServer (empty: the package's), with env added, and gives it the admin
+// client ops-alice.
+func startFaultPlatform(t *testing.T, sqsServer string, env ...string) *platform {
 	t.Helper()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "relay", "worker", "replay", "gateway"},
 		jobs:     faultJobsFile, routes: faultRoutesFile,
-		binaries: map[string]string{"worker": "faultworker"},
+		binaries:    map[string]string{"worker": "faultworker"},
+		sqsEndpoint: sqsServer,
 		env: append([]string{
 			fmt.Sprintf("SWITCHYARD_SQS_MAX_RECEIVE_COUNT=%d", maxReceives),
 			// A crashed worker's message comes back this soon.
@@ -195,12 +197,12 @@ func (p *platform) awaitDeadLetter(jobType, jobID string, timeout time.Duration)
 	return found
 }
 
-// TestPoisonMessages: a job that always fails, a message that is not ours
+// poisonMessages: a job that always fails, a message that is not ours
 // and a handler that crashes its worker all end in the store, each with
 // what an operator needs, while the messages around them are processed;
 // and the admin API refuses callers without the admin scope.
-func TestPoisonMessages(t *testing.T) {
-	p := startFaultPlatform(t)
+func poisonMessages(t *testing.T, sqsServer string) {
+	p := startFaultPlatform(t, sqsServer)
 
 	t.Run("a job that always fails is dead-lettered after its configured attempts", func(t *testing.T) {
 		const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -370,7 +372,10 @@ func (p *platform) queues(t *testing.T) *sqsqueue.Queues {
 			prefix = v
 		}
 	}
-	q, _, err := sqsqueue.Connect(context.Background(), sqsqueue.Config{Prefix: prefix}, nil, nil)
+	awsCfg, err := sqsqueue.LoadAWSConfig(context.Background())
+	require.NoError(t, err)
+	client := sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.BaseEndpoint = &p.sqsEndpoint })
+	q, err := sqsqueue.NewQueues(client, sqsqueue.Config{Prefix: prefix})
 	require.NoError(t, err)
 	return q
 }
@@ -464,7 +469,7 @@ func num(v any) int {
 	return int(f)
 }
 
-// TestBulkReplayFlow is the operator's day: a handler breaks and 500 jobs
+// bulkReplayFlow is the operator's day: a handler breaks and 500 jobs
 // are dead-lettered with two causes; the fix for one cause is deployed;
 // the operator dry-runs a bulk replay of that fingerprint with the CLI,
 // runs it at 50/s in stages 1 → 10% → 100%, and every job of that group
@@ -472,8 +477,8 @@ func num(v any) int {
 // Replaying again does nothing; replaying the still-broken group stops by
 // itself after the first stage; the audit log shows every step and who
 // took it.
-func TestBulkReplayFlow(t *testing.T) {
-	p := startFaultPlatform(t)
+func bulkReplayFlow(t *testing.T, sqsServer string) {
+	p := startFaultPlatform(t, sqsServer)
 	start := time.Now()
 	fps := p.breakAll(t, []string{"a", "b"}, 250)
 	t.Logf("500 jobs dead-lettered and stored %s after the first submission", time.Since(start).Round(time.Millisecond))
@@ -589,11 +594,11 @@ func TestBulkReplayFlow(t *testing.T) {
 	require.Equal(t, 250, p.count(`SELECT count(*) FROM dead_letters WHERE fingerprint = '`+fps["a"]+`' AND status = 'replayed'`))
 }
 
-// TestBulkReplayResumesAfterSIGKILL kills the replay service with SIGKILL
+// bulkReplayResumesAfterSIGKILL kills the replay service with SIGKILL
 // in the middle of a bulk replay and starts it again: the operation
 // resumes where it was, and no dead letter is replayed twice.
-func TestBulkReplayResumesAfterSIGKILL(t *testing.T) {
-	p := startFaultPlatform(t)
+func bulkReplayResumesAfterSIGKILL(t *testing.T, sqsServer string) {
+	p := startFaultPlatform(t, sqsServer)
 	fps := p.breakAll(t, []string{"b"}, 150)
 	p.restart("worker", "SWITCHYARD_E2E_FIXED_GROUPS=b")
 	op := p.replayJSON(t, 0, "--fingerprint", fps["b"], "--rate", "20", "--detach")

@@ -3,11 +3,14 @@
 // harness, drive them over HTTP, and crash them with SIGKILL.
 //
 // Every test runs a platform of its own (database, queue prefix, ports),
-// so any may run beside any other. The ones that push thousands of
-// messages through SQS (the 2,000- and 5,000-job runs, the cancellation
-// races, the poison and bulk-replay flows) and the browser tests run
-// alone, first: they share one SQS server (moto, serialised) or need the
-// CPU, and beside each other they slow it until the relay's calls time
-// out. The rest mostly wait (for retries, outages, key refreshes) and
-// call t.Parallel; `go tool task test` runs four of them at once.
+// so any may run beside any other. They are subtests of two groups that
+// run side by side (flows_test.go): TestHeavyFlows takes, one after
+// another, the flows that push thousands of messages through SQS (the
+// 2,000- and 5,000-job runs, the cancellation races, the poison and
+// bulk-replay flows), the timing-sensitive ones and the browser tests, on
+// an SQS server of their own (moto serialises every call; beside each
+// other these flows slow it until the relay's calls time out);
+// TestWaitingFlows' tests mostly wait (for retries, outages, key
+// refreshes) and share the remaining -parallel slots (three of `go tool
+// task test`'s four) and the package's SQS server.
 package e2e

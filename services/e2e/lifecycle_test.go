@@ -18,17 +18,18 @@ const lifecycleRoutes = routesFile + `
   - {method: DELETE, path: "/v1/jobs/{id}", mode: job-cancel, scopes: [jobs:submit]}
 `
 
-// TestJobLifecycle is a client's and an operator's round trip through the
+// jobLifecycle is a client's and an operator's round trip through the
 // real services: jobs listed page by page, a job cancelled before a
 // worker can run it (the worker stopped) and its message dropped when the
 // worker returns, a finished one refused 409, and the retention janitor
 // dry-run and run with the CLI through the replay service: finished jobs
 // past their (shortened) retention go, everything else stays.
-func TestJobLifecycle(t *testing.T) {
+func jobLifecycle(t *testing.T, sqsServer string) {
 	p := startPlatformWith(t, platformOptions{
-		services: []string{"tokens", "relay", "worker", "replay", "gateway"},
-		routes:   lifecycleRoutes,
-		env:      []string{"SWITCHYARD_RETENTION_JOBS=1h", "SWITCHYARD_RETENTION_INTERVAL=1h"},
+		services:    []string{"tokens", "relay", "worker", "replay", "gateway"},
+		routes:      lifecycleRoutes,
+		env:         []string{"SWITCHYARD_RETENTION_JOBS=1h", "SWITCHYARD_RETENTION_INTERVAL=1h"},
+		sqsEndpoint: sqsServer,
 	})
 	p.addAdmin()
 	client := http.Client{Timeout: 10 * time.Second}
@@ -110,7 +111,7 @@ func TestJobLifecycle(t *testing.T) {
 	require.Len(t, r.body["items"], 2, "both runs audited")
 }
 
-// TestScheduledJobsRunWhenDue runs jobs delayed by 5 s, 20 s and two days
+// scheduledJobsRunWhenDue runs jobs delayed by 5 s, 20 s and two days
 // through the real services, with SQS's longest delay stood in for by
 // 10 s (SWITCHYARD_RELAY_MAX_SQS_DELAY): the 5 s job goes to SQS at once
 // with DelaySeconds, the 20 s one waits in the outbox until it is due
@@ -118,11 +119,12 @@ func TestJobLifecycle(t *testing.T) {
 // one, whose clock is then moved to 3 s ahead, too. Each must start no
 // earlier than due and within the relay's poll interval (1 s) plus the
 // worker's receive after.
-func TestScheduledJobsRunWhenDue(t *testing.T) {
+func scheduledJobsRunWhenDue(t *testing.T, sqsServer string) {
 	const poll = time.Second
 	p := startPlatformWith(t, platformOptions{
-		routes: lifecycleRoutes,
-		env:    []string{"SWITCHYARD_RELAY_MAX_SQS_DELAY=10s", "SWITCHYARD_RELAY_POLL_INTERVAL=" + poll.String()},
+		routes:      lifecycleRoutes,
+		env:         []string{"SWITCHYARD_RELAY_MAX_SQS_DELAY=10s", "SWITCHYARD_RELAY_POLL_INTERVAL=" + poll.String()},
+		sqsEndpoint: sqsServer,
 	})
 	auth := "Bearer " + p.bearer("scheduler")
 	submit := func(delay string) string {
@@ -154,15 +156,15 @@ func TestScheduledJobsRunWhenDue(t *testing.T) {
 	}
 }
 
-// TestCancellationRacesOnThePlatform submits 1,000 jobs from eight clients
+// cancellationRacesOnThePlatform submits 1,000 jobs from eight clients
 // and cancels each at a random moment (0-300 ms) after its 202, while the
 // worker processes them: every job ends exactly one of cancelled (with no
 // effect) or succeeded (with one), and every cancel's answer agrees with
 // the end: 200 cancelled, 409 succeeded, 202 (the job was processing)
 // either: cancelled if the worker had not started its handler yet.
-func TestCancellationRacesOnThePlatform(t *testing.T) {
+func cancellationRacesOnThePlatform(t *testing.T, sqsServer string) {
 	const jobs, submitters = 1000, 8
-	p := startPlatformWith(t, platformOptions{routes: lifecycleRoutes})
+	p := startPlatformWith(t, platformOptions{routes: lifecycleRoutes, sqsEndpoint: sqsServer})
 	type outcome struct {
 		id     string
 		cancel int

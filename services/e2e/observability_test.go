@@ -93,13 +93,13 @@ func (v traceView) String() string {
 	return b.String()
 }
 
-// TestOneTracePerJob: with OTLP export on (to a collector in the test),
+// oneTracePerJob: with OTLP export on (to a collector in the test),
 // one job's spans from the gateway, the relay, the worker and its HTTP
 // target call form one trace, each the child of the one before; a job
 // that fails permanently, is dead-lettered and replayed by an operator
 // continues its own trace through the replay service, linked to the
 // operator's request.
-func TestOneTracePerJob(t *testing.T) {
+func oneTracePerJob(t *testing.T) {
 	t.Parallel() // a few jobs, mostly waiting: runs beside the other waiting tests
 	collector := stacktest.NewTraceCollector(t)
 	target := newHookTarget(t)
@@ -283,13 +283,13 @@ series:
 	return sum, matched
 }
 
-// TestMetricsAfterTraffic scrapes every service after real traffic (jobs
+// metricsAfterTraffic scrapes every service after real traffic (jobs
 // that succeed, jobs that dead-letter, refused requests) and checks that
 // the series an operator alerts and builds dashboards on are there, with
 // values that follow from the traffic.
-func TestMetricsAfterTraffic(t *testing.T) {
+func metricsAfterTraffic(t *testing.T) {
 	t.Parallel() // mostly waiting for retries to run out: runs beside the other waiting tests
-	p := startFaultPlatform(t, "SWITCHYARD_RELAY_SAMPLE_INTERVAL=300ms", "SWITCHYARD_REPLAY_STATS_INTERVAL=300ms", "SWITCHYARD_USAGE_FLUSH=200ms")
+	p := startFaultPlatform(t, "", "SWITCHYARD_RELAY_SAMPLE_INTERVAL=300ms", "SWITCHYARD_REPLAY_STATS_INTERVAL=300ms", "SWITCHYARD_USAGE_FLUSH=200ms")
 	client := http.Client{Timeout: 10 * time.Second}
 	const jobsN, failing = 20, 2
 	ids := make([]string, 0, jobsN)

@@ -13,7 +13,7 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack"
 )
 
-// TestPipelineRecoversFromAnSQSPause runs steady traffic (5 clients, 20
+// pipelineRecoversFromAnSQSPause runs steady traffic (5 clients, 20
 // jobs/s) through a platform on an SQS server of its own, pauses that
 // server (SIGSTOP) for 30 s and resumes it. The gateway keeps accepting
 // (the outbox holds the backlog), the relay's and worker's SQS breakers
@@ -21,7 +21,7 @@ import (
 // back the backlog drains by itself: every job succeeds exactly once.
 // Before the guard and the shedding stand-in, the same pause left the
 // server wedged and the pipeline stalled until restart.
-func TestPipelineRecoversFromAnSQSPause(t *testing.T) {
+func pipelineRecoversFromAnSQSPause(t *testing.T) {
 	t.Parallel()
 	const (
 		clients  = 5
@@ -40,7 +40,7 @@ func TestPipelineRecoversFromAnSQSPause(t *testing.T) {
 		}
 		require.NoError(t, sqsStack.Stop())
 	})
-	p := startPlatform(t, nil, "AWS_ENDPOINT_URL_SQS="+sqsStack.SQSEndpoint)
+	p := startPlatformWith(t, platformOptions{sqsEndpoint: sqsStack.SQSEndpoint})
 
 	var (
 		mu   sync.Mutex

@@ -28,11 +28,11 @@ const (
 	window = 4
 )
 
-// TestTwoThousandJobs submits 2,000 jobs over HTTP from 16 concurrent
+// twoThousandJobs submits 2,000 jobs over HTTP from 16 concurrent
 // clients, each watching its jobs' status, and checks that every one
 // succeeds with its effect applied once.
-func TestTwoThousandJobs(t *testing.T) {
-	p := startPlatform(t, nil)
+func twoThousandJobs(t *testing.T, sqsServer string) {
+	p := startPlatformWith(t, platformOptions{sqsEndpoint: sqsServer})
 	start := time.Now()
 	ids := submitAll(t, p, nil)
 	t.Logf("submitted %d jobs in %s", len(ids), time.Since(start))
@@ -42,7 +42,7 @@ func TestTwoThousandJobs(t *testing.T) {
 	assertExactlyOnce(t, p, ids)
 }
 
-// TestFiveThousandConcurrentJobsWithPairsAndCrashes submits 5,000 jobs at
+// fiveThousandConcurrentJobsWithPairsAndCrashes submits 5,000 jobs at
 // once from 64 clients, with no window: the accept route's shared commits
 // carry many submissions each. 200 Idempotency-Keys are each sent twice at
 // the same moment, as a client retrying a request it thinks was lost
@@ -51,7 +51,7 @@ func TestTwoThousandJobs(t *testing.T) {
 // the worker once half of the jobs have succeeded. Every 202 must have
 // exactly one job and one effect, each pair one job (a 202 and a 200
 // naming it), and nothing may be lost.
-func TestFiveThousandConcurrentJobsWithPairsAndCrashes(t *testing.T) {
+func fiveThousandConcurrentJobsWithPairsAndCrashes(t *testing.T, sqsServer string) {
 	const (
 		submissions = 5000
 		pairs       = 200
@@ -62,7 +62,7 @@ func TestFiveThousandConcurrentJobsWithPairsAndCrashes(t *testing.T) {
 	// deep, 4 ms when empty) until clients time out and it wedges: the
 	// relay is paced below the worker's rate, and the backlog waits in
 	// the outbox, where it costs nothing.
-	p := startPlatform(t, nil, "SWITCHYARD_RELAY_MAX_RATE=30", "SWITCHYARD_RELAY_LOOPS=1")
+	p := startPlatformWith(t, platformOptions{sqsEndpoint: sqsServer, env: []string{"SWITCHYARD_RELAY_MAX_RATE=30", "SWITCHYARD_RELAY_LOOPS=1"}})
 	start := time.Now()
 	type answer struct {
 		id     string

