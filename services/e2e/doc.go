@@ -4,13 +4,12 @@
 //
 // Every test runs a platform of its own (database, queue prefix, ports),
 // so any may run beside any other. They are subtests of two groups that
-// run side by side (flows_test.go): TestHeavyFlows takes, one after
+// run one after the other (flows_test.go): TestHeavyFlows takes, one after
 // another, the flows that push thousands of messages through SQS (the
 // 2,000- and 5,000-job runs, the cancellation races, the poison and
 // bulk-replay flows), the timing-sensitive ones and the browser tests, on
 // an SQS server of their own (moto serialises every call; beside each
-// other these flows slow it until the relay's calls time out);
-// TestWaitingFlows' tests mostly wait (for retries, outages, key
-// refreshes) and share the remaining -parallel slots (three of `go tool
-// task test`'s four) and the package's SQS server.
+// other these flows slow it until the relay's calls time out); then
+// TestWaitingFlows' tests, which mostly wait (for retries, outages, key
+// refreshes), run four at once in `go tool task test`.
 package e2e

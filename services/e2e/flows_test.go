@@ -8,12 +8,15 @@ import (
 	"github.com/switchyard/switchyard/libs/devstack"
 )
 
-// The package's tests are two groups that run side by side, so that the
-// longest starts at once whatever order go test hands out its -parallel
-// slots in: TestHeavyFlows holds one slot for the whole run and
-// TestWaitingFlows' tests share the others (three of `go tool task
-// test`'s four). One test runs with, e.g., go test -run
-// 'TestHeavyFlows/PoisonMessages' or -run 'TestWaitingFlows/GatewayTLS'.
+// The package's tests are two groups that run one after the other:
+// TestHeavyFlows, whose flows take turns, then TestWaitingFlows, whose tests
+// run -parallel at a time (four in `go tool task test`). The two groups
+// were tried side by side (one slot for the heavy flows, three for the
+// waiting tests): on a two-core machine both took the same CPU, moto
+// answered the 5,000-job run's relay too late and it failed, and the
+// package took longer than one group after the other. One test runs with,
+// e.g., go test -run 'TestHeavyFlows/PoisonMessages' or -run
+// 'TestWaitingFlows/GatewayTLS'.
 
 // TestHeavyFlows runs, one after another, the flows that push thousands of
 // messages through SQS (the 2,000- and 5,000-job runs, the cancellation
@@ -21,10 +24,10 @@ import (
 // SQS server would blur (scheduled jobs, the lifecycle, a sync route's
 // fallback to a job) and the browser tests, on an SQS server of their own.
 // The SQS server here (moto) serialises every call: beside each other these
-// flows slow it until the relay's calls time out, and beside them the
-// waiting tests' calls would queue.
+// flows slow it until the relay's calls time out, and the package's
+// server is shared with the other packages' tests that go test runs
+// beside this one.
 func TestHeavyFlows(t *testing.T) {
-	t.Parallel()
 	stack, err := devstack.Start(t.Context(), devstack.Config{
 		Dir: t.TempDir(), Components: []devstack.Component{devstack.SQS}, NewSQS: true,
 	})
@@ -55,7 +58,6 @@ func TestHeavyFlows(t *testing.T) {
 // lease and key refreshes, floods to be refused), each on a platform of its
 // own and the package's SQS server; each calls t.Parallel.
 func TestWaitingFlows(t *testing.T) {
-	t.Parallel()
 	for _, test := range []struct {
 		name string
 		run  func(t *testing.T)
