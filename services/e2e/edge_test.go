@@ -87,7 +87,37 @@ func sharedRateLimit(t *testing.T) {
 		return okN.Load(), limN.Load()
 	}
 	const window = 4 * time.Second
-	ok, limited := hammer(window)
+	// A Redis call slower than the limiter's 50 ms deadline falls back to
+	// the process's own limit for a second, by design. On a machine whose
+	// CPUs other tests keep busy that happens now and then, and such a
+	// window does not measure sharing: it is measured again.
+	redisFailures := func() float64 {
+		return p.metric("gateway", "switchyard_ratelimit_shared_failures_total") +
+			p.metric("gateway2", "switchyard_ratelimit_shared_failures_total")
+	}
+	var ok, limited int64
+	for attempt := 1; ; attempt++ {
+		before := redisFailures()
+		ok, limited = hammer(window)
+		missed := redisFailures() - before
+		if missed == 0 {
+			break
+		}
+		t.Logf("window %d: %.0f Redis calls missed the deadline (%d passed); measuring again", attempt, missed, ok)
+		require.Less(t, attempt, 3, "Redis missed the limiter's deadline in three windows in a row")
+		// Both gateways back on Redis (a request after the failover's
+		// retry interval finds it answering) before the next window.
+		require.Eventually(t, func() bool {
+			for _, base := range []string{p.gateway, p.gateway2} {
+				req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+				req.Header.Set("Authorization", token)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					_ = resp.Body.Close()
+				}
+			}
+			return p.metric("gateway", "switchyard_ratelimit_shared_up") == 1 && p.metric("gateway2", "switchyard_ratelimit_shared_up") == 1
+		}, 10*time.Second, 100*time.Millisecond, "the gateways use Redis again")
+	}
 	secs := window.Seconds()
 	t.Logf("shared: %d passed (%.0f/s), %d limited in %s across two gateways", ok, float64(ok)/secs, limited, window)
 	require.Positive(t, limited, "the load exceeded the limit")
