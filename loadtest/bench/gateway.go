@@ -260,8 +260,7 @@ func latencies(ctx context.Context, rate float64, n int, do func(context.Context
 // answered, as independent clients' would), and reports what was admitted
 // and what was shed.
 func (p *platform) overload(ctx context.Context, token string, rate float64, d time.Duration) (overload, error) {
-	const maxInFlight = 2048
-	target, err := newRawTarget(p.gateway+"/v1/jobs/bench", token, benchText, maxInFlight)
+	target, err := newRawTarget(p.gateway+"/v1/jobs/bench", token, benchText, openLoopConns)
 	if err != nil {
 		return overload{}, err
 	}
@@ -272,11 +271,6 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 		shed     atomic.Int64
 		other    atomic.Int64
 		kinds    = map[string]int64{}
-		sent     int64
-		unsent   int64
-		last     atomic.Int64 // UnixNano of the last answer
-		wg       sync.WaitGroup
-		inFlight = make(chan struct{}, maxInFlight)
 	)
 	logFrom, err := p.logSize("gateway")
 	if err != nil {
@@ -288,19 +282,13 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 		kinds[kind]++
 		mu.Unlock()
 	}
-	one := func() {
-		defer func() { <-inFlight }()
-		start := time.Now()
-		status, retryAfter, err := target.do(ctx)
-		if err != nil {
-			otherAnswer(errorKind(err))
-			return
-		}
-		last.Store(time.Now().UnixNano())
+	loop, err := openLoop(ctx, target, rate, d, func(status int, retryAfter string, took time.Duration, err error) {
 		switch {
+		case err != nil:
+			otherAnswer(errorKind(err))
 		case status == http.StatusAccepted:
 			mu.Lock()
-			admitted = append(admitted, time.Since(start))
+			admitted = append(admitted, took)
 			mu.Unlock()
 		case status == http.StatusServiceUnavailable && retryAfter != "":
 			shed.Add(1)
@@ -309,6 +297,52 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 		default:
 			otherAnswer("status " + strconv.Itoa(status))
 		}
+	})
+	if err != nil {
+		return overload{}, err
+	}
+	server, err := p.accessLogged(ctx, "gateway", logFrom, "/v1/jobs/bench", http.StatusAccepted, len(admitted))
+	if err != nil {
+		return overload{}, err
+	}
+	total := float64(loop.sent)
+	return overload{
+		OfferedRPS: total / d.Seconds(), AdmittedRPS: float64(len(admitted)) / loop.answering.Seconds(),
+		ShedShare: float64(shed.Load()) / total, AdmittedP99Ms: ms(percentile(admitted, 0.99)), ServerP99Ms: ms(percentile(server, 0.99)),
+		Other: other.Load(), OtherKinds: kinds, Unsent: loop.unsent,
+	}, nil
+}
+
+// openLoopConns bounds an open loop's requests in flight (and so its
+// connections).
+const openLoopConns = 2048
+
+// openLoopRun is what an open loop sent: requests started on schedule,
+// requests not started because openLoopConns were in flight, and the time
+// from the first request to the last answer.
+type openLoopRun struct {
+	sent, unsent int64
+	answering    time.Duration
+}
+
+// openLoop sends target's request rate times per second for d, each on
+// schedule whether or not earlier ones have been answered, and calls
+// answer (from many goroutines) with each outcome and its latency.
+func openLoop(ctx context.Context, target *rawTarget, rate float64, d time.Duration, answer func(status int, retryAfter string, took time.Duration, err error)) (openLoopRun, error) {
+	var (
+		run      openLoopRun
+		last     atomic.Int64 // UnixNano of the last answer
+		wg       sync.WaitGroup
+		inFlight = make(chan struct{}, openLoopConns)
+	)
+	one := func() {
+		defer func() { <-inFlight }()
+		start := time.Now()
+		status, retryAfter, err := target.do(ctx)
+		if err == nil {
+			last.Store(time.Now().UnixNano())
+		}
+		answer(status, retryAfter, time.Since(start), err)
 	}
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
@@ -317,30 +351,138 @@ func (p *platform) overload(ctx context.Context, token string, rate float64, d t
 	for time.Since(start) < d {
 		select {
 		case <-ctx.Done():
-			return overload{}, ctx.Err()
+			wg.Wait()
+			return run, ctx.Err()
 		case <-tick.C:
 		}
 		for target := int64(time.Since(start).Seconds() * rate); due < target; due++ {
 			select {
 			case inFlight <- struct{}{}:
-				sent++
+				run.sent++
 				wg.Go(one)
 			default:
-				unsent++
+				run.unsent++
 			}
 		}
 	}
 	wg.Wait()
-	server, err := p.accessLogged(ctx, "gateway", logFrom, "/v1/jobs/bench", http.StatusAccepted, len(admitted))
+	run.answering = time.Duration(last.Load() - start.UnixNano())
+	return run, nil
+}
+
+// besideExcess is the overload's control (see serveShedSink): the accept
+// route at saturation while the excess of an overload went to the shed
+// sink.
+type besideExcess struct {
+	// ExcessRPS is the rate sent to the shed sink, ExcessShed the share
+	// of it answered 503 with Retry-After.
+	ExcessRPS  float64 `json:"excess_rps"`
+	ExcessShed float64 `json:"excess_shed"`
+	// AcceptRPS is the accept route's rate of 202s meanwhile; P99Ms and
+	// ServerP99Ms their p99 at the client and as the gateway timed them.
+	AcceptRPS   float64 `json:"accept_rps"`
+	P99Ms       float64 `json:"p99_ms"`
+	ServerP99Ms float64 `json:"server_p99_ms"`
+}
+
+// acceptBesideExcess measures the accept route as the accept row does
+// (acceptConcurrency closed-loop clients, the warm-up left out) while an
+// open loop sends excess requests per second to the shed sink.
+func (p *platform) acceptBesideExcess(ctx context.Context, cfg config, token string, excess float64) (besideExcess, error) {
+	sinkURL, err := p.startShedSink(ctx)
 	if err != nil {
-		return overload{}, err
+		return besideExcess{}, err
 	}
-	total, elapsed := float64(sent), time.Duration(last.Load()-start.UnixNano()).Seconds()
-	return overload{
-		OfferedRPS: total / d.Seconds(), AdmittedRPS: float64(len(admitted)) / elapsed,
-		ShedShare: float64(shed.Load()) / total, AdmittedP99Ms: ms(percentile(admitted, 0.99)), ServerP99Ms: ms(percentile(server, 0.99)),
-		Other: other.Load(), OtherKinds: kinds, Unsent: unsent,
-	}, nil
+	sink, err := newRawTarget(sinkURL+"/v1/jobs/bench", token, benchText, openLoopConns)
+	if err != nil {
+		return besideExcess{}, err
+	}
+	defer sink.close()
+	target, err := newRawTarget(p.gateway+"/v1/jobs/bench", token, benchText, cfg.acceptConcurrency)
+	if err != nil {
+		return besideExcess{}, err
+	}
+	defer target.close()
+	logFrom, err := p.logSize("gateway")
+	if err != nil {
+		return besideExcess{}, err
+	}
+	var (
+		mu        sync.Mutex
+		saturated []time.Duration
+		calls     atomic.Int64
+		sinkShed  atomic.Int64
+		measuring = make(chan struct{})
+		loop      openLoopRun
+		loopErr   error
+		loopDone  = make(chan struct{})
+		out       besideExcess
+	)
+	go func() {
+		defer close(loopDone)
+		select {
+		case <-measuring:
+		case <-ctx.Done():
+			loopErr = ctx.Err()
+			return
+		}
+		loop, loopErr = openLoop(ctx, sink, excess, cfg.duration, func(status int, retryAfter string, _ time.Duration, err error) {
+			if err == nil && status == http.StatusServiceUnavailable && retryAfter != "" {
+				sinkShed.Add(1)
+			}
+		})
+	}()
+	var shedAtSaturation int64
+	out.AcceptRPS, shedAtSaturation, err = saturateCounting(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, _ *http.Client) error {
+		n := calls.Add(1)
+		warmUp := n <= int64(cfg.acceptConcurrency)
+		if n == int64(cfg.acceptConcurrency)+1 {
+			close(measuring) // the warm-up is over: the excess starts
+		}
+		start := time.Now()
+		status, retryAfter, err := target.do(ctx)
+		switch {
+		case err != nil:
+			return err
+		case status == http.StatusAccepted:
+			if !warmUp {
+				mu.Lock()
+				saturated = append(saturated, time.Since(start))
+				mu.Unlock()
+			}
+			return nil
+		case status == http.StatusServiceUnavailable && retryAfter != "":
+			secs, _ := strconv.Atoi(retryAfter)
+			return shed{retryAfter: time.Duration(max(secs, 0)) * time.Second}
+		default:
+			return fmt.Errorf("the accept route answered %d, not 202", status)
+		}
+	})
+	if calls.Load() <= int64(cfg.acceptConcurrency) {
+		close(measuring)
+	}
+	<-loopDone
+	if err != nil {
+		return besideExcess{}, fmt.Errorf("accept route beside the excess: %w", err)
+	}
+	if loopErr != nil {
+		return besideExcess{}, fmt.Errorf("the excess: %w", loopErr)
+	}
+	if shedAtSaturation > 0 {
+		p.logger.Warn("the accept route shed at saturation beside the excess", "shed", shedAtSaturation)
+	}
+	warm := cfg.acceptConcurrency
+	server, err := p.accessLogged(ctx, "gateway", logFrom, "/v1/jobs/bench", http.StatusAccepted, warm+len(saturated))
+	if err != nil {
+		return besideExcess{}, err
+	}
+	server = server[min(warm, len(server)):]
+	out.P99Ms, out.ServerP99Ms = ms(percentile(saturated, 0.99)), ms(percentile(server, 0.99))
+	out.ExcessRPS = float64(loop.sent) / cfg.duration.Seconds()
+	if loop.sent > 0 {
+		out.ExcessShed = float64(sinkShed.Load()) / float64(loop.sent)
+	}
+	return out, nil
 }
 
 // errorKind names a client error without what differs between requests

@@ -47,8 +47,16 @@ func main() {
 	flag.IntVar(&cfg.scaleRows, "scale-rows", 5_000_000, "rows written to jobs and to job_events before the scale section's second measurement")
 	flag.StringVar(&cfg.profileDir, "profile", "", "directory for the gateway's CPU and allocation profiles of each gateway measurement (go tool pprof)")
 	flag.IntVar(&cfg.pin, "pin", 0, "give Postgres, the gateway and the token service the first N CPUs and the load generator the rest (0: share them all); for the overload section, whose generator must not take the servers' CPU")
+	sink := flag.String("shed-sink", "", "serve as the overload section's shed sink on this address (the harness starts it)")
 	only := flag.String("only", "", "comma-separated sections to measure ("+strings.Join(sections, ", ")+"; default: all)")
 	flag.Parse()
+	if *sink != "" {
+		if err := serveShedSink(*sink); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *only != "" {
 		for _, s := range strings.Split(*only, ",") {
 			if !slices.Contains(sections, s) {

@@ -62,6 +62,9 @@ type platform struct {
 	// pins, when set, keeps Postgres, the gateway and the token service
 	// on CPUs of their own.
 	pins *pinning
+	// shedSink is the URL of the overload section's control server (see
+	// serveShedSink), once started.
+	shedSink string
 }
 
 // startPlatform finds (or starts) Postgres and SQS, creates a fresh

@@ -102,11 +102,23 @@ func newReport(cfg config, rounds []round) report {
 			PlatformValue: median(rounds, func(r round) float64 { return r.GatewayRSSBytes }) / (1 << 20), Unit: "MiB"})
 	}
 	for _, o := range []struct {
-		name string
-		f    func(round) overload
-	}{{"2x", func(r round) overload { return r.Overload2x }}, {"5x", func(r round) overload { return r.Overload5x }}} {
+		name, excess string
+		f            func(round) overload
+		beside       func(round) besideExcess
+	}{
+		{"2x", "1x", func(r round) overload { return r.Overload2x }, func(r round) besideExcess { return r.Beside2x }},
+		{"5x", "4x", func(r round) overload { return r.Overload5x }, func(r round) besideExcess { return r.Beside5x }},
+	} {
 		if !has(func(r round) float64 { return o.f(r).OfferedRPS }) {
 			continue
+		}
+		if has(func(r round) float64 { return o.beside(r).ExcessRPS }) {
+			// The control: what the excess costs this machine however
+			// cheaply it is answered (see serveShedSink).
+			add("accept p99 at saturation beside "+o.excess+" of it shed by a bare server", func(r round) float64 { return o.beside(r).P99Ms },
+				"accept p99 of admitted at "+o.name+" saturation", func(r round) float64 { return o.f(r).AdmittedP99Ms }, "ms")
+			add("the same, as the gateway timed them", func(r round) float64 { return o.beside(r).ServerP99Ms },
+				"the same, as the gateway timed them, at "+o.name, func(r round) float64 { return o.f(r).ServerP99Ms }, "ms")
 		}
 		add("accept at saturation", func(r round) float64 { return r.AcceptRPS },
 			"accept admitted at "+o.name+" saturation", func(r round) float64 { return o.f(r).AdmittedRPS }, "req/s")

@@ -61,9 +61,12 @@ type round struct {
 	SaturatedP99Ms, SaturatedServerP99Ms float64
 	InsertP50Ms, InsertP99Ms             float64
 	Overload2x, Overload5x               overload
-	InsertRPS, PgbenchTPS                float64
-	AcceptRPS                            float64
-	GatewayRSSBytes                      float64
+	// Beside2x and Beside5x are the overloads' controls: the accept route
+	// at saturation while the excess of 2x and 5x went to the shed sink.
+	Beside2x, Beside5x    besideExcess
+	InsertRPS, PgbenchTPS float64
+	AcceptRPS             float64
+	GatewayRSSBytes       float64
 	// AcceptShed counts the accepts answered 503 with Retry-After during
 	// the saturation measurement (their clients waited as told).
 	AcceptShed int64
@@ -177,10 +180,22 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 		for _, f := range []struct {
 			factor float64
 			into   *overload
-		}{{2, &r.Overload2x}, {5, &r.Overload5x}} {
+			beside *besideExcess
+		}{{2, &r.Overload2x, &r.Beside2x}, {5, &r.Overload5x, &r.Beside5x}} {
+			// The control first, then the overload it is compared with.
+			b, err := p.acceptBesideExcess(ctx, cfg, token, (f.factor-1)*r.AcceptRPS)
+			if err != nil {
+				return r, fmt.Errorf("control of the overload at %gx: %w", f.factor, err)
+			}
+			*f.beside = b
+			logger.Info("accept beside the excess", "factor", f.factor, "excess_rps", int(b.ExcessRPS), "excess_shed", b.ExcessShed,
+				"accept_rps", int(b.AcceptRPS), "p99_ms", b.P99Ms, "server_p99_ms", b.ServerP99Ms)
+			if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox`); err != nil {
+				return r, fmt.Errorf("emptying the tables: %w", err)
+			}
 			var o overload
 			name := fmt.Sprintf("gateway-overload-%gx", f.factor)
-			err := p.profiled(ctx, cfg, name, func() error {
+			err = p.profiled(ctx, cfg, name, func() error {
 				var err error
 				o, err = p.overload(ctx, token, f.factor*r.AcceptRPS, cfg.duration)
 				return err
