@@ -21,7 +21,6 @@ import (
 // (before any token check, access-log line or database work), counts them,
 // and serves again as soon as a slot is free.
 func gatewayShedsBeyondItsInFlightLimit(t *testing.T) {
-	t.Parallel()
 	release := make(chan struct{})
 	held := make(chan struct{}, 8)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

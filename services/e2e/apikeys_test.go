@@ -48,7 +48,6 @@ func (p *platform) apiKey(args ...string) createdKey {
 // within a second of being revoked, and their usage plan is one bucket
 // across both gateways (shared through Redis).
 func apiKeys(t *testing.T) {
-	t.Parallel()
 	redis := stacktest.NewRedisServer(t)
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "relay", "worker", "gateway", "gateway2"}, routes: apiKeyRoutes,

@@ -75,7 +75,6 @@ func (p *platform) call(method, path, authorization, body string, header ...stri
 // service, a job submitted and read, another client locked out of it, and
 // a disabled client's unexpired token refused.
 func clientsTokensAndOwnership(t *testing.T) {
-	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, nil)
 	var alice, bob struct {
 		ClientID     string   `json:"client_id"`
@@ -179,7 +178,6 @@ func (p *platform) signingKey() signingkeys.Key {
 // running gateway: every one is refused with 401 (431 for a header too big
 // to read) and nothing is written.
 func attackSuite(t *testing.T) {
-	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, []string{"tokens", "gateway"})
 	secret := p.client("victim", "jobs:submit", "jobs:read")
 	valid, err := p.token("victim", secret)
@@ -298,7 +296,6 @@ func attackSuite(t *testing.T) {
 // scopeMatrix: every configured route with no token, a token without
 // its scopes, and a token with them; paths no route lists are never 2xx.
 func scopeMatrix(t *testing.T) {
-	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, []string{"tokens", "gateway"})
 	secret := p.client("matrix", "jobs:submit", "jobs:read", "switchyard:admin", "unrelated:scope")
 	tokenFor := func(scopes ...string) string {
@@ -381,7 +378,6 @@ func median(d []time.Duration) time.Duration {
 // handful of JWKS fetches at most (counted at the token service), while
 // valid tokens keep being served.
 func unknownKidFlood(t *testing.T) {
-	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, []string{"tokens", "gateway"})
 	secret := p.client("steady", "jobs:read")
 	valid, err := p.token("steady", secret)
@@ -463,7 +459,6 @@ func unknownKidFlood(t *testing.T) {
 // the old key keep working, new tokens carry the new kid, and the gateway
 // accepts them without a restart.
 func keyRotationWithoutRestart(t *testing.T) {
-	t.Parallel() // a platform of its own, few requests
 	p := startPlatform(t, []string{"tokens", "gateway"}, "SWITCHYARD_AUTH_JWKS_REFRESH=1s")
 	secret := p.client("rotator", "jobs:read")
 	oldKey := p.signingKey()

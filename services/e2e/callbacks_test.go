@@ -87,7 +87,6 @@ func (r *callbackReceiver) received() (events map[string]map[string]any, refused
 // (verified with the Standard Webhooks library). A callback the receiver
 // answers 410 Gone ends dead-lettered, like any job that cannot succeed.
 func completionCallbacks(t *testing.T) {
-	t.Parallel() // it mostly waits out the outage
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "relay", "worker", "gateway"},
 		routes:   lifecycleRoutes,

@@ -23,7 +23,6 @@ import (
 // service's queue prefix, and the token service's lifetime and hash memory
 // exited 1.
 func invalidSettingExitsWithStatus2(t *testing.T) {
-	t.Parallel()
 	bin := binaries(t)
 	root, err := devstack.ModuleRoot(".")
 	require.NoError(t, err)

@@ -700,7 +700,6 @@ func jobTypePause(t *testing.T, sqsServer string) {
 // browser: the session cookie is Secure, HttpOnly, SameSite=Strict and
 // carries the __Host- prefix (host-only, path /), and sign-out ends it.
 func consoleOverTLS(t *testing.T) {
-	t.Parallel()
 	ca := stacktest.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "replay.crt"), filepath.Join(dir, "replay.key")
@@ -800,7 +799,6 @@ func trySignIn(t *testing.T, base, local, forwardedFor, clientID, secret string)
 // address has its own sign-in limit: an attacker spending theirs does not
 // spend the operator's.
 func consoleSignInCannotLockAnOperatorOut(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "replay"},
 		serviceEnv: map[string][]string{

@@ -11,5 +11,5 @@
 // an SQS server of their own (moto serialises every call; beside each
 // other these flows slow it until the relay's calls time out); then
 // TestWaitingFlows' tests, which mostly wait (for retries, outages, key
-// refreshes), run four at once in `go tool task test`.
+// refreshes), run four at once in `go tool task test`, longest first.
 package e2e

@@ -164,7 +164,6 @@ func (l *drainLoad) submit(client *http.Client, clientID, key string, first int)
 // or failed, every job runs once, and the stopped worker finished the
 // handlers it had started instead of leaving them to a retry.
 func gracefulDrainUnderLoad(t *testing.T) {
-	t.Parallel() // mostly waiting for slow handlers: runs beside the other waiting tests
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "relay", "worker", "gateway", "gateway2"},
 		jobs:     drainJobsFile, routes: drainRoutesFile,

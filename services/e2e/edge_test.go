@@ -42,7 +42,6 @@ routes:
 // across both. With Redis stopped, each process limits on its own (about
 // twice as many across the two) and says so in /readyz and /metrics.
 func sharedRateLimit(t *testing.T) {
-	t.Parallel()
 	redis := stacktest.NewRedisServer(t)
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens", "gateway", "gateway2"}, routes: edgeRoutes,
@@ -163,7 +162,6 @@ func (p *platform) readyz(svc string) string {
 // quotaSurvivesRestart: a client's daily quota is kept in Postgres:
 // what it used before a gateway restart counts after it.
 func quotaSurvivesRestart(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "gateway"}, routes: edgeRoutes, env: []string{"EDGE_QUOTA=5"}})
 	token := "Bearer " + p.bearer("quota")
 	path := "/v1/jobs/0190d2a4-0000-7000-8000-000000000000"
@@ -187,7 +185,6 @@ func quotaSurvivesRestart(t *testing.T) {
 // cut off by the header timeout; 1 MiB of headers is 431; a 10 MiB body
 // is 413 before it is sent.
 func requestHygiene(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "gateway"},
 		env: []string{"SWITCHYARD_GATEWAY_READ_HEADER_TIMEOUT=2s"}})
 	addr := strings.TrimPrefix(p.gateway, "http://")
@@ -260,7 +257,6 @@ func requestHygiene(t *testing.T) {
 // the cool-down, even with a good token then, and the block is in the
 // audit log.
 func autoBlock(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "gateway"},
 		env: []string{"SWITCHYARD_EDGE_BLOCK_THRESHOLD=5", "SWITCHYARD_EDGE_BLOCK_COOLDOWN=1h"}})
 	good := "Bearer " + p.bearer("blocked-later")
@@ -282,7 +278,6 @@ func autoBlock(t *testing.T) {
 // is replaced under load over HTTP/1.1 and HTTP/2 with no failed request,
 // and responses carry HSTS.
 func gatewayTLS(t *testing.T) {
-	t.Parallel()
 	ca := stacktest.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
@@ -347,7 +342,6 @@ func gatewayTLS(t *testing.T) {
 // admin API takes only callers with a client certificate from it, and
 // still wants their token.
 func adminMutualTLS(t *testing.T) {
-	t.Parallel()
 	ca, clients := stacktest.NewCA(t), stacktest.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")

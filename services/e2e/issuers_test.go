@@ -73,7 +73,6 @@ const (
 // client; a token of an issuer not in the file is refused; disabling the
 // mapped client refuses its provider's tokens.
 func externalIdentityProviders(t *testing.T) {
-	t.Parallel()
 	azure := newOIDCProvider(t, "/"+e2eTenant+"/v2.0")
 	keycloak := newOIDCProvider(t, "/realms/shop")
 	rogue := newOIDCProvider(t, "/realms/rogue")

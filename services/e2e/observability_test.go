@@ -100,7 +100,6 @@ func (v traceView) String() string {
 // continues its own trace through the replay service, linked to the
 // operator's request.
 func oneTracePerJob(t *testing.T) {
-	t.Parallel() // a few jobs, mostly waiting: runs beside the other waiting tests
 	collector := stacktest.NewTraceCollector(t)
 	target := newHookTarget(t)
 	p := startPlatformWith(t, platformOptions{
@@ -298,7 +297,6 @@ series:
 // the series an operator alerts and builds dashboards on are there, with
 // values that follow from the traffic.
 func metricsAfterTraffic(t *testing.T) {
-	t.Parallel() // mostly waiting for retries to run out: runs beside the other waiting tests
 	p := startFaultPlatform(t, "", "SWITCHYARD_RELAY_SAMPLE_INTERVAL=300ms", "SWITCHYARD_REPLAY_STATS_INTERVAL=300ms", "SWITCHYARD_USAGE_FLUSH=200ms")
 	client := http.Client{Timeout: 10 * time.Second}
 	const jobsN, failing = 20, 2

@@ -22,7 +22,6 @@ import (
 // Before the guard and the shedding stand-in, the same pause left the
 // server wedged and the pipeline stalled until restart.
 func pipelineRecoversFromAnSQSPause(t *testing.T) {
-	t.Parallel()
 	const (
 		clients  = 5
 		interval = 250 * time.Millisecond // per client: 20 jobs/s in all

@@ -81,7 +81,6 @@ job_types:
 // gatewayAttacks runs one gateway and performs, against it, the
 // attacks of security items 7, 8, 9 and 17; each failed before its fix.
 func gatewayAttacks(t *testing.T) {
-	t.Parallel()
 	bin := binaries(t)
 	upstreamPort, err := devstack.FreePort()
 	require.NoError(t, err)
@@ -298,7 +297,6 @@ func newRecorder(t *testing.T, listen string, h http.HandlerFunc) *recorder {
 // header to the host it names, and a proxy in the worker's environment
 // must not receive the payloads.
 func workerHTTPTargetAttacks(t *testing.T) {
-	t.Parallel()
 	ip := nonLoopbackIP(t)
 	stolen := newRecorder(t, "127.0.0.1:0", nil)
 	proxy := newRecorder(t, "127.0.0.1:0", nil)
@@ -391,7 +389,6 @@ func freePort(t *testing.T) int {
 // from an address of its own, and an unauthenticated flood from one
 // address: all get 429 beyond their burst.
 func shippedThrottling(t *testing.T) {
-	t.Parallel()
 	root, err := devstack.ModuleRoot(".")
 	require.NoError(t, err)
 	shippedRoutes, err := os.ReadFile(filepath.Join(root, "deployments", "config", "routes.yaml"))
@@ -462,7 +459,6 @@ func shippedThrottling(t *testing.T) {
 // the audit log, but a flood of them writes at most a source's burst and
 // rate, with the rest counted on the source's next row.
 func adminRefusalsAudited(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "replay"}})
 	nosy := "Bearer " + p.bearerWith("nosy", "jobs:read")
 	admin := func(authorization string) int {

@@ -158,7 +158,6 @@ func syncRoutesAndDegradeToAsync(t *testing.T, sqsServer string) {
 // routes file it cannot serve, naming the file, line and field, with exit
 // status 2.
 func malformedRoutesFileStopsStartup(t *testing.T) {
-	t.Parallel()
 	bin := binaries(t)
 	dir := t.TempDir()
 	jobs := filepath.Join(dir, "jobs.yaml")

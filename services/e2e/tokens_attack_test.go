@@ -85,7 +85,6 @@ func (p *platform) tokenAs(client *http.Client, id, secret string, header ...str
 // refused with 503 temporarily_unavailable and Retry-After, and a real
 // client gets its token right after.
 func tokenServiceSecretCheckFlood(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens"},
 		binaries: map[string]string{"tokens": plainBinary(t, "tokens")},
@@ -164,7 +163,6 @@ func tokenServiceSecretCheckFlood(t *testing.T) {
 // bucket for everybody. A peer that is not a trusted proxy cannot choose
 // its address with X-Forwarded-For.
 func tokenServiceBehindProxy(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens"},
 		serviceEnv: map[string][]string{"tokens": {"SWITCHYARD_TOKENS_TRUSTED_PROXIES=127.0.0.1/32",
@@ -215,7 +213,6 @@ func tokenServiceBehindProxy(t *testing.T) {
 // gets its token; the attacker's failures are limited per client and
 // address, and once limited cost no secret check.
 func tokenServiceVictimLockout(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services:   []string{"tokens"},
 		serviceEnv: map[string][]string{"tokens": {"SWITCHYARD_TOKENS_TRUSTED_PROXIES=127.0.0.1/32"}},
@@ -256,7 +253,6 @@ func tokenServiceVictimLockout(t *testing.T) {
 // migration flag is on; with the flag, a successful check re-hashes the
 // secret with the pepper, after which the flag is not needed.
 func tokenServicePepperEnforced(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens"}})
 	client := clientFrom("127.0.0.1")
 	old := p.client("from-before-the-pepper", "jobs:submit")
@@ -339,7 +335,6 @@ func holdConnections(t *testing.T, addr, local, path string, n int) (held, pendi
 // most its per-address share, its resident memory stays bounded, and a
 // real client from another address still gets its token.
 func tokenServiceConnectionFlood(t *testing.T) {
-	t.Parallel()
 	p := startPlatformWith(t, platformOptions{
 		services: []string{"tokens"},
 		binaries: map[string]string{"tokens": plainBinary(t, "tokens")},

@@ -61,7 +61,6 @@ func (p *platform) readiness(svc string) (int, map[string]any) {
 // log, written at debug level, nor does the private key material of the
 // signing keys file (transit keys never leave Vault).
 func vaultOutage(t *testing.T) {
-	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	vs := stacktest.NewVaultServer(t)
 	mount, roleID, secretID := stacktest.AppRoleOn(t, vs.Root(), "5s", stacktest.ReadSecretsPolicy)
 	dbURL := stacktest.NewDatabase(t)
@@ -278,7 +277,6 @@ func sleepOr(stop <-chan struct{}, d time.Duration) bool {
 // two minutes of traffic: each service's user rolls at least twice, no
 // request fails, and Vault drops the users it replaced.
 func dynamicDatabaseCredentials(t *testing.T) {
-	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	dbURL := stacktest.NewDatabase(t)
 	mount := stacktest.DatabaseEngine(t, dbURL, "30s")
 	services := []string{"tokens", "relay", "worker", "gateway"}
@@ -402,7 +400,6 @@ func dynamicDatabaseCredentials(t *testing.T) {
 // gateway: every new key is in the JWKS before a token carries its kid,
 // and no valid token is ever refused (zero 401s), without a restart.
 func transitKeyRotationUnderTraffic(t *testing.T) {
-	t.Parallel() // mostly waiting: runs beside the other Vault tests, after the sequential ones
 	rc := stacktest.VaultRoot(t)
 	mount := "transit-" + stacktest.RandomSuffix(t, 4)
 	require.NoError(t, rc.Sys().Mount(mount, &vault.MountInput{Type: "transit"}))
@@ -535,7 +532,6 @@ func transitKeyRotationUnderTraffic(t *testing.T) {
 // in the environment), and the token service signing with the transit
 // key. A job goes through, and the admin API answers.
 func provisionedPlatform(t *testing.T) {
-	t.Parallel() // beside the other Vault tests
 	bin := binaries(t)
 	dbURL := stacktest.NewDatabase(t)
 	suffix := stacktest.RandomSuffix(t, 4)
