@@ -30,9 +30,12 @@ type Admission struct {
 	inFlight atomic.Int64
 	shed     prometheus.Counter
 	body     []byte
-	retry    string
-	logger   *slog.Logger
-	logEvery time.Duration
+	// The answer's header values, built once: net/http copies a
+	// response's header when the status is written and never changes the
+	// handler's values, so every shed request can name the same ones.
+	contentType, noStore, retryAfter []string
+	logger                           *slog.Logger
+	logEvery                         time.Duration
 	// lastLog is when the last warning was written (UnixNano); unlogged
 	// counts the sheds since.
 	lastLog  atomic.Int64
@@ -51,9 +54,10 @@ func NewAdmission(limit int, retryAfter time.Duration, reg prometheus.Registerer
 	if err != nil {
 		return nil, fmt.Errorf("building the busy answer: %w", err)
 	}
+	retry := strconv.Itoa(max(1, int(retryAfter.Round(time.Second)/time.Second)))
 	a := &Admission{
 		limit: int64(limit), body: append(body, '\n'),
-		retry:    strconv.Itoa(max(1, int(retryAfter.Round(time.Second)/time.Second))),
+		contentType: []string{problem.ContentType}, noStore: []string{"no-store"}, retryAfter: []string{retry},
 		logger:   logger,
 		logEvery: 10 * time.Second,
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -91,9 +95,7 @@ func (a *Admission) Wrap(next http.Handler) http.Handler {
 func (a *Admission) refuse(w http.ResponseWriter) {
 	a.shed.Inc()
 	h := w.Header()
-	h["Content-Type"] = []string{problem.ContentType}
-	h["Cache-Control"] = []string{"no-store"}
-	h["Retry-After"] = []string{a.retry}
+	h["Content-Type"], h["Cache-Control"], h["Retry-After"] = a.contentType, a.noStore, a.retryAfter
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = w.Write(a.body)
 	a.unlogged.Add(1)
