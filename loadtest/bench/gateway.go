@@ -167,24 +167,13 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	err = p.profiled(ctx, cfg, "gateway-accept", func() error {
 		r.AcceptRPS, r.AcceptShed, err = saturateCounting(ctx, cfg.acceptConcurrency, cfg.duration, func(ctx context.Context, _ *http.Client) error {
 			warmUp := calls.Add(1) <= int64(cfg.acceptConcurrency)
-			start := time.Now()
-			status, retryAfter, err := target.do(ctx)
-			switch {
-			case err != nil:
-				return err
-			case status == http.StatusAccepted:
-				if !warmUp {
-					mu.Lock()
-					saturated = append(saturated, time.Since(start))
-					mu.Unlock()
-				}
-				return nil
-			case status == http.StatusServiceUnavailable && retryAfter != "":
-				secs, _ := strconv.Atoi(retryAfter)
-				return shed{retryAfter: time.Duration(max(secs, 0)) * time.Second}
-			default:
-				return fmt.Errorf("the accept route answered %d, not 202", status)
+			took, err := acceptOnce(ctx, target)
+			if err == nil && !warmUp {
+				mu.Lock()
+				saturated = append(saturated, took)
+				mu.Unlock()
 			}
+			return err
 		})
 		return err
 	})
@@ -229,6 +218,25 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 		return fmt.Errorf("emptying the tables: %w", err)
 	}
 	return nil
+}
+
+// acceptOnce is one closed-loop client's call of the accept route: the
+// latency of a 202, the shed error that saturateCounting waits out for a
+// 503 with Retry-After, an error for anything else.
+func acceptOnce(ctx context.Context, target *rawTarget) (time.Duration, error) {
+	start := time.Now()
+	status, retryAfter, err := target.do(ctx)
+	switch {
+	case err != nil:
+		return 0, err
+	case status == http.StatusAccepted:
+		return time.Since(start), nil
+	case status == http.StatusServiceUnavailable && retryAfter != "":
+		secs, _ := strconv.Atoi(retryAfter)
+		return 0, shed{retryAfter: time.Duration(max(secs, 0)) * time.Second}
+	default:
+		return 0, fmt.Errorf("the accept route answered %d, not 202", status)
+	}
 }
 
 // latencies calls do n times, one at a time, rate per second, and returns
@@ -439,24 +447,13 @@ func (p *platform) acceptBesideExcess(ctx context.Context, cfg config, token str
 		if n == int64(cfg.acceptConcurrency)+1 {
 			close(measuring) // the warm-up is over: the excess starts
 		}
-		start := time.Now()
-		status, retryAfter, err := target.do(ctx)
-		switch {
-		case err != nil:
-			return err
-		case status == http.StatusAccepted:
-			if !warmUp {
-				mu.Lock()
-				saturated = append(saturated, time.Since(start))
-				mu.Unlock()
-			}
-			return nil
-		case status == http.StatusServiceUnavailable && retryAfter != "":
-			secs, _ := strconv.Atoi(retryAfter)
-			return shed{retryAfter: time.Duration(max(secs, 0)) * time.Second}
-		default:
-			return fmt.Errorf("the accept route answered %d, not 202", status)
+		took, err := acceptOnce(ctx, target)
+		if err == nil && !warmUp {
+			mu.Lock()
+			saturated = append(saturated, took)
+			mu.Unlock()
 		}
+		return err
 	})
 	if calls.Load() <= int64(cfg.acceptConcurrency) {
 		close(measuring)
