@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard/switchyard/libs/httpserver"
@@ -70,6 +71,79 @@ func TestAdmissionShedsBeyondTheLimit(t *testing.T) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+}
+
+// TestShedDelayBoundsAHammeringClient performs the flood: four
+// connections send again the moment each answer arrives, for a second,
+// to a server at its limit. Answered at once they get thousands of
+// answers (each one a read, a parse and a write the admitted requests
+// are short of); with a 100 ms shed delay at most one per connection
+// every 100 ms, each still a 503 with Retry-After.
+func TestShedDelayBoundsAHammeringClient(t *testing.T) {
+	t.Parallel()
+	const conns, delay, flood = 4, 100 * time.Millisecond, time.Second
+	hammer := func(opts ...httpserver.AdmissionOption) (answers int, slowest time.Duration) {
+		a, err := httpserver.NewAdmission(1, time.Second, nil, slog.New(slog.DiscardHandler), opts...)
+		require.NoError(t, err)
+		release, entered := make(chan struct{}), make(chan struct{})
+		srv := httptest.NewServer(a.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+			close(entered)
+			<-release
+		})))
+		defer srv.Close()
+		defer close(release)
+		go func() {
+			if resp, err := http.Get(srv.URL); err == nil {
+				_ = resp.Body.Close()
+			}
+		}()
+		<-entered // the only slot is taken from here on
+
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		end := time.Now().Add(flood)
+		for range conns {
+			wg.Go(func() {
+				client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+				defer client.CloseIdleConnections()
+				for time.Now().Before(end) {
+					start := time.Now()
+					resp, err := client.Get(srv.URL)
+					if !assert.NoError(t, err) {
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					took := time.Since(start)
+					assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+					assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+					mu.Lock()
+					answers++
+					slowest = max(slowest, took)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return answers, slowest
+	}
+
+	atOnce, _ := hammer()
+	require.Greater(t, atOnce, 5*conns*int(flood/delay), "answered at once, the flood gets far more than one answer per delay")
+	delayed, slowest := hammer(httpserver.WithShedDelay(delay))
+	require.LessOrEqual(t, delayed, conns*(int(flood/delay)+1), "at most one answer per connection per delay")
+	require.GreaterOrEqual(t, delayed, conns, "every connection was answered")
+	require.Less(t, slowest, time.Second, "an answer is held back by the delay, not until Retry-After")
+}
+
+// TestShedDelayMustBeShorterThanRetryAfter: a client that honours
+// Retry-After must never be the one waiting for the delay.
+func TestShedDelayMustBeShorterThanRetryAfter(t *testing.T) {
+	t.Parallel()
+	_, err := httpserver.NewAdmission(8, time.Second, nil, slog.New(slog.DiscardHandler), httpserver.WithShedDelay(time.Second))
+	require.ErrorContains(t, err, "shorter than Retry-After")
+	_, err = httpserver.NewAdmission(8, time.Second, nil, slog.New(slog.DiscardHandler), httpserver.WithShedDelay(-time.Millisecond))
+	require.ErrorContains(t, err, "must not be negative")
 }
 
 func TestAdmissionRefusesAZeroLimit(t *testing.T) {

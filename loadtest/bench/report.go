@@ -120,6 +120,11 @@ func newReport(cfg config, rounds []round) report {
 			add("the same, as the gateway timed them", func(r round) float64 { return o.beside(r).ServerP99Ms },
 				"the same, as the gateway timed them, at "+o.name, func(r round) float64 { return o.f(r).ServerP99Ms }, "ms")
 		}
+		// What the generator could send of its schedule: a connection
+		// whose request was shed is busy until the answer comes, held
+		// back by the gateway's shed delay.
+		add("accept at saturation", func(r round) float64 { return r.AcceptRPS },
+			"accept sent at "+o.name+" saturation (the rest: all connections busy)", func(r round) float64 { return o.f(r).OfferedRPS }, "req/s")
 		add("accept at saturation", func(r round) float64 { return r.AcceptRPS },
 			"accept admitted at "+o.name+" saturation", func(r round) float64 { return o.f(r).AdmittedRPS }, "req/s")
 		add("accept p99 at saturation", func(r round) float64 { return r.SaturatedP99Ms },

@@ -17,10 +17,11 @@ import (
 
 // gatewayShedsBeyondItsInFlightLimit: with its limit of requests in
 // flight taken by calls its upstream holds, the gateway answers further
-// requests, authenticated or not, 503 busy with Retry-After at once
-// (before any token check, access-log line or database work), counts them,
-// and serves again as soon as a slot is free.
+// requests, authenticated or not, 503 busy with Retry-After after its
+// shed delay (before any token check, access-log line or database work),
+// counts them, and serves again as soon as a slot is free.
 func gatewayShedsBeyondItsInFlightLimit(t *testing.T) {
+	const shedDelay = 300 * time.Millisecond
 	release := make(chan struct{})
 	held := make(chan struct{}, 8)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -42,7 +43,7 @@ routes:
 `
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "routes.yaml"), []byte(routes), 0o644))
 	p := startPlatformWith(t, platformOptions{services: []string{"tokens", "gateway"},
-		env:        []string{"SWITCHYARD_ROUTES_FILE=" + filepath.Join(dir, "routes.yaml"), "SWITCHYARD_GATEWAY_MAX_IN_FLIGHT=2"},
+		env:        []string{"SWITCHYARD_ROUTES_FILE=" + filepath.Join(dir, "routes.yaml"), "SWITCHYARD_GATEWAY_MAX_IN_FLIGHT=2", "SWITCHYARD_GATEWAY_SHED_DELAY=" + shedDelay.String()},
 		serviceEnv: map[string][]string{"gateway": {"SWITCHYARD_LOG_LEVEL=info"}}})
 	secret := p.client("holder", "jobs:read")
 	token, err := p.token("holder", secret)
@@ -72,7 +73,9 @@ routes:
 		require.Equal(t, "urn:switchyard:problem:busy", r.body["type"])
 		require.Equal(t, "1", r.header.Get("Retry-After"))
 		require.Empty(t, r.header.Get("X-Request-ID"), "answered before the request id middleware")
-		t.Logf("shed in %s", time.Since(start))
+		took := time.Since(start)
+		require.GreaterOrEqual(t, took, shedDelay, "the answer is held back by the shed delay")
+		require.Less(t, took, time.Second, "and no longer than Retry-After")
 	}
 	require.InDelta(t, before+3, p.metric("gateway", "switchyard_http_requests_shed_total"), 0)
 	log, err := os.ReadFile(filepath.Join(p.logDir, "gateway.log"))

@@ -97,7 +97,12 @@ type HTTPConfig struct {
 	MaxConns          int           `conf:"default:10000,env:SWITCHYARD_GATEWAY_MAX_CONNS,help:open connections at most; more wait to be accepted"`
 	MaxConnsPerAddr   int           `conf:"default:1024,env:SWITCHYARD_GATEWAY_MAX_CONNS_PER_ADDR,help:open connections at most from one TCP peer (IPv6: per SWITCHYARD_EDGE_IPV6_PREFIX); one more is closed at once; trusted proxies are exempt (0: no limit)"`
 	MaxInFlight       int           `conf:"default:256,env:SWITCHYARD_GATEWAY_MAX_IN_FLIGHT,help:requests served at once at most; more are answered 503 busy with Retry-After before any other work (0: no limit)"`
+	ShedDelay         time.Duration `conf:"default:250ms,env:SWITCHYARD_GATEWAY_SHED_DELAY,help:how long the answer to a request beyond the in-flight limit is held back: a connection sending again at once gets at most one answer per delay (below 1s: the Retry-After; 0: at once)"`
 }
+
+// shedRetryAfter is the Retry-After of a request shed at the in-flight
+// limit.
+const shedRetryAfter = time.Second
 
 // AcceptConfig sizes the accept routes' group commits (jobstore.Batcher)
 // and bounds what may wait for them.
@@ -157,6 +162,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTP.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_MAX_IN_FLIGHT %d must not be negative (0: no limit)", c.HTTP.MaxInFlight))
+	}
+	if c.HTTP.ShedDelay < 0 || c.HTTP.ShedDelay >= shedRetryAfter {
+		errs = append(errs, fmt.Errorf("SWITCHYARD_GATEWAY_SHED_DELAY %s must be at least 0 and below the shed answer's Retry-After (%s)", c.HTTP.ShedDelay, shedRetryAfter))
 	}
 	if c.HTTP.RedirectAddr != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -321,7 +329,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 	lifecycle.SettleHeap()
 	var public http.Handler = e
 	if cfg.HTTP.MaxInFlight > 0 {
-		admission, err := httpserver.NewAdmission(cfg.HTTP.MaxInFlight, time.Second, prometheus.DefaultRegisterer, logger)
+		admission, err := httpserver.NewAdmission(cfg.HTTP.MaxInFlight, shedRetryAfter, prometheus.DefaultRegisterer, logger, httpserver.WithShedDelay(cfg.HTTP.ShedDelay))
 		if err != nil {
 			return err
 		}
