@@ -75,14 +75,16 @@ func TestAdmissionShedsBeyondTheLimit(t *testing.T) {
 
 // TestShedDelayBoundsAHammeringClient performs the flood: four
 // connections send again the moment each answer arrives, for a second,
-// to a server at its limit. Answered at once they get thousands of
-// answers (each one a read, a parse and a write the admitted requests
-// are short of); with a 100 ms shed delay at most one per connection
-// every 100 ms, each still a 503 with Retry-After.
+// to a server at its limit. Answered at once they get as many answers as
+// the machine can make (each one a read, a parse and a write the
+// admitted requests are short of); with a 100 ms shed delay at most one
+// per connection every 100 ms, each still a 503 with Retry-After. The
+// bounds follow from the delay alone (every answer waits for it), not
+// from how fast this machine is.
 func TestShedDelayBoundsAHammeringClient(t *testing.T) {
 	t.Parallel()
 	const conns, delay, flood = 4, 100 * time.Millisecond, time.Second
-	hammer := func(opts ...httpserver.AdmissionOption) (answers int, slowest time.Duration) {
+	hammer := func(opts ...httpserver.AdmissionOption) (answers int, fastest time.Duration) {
 		a, err := httpserver.NewAdmission(1, time.Second, nil, slog.New(slog.DiscardHandler), opts...)
 		require.NoError(t, err)
 		release, entered := make(chan struct{}), make(chan struct{})
@@ -101,6 +103,7 @@ func TestShedDelayBoundsAHammeringClient(t *testing.T) {
 
 		var mu sync.Mutex
 		var wg sync.WaitGroup
+		fastest = flood
 		end := time.Now().Add(flood)
 		for range conns {
 			wg.Go(func() {
@@ -119,21 +122,24 @@ func TestShedDelayBoundsAHammeringClient(t *testing.T) {
 					assert.Equal(t, "1", resp.Header.Get("Retry-After"))
 					mu.Lock()
 					answers++
-					slowest = max(slowest, took)
+					fastest = min(fastest, took)
 					mu.Unlock()
 				}
 			})
 		}
 		wg.Wait()
-		return answers, slowest
+		return answers, fastest
 	}
 
+	bound := conns * (int(flood/delay) + 1) // every answer waits for the delay
 	atOnce, _ := hammer()
-	require.Greater(t, atOnce, 5*conns*int(flood/delay), "answered at once, the flood gets far more than one answer per delay")
-	delayed, slowest := hammer(httpserver.WithShedDelay(delay))
-	require.LessOrEqual(t, delayed, conns*(int(flood/delay)+1), "at most one answer per connection per delay")
+	t.Logf("answered at once: %d answers in %s from %d connections", atOnce, flood, conns)
+	require.Greater(t, atOnce, bound, "answered at once, the flood gets more than one answer per connection per delay")
+	delayed, fastest := hammer(httpserver.WithShedDelay(delay))
+	t.Logf("with a %s shed delay: %d answers", delay, delayed)
+	require.LessOrEqual(t, delayed, bound, "at most one answer per connection per delay")
 	require.GreaterOrEqual(t, delayed, conns, "every connection was answered")
-	require.Less(t, slowest, time.Second, "an answer is held back by the delay, not until Retry-After")
+	require.GreaterOrEqual(t, fastest, delay, "no answer came before the delay")
 }
 
 // TestShedDelayMustBeShorterThanRetryAfter: a client that honours

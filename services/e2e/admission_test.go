@@ -73,9 +73,7 @@ routes:
 		require.Equal(t, "urn:switchyard:problem:busy", r.body["type"])
 		require.Equal(t, "1", r.header.Get("Retry-After"))
 		require.Empty(t, r.header.Get("X-Request-ID"), "answered before the request id middleware")
-		took := time.Since(start)
-		require.GreaterOrEqual(t, took, shedDelay, "the answer is held back by the shed delay")
-		require.Less(t, took, time.Second, "and no longer than Retry-After")
+		require.GreaterOrEqual(t, time.Since(start), shedDelay, "the answer is held back by the shed delay")
 	}
 	require.InDelta(t, before+3, p.metric("gateway", "switchyard_http_requests_shed_total"), 0)
 	log, err := os.ReadFile(filepath.Join(p.logDir, "gateway.log"))
