@@ -43,6 +43,7 @@ func main() {
 	flag.IntVar(&cfg.messages, "messages", 300, "messages per SQS measurement (moto slows down with queue depth: keep it small)")
 	flag.StringVar(&cfg.out, "json", "", "JSON results file (default loadtest/results/bench-<time>.json)")
 	flag.IntVar(&cfg.backlog, "backlog", 100_000, "jobs waiting in the outbox when the backlog section's relay starts")
+	flag.IntVar(&cfg.backlogReference, "backlog-reference", 20_000, "jobs waiting in the outbox when the backlog section's reference relay starts (more than it forwards in the window)")
 	flag.DurationVar(&cfg.backlogWindow, "backlog-window", 30*time.Second, "how long the backlog section takes the relay's rate")
 	flag.IntVar(&cfg.scaleRows, "scale-rows", 5_000_000, "rows written to jobs and to job_events before the scale section's second measurement")
 	flag.StringVar(&cfg.profileDir, "profile", "", "directory for the gateway's CPU and allocation profiles of each gateway measurement (go tool pprof)")
@@ -64,9 +65,6 @@ func main() {
 				os.Exit(2)
 			}
 			cfg.only = append(cfg.only, s)
-		}
-		if slices.Contains(cfg.only, "backlog") && !slices.Contains(cfg.only, "sqs") {
-			cfg.only = append(cfg.only, "sqs") // its reference is the sqs section's relay
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -22,8 +22,11 @@ type config struct {
 	// section's relay starts; backlogWindow how long its rate is taken.
 	backlog       int
 	backlogWindow time.Duration
-	duration      time.Duration
-	out           string
+	// backlogReference is how many jobs wait in the outbox when the
+	// backlog section's reference relay starts.
+	backlogReference int
+	duration         time.Duration
+	out              string
 	// profileDir, when set, receives the gateway's CPU and allocation
 	// profiles of each gateway measurement.
 	profileDir string
@@ -77,8 +80,9 @@ type round struct {
 	BareSendMPS, BareSend20MPS, BareSend40MPS float64
 	RelayMPS                                  float64
 	// BacklogRelayMPS is the relay's rate with a backlog of cfg.backlog
-	// rows in the outbox.
-	BacklogRelayMPS float64
+	// rows in the outbox, BacklogReferenceMPS with cfg.backlogReference,
+	// over the same window in the same SQS regime.
+	BacklogRelayMPS, BacklogReferenceMPS float64
 	// ArrivingRelayMPS is the relay's rate timed from the first of the
 	// jobs' submissions, RelayMPS from when they all wait in the outbox.
 	ArrivingRelayMPS          float64
@@ -219,11 +223,10 @@ func (p *platform) round(ctx context.Context, cfg config, n int, logger *slog.Lo
 			return r, fmt.Errorf("scale: %w", err)
 		}
 	}
-	if !cfg.runs("sqs") {
-		return r, nil
-	}
-	if err := p.sqsRound(ctx, cfg, token, n, &r, logger); err != nil {
-		return r, err
+	if cfg.runs("sqs") {
+		if err := p.sqsRound(ctx, cfg, token, n, &r, logger); err != nil {
+			return r, err
+		}
 	}
 	if cfg.runs("backlog") {
 		if err := p.backlogRound(ctx, cfg, token, &r, logger); err != nil {
