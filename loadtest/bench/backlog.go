@@ -20,13 +20,13 @@ import (
 // relay runs and settled (vacuumed, checkpointed), each drained by a
 // fresh relay onto a fresh queue, each timed over cfg.backlogWindow
 // from its first forwarded message (or to an empty outbox, if that
-// comes first). The only difference between
-// the two is how many rows wait in the outbox.
+// comes first). The only difference between the two is how many rows
+// wait in the outbox.
 //
 // The reference is not the sqs section's relay row: that one forwards
 // 300 messages in about a second, while the SQS stand-in (moto, Python)
 // is slower sustained than in a burst, and slower the more calls it
-// serves at once (measured 2026-12-07: 850 msg/s from 4 concurrent
+// serves at once (measured 2026-12-07: 840 msg/s from 4 concurrent
 // senders, 250 from 40, in the regime below), so a 30 s window against
 // a 1 s burst measured the stand-in, not the relay.
 func (p *platform) backlogRound(ctx context.Context, cfg config, token string, r *round, logger *slog.Logger) error {
@@ -65,10 +65,8 @@ func (p *platform) drainRate(ctx context.Context, cfg config, client *http.Clien
 	// whichever window an autovacuum or a checkpoint (each forced by the
 	// rows just written, or still running after the scale section's
 	// millions) falls into pays for it: rounds gave 0.75 and 1.22.
-	for _, stmt := range []string{`VACUUM (ANALYZE) jobs, watermill_outbox, job_events`, `CHECKPOINT`} {
-		if _, err := p.pool.Exec(ctx, stmt); err != nil {
-			return 0, fmt.Errorf("settling the backlog (%s): %w", stmt, err)
-		}
+	if err := p.settle(ctx, "jobs, watermill_outbox, job_events"); err != nil {
+		return 0, fmt.Errorf("settling the backlog: %w", err)
 	}
 
 	prefix := fmt.Sprintf("k%d-", time.Now().UnixNano()%1_000_000)

@@ -37,11 +37,10 @@ func (p *platform) scaleRound(ctx context.Context, cfg config, token string, r *
 	// for writing back what came before it (the fill's gigabytes above
 	// all).
 	empty := func() error {
-		_, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox, job_attempts, job_events, inbox, demo_text_stats`)
-		if err == nil {
-			_, err = p.pool.Exec(ctx, `CHECKPOINT`)
+		if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox, job_attempts, job_events, inbox, demo_text_stats`); err != nil {
+			return err
 		}
-		return err
+		return p.settle(ctx, "")
 	}
 	if err := empty(); err != nil {
 		return err
@@ -89,10 +88,23 @@ func (p *platform) fill(ctx context.Context, n int) error {
 			return fmt.Errorf("filling the tables: %w", err)
 		}
 	}
-	for _, stmt := range []string{`VACUUM (ANALYZE) jobs, job_events`, `CHECKPOINT`} {
-		if _, err := p.pool.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("settling the filled tables (%s): %w", stmt, err)
+	if err := p.settle(ctx, "jobs, job_events"); err != nil {
+		return fmt.Errorf("settling the filled tables: %w", err)
+	}
+	return nil
+}
+
+// settle vacuums and analyses tables (a comma-separated list; none when
+// empty), then checkpoints: a measurement that follows starts without
+// an autovacuum or a write-back of what came before it still to run.
+func (p *platform) settle(ctx context.Context, tables string) error {
+	if tables != "" {
+		if _, err := p.pool.Exec(ctx, `VACUUM (ANALYZE) `+tables); err != nil {
+			return fmt.Errorf("vacuuming %s: %w", tables, err)
 		}
+	}
+	if _, err := p.pool.Exec(ctx, `CHECKPOINT`); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return nil
 }
