@@ -22,6 +22,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchyard/switchyard/libs/jobs"
+	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/synchandler"
 	"github.com/switchyard/switchyard/services/gateway/demo"
 )
@@ -191,31 +193,11 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	server = server[min(warm, len(server)):]
 	r.SaturatedP99Ms, r.SaturatedServerP99Ms = ms(percentile(saturated, 0.99)), ms(percentile(server, 0.99))
 
-	// Latency at low load: one request at a time, 10 per second of each,
-	// the insert and the accept taking turns in the same window, so that
-	// a pause of the shared machine (a checkpoint, another process)
-	// falls on both alike. With 300 of each, p99 is the third slowest,
-	// not the slowest. (Emptying the tables first, so that no autovacuum
-	// of the saturation's rows runs in the accept's tables during the
-	// window, did not help: tried 2026-12-07, p99 +6.9 and +3.1 ms.)
-	client := newClient(1)
-	insert := func(ctx context.Context) error {
-		_, err := p.pool.Exec(ctx, `INSERT INTO bench_rows (id, payload) VALUES ($1, $2)`, uuid.New(), benchText)
+	if err := p.lowLoadLatencies(ctx, token, r); err != nil {
 		return err
 	}
-	accept := func(ctx context.Context) error {
-		return call(ctx, client, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
-	}
-	lat, err := pairedLatencies(ctx, 10, 300, insert, accept)
-	if err != nil {
-		return fmt.Errorf("latency at 10/s: %w", err)
-	}
-	r.InsertP50Ms, r.InsertP99Ms = ms(percentile(lat[0], 0.5)), ms(percentile(lat[0], 0.99))
-	r.AcceptP50Ms, r.AcceptP99Ms = ms(percentile(lat[1], 0.5)), ms(percentile(lat[1], 0.99))
 	logger.Info("postgres", "insert_rps", int(r.InsertRPS), "pgbench_tps", int(r.PgbenchTPS), "accept_rps", int(r.AcceptRPS),
-		"gateway_rss_mib", int(r.GatewayRSSBytes/(1<<20)), "insert_p50_ms", r.InsertP50Ms, "insert_p99_ms", r.InsertP99Ms,
-		"accept_p50_ms", r.AcceptP50Ms, "accept_p99_ms", r.AcceptP99Ms,
-		"saturated_p99_ms", r.SaturatedP99Ms, "saturated_server_p99_ms", r.SaturatedServerP99Ms)
+		"gateway_rss_mib", int(r.GatewayRSSBytes/(1<<20)), "saturated_p99_ms", r.SaturatedP99Ms, "saturated_server_p99_ms", r.SaturatedServerP99Ms)
 	if _, err := p.pool.Exec(ctx, `TRUNCATE jobs, watermill_outbox, job_attempts, job_events, inbox, demo_text_stats, bench_rows`); err != nil {
 		return fmt.Errorf("emptying the tables: %w", err)
 	}
@@ -241,25 +223,99 @@ func acceptOnce(ctx context.Context, target *rawTarget) (time.Duration, error) {
 	}
 }
 
-// pairedLatencies calls a and b n times each, one call at a time, rate
-// pairs per second (which goes first alternates), and returns each
-// one's call durations.
-func pairedLatencies(ctx context.Context, rate float64, n int, a, b func(context.Context) error) ([2][]time.Duration, error) {
-	interval := time.Duration(float64(time.Second) / rate)
-	out := [2][]time.Duration{make([]time.Duration, 0, n), make([]time.Duration, 0, n)}
-	calls := [2]func(context.Context) error{a, b}
+// lowLoadLatencies times, one call at a time and 10 per second of each,
+// the accept route and its references: a single-row insert; the accept's
+// own statement (job + outbox) made from here with the store's code, once
+// on the calling goroutine (as before group commit) and once through a
+// group-commit batcher of the gateway's default size, which is what the
+// window costs at low load; a bare Echo server's hello; and the
+// gateway's authenticated hello route, which passes every layer the
+// accept does but the store. They take turns in one window, so that a
+// pause of the shared machine falls on all alike; with 300 of each, p99
+// is the third slowest call, not the slowest. (Emptying the tables first,
+// so that no autovacuum of the saturation's rows runs during the window,
+// did not help: tried 2026-12-07, p99 +6.9 and +3.1 ms.)
+func (p *platform) lowLoadLatencies(ctx context.Context, token string, r *round) error {
+	bare, stop, err := bareServer()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	client := newClient(1)
+	defer client.CloseIdleConnections()
+	store := jobstore.New(p.pool)
+	batcher, err := jobstore.NewBatcher(store, jobstore.DefaultBatchConfig)
+	if err != nil {
+		return err
+	}
+	batching, stopBatching := context.WithCancel(ctx)
+	batcherDone := make(chan struct{})
+	go func() { batcher.Run(batching); close(batcherDone) }()
+	defer func() { stopBatching(); <-batcherDone }()
+	submission := func() jobs.Submission {
+		return jobs.Submission{ID: uuid.Must(uuid.NewV7()).String(), MessageID: uuid.Must(uuid.NewV7()).String(),
+			Type: "bench", ClientID: benchClient, ClientScopes: []string{"jobs:submit", "jobs:read"}, Payload: []byte(benchText)}
+	}
+	calls := []func(context.Context) error{
+		func(ctx context.Context) error {
+			_, err := p.pool.Exec(ctx, `INSERT INTO bench_rows (id, payload) VALUES ($1, $2)`, uuid.New(), benchText)
+			return err
+		},
+		func(ctx context.Context) error {
+			_, _, err := store.Accept(ctx, submission())
+			return err
+		},
+		func(ctx context.Context) error {
+			_, _, err := batcher.Accept(ctx, submission())
+			return err
+		},
+		func(ctx context.Context) error {
+			return call(ctx, client, http.MethodGet, bare+"/hello", "", "", http.StatusOK)
+		},
+		func(ctx context.Context) error {
+			return call(ctx, client, http.MethodGet, p.gateway+"/v1/hello", token, "", http.StatusOK)
+		},
+		func(ctx context.Context) error {
+			return call(ctx, client, http.MethodPost, p.gateway+"/v1/jobs/bench", token, benchText, http.StatusAccepted)
+		},
+	}
+	lat, err := takingTurns(ctx, 10, 300, calls...)
+	if err != nil {
+		return fmt.Errorf("latency at 10/s: %w", err)
+	}
+	for i, into := range []*lowLoad{&r.InsertAt10, &r.StatementAt10, &r.BatchedAt10, &r.BareHelloAt10, &r.GatewayHelloAt10, &r.AcceptAt10} {
+		*into = lowLoad{P50Ms: ms(percentile(lat[i], 0.5)), P99Ms: ms(percentile(lat[i], 0.99))}
+	}
+	p.logger.Info("latency at 10/s (p50, p99 ms)", "insert", r.InsertAt10, "accept_statement", r.StatementAt10, "batched", r.BatchedAt10,
+		"bare_hello", r.BareHelloAt10, "gateway_hello", r.GatewayHelloAt10, "accept", r.AcceptAt10)
+	return nil
+}
+
+// takingTurns makes each call n times, one call at a time and each on
+// its own schedule: rate turns a second, and within a turn the calls
+// evenly spaced (which goes first rotating from one turn to the next),
+// so that none runs on the heels of another (a Postgres backend or a
+// process that has just answered answers again faster than one that
+// has been idle, as every call of a service at this rate has). It
+// returns each call's durations.
+func takingTurns(ctx context.Context, rate float64, n int, calls ...func(context.Context) error) ([][]time.Duration, error) {
+	slot := time.Duration(float64(time.Second) / rate / float64(len(calls)))
+	out := make([][]time.Duration, len(calls))
+	for i := range out {
+		out[i] = make([]time.Duration, 0, n)
+	}
 	next := time.Now()
 	for i := range n {
-		if d := time.Until(next); d > 0 {
-			select {
-			case <-ctx.Done():
-				return out, ctx.Err()
-			case <-time.After(d):
+		for k := range calls {
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-ctx.Done():
+					return out, ctx.Err()
+				case <-time.After(d):
+				}
 			}
-		}
-		next = next.Add(interval)
-		for k := range 2 {
-			which := (i + k) % 2
+			next = next.Add(slot)
+			which := (i + k) % len(calls)
 			start := time.Now()
 			if err := calls[which](ctx); err != nil {
 				return out, err

@@ -46,6 +46,12 @@ func (c config) runs(section string) bool {
 	return len(c.only) == 0 || slices.Contains(c.only, section)
 }
 
+// lowLoad is one call's latency at 10 per second.
+type lowLoad struct {
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+}
+
 // round is what one round measured.
 type round struct {
 	// HelloRPS is a bare Echo server's hello world, GatewayHelloRPS the
@@ -54,15 +60,17 @@ type round struct {
 	// BareTextStatsRPS is a bare Echo server running the demo text-stats
 	// handler, SyncRPS the gateway's authenticated route to it.
 	BareTextStatsRPS, SyncRPS float64
-	// AcceptP50Ms and AcceptP99Ms are the accept route's latency at
-	// 10 req/s, InsertP50Ms and InsertP99Ms a single-row insert's.
-	AcceptP50Ms, AcceptP99Ms float64
+	// AcceptAt10 is the accept route's latency at 10 req/s, and the
+	// others its references' at the same rate in the same window (see
+	// lowLoadLatencies): a single-row insert, the accept's statement
+	// alone, the same through a group-commit batcher, a bare Echo hello
+	// and the gateway's authenticated hello.
+	AcceptAt10, InsertAt10, StatementAt10, BatchedAt10, BareHelloAt10, GatewayHelloAt10 lowLoad
 	// SaturatedP99Ms and SaturatedServerP99Ms are the accept route's p99
 	// at saturation (acceptConcurrency closed-loop clients), as the client
 	// and as the gateway's access log timed it: what admitted requests
 	// under overload are compared with.
 	SaturatedP99Ms, SaturatedServerP99Ms float64
-	InsertP50Ms, InsertP99Ms             float64
 	Overload2x, Overload5x               overload
 	// Beside2x and Beside5x are the overloads' controls: the accept route
 	// at saturation while the excess of 2x and 5x went to the shed sink.
