@@ -102,18 +102,22 @@ func newReport(cfg config, rounds []round) report {
 			name string
 			f    func(lowLoad) float64
 		}{{"p50", func(l lowLoad) float64 { return l.P50Ms }}, {"p99", func(l lowLoad) float64 { return l.P99Ms }}} {
-			add("pgx single-row insert "+q.name+" at 10/s", func(r round) float64 { return q.f(r.InsertAt10) },
-				"gateway: accept "+q.name+" at 10 req/s", func(r round) float64 { return q.f(r.AcceptAt10) }, "ms")
-			rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "the accept's " + q.name + " over the insert's at 10/s (target <= 2)",
-				PlatformValue: median(rounds, func(r round) float64 { return q.f(r.AcceptAt10) - q.f(r.InsertAt10) }), Unit: "ms"})
-			add("pgx single-row insert "+q.name+" at 10/s", func(r round) float64 { return q.f(r.InsertAt10) },
-				"the accept's statement alone (job + outbox) "+q.name+" at 10/s", func(r round) float64 { return q.f(r.StatementAt10) }, "ms")
-			add("the accept's statement alone "+q.name+" at 10/s", func(r round) float64 { return q.f(r.StatementAt10) },
-				"the same through group commit "+q.name+" at 10/s", func(r round) float64 { return q.f(r.BatchedAt10) }, "ms")
-			rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "group commit's cost, " + q.name + " at 10/s (target <= 2)",
-				PlatformValue: median(rounds, func(r round) float64 { return q.f(r.BatchedAt10) - q.f(r.StatementAt10) }), Unit: "ms"})
-			add("bare Echo hello "+q.name+" at 10/s", func(r round) float64 { return q.f(r.BareHelloAt10) },
-				"gateway: authenticated hello "+q.name+" at 10/s", func(r round) float64 { return q.f(r.GatewayHelloAt10) }, "ms")
+			// pair adds the row of plat against ref; with rise set, also
+			// the row of plat's median difference over ref.
+			pair := func(ref string, refF func(round) lowLoad, plat string, platF func(round) lowLoad, rise string) {
+				add(ref+" "+q.name+" at 10/s", func(r round) float64 { return q.f(refF(r)) },
+					plat+" "+q.name+" at 10/s", func(r round) float64 { return q.f(platF(r)) }, "ms")
+				if rise != "" {
+					rep.Rows = append(rep.Rows, row{Reference: "-", Platform: rise + ", " + q.name + " at 10/s (target <= 2)",
+						PlatformValue: median(rounds, func(r round) float64 { return q.f(platF(r)) - q.f(refF(r)) }), Unit: "ms"})
+				}
+			}
+			insert := func(r round) lowLoad { return r.InsertAt10 }
+			statement := func(r round) lowLoad { return r.StatementAt10 }
+			pair("pgx single-row insert", insert, "gateway: accept", func(r round) lowLoad { return r.AcceptAt10 }, "the accept over the insert")
+			pair("pgx single-row insert", insert, "the accept's statement alone (job + outbox)", statement, "")
+			pair("the accept's statement alone", statement, "the same through group commit", func(r round) lowLoad { return r.BatchedAt10 }, "group commit's cost")
+			pair("bare Echo hello", func(r round) lowLoad { return r.BareHelloAt10 }, "gateway: authenticated hello", func(r round) lowLoad { return r.GatewayHelloAt10 }, "")
 		}
 		rep.Rows = append(rep.Rows, row{Reference: "-", Platform: "accepts shed (503 + Retry-After) at saturation",
 			PlatformValue: median(rounds, func(r round) float64 { return float64(r.AcceptShed) }), Unit: "requests"})
