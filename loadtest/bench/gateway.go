@@ -22,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchyard/switchyard/libs/clock"
 	"github.com/switchyard/switchyard/libs/jobs"
 	"github.com/switchyard/switchyard/libs/jobstore"
 	"github.com/switchyard/switchyard/libs/synchandler"
@@ -193,7 +194,7 @@ func (p *platform) acceptRound(ctx context.Context, cfg config, token string, r 
 	server = server[min(warm, len(server)):]
 	r.SaturatedP99Ms, r.SaturatedServerP99Ms = ms(percentile(saturated, 0.99)), ms(percentile(server, 0.99))
 
-	if err := p.lowLoadLatencies(ctx, token, r); err != nil {
+	if err := p.lowLoadLatencies(ctx, token, r, logger); err != nil {
 		return err
 	}
 	logger.Info("postgres", "insert_rps", int(r.InsertRPS), "pgbench_tps", int(r.PgbenchTPS), "accept_rps", int(r.AcceptRPS),
@@ -235,7 +236,7 @@ func acceptOnce(ctx context.Context, target *rawTarget) (time.Duration, error) {
 // is the third slowest call, not the slowest. (Emptying the tables first,
 // so that no autovacuum of the saturation's rows runs during the window,
 // did not help: tried 2026-12-07, p99 +6.9 and +3.1 ms.)
-func (p *platform) lowLoadLatencies(ctx context.Context, token string, r *round) error {
+func (p *platform) lowLoadLatencies(ctx context.Context, token string, r *round, logger *slog.Logger) error {
 	bare, stop, err := bareServer()
 	if err != nil {
 		return err
@@ -286,7 +287,7 @@ func (p *platform) lowLoadLatencies(ctx context.Context, token string, r *round)
 	for i, into := range []*lowLoad{&r.InsertAt10, &r.StatementAt10, &r.BatchedAt10, &r.BareHelloAt10, &r.GatewayHelloAt10, &r.AcceptAt10} {
 		*into = lowLoad{P50Ms: ms(percentile(lat[i], 0.5)), P99Ms: ms(percentile(lat[i], 0.99))}
 	}
-	p.logger.Info("latency at 10/s (p50, p99 ms)", "insert", r.InsertAt10, "accept_statement", r.StatementAt10, "batched", r.BatchedAt10,
+	logger.Info("latency at 10/s (p50, p99 ms)", "insert", r.InsertAt10, "accept_statement", r.StatementAt10, "batched", r.BatchedAt10,
 		"bare_hello", r.BareHelloAt10, "gateway_hello", r.GatewayHelloAt10, "accept", r.AcceptAt10)
 	return nil
 }
@@ -307,12 +308,8 @@ func takingTurns(ctx context.Context, rate float64, n int, calls ...func(context
 	next := time.Now()
 	for i := range n {
 		for k := range calls {
-			if d := time.Until(next); d > 0 {
-				select {
-				case <-ctx.Done():
-					return out, ctx.Err()
-				case <-time.After(d):
-				}
+			if !clock.Sleep(ctx, time.Until(next)) {
+				return out, ctx.Err()
 			}
 			next = next.Add(slot)
 			which := (i + k) % len(calls)
