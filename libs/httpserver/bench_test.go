@@ -27,12 +27,12 @@ func (o *countingObserver) ObserveRequest(context.Context, string, string, int, 
 // metrics on the cheapest possible route.
 func BenchmarkObservability(b *testing.B) {
 	logger := slog.New(slog.NewTextHandler(httptest.NewRecorder(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	build := func(opts ...httpserver.Option) *echo.Echo {
+	build := func(opts ...httpserver.Option) *httpserver.Echo {
 		e := httpserver.NewEcho(logger, opts...)
 		e.GET("/v1/jobs/:id", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 		return e
 	}
-	stacks := []*echo.Echo{
+	stacks := []*httpserver.Echo{
 		build(),
 		build(httpserver.WithMetrics(httpserver.NewHTTPMetrics(prometheus.NewRegistry())), httpserver.WithObserver(&countingObserver{})),
 	}

@@ -125,13 +125,65 @@ func saneRequestID(id string) bool {
 	return true
 }
 
+// Echo is an Echo server with the shared middleware. Its pre-routing
+// middleware (the shared stack, then what Pre adds) is composed into one
+// handler when it is added: echo.Echo's own ServeHTTP composes it anew
+// for every request, a closure per middleware and one for routing, about
+// a tenth of the allocations of a request through the gateway. Serve it
+// as an http.Handler through its own ServeHTTP, not the embedded
+// echo.Echo's.
+type Echo struct {
+	*echo.Echo
+	pre   []echo.MiddlewareFunc
+	use   []echo.MiddlewareFunc
+	chain echo.HandlerFunc
+}
+
+// Pre adds middleware that runs before routing, after what is there.
+func (e *Echo) Pre(m ...echo.MiddlewareFunc) {
+	e.pre = append(e.pre, m...)
+	h := e.route
+	for i := len(e.pre) - 1; i >= 0; i-- {
+		h = e.pre[i](h)
+	}
+	e.chain = h
+}
+
+// Use adds middleware that runs after routing, around the matched
+// route's handler (as echo.Echo's Use).
+func (e *Echo) Use(m ...echo.MiddlewareFunc) { e.use = append(e.use, m...) }
+
+// route finds the request's route and runs its handler (and Use's
+// middleware around it), as echo.Echo.ServeHTTP does after its
+// pre-routing middleware. Routing reads the path from the request as the
+// pre-routing middleware left it.
+func (e *Echo) route(c echo.Context) error {
+	r := c.Request()
+	e.Router().Find(r.Method, echo.GetPath(r), c)
+	h := c.Handler()
+	for i := len(e.use) - 1; i >= 0; i-- {
+		h = e.use[i](h)
+	}
+	return h(c)
+}
+
+// ServeHTTP serves a request through the composed chain.
+func (e *Echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := e.AcquireContext()
+	c.Reset(r, w)
+	if err := e.chain(c); err != nil {
+		e.HTTPErrorHandler(err, c)
+	}
+	e.ReleaseContext(c)
+}
+
 // NewEcho returns an Echo with the shared middleware and error handling.
-func NewEcho(logger *slog.Logger, opts ...Option) *echo.Echo {
+func NewEcho(logger *slog.Logger, opts ...Option) *Echo {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	e := echo.New()
+	e := &Echo{Echo: echo.New()}
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(logger)
@@ -140,18 +192,18 @@ func NewEcho(logger *slog.Logger, opts ...Option) *echo.Echo {
 	e.IPExtractor = echo.ExtractIPDirect()
 	// Before routing, so that a request refused for its path still gets a
 	// request id, an access-log line and a problem body.
-	e.Pre(requestIDMiddleware)
-	e.Pre(traceMiddleware())
-	e.Pre(accessLog(logger, o.metrics, o.observers))
-	e.Pre(middleware.RecoverWithConfig(middleware.RecoverConfig{
-		DisableStackAll: true,
-		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-			logger.ErrorContext(c.Request().Context(), "panic in handler",
-				"error", err, "stack", string(stack), "request_id", RequestID(c.Request().Context()))
-			return err
-		},
-	}))
-	e.Pre(normalizePathMiddleware)
+	e.Pre(requestIDMiddleware,
+		traceMiddleware(),
+		accessLog(logger, o.metrics, o.observers),
+		middleware.RecoverWithConfig(middleware.RecoverConfig{
+			DisableStackAll: true,
+			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+				logger.ErrorContext(c.Request().Context(), "panic in handler",
+					"error", err, "stack", string(stack), "request_id", RequestID(c.Request().Context()))
+				return err
+			},
+		}),
+		normalizePathMiddleware)
 	return e
 }
 

@@ -148,3 +148,53 @@ func (l *syncLog) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestMiddlewareOrder: what Pre adds runs after the shared stack (it sees
+// the request id and a normalised path) and before routing (a rewrite it
+// makes picks the route); what Use adds runs around the matched route's
+// handler, once routing has named the route.
+func TestMiddlewareOrder(t *testing.T) {
+	t.Parallel()
+	e := httpserver.NewEcho(slog.New(slog.DiscardHandler))
+	var order []string
+	e.Pre(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			order = append(order, "pre1 id="+fmt.Sprint(httpserver.RequestID(c.Request().Context()) != "")+" path="+c.Request().URL.Path)
+			if c.Request().URL.Path == "/old" {
+				c.Request().URL.Path = "/new"
+			}
+			return next(c)
+		}
+	})
+	e.Pre(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			order = append(order, "pre2 route="+c.Path())
+			return next(c)
+		}
+	})
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			order = append(order, "use route="+c.Path())
+			return next(c)
+		}
+	})
+	e.GET("/new", func(c echo.Context) error {
+		order = append(order, "handler")
+		return c.String(http.StatusOK, "new")
+	})
+
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/a/../old", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "new", rec.Body.String())
+	require.Equal(t, []string{"pre1 id=true path=/old", "pre2 route=", "use route=/new", "handler"}, order)
+
+	// Unmatched: the pre-routing middleware runs, the route's does not,
+	// and the answer is the shared problem.
+	order = nil
+	rec = httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/missing", nil))
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Equal(t, problem.ContentType, rec.Header().Get("Content-Type"))
+	require.Equal(t, []string{"pre1 id=true path=/missing", "pre2 route="}, order[:2])
+}

@@ -45,6 +45,8 @@ type Response struct {
 	// Status is the HTTP status (200 when zero).
 	Status int
 	// Header holds response headers; Content-Length is set by the gateway.
+	// The gateway only reads it: a handler may answer with a map it keeps
+	// and reuses, as long as it does not change it once returned.
 	Header http.Header
 	// Body is sent as it is.
 	Body []byte

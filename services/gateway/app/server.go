@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg Config, handlers *synchandler.Registry, logger
 		metrics.RegisterCache(cache)
 	}
 	refusals := auditlog.NewRefusals(pool, auditlog.DefaultRefusalLimits, prometheus.DefaultRegisterer, logger)
-	if err := Mount(e, routeFile, Services{
+	if err := Mount(e.Echo, routeFile, Services{
 		API: api, Catalog: catalog,
 		Guard: func(p authn.Policy, accepts []string) echo.MiddlewareFunc {
 			return authn.Guard(credentialsFor(accepts, verifier, apiKeys), logger, p)

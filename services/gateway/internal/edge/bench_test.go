@@ -101,7 +101,7 @@ func BenchmarkProtections(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	build := func(withEdge bool, limiter ratelimit.Limiter) *echo.Echo {
+	build := func(withEdge bool, limiter ratelimit.Limiter) *httpserver.Echo {
 		doc := protectedRoutes
 		if !withEdge {
 			doc = `
@@ -133,14 +133,14 @@ routes:
 			e.Pre(ed.Pre)
 			svc.Edge = ed
 		}
-		if err := app.Mount(e, f, svc); err != nil {
+		if err := app.Mount(e.Echo, f, svc); err != nil {
 			b.Fatal(err)
 		}
 		return e
 	}
 	stacks := []struct {
 		name string
-		e    *echo.Echo
+		e    *httpserver.Echo
 	}{
 		{"off", build(false, nil)},
 		{"on-local", build(true, ratelimit.NewLocal())},

@@ -85,7 +85,7 @@ func newGateway(t *testing.T, cfg edge.Config, routesYAML string, opts ...func(*
 	e := httpserver.NewEcho(logger)
 	e.IPExtractor = g.edge.ClientIP
 	e.Pre(g.edge.Pre)
-	require.NoError(t, app.Mount(e, f, app.Services{
+	require.NoError(t, app.Mount(e.Echo, f, app.Services{
 		Guard: func(p authn.Policy, _ []string) echo.MiddlewareFunc { return authn.Guard(bearerClients{}, logger, p) },
 		Sync:  syncroute.Options{Handlers: handlers, Metrics: syncroute.NewMetrics(prometheus.NewRegistry()), Logger: logger},
 		Edge:  g.edge,

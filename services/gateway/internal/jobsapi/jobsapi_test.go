@@ -86,7 +86,7 @@ func newServer(t testing.TB, store jobsapi.Store, publicURL string, configure ..
 	for _, fn := range configure {
 		fn(api)
 	}
-	api.Register(e, authn.Middleware(headerAuth{}, logger))
+	api.Register(e.Echo, authn.Middleware(headerAuth{}, logger))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return srv

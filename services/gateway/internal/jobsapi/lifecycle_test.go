@@ -244,7 +244,7 @@ func TestCallbackURLWhenCallbacksAreNotDeclared(t *testing.T) {
 	e := httpserver.NewEcho(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	api := jobsapi.New(jobstore.New(pool), catalog, "")
 	api.Callbacks = callbacks.NewHostPolicy(callbacks.NewStore(pool), 0)
-	api.Register(e, authn.Middleware(headerAuth{}, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	api.Register(e.Echo, authn.Middleware(headerAuth{}, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	env := &env{pool: pool, srv: srv}

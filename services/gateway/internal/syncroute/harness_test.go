@@ -121,7 +121,7 @@ func (headerAuth) Authenticate(r *http.Request) (authn.Identity, error) {
 
 // gateway serves one sync route parsed from a routes file entry.
 type gateway struct {
-	e      *echo.Echo
+	e      *httpserver.Echo
 	srv    *httptest.Server
 	route  *syncroute.Route
 	reg    *prometheus.Registry
@@ -142,6 +142,9 @@ func newGateway(t testing.TB, entry string) *gateway {
 	})))
 	require.NoError(t, handlers.Register("ok", synchandler.Func(func(context.Context, synchandler.Request) (synchandler.Response, error) {
 		return synchandler.Response{Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"ok":true}`)}, nil
+	})))
+	require.NoError(t, handlers.Register("shared-header", synchandler.Func(func(context.Context, synchandler.Request) (synchandler.Response, error) {
+		return synchandler.Response{Header: sharedHeader, Body: []byte(`{"shared":true}`)}, nil
 	})))
 	require.NoError(t, handlers.Register("fails", synchandler.Func(func(_ context.Context, req synchandler.Request) (synchandler.Response, error) {
 		return synchandler.Response{Status: http.StatusServiceUnavailable, Body: []byte(`{"busy":true}`)}, nil
@@ -177,6 +180,15 @@ func newGateway(t testing.TB, entry string) *gateway {
 		g.trans.CloseIdleConnections()
 	})
 	return g
+}
+
+// sharedHeader is the one header map the "shared-header" handler answers
+// every call with, as a handler may (synchandler.Response.Header), with
+// a Content-Length the gateway must not send and must not delete.
+var sharedHeader = http.Header{
+	"Content-Type":   {"application/json"},
+	"Content-Length": {"999"},
+	"Cache-Control":  {"max-age=60"},
 }
 
 type names map[string]bool

@@ -30,7 +30,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -173,8 +172,11 @@ func New(r routes.Route, opts Options) (*Route, error) {
 
 // isSuccess: only failures of the target count against the breaker.
 func isSuccess(err error) bool {
+	if err == nil {
+		return true // without errors.As's target, which escapes: one allocation per call
+	}
 	var refusal *synchandler.Refusal
-	return err == nil || errors.As(err, &refusal)
+	return errors.As(err, &refusal)
 }
 
 // stateChanged runs under the breaker's lock: it must not call it.
@@ -309,7 +311,9 @@ func (rt *Route) store(key string, rep *reply) {
 	if upstreamAge >= ttl {
 		return
 	}
-	rt.cache.Put(key, &respcache.Entry{Status: rep.status, Header: rep.header, Body: rep.body,
+	// A clone: a handler's answer may be its own header map, kept and
+	// reused.
+	rt.cache.Put(key, &respcache.Entry{Status: rep.status, Header: rep.header.Clone(), Body: rep.body,
 		Stored: now, Expires: now.Add(ttl - upstreamAge), UpstreamAge: upstreamAge})
 }
 
@@ -551,9 +555,15 @@ func (rt *Route) write(c echo.Context, rep *reply, cacheStatus string) error {
 	return nil
 }
 
+// copyHeader sets src's headers in dst, all but Content-Length (write
+// sets it). dst shares src's value slices, capped at their length, so
+// that an Add to dst makes a slice of its own instead of writing into
+// src's (a cached entry's, or a handler's).
 func copyHeader(dst, src http.Header) {
 	for k, vs := range src {
-		dst[k] = slices.Clone(vs)
+		if k != "Content-Length" {
+			dst[k] = vs[:len(vs):len(vs)]
+		}
 	}
 }
 

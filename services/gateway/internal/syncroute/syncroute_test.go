@@ -448,6 +448,26 @@ breaker: {consecutive_failures: 2}`)
 	require.Equal(t, gobreaker.StateOpen, f.route.State())
 }
 
+// TestHandlersHeaderIsOnlyRead: a handler may answer every call with the
+// same header map; the gateway sends its own Content-Length, adds its
+// headers to the response, and leaves the map as it was, cached or not.
+func TestHandlersHeaderIsOnlyRead(t *testing.T) {
+	t.Parallel()
+	before := sharedHeader.Clone()
+	for _, cache := range []string{"", "\ncache: {ttl: 1m}"} {
+		g := newGateway(t, "method: GET\npath: /v1/shared\nmode: sync\nhandler: shared-header"+cache)
+		for range 3 {
+			r := g.get(t, "/v1/shared", "c")
+			require.Equal(t, http.StatusOK, r.status)
+			require.Equal(t, `{"shared":true}`, r.body)
+			require.Equal(t, strconv.Itoa(len(r.body)), r.header.Get("Content-Length"))
+			require.Equal(t, "application/json", r.header.Get("Content-Type"))
+			require.NotEmpty(t, r.header.Get("X-Request-Id"))
+		}
+		require.Equal(t, before, sharedHeader, "the handler's map is unchanged")
+	}
+}
+
 // TestDegradeToAsync: while the breaker is open, a request that prefers
 // an asynchronous answer is accepted as a job; others get 503.
 func TestDegradeToAsync(t *testing.T) {

@@ -239,10 +239,7 @@ func (t *handlerTarget) call(ctx context.Context, in *inbound) (rep *reply, err 
 	if resp.Status < 200 || resp.Status > 599 {
 		return nil, fmt.Errorf("%w: handler %s answered status %d", errHandler, t.name, resp.Status)
 	}
-	h := resp.Header.Clone()
-	if h == nil {
-		h = http.Header{}
-	}
-	h.Del("Content-Length")
-	return &reply{status: resp.Status, header: h, body: resp.Body}, nil
+	// The handler's header map as it is: the gateway only reads it
+	// (copyHeader, and a clone when the answer is cached).
+	return &reply{status: resp.Status, header: resp.Header, body: resp.Body}, nil
 }

@@ -102,7 +102,7 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	api.Keys = &adminapi.APIKeys{Store: apikeys.NewStore(pool, hasher), ClientScopes: clients.Scopes, CanCreate: true}
 	api.Jobs = jobstore.New(pool)
-	api.Mount(e, adminapi.GuardsFor(headerAuth{}, logger, nil))
+	api.Mount(e.Echo, adminapi.GuardsFor(headerAuth{}, logger, nil))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &env{pool: pool, store: store, queues: queues, drain: dr, srv: srv}

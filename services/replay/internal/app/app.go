@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return config.Invalid(err)
 	}
 	refusals := auditlog.NewRefusals(pool, auditlog.DefaultRefusalLimits, prometheus.DefaultRegisterer, logger)
-	api.Mount(e, adminapi.GuardsFor(verifier, logger, refusals))
+	api.Mount(e.Echo, adminapi.GuardsFor(verifier, logger, refusals))
 	if cfg.Console.Enabled {
 		con, err := console.New(cfg.Console, console.Deps{
 			Sessions: console.NewSessions(pool, cfg.Console.SessionIdle, cfg.Console.SessionMax),
@@ -193,7 +193,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		con.Mount(e)
+		con.Mount(e.Echo)
 	}
 	e.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
 

@@ -123,14 +123,14 @@ func newBenchEnv(tb testing.TB) (*benchEnv, error) {
 	api.UsageSeries = func(ctx context.Context, q usage.Query, step time.Duration) ([]usage.Point, error) {
 		return usage.Series(ctx, pool, q, step)
 	}
-	api.Mount(e, adminapi.GuardsFor(tokenAuth{}, logger, nil))
+	api.Mount(e.Echo, adminapi.GuardsFor(tokenAuth{}, logger, nil))
 	sessions := console.NewSessions(pool, time.Hour, 8*time.Hour)
 	con, err := console.New(console.Settings{Enabled: true, SessionIdle: time.Hour, SessionMax: 8 * time.Hour},
 		console.Deps{Sessions: sessions, API: e, Store: store, Authenticator: tokenAuth{}, Issuer: "http://unused", Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	con.Mount(e)
+	con.Mount(e.Echo)
 	cookie, _, err := sessions.Create(ctx, console.NewSession{ClientID: "bench-op", ClientSecret: "unused", Scopes: []string{adminapi.Scope},
 		Token: "bench-token", TokenExpiry: time.Now().Add(24 * time.Hour)})
 	if err != nil {

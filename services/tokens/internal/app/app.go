@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	httpMetrics := httpserver.NewHTTPMetrics(prometheus.DefaultRegisterer)
 	e := httpserver.NewEcho(logger, httpserver.WithMetrics(httpMetrics))
-	api.Register(e)
+	api.Register(e.Echo)
 
 	publicL, opsL, err := httpserver.ListenPublicAndOps(ctx, cfg.Addr, cfg.OpsAddr)
 	if err != nil {

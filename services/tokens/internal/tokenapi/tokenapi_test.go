@@ -55,7 +55,7 @@ func newEnv(t *testing.T, limits tokenapi.Limits) *env {
 	api, err := tokenapi.New(tokenapi.Config{Issuer: srv.URL, Audience: "switchyard", TokenTTL: 15 * time.Minute,
 		ClockSkew: time.Minute, JWKSMaxAge: time.Minute, Limits: limits}, store, staticKeys{ring}, logger, nil)
 	require.NoError(t, err)
-	api.Register(e)
+	api.Register(e.Echo)
 	c, secret, err := store.Create(context.Background(), oauthclients.NewClient{ID: "billing", Scopes: []string{"jobs:read", "jobs:submit"}})
 	require.NoError(t, err)
 	return &env{srv: srv, store: store, logs: logs, keys: ring, id: c.ID, secret: secret}
@@ -271,7 +271,7 @@ func TestNoSigningKeyIsA503WithRetryAfter(t *testing.T) {
 	api, err := tokenapi.New(tokenapi.Config{Issuer: srv.URL, Audience: "switchyard", TokenTTL: 15 * time.Minute,
 		ClockSkew: time.Minute, JWKSMaxAge: time.Minute, Limits: noLimits}, store, staticKeys{signingkeys.Ring{}}, slog.New(slog.DiscardHandler), nil)
 	require.NoError(t, err)
-	api.Register(e)
+	api.Register(e.Echo)
 	c, secret, err := store.Create(context.Background(), oauthclients.NewClient{ID: "billing", Scopes: []string{"jobs:read"}})
 	require.NoError(t, err)
 	env := &env{srv: srv, store: store, id: c.ID, secret: secret}
