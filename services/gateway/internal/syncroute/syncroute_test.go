@@ -456,8 +456,11 @@ func TestHandlersHeaderIsOnlyRead(t *testing.T) {
 	before := sharedHeader.Clone()
 	for _, cache := range []string{"", "\ncache: {ttl: 1m}"} {
 		g := newGateway(t, "method: GET\npath: /v1/shared\nmode: sync\nhandler: shared-header"+cache)
-		for range 3 {
+		for i := range 3 {
 			r := g.get(t, "/v1/shared", "c")
+			if cache != "" && i > 0 {
+				require.Equal(t, "HIT", r.header.Get("X-Cache"), "served from the cache's copy")
+			}
 			require.Equal(t, http.StatusOK, r.status)
 			require.Equal(t, `{"shared":true}`, r.body)
 			require.Equal(t, strconv.Itoa(len(r.body)), r.header.Get("Content-Length"))
